@@ -1,0 +1,74 @@
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Optional as _Optional
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DataSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DATA_SOURCE_UNSPECIFIED: _ClassVar[DataSource]
+    DATA_SOURCE_COMMERCE: _ClassVar[DataSource]
+    DATA_SOURCE_PAYMENTS: _ClassVar[DataSource]
+    DATA_SOURCE_IDENTITY: _ClassVar[DataSource]
+    DATA_SOURCE_EXTERNAL: _ClassVar[DataSource]
+    DATA_SOURCE_OUTCOMES: _ClassVar[DataSource]
+
+class Purpose(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PURPOSE_UNSPECIFIED: _ClassVar[Purpose]
+    PURPOSE_CREDIT_SCORING: _ClassVar[Purpose]
+    PURPOSE_MODEL_DEVELOPMENT: _ClassVar[Purpose]
+
+class ScoreBand(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SCORE_BAND_UNSPECIFIED: _ClassVar[ScoreBand]
+    SCORE_BAND_POOR: _ClassVar[ScoreBand]
+    SCORE_BAND_FAIR: _ClassVar[ScoreBand]
+    SCORE_BAND_GOOD: _ClassVar[ScoreBand]
+    SCORE_BAND_VERY_GOOD: _ClassVar[ScoreBand]
+    SCORE_BAND_EXCELLENT: _ClassVar[ScoreBand]
+
+class ScoreState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SCORE_STATE_UNSPECIFIED: _ClassVar[ScoreState]
+    SCORE_STATE_SCORED: _ClassVar[ScoreState]
+    SCORE_STATE_INSUFFICIENT_DATA: _ClassVar[ScoreState]
+DATA_SOURCE_UNSPECIFIED: DataSource
+DATA_SOURCE_COMMERCE: DataSource
+DATA_SOURCE_PAYMENTS: DataSource
+DATA_SOURCE_IDENTITY: DataSource
+DATA_SOURCE_EXTERNAL: DataSource
+DATA_SOURCE_OUTCOMES: DataSource
+PURPOSE_UNSPECIFIED: Purpose
+PURPOSE_CREDIT_SCORING: Purpose
+PURPOSE_MODEL_DEVELOPMENT: Purpose
+SCORE_BAND_UNSPECIFIED: ScoreBand
+SCORE_BAND_POOR: ScoreBand
+SCORE_BAND_FAIR: ScoreBand
+SCORE_BAND_GOOD: ScoreBand
+SCORE_BAND_VERY_GOOD: ScoreBand
+SCORE_BAND_EXCELLENT: ScoreBand
+SCORE_STATE_UNSPECIFIED: ScoreState
+SCORE_STATE_SCORED: ScoreState
+SCORE_STATE_INSUFFICIENT_DATA: ScoreState
+
+class Reason(_message.Message):
+    __slots__ = ("code", "text", "points_lost", "feature")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    POINTS_LOST_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    text: str
+    points_lost: float
+    feature: str
+    def __init__(self, code: _Optional[str] = ..., text: _Optional[str] = ..., points_lost: _Optional[float] = ..., feature: _Optional[str] = ...) -> None: ...
+
+class FeatureValue(_message.Message):
+    __slots__ = ("name", "value")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    value: float
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...

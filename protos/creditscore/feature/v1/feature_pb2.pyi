@@ -1,0 +1,62 @@
+import datetime
+
+from creditscore.common.v1 import common_pb2 as _common_pb2
+from creditscore.records.v1 import records_pb2 as _records_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class RecordEnvelope(_message.Message):
+    __slots__ = ("producer_id", "record")
+    PRODUCER_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    producer_id: str
+    record: _records_pb2.Record
+    def __init__(self, producer_id: _Optional[str] = ..., record: _Optional[_Union[_records_pb2.Record, _Mapping]] = ...) -> None: ...
+
+class ApplyRecordsRequest(_message.Message):
+    __slots__ = ("request_id", "records")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    records: _containers.RepeatedCompositeFieldContainer[RecordEnvelope]
+    def __init__(self, request_id: _Optional[str] = ..., records: _Optional[_Iterable[_Union[RecordEnvelope, _Mapping]]] = ...) -> None: ...
+
+class ApplyRecordsResponse(_message.Message):
+    __slots__ = ("applied_count", "duplicate_count")
+    APPLIED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    applied_count: int
+    duplicate_count: int
+    def __init__(self, applied_count: _Optional[int] = ..., duplicate_count: _Optional[int] = ...) -> None: ...
+
+class GetFeatureVectorRequest(_message.Message):
+    __slots__ = ("subject_id", "as_of_time")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_TIME_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    as_of_time: _timestamp_pb2.Timestamp
+    def __init__(self, subject_id: _Optional[str] = ..., as_of_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class FeatureVector(_message.Message):
+    __slots__ = ("subject_id", "as_of_time", "features", "record_count")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_TIME_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    as_of_time: _timestamp_pb2.Timestamp
+    features: _containers.RepeatedCompositeFieldContainer[_common_pb2.FeatureValue]
+    record_count: int
+    def __init__(self, subject_id: _Optional[str] = ..., as_of_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., features: _Optional[_Iterable[_Union[_common_pb2.FeatureValue, _Mapping]]] = ..., record_count: _Optional[int] = ...) -> None: ...
+
+class GetFeatureVectorResponse(_message.Message):
+    __slots__ = ("feature_vector",)
+    FEATURE_VECTOR_FIELD_NUMBER: _ClassVar[int]
+    feature_vector: FeatureVector
+    def __init__(self, feature_vector: _Optional[_Union[FeatureVector, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,45 @@
+import datetime
+
+from creditscore.common.v1 import common_pb2 as _common_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class GetCreditScoreRequest(_message.Message):
+    __slots__ = ("subject_id",)
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    def __init__(self, subject_id: _Optional[str] = ...) -> None: ...
+
+class CreditScore(_message.Message):
+    __slots__ = ("subject_id", "state", "score", "band", "probability_of_bad", "reasons", "model_version", "coverage", "score_time")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    BAND_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITY_OF_BAD_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    SCORE_TIME_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    state: _common_pb2.ScoreState
+    score: int
+    band: _common_pb2.ScoreBand
+    probability_of_bad: float
+    reasons: _containers.RepeatedCompositeFieldContainer[_common_pb2.Reason]
+    model_version: str
+    coverage: float
+    score_time: _timestamp_pb2.Timestamp
+    def __init__(self, subject_id: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.ScoreState, str]] = ..., score: _Optional[int] = ..., band: _Optional[_Union[_common_pb2.ScoreBand, str]] = ..., probability_of_bad: _Optional[float] = ..., reasons: _Optional[_Iterable[_Union[_common_pb2.Reason, _Mapping]]] = ..., model_version: _Optional[str] = ..., coverage: _Optional[float] = ..., score_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetCreditScoreResponse(_message.Message):
+    __slots__ = ("credit_score",)
+    CREDIT_SCORE_FIELD_NUMBER: _ClassVar[int]
+    credit_score: CreditScore
+    def __init__(self, credit_score: _Optional[_Union[CreditScore, _Mapping]] = ...) -> None: ...

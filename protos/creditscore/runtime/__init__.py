@@ -1,0 +1,85 @@
+"""creditscore.runtime: the one shared library of the services.
+
+Server bootstrap (health, reflection, graceful stop), the error model and its
+interceptor, client channels with deadlines and retries, tracing from ``OTEL_*``,
+settings from the environment, database engines, and small protobuf helpers.
+"""
+
+from ._channels import ChannelSettings, create_channel, derive_timeout
+from ._config import SettingsError, env_field, from_env
+from ._db import create_schema, make_engine, normalize_database_url
+from ._errors import (
+    Aborted,
+    AlreadyExists,
+    CallError,
+    DeadlineExceeded,
+    DomainError,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+    Violations,
+    to_status,
+)
+from ._interceptors import ErrorInterceptor
+from ._proto import (
+    decode_page_token,
+    encode_page_token,
+    from_timestamp,
+    page_size,
+    to_timestamp,
+    utcnow,
+)
+from ._server import (
+    RegisteredService,
+    ServerHandle,
+    ServerSettings,
+    create_server,
+    run_main,
+    serve,
+)
+from ._telemetry import configure_tracing
+
+__all__ = [
+    "Aborted",
+    "AlreadyExists",
+    "CallError",
+    "ChannelSettings",
+    "DeadlineExceeded",
+    "DomainError",
+    "ErrorInterceptor",
+    "FailedPrecondition",
+    "FieldViolation",
+    "InvalidArgument",
+    "NotFound",
+    "PermissionDenied",
+    "RegisteredService",
+    "ResourceExhausted",
+    "ServerHandle",
+    "ServerSettings",
+    "SettingsError",
+    "Unauthenticated",
+    "Unavailable",
+    "Violations",
+    "configure_tracing",
+    "create_channel",
+    "create_schema",
+    "decode_page_token",
+    "derive_timeout",
+    "encode_page_token",
+    "env_field",
+    "from_env",
+    "from_timestamp",
+    "make_engine",
+    "normalize_database_url",
+    "page_size",
+    "run_main",
+    "serve",
+    "to_status",
+    "to_timestamp",
+    "utcnow",
+]

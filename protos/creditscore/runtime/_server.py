@@ -1,0 +1,182 @@
+"""Server bootstrap: health, reflection, error mapping, tracing, graceful stop.
+
+A service's ``server.py`` builds its servicers and calls ``create_server``; its
+``__main__`` calls ``serve`` which runs until SIGTERM or SIGINT:
+
+    health -> NOT_SERVING, server.stop(grace), on-stop hooks, tracer flush.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.sdk.trace import TracerProvider
+
+from ._config import env_field
+from ._interceptors import ErrorInterceptor
+
+__all__ = ["RegisteredService", "ServerHandle", "ServerSettings", "create_server", "run_main", "serve"]
+
+log = logging.getLogger("creditscore.runtime")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How a server listens and stops. Every service embeds these."""
+
+    host: str = env_field("GRPC_HOST", "0.0.0.0", help="address to bind")
+    port: int = env_field("GRPC_PORT", 0, help="port to bind; 0 picks a free one")
+    grace_seconds: float = env_field("GRPC_GRACE_SECONDS", 10.0, help="drain time on SIGTERM")
+    max_message_bytes: int = env_field("GRPC_MAX_MESSAGE_BYTES", 8 * 1024 * 1024)
+    max_connection_age_ms: int = env_field(
+        "GRPC_MAX_CONNECTION_AGE_MS", 300_000, help="clients reconnect after this, spreading load"
+    )
+
+    def server_options(self) -> list[tuple[str, Any]]:
+        return [
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", self.max_message_bytes),
+            ("grpc.max_send_message_length", self.max_message_bytes),
+            ("grpc.max_connection_age_ms", self.max_connection_age_ms),
+            ("grpc.max_connection_age_grace_ms", 30_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ]
+
+
+@dataclass(frozen=True)
+class RegisteredService:
+    """A servicer and how to add it: ``(descriptor, add_XServicer_to_server, servicer)``."""
+
+    descriptor: Any  # google.protobuf.descriptor.ServiceDescriptor
+    add_to_server: Callable[[Any, grpc.aio.Server], None]
+    servicer: Any
+
+    @property
+    def name(self) -> str:
+        return str(self.descriptor.full_name)
+
+
+@dataclass
+class ServerHandle:
+    """A built server: what ``create_server`` returns and ``serve`` runs."""
+
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    service_names: tuple[str, ...]
+    tracer_provider: TracerProvider | None = None
+    on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        await self.server.start()
+        for hook in self.on_start:
+            await hook()
+        for name in ("", *self.service_names):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace: float | None = 5.0) -> None:
+        """NOT_SERVING, drain in-flight calls for ``grace`` seconds, run on-stop hooks."""
+        for name in ("", *self.service_names):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.stop(grace)
+        for hook in reversed(self.on_stop):
+            try:
+                await hook()
+            except Exception:  # noqa: BLE001 - stopping goes on
+                log.exception("on-stop hook failed")
+        if self.tracer_provider is not None:
+            self.tracer_provider.force_flush()
+
+
+def create_server(
+    services: Sequence[RegisteredService],
+    settings: ServerSettings,
+    *,
+    domain: str,
+    tracer_provider: TracerProvider | None = None,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+) -> ServerHandle:
+    """Builds (does not start) a ``grpc.aio`` server with the given services, the
+    health service, reflection, the error interceptor and, when a tracer provider
+    is given, the OpenTelemetry server interceptor. Binds ``settings.port`` (0 picks
+    a free port, returned in the handle)."""
+    chain: list[grpc.aio.ServerInterceptor] = []
+    if tracer_provider is not None:
+        from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+        chain.append(aio_server_interceptor(tracer_provider=tracer_provider))
+    chain.append(ErrorInterceptor(domain))
+    chain.extend(interceptors)
+    server = grpc.aio.server(interceptors=chain, options=settings.server_options())
+    for service in services:
+        service.add_to_server(service.servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = tuple(s.name for s in services)
+    health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+    reflection.enable_server_reflection((*names, health_name, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    if port == 0:
+        raise OSError(f"could not bind {settings.host}:{settings.port}")
+    return ServerHandle(
+        server=server,
+        port=port,
+        health=health_servicer,
+        service_names=names,
+        tracer_provider=tracer_provider,
+    )
+
+
+async def serve(handle: ServerHandle, settings: ServerSettings) -> None:
+    """Starts ``handle`` and runs until SIGTERM or SIGINT, then stops it gracefully."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await handle.start()
+    log.info("serving %s on port %d", ", ".join(handle.service_names), handle.port)
+    print(f"READY {','.join(handle.service_names)} port={handle.port}", flush=True)
+    await stopping.wait()
+    log.info("stopping: draining for up to %.1fs", settings.grace_seconds)
+    await handle.stop(settings.grace_seconds)
+    log.info("stopped")
+
+
+def run_main(
+    service_name: str,
+    settings_cls: type[Any],
+    build: Callable[..., Awaitable[ServerHandle]],
+) -> None:
+    """The whole ``python -m <service>``: settings from the environment, tracing
+    from ``OTEL_*``, build, serve until SIGTERM. ``settings_cls`` has a ``server``
+    field of ``ServerSettings``; ``build(settings, tracer_provider=...)`` returns
+    the handle."""
+    import os
+
+    from ._config import from_env
+    from ._telemetry import configure_tracing
+
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+        format=f"%(asctime)s {service_name} %(levelname)s %(name)s: %(message)s",
+    )
+    settings = from_env(settings_cls)
+    tracer_provider = configure_tracing(service_name)
+
+    async def _run() -> None:
+        handle = await build(settings, tracer_provider=tracer_provider)
+        await serve(handle, settings.server)
+
+    asyncio.run(_run())
+    if tracer_provider is not None:
+        tracer_provider.shutdown()

@@ -1,0 +1,134 @@
+"""The shared runtime on a real in-process server: errors, health, reflection, stop."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
+from creditscore.runtime import (
+    CallError,
+    ChannelSettings,
+    InvalidArgument,
+    NotFound,
+    RegisteredService,
+    ServerSettings,
+    SettingsError,
+    Violations,
+    create_channel,
+    create_server,
+    decode_page_token,
+    encode_page_token,
+    env_field,
+    from_env,
+    normalize_database_url,
+)
+
+
+class _Servicer(consent_pb2_grpc.ConsentServiceServicer):
+    async def GetSubject(self, request, context):
+        if request.subject_id == "missing":
+            raise NotFound("no such subject", reason="SUBJECT_NOT_FOUND", metadata={"k": "v"})
+        if request.subject_id == "boom":
+            raise RuntimeError("secret internals")
+        v = Violations()
+        v.check(request.subject_id != "", "subject_id", "must be set")
+        v.raise_if_any("the request is not valid")
+        return consent_pb2.GetSubjectResponse(subject=consent_pb2.Subject(subject_id=request.subject_id))
+
+
+@pytest.fixture
+async def served():
+    handle = create_server(
+        [RegisteredService(consent_pb2.DESCRIPTOR.services_by_name["ConsentService"],
+                           consent_pb2_grpc.add_ConsentServiceServicer_to_server, _Servicer())],
+        ServerSettings(host="127.0.0.1", port=0),
+        domain="test.creditscore",
+    )
+    await handle.start()
+    channel = create_channel(f"127.0.0.1:{handle.port}")
+    try:
+        yield handle, channel
+    finally:
+        await channel.close()
+        await handle.stop(0)
+
+
+async def test_domain_errors_travel_as_rich_status(served):
+    _, channel = served
+    stub = consent_pb2_grpc.ConsentServiceStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.GetSubject(consent_pb2.GetSubjectRequest(subject_id=""), timeout=2)
+    err = CallError.from_rpc_error(info.value)
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.reason == "INVALID_ARGUMENT" and err.domain == "test.creditscore"
+    assert [(v.field, v.description) for v in err.violations] == [("subject_id", "must be set")]
+
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.GetSubject(consent_pb2.GetSubjectRequest(subject_id="missing"), timeout=2)
+    err = CallError.from_rpc_error(info.value)
+    assert (err.code, err.reason, err.metadata) == (grpc.StatusCode.NOT_FOUND, "SUBJECT_NOT_FOUND", {"k": "v"})
+
+
+async def test_unexpected_error_is_internal_without_its_text(served, caplog):
+    _, channel = served
+    stub = consent_pb2_grpc.ConsentServiceStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.GetSubject(consent_pb2.GetSubjectRequest(subject_id="boom"), timeout=2)
+    err = CallError.from_rpc_error(info.value)
+    assert err.code == grpc.StatusCode.INTERNAL and err.reason == "INTERNAL"
+    assert "secret" not in err.message
+
+
+async def test_health_and_reflection(served):
+    handle, channel = served
+    health = health_pb2_grpc.HealthStub(channel)
+    for name in ("", "creditscore.consent.v1.ConsentService"):
+        reply = await health.Check(health_pb2.HealthCheckRequest(service=name), timeout=2)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    refl = reflection_pb2_grpc.ServerReflectionStub(channel)
+    replies = [r async for r in refl.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=2)]
+    names = {s.name for s in replies[0].list_services_response.service}
+    assert {"creditscore.consent.v1.ConsentService", "grpc.health.v1.Health"} <= names
+    await handle.stop(0)
+    # After stop the port refuses: the call fails fast with UNAVAILABLE.
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await health.Check(health_pb2.HealthCheckRequest(), timeout=1,
+                           wait_for_ready=False)
+    assert info.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def test_settings_from_env():
+    @dataclasses.dataclass(frozen=True)
+    class S:
+        server: ServerSettings = dataclasses.field(default_factory=lambda: ServerSettings(port=50051))
+        name: str = env_field("NAME", "x")
+        ratio: float = env_field("RATIO", 0.5)
+        flag: bool = env_field("FLAG", False)
+        items: tuple[str, ...] = env_field("ITEMS", ())
+
+    assert from_env(S, {}).server.port == 50051
+    s = from_env(S, {"GRPC_PORT": "7", "NAME": "y", "RATIO": "2", "FLAG": "yes", "ITEMS": "a, b"})
+    assert (s.server.port, s.name, s.ratio, s.flag, s.items) == (7, "y", 2.0, True, ("a", "b"))
+    with pytest.raises(SettingsError, match="GRPC_PORT"):
+        from_env(S, {"GRPC_PORT": "seven"})
+    with pytest.raises(SettingsError, match="FLAG"):
+        from_env(S, {"FLAG": "maybe"})
+
+
+def test_page_tokens_round_trip_and_reject_garbage():
+    assert decode_page_token(encode_page_token({"after": "x", "n": 3})) == {"after": "x", "n": 3}
+    assert decode_page_token("") is None
+    with pytest.raises(InvalidArgument):
+        decode_page_token("%%%not-a-token")
+
+
+def test_database_urls_get_async_drivers():
+    assert normalize_database_url("sqlite:///var/a.db") == "sqlite+aiosqlite:///var/a.db"
+    assert normalize_database_url("postgresql://u@h/db").startswith("postgresql+asyncpg://")
+    assert ChannelSettings.default.service_config().count("UNAVAILABLE") == 1
