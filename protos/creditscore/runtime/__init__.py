@@ -7,7 +7,7 @@ settings from the environment, database engines, and small protobuf helpers.
 
 from ._channels import ChannelSettings, create_channel, derive_timeout
 from ._config import SettingsError, env_field, from_env
-from ._db import create_schema, make_engine, normalize_database_url
+from ._db import UtcDateTime, create_schema, dialect_insert, make_engine, normalize_database_url
 from ._errors import (
     Aborted,
     AlreadyExists,
@@ -64,12 +64,14 @@ __all__ = [
     "SettingsError",
     "Unauthenticated",
     "Unavailable",
+    "UtcDateTime",
     "Violations",
     "configure_tracing",
     "create_channel",
     "create_schema",
     "decode_page_token",
     "derive_timeout",
+    "dialect_insert",
     "encode_page_token",
     "env_field",
     "from_env",

@@ -9,12 +9,48 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from sqlalchemy import MetaData, event
+from datetime import UTC, datetime
+
+from sqlalchemy import DateTime, MetaData, Table, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.types import TypeDecorator
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-__all__ = ["create_schema", "make_engine", "normalize_database_url"]
+__all__ = ["UtcDateTime", "create_schema", "dialect_insert", "make_engine", "normalize_database_url"]
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware (SQLite
+    keeps no zone; PostgreSQL uses timestamptz)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UtcDateTime column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def dialect_insert(dialect_name: str, table: Table) -> Any:
+    """``INSERT`` for ``table`` that offers ``on_conflict_do_nothing`` /
+    ``on_conflict_do_update`` on both SQLite and PostgreSQL
+    (``dialect_name`` is ``engine.dialect.name``)."""
+    if dialect_name == "postgresql":
+        return postgresql.insert(table)
+    if dialect_name == "sqlite":
+        return sqlite.insert(table)
+    raise ValueError(f"unsupported database dialect {dialect_name!r}")
 
 
 def normalize_database_url(url: str) -> str:
