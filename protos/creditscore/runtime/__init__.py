@@ -5,7 +5,7 @@ interceptor, client channels with deadlines and retries, tracing from ``OTEL_*``
 settings from the environment, database engines, and small protobuf helpers.
 """
 
-from ._channels import ChannelSettings, create_channel, derive_timeout
+from ._channels import ChannelSettings, Deadline, create_channel, derive_timeout, downstream_errors
 from ._config import SettingsError, env_field, from_env
 from ._db import UtcDateTime, create_schema, dialect_insert, make_engine, normalize_database_url
 from ._errors import (
@@ -49,6 +49,7 @@ __all__ = [
     "AlreadyExists",
     "CallError",
     "ChannelSettings",
+    "Deadline",
     "DeadlineExceeded",
     "DomainError",
     "ErrorInterceptor",
@@ -72,6 +73,7 @@ __all__ = [
     "decode_page_token",
     "derive_timeout",
     "dialect_insert",
+    "downstream_errors",
     "encode_page_token",
     "env_field",
     "from_env",

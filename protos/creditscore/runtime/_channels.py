@@ -3,7 +3,10 @@ keepalive, tracing; and deadlines derived from the caller's own."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -11,9 +14,9 @@ import grpc
 from opentelemetry.sdk.trace import TracerProvider
 
 from ._config import env_field
-from ._errors import DeadlineExceeded
+from ._errors import CallError, DeadlineExceeded, DomainError, Unavailable
 
-__all__ = ["ChannelSettings", "create_channel", "derive_timeout"]
+__all__ = ["ChannelSettings", "Deadline", "create_channel", "derive_timeout", "downstream_errors"]
 
 
 @dataclass(frozen=True)
@@ -106,3 +109,66 @@ def derive_timeout(
             reason="DEADLINE_TOO_SHORT",
         )
     return timeout
+
+
+class Deadline:
+    """One time budget shared by the downstream calls made while serving a call:
+    the caller's deadline (or ``default`` seconds when it set none), each
+    downstream call getting what is left less a small reserve."""
+
+    def __init__(self, seconds: float) -> None:
+        self._expires_at = time.monotonic() + seconds
+
+    @classmethod
+    def from_context(
+        cls,
+        context: grpc.aio.ServicerContext | None,
+        default: float,
+        *,
+        cap: float | None = None,
+    ) -> Deadline:
+        """The caller's remaining deadline, ``default`` when it set none, never
+        more than ``cap``."""
+        remaining = context.time_remaining() if context is not None else None
+        seconds = default if remaining is None else remaining
+        return cls(seconds if cap is None else min(seconds, cap))
+
+    def remaining(self) -> float:
+        return self._expires_at - time.monotonic()
+
+    def timeout(self, reserve: float = 0.005) -> float:
+        """Seconds for the next downstream call; ``DeadlineExceeded`` when none are left."""
+        left = self.remaining() - reserve
+        if left <= 0:
+            raise DeadlineExceeded(
+                "the deadline leaves no time for a downstream call", reason="DEADLINE_TOO_SHORT"
+            )
+        return left
+
+
+@contextlib.contextmanager
+def downstream_errors(service: str) -> Iterator[None]:
+    """Turns a failed downstream call into the domain error this service answers with:
+    UNAVAILABLE -> ``Unavailable`` (reason DOWNSTREAM_UNAVAILABLE), DEADLINE_EXCEEDED ->
+    ``DeadlineExceeded`` (DOWNSTREAM_DEADLINE_EXCEEDED), anything else -> ``DomainError``
+    (DOWNSTREAM_ERROR); ``metadata`` names the service and its status and reason."""
+    try:
+        yield
+    except grpc.aio.AioRpcError as exc:
+        err = CallError.from_rpc_error(exc)
+        meta = {"service": service, "code": err.code.name}
+        if err.reason:
+            meta["downstream_reason"] = err.reason
+        if err.code == grpc.StatusCode.UNAVAILABLE:
+            raise Unavailable(
+                f"{service} is unavailable", reason="DOWNSTREAM_UNAVAILABLE", metadata=meta
+            ) from None
+        if err.code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            raise DeadlineExceeded(
+                f"{service} did not answer in time",
+                reason="DOWNSTREAM_DEADLINE_EXCEEDED",
+                metadata=meta,
+            ) from None
+        raise DomainError(
+            f"{service} failed: {err.code.name}", reason="DOWNSTREAM_ERROR", metadata=meta
+        ) from None

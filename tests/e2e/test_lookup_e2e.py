@@ -1,0 +1,99 @@
+"""End to end: enroll, consent, ingest through the ingest service, the outbox feeds
+the feature service, and GetCreditScore through the gateway returns a score in
+range with reasons, in one trace across the services."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from creditscore.common.v1 import common_pb2
+from creditscore.demo import _pick_subjects, load_population, wait_features
+from creditscore.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from creditscore.runtime import CallError, create_channel
+
+BANDS = [(350, 549, common_pb2.SCORE_BAND_POOR), (550, 599, common_pb2.SCORE_BAND_FAIR),
+         (600, 649, common_pb2.SCORE_BAND_GOOD), (650, 699, common_pb2.SCORE_BAND_VERY_GOOD),
+         (700, 950, common_pb2.SCORE_BAND_EXCELLENT)]
+
+
+async def test_score_lookup_end_to_end(inprocess_suite):
+    suite = inprocess_suite.suite
+    population, report = await load_population(suite, 60, seed=11, out=lambda *_: None)
+    assert report.statuses["RECORD_STATUS_ACCEPTED"] > 0
+    # Every 10th subject withheld consent for external records: those are rejected.
+    assert report.reasons.get("CONSENT_REQUIRED", 0) > 0
+    assert set(report.reasons) <= {"CONSENT_REQUIRED"}
+    # The same records sent again under a new request id are stored once.
+    assert report.resent_statuses == {"RECORD_STATUS_DUPLICATE": report.resent}
+    applied = await wait_features(suite, population, report.accepted_for_features, timeout=60)
+    assert applied == report.accepted_for_features
+
+    inprocess_suite.exporter.clear()
+    channel = create_channel(suite.addr("gateway"))
+    try:
+        stub = gateway_pb2_grpc.CreditScoreServiceStub(channel)
+        scored = []
+        for sid in _pick_subjects(population, k=5):
+            reply = await stub.GetCreditScore(gateway_pb2.GetCreditScoreRequest(subject_id=sid), timeout=5)
+            cs = reply.credit_score
+            assert cs.subject_id == sid and cs.model_version
+            if cs.state == common_pb2.SCORE_STATE_SCORED:
+                scored.append(cs)
+                assert 350 <= cs.score <= 950
+                assert [b for lo, hi, b in BANDS if lo <= cs.score <= hi] == [cs.band]
+                assert 0 < cs.probability_of_bad < 1
+                assert len(cs.reasons) <= 4
+        assert scored, "no subject of the spread got a score"
+        assert any(cs.reasons for cs in scored)
+
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.GetCreditScore(gateway_pb2.GetCreditScoreRequest(subject_id="never-enrolled"), timeout=5)
+        err = CallError.from_rpc_error(info.value)
+        assert (err.code, err.reason) == (grpc.StatusCode.PERMISSION_DENIED, "CONSENT_REQUIRED")
+    finally:
+        await channel.close()
+
+    spans = inprocess_suite.exporter.get_finished_spans()
+    lookups = [s for s in spans if s.name.endswith("CreditScoreService/GetCreditScore")
+               and s.kind.name == "SERVER"]
+    assert lookups
+    trace_id = lookups[0].context.trace_id
+    in_trace = [s for s in spans if s.context.trace_id == trace_id]
+    services = {s.resource.attributes["service.name"] for s in in_trace}
+    assert {"gateway", "consent_service", "feature_service", "scoring_service"} <= services
+    # Every span of the lookup hangs off its root: one trace, not four.
+    root = lookups[0]
+    assert all(s.parent is not None for s in in_trace if s is not root)
+    assert sum(1 for s in in_trace if s.parent is None) == 1
+
+
+async def test_ingest_stores_a_record_once(inprocess_suite):
+    suite = inprocess_suite.suite
+    population, report = await load_population(suite, 10, seed=3, out=lambda *_: None)
+    channel = create_channel(suite.addr("ingest_service"))
+    try:
+        stub = ingest_pb2_grpc.IngestServiceStub(channel)
+        sid = population.subjects[0].subject_id
+
+        async def count() -> int:
+            n, token = 0, ""
+            while True:
+                page = await stub.ListRecords(ingest_pb2.ListRecordsRequest(
+                    subject_id=sid, page_size=50, page_token=token), timeout=5)
+                n += len(page.records)
+                token = page.next_page_token
+                if not token:
+                    return n
+
+        before = await count()
+        mine = [r for records in population.by_producer().values() for r in records if r.subject_id == sid]
+        assert before > 0 and mine
+        producer = next(p for p, records in population.by_producer().items() if mine[0] in records)
+        reply = await stub.IngestRecords(ingest_pb2.IngestRecordsRequest(
+            request_id="again-1", producer_id=producer, records=[mine[0], mine[0]]), timeout=5)
+        assert [r.status for r in reply.results] == [ingest_pb2.RECORD_STATUS_DUPLICATE] * 2
+        assert await count() == before
+    finally:
+        await channel.close()
