@@ -113,8 +113,10 @@ async def test_lookup_composes_consent_features_and_score(suite):
 
 async def test_downstream_sees_the_shortened_deadline(suite):
     stub, _, features = suite
-    await stub.GetCreditScore(gateway_pb2.GetCreditScoreRequest(subject_id="alice"), timeout=1.5)
-    assert 0 < features.remaining[-1] < 1.5
+    await stub.GetCreditScore(gateway_pb2.GetCreditScoreRequest(subject_id="alice"), timeout=1.0)
+    # Without propagation the feature service would see the gateway's own 3 s budget.
+    # grpc-timeout travels rounded up to a coarser unit, hence the small allowance.
+    assert 0 < features.remaining[-1] <= 1.0 + 0.02
 
 
 async def test_bad_subject_id_is_invalid_argument_with_bad_request(suite):

@@ -79,7 +79,7 @@ def from_env(cls: type[T], environ: Mapping[str, str] | None = None) -> T:
             changed = {
                 f.name: getattr(overrides, f.name)
                 for f in dataclasses.fields(kind)
-                if f.metadata.get("env") in env
+                if f.metadata.get("env") is not None and f.metadata["env"] in env
             }
             values[field.name] = dataclasses.replace(base, **changed)
             continue

@@ -132,3 +132,12 @@ def test_database_urls_get_async_drivers():
     assert normalize_database_url("sqlite:///var/a.db") == "sqlite+aiosqlite:///var/a.db"
     assert normalize_database_url("postgresql://u@h/db").startswith("postgresql+asyncpg://")
     assert ChannelSettings.default.service_config().count("UNAVAILABLE") == 1
+
+
+def test_nested_settings_with_unnamed_fields_read_the_real_environment(monkeypatch):
+    @dataclasses.dataclass(frozen=True)
+    class S:
+        channel: ChannelSettings = dataclasses.field(default_factory=ChannelSettings)
+
+    monkeypatch.setenv("GRPC_CLIENT_TIMEOUT_SECONDS", "1.5")
+    assert from_env(S).channel.timeout_seconds == 1.5

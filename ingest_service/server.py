@@ -1,0 +1,112 @@
+"""Builds the ingest server: store, channels to consent and feature, dispatcher."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+from opentelemetry.sdk.trace import TracerProvider
+
+from creditscore.consent.v1 import consent_pb2_grpc
+from creditscore.feature.v1 import feature_pb2_grpc
+from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from creditscore.runtime import (
+    ChannelSettings,
+    RegisteredService,
+    ServerHandle,
+    create_channel,
+    create_server,
+    make_engine,
+)
+
+from .clients import GrpcConsentChecker, GrpcFeatureSink
+from .config import Settings
+from .dispatcher import Dispatcher
+from .ingestion import Ingestor
+from .servicer import IngestServicer
+from .store import RecordStore
+
+__all__ = ["DOMAIN", "IngestApp", "build_ingest", "build_server"]
+
+DOMAIN = "ingest.creditscore"
+
+
+async def build_server(
+    settings: Settings, *, tracer_provider: TracerProvider | None = None
+) -> ServerHandle:
+    """The ingest server, built but not started. Reads no environment: everything
+    comes from ``settings``. Starting it starts the outbox dispatcher; stopping it
+    stops the dispatcher, closes the channels and disposes of the engine.
+    ``build_ingest`` does the same and also hands back the store and dispatcher."""
+    app = await build_ingest(settings, tracer_provider=tracer_provider)
+    return app.handle
+
+
+@dataclass(frozen=True)
+class IngestApp:
+    """A built ingest server and the parts tests and the demo reach into
+    (``await app.store.outbox_backlog()``, ``await app.dispatcher.drain(5)``)."""
+
+    handle: ServerHandle
+    store: RecordStore
+    dispatcher: Dispatcher
+
+
+async def build_ingest(
+    settings: Settings,
+    *,
+    tracer_provider: TracerProvider | None = None,
+    channel_settings: ChannelSettings = ChannelSettings.default,
+) -> IngestApp:
+    """``build_server`` with the store and dispatcher handed back as well;
+    ``channel_settings`` (retries, keepalive) apply to both dependency channels."""
+    engine = make_engine(settings.database_url)
+    channels: list[grpc.aio.Channel] = []
+    try:
+        store = RecordStore(engine)
+        await store.create_schema()
+        consent_channel = create_channel(
+            settings.consent_service_addr, channel_settings, tracer_provider=tracer_provider
+        )
+        channels.append(consent_channel)
+        feature_channel = create_channel(
+            settings.feature_service_addr, channel_settings, tracer_provider=tracer_provider
+        )
+        channels.append(feature_channel)
+        dispatcher = Dispatcher(
+            store,
+            GrpcFeatureSink(feature_pb2_grpc.FeatureServiceStub(feature_channel)),
+            batch_size=settings.outbox_batch,
+            poll_seconds=settings.outbox_poll_seconds,
+            delivery_timeout=settings.outbox_delivery_timeout_seconds,
+        )
+        ingestor = Ingestor(
+            store,
+            GrpcConsentChecker(consent_pb2_grpc.ConsentServiceStub(consent_channel)),
+            on_enqueued=dispatcher.notify,
+        )
+        servicer = IngestServicer(ingestor, consent_timeout=settings.consent_timeout_seconds)
+        handle = create_server(
+            [
+                RegisteredService(
+                    ingest_pb2.DESCRIPTOR.services_by_name["IngestService"],
+                    ingest_pb2_grpc.add_IngestServiceServicer_to_server,
+                    servicer,
+                )
+            ],
+            settings.server,
+            domain=DOMAIN,
+            tracer_provider=tracer_provider,
+        )
+    except BaseException:
+        for channel in channels:
+            await channel.close()
+        await engine.dispose()
+        raise
+    # on_stop hooks run in reverse: dispatcher, channels, then the engine.
+    handle.on_stop.append(engine.dispose)
+    for channel in channels:
+        handle.on_stop.append(channel.close)
+    handle.on_start.append(dispatcher.start)
+    handle.on_stop.append(dispatcher.stop)
+    return IngestApp(handle, store, dispatcher)

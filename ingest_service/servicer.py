@@ -1,0 +1,75 @@
+"""The IngestService servicer: protobuf in, domain calls, protobuf out."""
+
+from __future__ import annotations
+
+import grpc
+
+from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from creditscore.runtime import derive_timeout, to_timestamp
+
+from .ingestion import Ingestor, RecordOutcome, Status
+
+__all__ = ["IngestServicer"]
+
+_STATUS = {
+    Status.ACCEPTED: ingest_pb2.RECORD_STATUS_ACCEPTED,
+    Status.DUPLICATE: ingest_pb2.RECORD_STATUS_DUPLICATE,
+    Status.REJECTED: ingest_pb2.RECORD_STATUS_REJECTED,
+}
+
+# Time kept back from the caller's deadline for storing the batch after the consent check.
+_STORE_RESERVE_SECONDS = 0.05
+
+
+def _result(outcome: RecordOutcome) -> ingest_pb2.RecordResult:
+    return ingest_pb2.RecordResult(
+        index=outcome.index,
+        record_id=outcome.record_id,
+        status=_STATUS[outcome.status],
+        reason=outcome.reason,
+        field_violations=[
+            ingest_pb2.RecordFieldViolation(field=v.field, description=v.description)
+            for v in outcome.violations
+        ],
+    )
+
+
+class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
+    """Thin: the work is ``Ingestor``'s. ``consent_timeout`` bounds the consent
+    check when the caller set no deadline; otherwise the caller's deadline does."""
+
+    def __init__(self, ingestor: Ingestor, *, consent_timeout: float) -> None:
+        self._ingestor = ingestor
+        self._consent_timeout = consent_timeout
+
+    async def IngestRecords(
+        self, request: ingest_pb2.IngestRecordsRequest, context: grpc.aio.ServicerContext
+    ) -> ingest_pb2.IngestRecordsResponse:
+        timeout = derive_timeout(context, self._consent_timeout, reserve=_STORE_RESERVE_SECONDS)
+        outcome = await self._ingestor.ingest(
+            request.request_id, request.producer_id, request.records, consent_timeout=timeout
+        )
+        return ingest_pb2.IngestRecordsResponse(
+            results=[_result(r) for r in outcome.results],
+            accepted_count=outcome.count(Status.ACCEPTED),
+            duplicate_count=outcome.count(Status.DUPLICATE),
+            rejected_count=outcome.count(Status.REJECTED),
+        )
+
+    async def ListRecords(
+        self, request: ingest_pb2.ListRecordsRequest, context: grpc.aio.ServicerContext
+    ) -> ingest_pb2.ListRecordsResponse:
+        page = await self._ingestor.list_records(
+            request.subject_id, request.page_size, request.page_token
+        )
+        return ingest_pb2.ListRecordsResponse(
+            records=[
+                ingest_pb2.StoredRecord(
+                    producer_id=r.producer_id,
+                    record=r.record,
+                    ingest_time=to_timestamp(r.ingest_time),
+                )
+                for r in page.records
+            ],
+            next_page_token=page.next_page_token,
+        )

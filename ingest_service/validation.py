@@ -1,0 +1,251 @@
+"""Validation of ingest batches and of single records, and the source of a record.
+
+Pure functions: no gRPC, no database, no clock of their own (``now`` is passed in),
+so that every rule can be tested on its own. Violations carry paths relative to the
+record (``bill.amount_due.currency_code``); the caller adds the record's index.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.protobuf.descriptor import EnumDescriptor
+
+from creditscore.common.v1 import common_pb2
+from creditscore.records.v1 import records_pb2
+from creditscore.runtime import FieldViolation
+
+__all__ = [
+    "CLOCK_SKEW",
+    "EARLIEST_EVENT_TIME",
+    "MAX_BATCH_RECORDS",
+    "is_valid_subject_id",
+    "source_of",
+    "validate_batch",
+    "validate_record",
+]
+
+MAX_BATCH_RECORDS = 1000
+"""Most records one IngestRecords call may carry (the contract says 1 to 1000)."""
+
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+"""No record states a fact older than this: earlier event times are typos."""
+
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far a producer's clock may run ahead of ours before a time counts as future."""
+
+_SUBJECT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_PRODUCER_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_CURRENCY = re.compile(r"[A-Z]{3}")
+_MAX_RECORD_ID = 128
+_MAX_REQUEST_ID = 128
+
+# The range google.protobuf.Timestamp allows: 0001-01-01 to 9999-12-31.
+_MIN_SECONDS = -62_135_596_800
+_MAX_SECONDS = 253_402_300_799
+
+_SOURCE_BY_BODY: dict[str, int] = {
+    "order": common_pb2.DATA_SOURCE_COMMERCE,
+    "rating": common_pb2.DATA_SOURCE_COMMERCE,
+    "bill": common_pb2.DATA_SOURCE_PAYMENTS,
+    "identity": common_pb2.DATA_SOURCE_IDENTITY,
+    "external": common_pb2.DATA_SOURCE_EXTERNAL,
+    "loan_outcome": common_pb2.DATA_SOURCE_OUTCOMES,
+}
+
+
+def source_of(record: records_pb2.Record) -> int:
+    """The ``common_pb2.DataSource`` a record belongs to, which follows from its body
+    (order and rating: COMMERCE, bill: PAYMENTS, identity: IDENTITY, external:
+    EXTERNAL, loan_outcome: OUTCOMES); DATA_SOURCE_UNSPECIFIED when no body is set."""
+    body = record.WhichOneof("body")
+    if body is None:
+        return common_pb2.DATA_SOURCE_UNSPECIFIED
+    return _SOURCE_BY_BODY[body]
+
+
+def is_valid_subject_id(subject_id: str) -> bool:
+    """True for 1 to 64 characters of ``[A-Za-z0-9_-]``, the form consent issues."""
+    return _SUBJECT_ID.fullmatch(subject_id) is not None
+
+
+def _is_printable_id(value: str, limit: int) -> bool:
+    return 0 < len(value) <= limit and value.isprintable()
+
+
+def validate_batch(request_id: str, producer_id: str, record_count: int) -> list[FieldViolation]:
+    """What is wrong with an IngestRecords call as a whole (not with its records):
+    ``request_id`` set, ``producer_id`` 1 to 64 of ``[A-Za-z0-9_.-]``, 1 to 1000 records."""
+    out: list[FieldViolation] = []
+    if not request_id:
+        out.append(FieldViolation("request_id", "must be set"))
+    elif not _is_printable_id(request_id, _MAX_REQUEST_ID):
+        out.append(
+            FieldViolation("request_id", f"must be 1 to {_MAX_REQUEST_ID} printable characters")
+        )
+    if not producer_id:
+        out.append(FieldViolation("producer_id", "must be set"))
+    elif _PRODUCER_ID.fullmatch(producer_id) is None:
+        out.append(FieldViolation("producer_id", "must be 1 to 64 characters of [A-Za-z0-9_.-]"))
+    if not 1 <= record_count <= MAX_BATCH_RECORDS:
+        out.append(
+            FieldViolation(
+                "records", f"must hold 1 to {MAX_BATCH_RECORDS} records, not {record_count}"
+            )
+        )
+    return out
+
+
+class _Checker:
+    """Collects the violations of one record; helpers return the parsed value or
+    None (unset or invalid, the violation already noted) so rules can chain."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.violations: list[FieldViolation] = []
+
+    def add(self, path: str, description: str) -> None:
+        self.violations.append(FieldViolation(path, description))
+
+    def time(self, message: Any, name: str, path: str, *, required: bool) -> datetime | None:
+        if not message.HasField(name):
+            if required:
+                self.add(path, "must be set")
+            return None
+        ts = getattr(message, name)
+        if not (_MIN_SECONDS <= ts.seconds <= _MAX_SECONDS and 0 <= ts.nanos <= 999_999_999):
+            self.add(path, "is not a valid timestamp")
+            return None
+        value: datetime = ts.ToDatetime(tzinfo=UTC)
+        return value
+
+    def not_future(self, value: datetime | None, path: str) -> None:
+        if value is not None and value > self.now + CLOCK_SKEW:
+            self.add(path, "must not be in the future")
+
+    def not_before(
+        self, later: datetime | None, earlier: datetime | None, path: str, other: str
+    ) -> None:
+        if later is not None and earlier is not None and later < earlier:
+            self.add(path, f"must not be before {other}")
+
+    def enum(self, value: int, descriptor: EnumDescriptor, path: str) -> None:
+        if value == 0:
+            self.add(path, "must be set")
+        elif value not in descriptor.values_by_number:
+            self.add(path, f"unknown {descriptor.name} value {value}")
+
+    def money(
+        self, message: Any, name: str, path: str, *, required: bool
+    ) -> records_pb2.Money | None:
+        if not message.HasField(name):
+            if required:
+                self.add(path, "must be set")
+            return None
+        money: records_pb2.Money = getattr(message, name)
+        if _CURRENCY.fullmatch(money.currency_code) is None:
+            self.add(f"{path}.currency_code", "must be three upper-case letters (ISO 4217)")
+        if money.minor_units < 0:
+            self.add(f"{path}.minor_units", "must not be negative")
+        return money
+
+
+def _order(c: _Checker, order: records_pb2.Order) -> None:
+    c.enum(order.role, records_pb2.PartyRole.DESCRIPTOR, "order.role")
+    c.money(order, "amount", "order.amount", required=False)
+    placed = c.time(order, "placed_time", "order.placed_time", required=True)
+    c.enum(order.outcome, records_pb2.OrderOutcome.DESCRIPTOR, "order.outcome")
+    fulfilled = c.time(order, "fulfilment_time", "order.fulfilment_time", required=False)
+    c.not_before(fulfilled, placed, "order.fulfilment_time", "placed_time")
+
+
+def _rating(c: _Checker, rating: records_pb2.Rating) -> None:
+    c.enum(rating.rated_role, records_pb2.PartyRole.DESCRIPTOR, "rating.rated_role")
+    if not 1 <= rating.stars <= 5:
+        c.add("rating.stars", "must be 1 to 5")
+
+
+def _bill(c: _Checker, bill: records_pb2.Bill) -> None:
+    c.enum(bill.category, records_pb2.BillCategory.DESCRIPTOR, "bill.category")
+    due_amount = c.money(bill, "amount_due", "bill.amount_due", required=True)
+    issued = c.time(bill, "issue_time", "bill.issue_time", required=True)
+    due = c.time(bill, "due_time", "bill.due_time", required=True)
+    c.not_before(due, issued, "bill.due_time", "issue_time")
+    paid_amount = c.money(bill, "amount_paid", "bill.amount_paid", required=False)
+    paid = c.time(bill, "paid_time", "bill.paid_time", required=False)
+    c.not_before(paid, issued, "bill.paid_time", "issue_time")
+    if bill.HasField("paid_time") and paid_amount is None:
+        c.add("bill.amount_paid", "must be set when paid_time is set")
+    if (
+        due_amount is not None
+        and paid_amount is not None
+        and _CURRENCY.fullmatch(due_amount.currency_code) is not None
+        and _CURRENCY.fullmatch(paid_amount.currency_code) is not None
+        and due_amount.currency_code != paid_amount.currency_code
+    ):
+        c.add("bill.amount_paid.currency_code", "must be the currency of amount_due")
+
+
+def _identity(c: _Checker, identity: records_pb2.IdentityTenure) -> None:
+    fields = ("residence_since_time", "phone_since_time", "identity_verified")
+    if not any(identity.HasField(name) for name in fields):
+        c.add("identity", "must set at least one of " + ", ".join(fields))
+    for name in fields[:2]:
+        c.not_future(c.time(identity, name, f"identity.{name}", required=False), f"identity.{name}")
+
+
+def _external(c: _Checker, external: records_pb2.ExternalRecord) -> None:
+    c.enum(external.kind, records_pb2.ExternalKind.DESCRIPTOR, "external.kind")
+    c.enum(
+        external.institution_type,
+        records_pb2.InstitutionType.DESCRIPTOR,
+        "external.institution_type",
+    )
+    c.money(external, "amount", "external.amount", required=False)
+    opened = c.time(external, "open_time", "external.open_time", required=True)
+    closed = c.time(external, "close_time", "external.close_time", required=False)
+    c.not_before(closed, opened, "external.close_time", "open_time")
+    c.enum(external.status, records_pb2.ExternalStatus.DESCRIPTOR, "external.status")
+
+
+def _loan_outcome(c: _Checker, outcome: records_pb2.LoanOutcome) -> None:
+    applied = c.time(outcome, "application_time", "loan_outcome.application_time", required=True)
+    c.enum(outcome.label, records_pb2.LoanOutcomeLabel.DESCRIPTOR, "loan_outcome.label")
+    observed = c.time(outcome, "observed_time", "loan_outcome.observed_time", required=False)
+    c.not_before(observed, applied, "loan_outcome.observed_time", "application_time")
+
+
+_BODY_RULES: dict[str, Callable[[_Checker, Any], None]] = {
+    "order": _order,
+    "rating": _rating,
+    "bill": _bill,
+    "identity": _identity,
+    "external": _external,
+    "loan_outcome": _loan_outcome,
+}
+
+
+def validate_record(record: records_pb2.Record, now: datetime) -> list[FieldViolation]:
+    """Every violation of one record, in field order; empty when it is valid.
+
+    ``now`` is the ingest clock: event times (and identity since-times) may run
+    ahead of it by at most ``CLOCK_SKEW``.
+    """
+    c = _Checker(now)
+    if not _is_printable_id(record.record_id, _MAX_RECORD_ID):
+        c.add("record_id", f"must be 1 to {_MAX_RECORD_ID} printable characters")
+    if not is_valid_subject_id(record.subject_id):
+        c.add("subject_id", "must be 1 to 64 characters of [A-Za-z0-9_-]")
+    event = c.time(record, "event_time", "event_time", required=True)
+    if event is not None and event < EARLIEST_EVENT_TIME:
+        c.add("event_time", "must not be before 2000-01-01")
+    c.not_future(event, "event_time")
+    body = record.WhichOneof("body")
+    if body is None:
+        c.add("body", "must be set: one of " + ", ".join(_BODY_RULES))
+    else:
+        _BODY_RULES[body](c, getattr(record, body))
+    return c.violations
