@@ -1,0 +1,26 @@
+"""Settings of the scoring service, from environment variables (``from_env``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from creditscore.runtime import ServerSettings, env_field
+
+__all__ = ["DEFAULT_MODEL_DIR", "DEFAULT_PORT", "Settings"]
+
+DEFAULT_PORT = 50054
+# The scorecards shipped inside the package (package data).
+DEFAULT_MODEL_DIR = str(Path(__file__).resolve().parent / "models")
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=lambda: ServerSettings(port=DEFAULT_PORT))
+    database_url: str = env_field("DATABASE_URL", "sqlite:///var/scoring.db")
+    model_dir: str = env_field(
+        "MODEL_DIR", DEFAULT_MODEL_DIR, help="folder of scorecard-<version>.json artifacts"
+    )
+    model_version: str = env_field(
+        "MODEL_VERSION", "", help="the active scorecard; empty: the highest version found"
+    )

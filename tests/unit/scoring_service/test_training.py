@@ -1,0 +1,276 @@
+"""The trainer: WoE/IV by hand, the holdout split, monotone binning, the regression,
+the metrics against brute force, and a whole training run on a synthetic population
+with a known logistic ground truth."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import types
+from itertools import product
+
+import numpy as np
+import pytest
+
+from creditscore.catalog import FEATURE_NAMES, by_name
+from scoring_service.scorecard import Scorecard, ScoreState
+from scoring_service.training import (
+    auc_score,
+    bin_feature,
+    fit_logistic,
+    ks_score,
+    main,
+    stratified_split,
+    train_scorecard,
+    woe_iv,
+)
+
+# Ground truth: P(bad) = sigmoid(-2 - sum(direction * weight * x)). Seven catalog
+# features carry signal; the others are noise the trainer should drop.
+TRUTH = {
+    "pay_ontime_ratio_12m": 0.9,
+    "pay_worst_days_late_12m": 0.6,
+    "buyer_completion_rate_12m": 0.5,
+    "identity_verified": 0.8,
+    "history_months": 0.4,
+    "ext_delinquencies_24m": 0.7,
+    "ext_collections_60m": 0.3,
+}
+
+
+def synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(X, y, observed_logit)``: standard normal features (one binary), 0-40%
+    missing per feature. ``observed_logit`` is the ground truth with each missing
+    value replaced by its mean: the best a model that sees only ``X`` can know."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, len(FEATURE_NAMES)))
+    verified = FEATURE_NAMES.index("identity_verified")
+    X[:, verified] = (X[:, verified] > -0.5).astype(np.float64)
+    means = X.mean(axis=0)
+    weights = np.zeros(len(FEATURE_NAMES))
+    for name, weight in TRUTH.items():
+        weights[FEATURE_NAMES.index(name)] = by_name(name).direction * weight
+    logit = -2.0 - (X - means) @ weights
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int8)
+    rates = rng.uniform(0.0, 0.4, size=len(FEATURE_NAMES))
+    X[rng.random(X.shape) < rates] = np.nan
+    observed_logit = -2.0 - np.nan_to_num(X - means) @ weights
+    return X, y, observed_logit
+
+
+def test_woe_and_iv_of_a_small_table_by_hand():
+    # bins: [10 rows, 5 bad] [20 rows, 2 bad] [missing: 10 rows, 3 bad]
+    # goods 5, 18, 7 (G = 30); bads 5, 2, 3 (B = 10); k = 3 bins, +0.5 each:
+    # good shares 5.5/31.5, 18.5/31.5, 7.5/31.5; bad shares 5.5/11.5, 2.5/11.5, 3.5/11.5
+    woe, iv = woe_iv(np.array([10, 20, 10]), np.array([5, 2, 3]))
+    expected = [math.log(11.5 / 31.5), math.log((18.5 / 31.5) / (2.5 / 11.5)), math.log((7.5 / 31.5) / (3.5 / 11.5))]
+    assert woe.tolist() == pytest.approx(expected)
+    assert woe.tolist() == pytest.approx([-1.007641, 0.993839, -0.245500], abs=1e-6)
+    # IV = sum((good share - bad share) * WoE)
+    assert iv == pytest.approx(0.689874, abs=1e-6)
+    # An empty bin (no missing rows in training): WoE 0, and smoothing over the
+    # two filled bins only: 5.5/24 vs 5.5/8, 18.5/24 vs 2.5/8.
+    woe, iv = woe_iv(np.array([10, 20, 0]), np.array([5, 2, 0]))
+    assert woe.tolist() == pytest.approx([math.log(8 / 24), math.log((18.5 / 24) / (2.5 / 8)), 0.0])
+    assert iv == pytest.approx((5.5 / 24 - 5.5 / 8) * woe[0] + (18.5 / 24 - 2.5 / 8) * woe[1])
+
+
+def test_holdout_is_stratified_disjoint_and_fixed_by_the_seed():
+    y = np.array([1] * 100 + [0] * 900)
+    train, holdout = stratified_split(y, 0.3, seed=7)
+    assert len(np.intersect1d(train, holdout)) == 0 and len(train) + len(holdout) == 1000
+    assert (y[holdout].sum(), len(holdout)) == (30, 300)
+    again = stratified_split(y, 0.3, seed=7)
+    assert np.array_equal(again[1], holdout)
+    assert not np.array_equal(stratified_split(y, 0.3, seed=8)[1], holdout)
+
+
+def test_bins_are_monotone_in_the_direction_when_asked():
+    # A U-shaped bad rate: high at both ends of the value range.
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 1, 20000)
+    y = (rng.random(20000) < 0.05 + 0.4 * (x - 0.5) ** 2 * 4).astype(np.int8)
+    x[:1000] = np.nan
+
+    def rates(bins):
+        return [b / c for b, c in zip(bins.bads, bins.counts)]
+
+    free = bin_feature(x, y, direction=0, max_bins=6, min_bin_share=0.05)
+    diffs = np.diff(rates(free))
+    assert (diffs < 0).any() and (diffs > 0).any()  # the U shape survives unconstrained
+    for direction in (+1, -1):
+        bins = bin_feature(x, y, direction=direction, max_bins=6, min_bin_share=0.05)
+        steps = np.diff(rates(bins))
+        assert (steps * direction < 0).all()  # strictly falling (+1) or rising (-1)
+        assert bins.missing_count == 1000 and sum(bins.counts) == 19000
+    assert len(free.counts) <= 6 and min(free.counts) >= 0.05 * 20000
+    assert list(free.edges) == sorted(free.edges)
+
+
+def test_bin_feature_splits_a_binary_feature_between_its_values():
+    x = np.array([0.0] * 300 + [1.0] * 700)
+    y = np.array([1] * 90 + [0] * 210 + [1] * 35 + [0] * 665)
+    bins = bin_feature(x, y, direction=+1)
+    assert bins.edges == (0.5,) and bins.counts == (300, 700) and bins.bads == (90, 35)
+    constant = bin_feature(np.full(100, 3.0), np.zeros(100), direction=+1)
+    assert constant.edges == () and constant.counts == (100,)
+
+
+def test_logistic_regression_recovers_known_coefficients():
+    rng = np.random.default_rng(2)
+    Z = rng.normal(size=(50000, 2))
+    y = (rng.random(50000) < 1 / (1 + np.exp(-(-1.0 + 0.8 * Z[:, 0] - 0.5 * Z[:, 1])))).astype(float)
+    alpha, beta = fit_logistic(Z, y, l2=1.0)
+    assert alpha == pytest.approx(-1.0, abs=0.05)
+    assert beta.tolist() == pytest.approx([0.8, -0.5], abs=0.05)
+
+
+def test_auc_and_ks_match_brute_force_with_ties():
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 300)
+    risk = rng.integers(0, 12, 300).astype(float) + y  # many ties
+    bads, goods = risk[y == 1], risk[y == 0]
+    pairs = [(b > g) + 0.5 * (b == g) for b, g in product(bads, goods)]
+    assert auc_score(y, risk) == pytest.approx(sum(pairs) / len(pairs))
+    gaps = [abs((bads <= t).mean() - (goods <= t).mean()) for t in np.unique(risk)]
+    assert ks_score(y, risk) == pytest.approx(max(gaps))
+    assert auc_score([0, 1], [0.2, 0.9]) == 1.0 and auc_score([0, 1], [0.5, 0.5]) == 0.5
+
+
+@pytest.fixture(scope="module")
+def trained():
+    X, y, logit = synthetic(12000, seed=9)
+    artifact = train_scorecard(
+        X, y, FEATURE_NAMES, version="0.9.0", description="synthetic logistic population, seed 9", seed=7
+    )
+    return X, y, logit, artifact
+
+
+def test_trainer_reaches_a_sensible_holdout_auc(trained):
+    X, y, logit, artifact = trained
+    _, holdout = stratified_split(y.astype(np.int64), 0.3, seed=7)
+    oracle = auc_score(y[holdout], logit[holdout])
+    metrics = artifact["metrics"]
+    assert metrics["auc"] > 0.72
+    assert metrics["auc"] >= oracle - 0.03  # close to the ground truth's own AUC
+    assert metrics["gini"] == pytest.approx(2 * metrics["auc"] - 1, abs=1e-6)
+    assert 0.3 < metrics["ks"] < 1.0
+    assert (metrics["n_train"], metrics["n_holdout"]) == (8400, 3600)
+
+
+def test_trainer_bad_rate_falls_by_band(trained):
+    metrics = trained[3]["metrics"]
+    rates = [b["bad_rate"] for b in metrics["bad_rate_by_band"] if b["n"] >= 100]
+    assert len(rates) >= 4
+    assert all(hi < lo for lo, hi in zip(rates, rates[1:]))
+    assert metrics["warnings"] == []
+
+
+def test_trainer_keeps_the_signal_and_drops_the_noise(trained):
+    artifact = trained[3]
+    kept = {f["name"] for f in artifact["features"]}
+    assert set(TRUTH) <= kept
+    dropped = {d["name"]: d["reason"] for d in artifact["dropped"]}
+    assert set(dropped) == set(FEATURE_NAMES) - kept
+    assert all("information value" in r for r in dropped.values())
+    for f in artifact["features"]:
+        assert f["coefficient"] < 0 and f["iv"] >= 0.02
+        assert len(f["bins"]) <= 6
+        # Points follow the catalog direction: monotone across the numeric bins.
+        points = [b["points"] for b in f["bins"]]
+        assert all(by_name(f["name"]).direction * (b - a) > 0 for a, b in zip(points, points[1:]))
+
+
+def test_trainer_scaling_is_anchored_on_the_training_population(trained):
+    X, y, _, artifact = trained
+    scaling = artifact["scaling"]
+    assert scaling["factor"] == pytest.approx(scaling["pdo"] / math.log(2))
+    assert scaling["clamp"] == [350, 950]
+    card = Scorecard.from_dict(artifact)
+    train, _ = stratified_split(y.astype(np.int64), 0.3, seed=7)
+    scores, _, _, insufficient = card.score_batch(X[train])
+    low, high = np.percentile(scores[~insufficient], [1, 99])
+    assert abs(low - 420) <= 10 and abs(high - 880) <= 10
+    distribution = artifact["training_distribution"]
+    assert sum(distribution["score"]["shares"]) == pytest.approx(1.0, abs=1e-4)
+    for f in artifact["features"]:
+        shares = distribution["features"][f["name"]]
+        assert sum(shares["bins"]) + shares["missing"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_trained_artifact_scores_and_explains(trained):
+    X, _, _, artifact = trained
+    card = Scorecard.from_dict(json.loads(json.dumps(artifact)))
+    row = {n: (None if np.isnan(v) else float(v)) for n, v in zip(FEATURE_NAMES, X[0])}
+    result = card.score_one(row)
+    assert result.state is ScoreState.SCORED and 350 <= result.score <= 950
+    assert 0 < len(result.reasons) <= 4
+    assert all(r.feature in card.features and r.points_lost > 0 for r in result.reasons)
+
+
+def test_a_coefficient_of_the_wrong_sign_is_dropped_and_the_model_refitted():
+    # y depends on A; B is A plus noise but pushes the other way once A is known:
+    # alone B looks good (its IV passes), in the model its coefficient turns positive.
+    rng = np.random.default_rng(6)
+    n = 20000
+    a = rng.normal(size=n)
+    b = a + 0.5 * rng.normal(size=n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(-2.0 - 2.0 * a + 0.8 * b)))).astype(np.int8)
+    X = np.column_stack([a, b])
+    names = ["pay_ontime_ratio_12m", "buyer_completion_rate_12m"]  # both +1: higher is better
+    artifact = train_scorecard(X, y, names, version="0.1.0", description="wrong-sign test")
+    assert [f["name"] for f in artifact["features"]] == ["pay_ontime_ratio_12m"]
+    assert artifact["dropped"][0]["name"] == "buyer_completion_rate_12m"
+    assert "wrong sign" in artifact["dropped"][0]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (dict(feature_names=["nope"] + list(FEATURE_NAMES[1:])), "nope"),
+        (dict(y=np.full(500, 2)), "0 \\(good\\) and 1"),
+        (dict(version="a b"), "version"),
+        (dict(description=""), "description"),
+    ],
+)
+def test_trainer_refuses_bad_input(change, message):
+    X, y, _ = synthetic(500, seed=1)
+    kwargs = dict(X=X, y=y, feature_names=list(FEATURE_NAMES), version="1.0.0", description="x")
+    kwargs.update(change)
+    with pytest.raises(ValueError, match=message):
+        train_scorecard(**kwargs)
+
+
+def test_main_trains_on_the_simulator_and_writes_the_artifact(tmp_path, monkeypatch, capsys):
+    X, y, _ = synthetic(3000, seed=11)
+    seen: dict[str, object] = {}
+
+    def simulate(n_subjects: int, *, seed: int) -> object:
+        seen["simulate"] = (n_subjects, seed)
+        return types.SimpleNamespace(records=["records"], outcomes=["outcomes"])
+
+    def point_in_time_matrix(records: object, outcomes: object) -> object:
+        seen["matrix"] = (records, outcomes)
+        return types.SimpleNamespace(X=X, y=y, feature_names=FEATURE_NAMES)
+
+    sim = types.ModuleType("creditscore.sim")
+    sim.simulate = simulate  # type: ignore[attr-defined]
+    aggregates = types.ModuleType("feature_service.aggregates")
+    aggregates.point_in_time_matrix = point_in_time_matrix  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "creditscore.sim", sim)
+    monkeypatch.setitem(sys.modules, "feature_service.aggregates", aggregates)
+
+    out = tmp_path / "scorecard-1.0.0.json"
+    argv = ["--simulate", "3000", "--seed", "42", "--version", "1.0.0", "--out", str(out)]
+    assert main(argv) == 0
+    assert seen == {"simulate": (3000, 42), "matrix": (["records"], ["outcomes"])}
+    card = Scorecard.load(out)
+    assert card.version == "1.0.0"
+    assert "simulator" in card.description and "seed 42" in card.description and "3000" in card.description
+    printed = capsys.readouterr().out
+    assert "AUC" in printed and "KS" in printed and str(out) in printed
+    # A version is never overwritten silently.
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert "exists" in capsys.readouterr().err
