@@ -166,10 +166,14 @@ async def load_population(suite: Suite, n_subjects: int, seed: int, out=print) -
     try:
         consent = consent_pb2_grpc.ConsentServiceStub(consent_ch)
         ingest = ingest_pb2_grpc.IngestServiceStub(ingest_ch)
-        # Enroll and consent. Every 10th subject withholds consent for EXTERNAL records.
+        # Enroll and consent. Every 5th subject with external records withholds
+        # consent for that source, so its external records are refused.
+        with_external = [s.subject_id for s in population.subjects
+                         if common_pb2.DATA_SOURCE_EXTERNAL in s.sources]
+        withholding = set(with_external[::5])
         sem = asyncio.Semaphore(16)
 
-        async def enroll(i: int, subject) -> None:
+        async def enroll(subject) -> None:
             async with sem:
                 sid = subject.subject_id
                 await consent.EnrollSubject(consent_pb2.EnrollSubjectRequest(
@@ -177,7 +181,7 @@ async def load_population(suite: Suite, n_subjects: int, seed: int, out=print) -
                 grants = [(s, common_pb2.PURPOSE_CREDIT_SCORING) for s in (
                     common_pb2.DATA_SOURCE_COMMERCE, common_pb2.DATA_SOURCE_PAYMENTS,
                     common_pb2.DATA_SOURCE_IDENTITY, common_pb2.DATA_SOURCE_EXTERNAL)
-                    if not (i % 10 == 3 and s == common_pb2.DATA_SOURCE_EXTERNAL)]
+                    if not (sid in withholding and s == common_pb2.DATA_SOURCE_EXTERNAL)]
                 grants.append((common_pb2.DATA_SOURCE_OUTCOMES, common_pb2.PURPOSE_MODEL_DEVELOPMENT))
                 for source, purpose in grants:
                     await consent.GrantConsent(consent_pb2.GrantConsentRequest(
@@ -185,7 +189,7 @@ async def load_population(suite: Suite, n_subjects: int, seed: int, out=print) -
                         source=source, purpose=purpose), timeout=5)
 
         t0 = time.perf_counter()
-        await asyncio.gather(*(enroll(i, s) for i, s in enumerate(population.subjects)))
+        await asyncio.gather(*(enroll(s) for s in population.subjects))
         out(f"enrolled and consented {len(population.subjects)} subjects in {time.perf_counter() - t0:.1f}s")
 
         statuses: Counter[str] = Counter()
@@ -197,7 +201,7 @@ async def load_population(suite: Suite, n_subjects: int, seed: int, out=print) -
         for producer, records in sorted(population.by_producer().items()):
             for start in range(0, len(records), BATCH):
                 batch = records[start:start + BATCH]
-                if first_batch is None:
+                if first_batch is None and producer == "wallet":
                     first_batch = (producer, batch)
                 reply = await ingest.IngestRecords(ingest_pb2.IngestRecordsRequest(
                     request_id=f"demo-{producer}-{start}", producer_id=producer, records=batch),
@@ -211,7 +215,8 @@ async def load_population(suite: Suite, n_subjects: int, seed: int, out=print) -
                     if result.reason:
                         reasons[result.reason] += 1
         seconds = time.perf_counter() - t0
-        # The same records again, under a new request id: stored once, answered DUPLICATE.
+        # The wallet's first batch again, under a new request id: stored once,
+        # every record answered DUPLICATE.
         assert first_batch is not None
         producer, batch = first_batch
         reply = await ingest.IngestRecords(ingest_pb2.IngestRecordsRequest(

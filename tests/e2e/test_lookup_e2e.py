@@ -22,7 +22,7 @@ async def test_score_lookup_end_to_end(inprocess_suite):
     suite = inprocess_suite.suite
     population, report = await load_population(suite, 60, seed=11, out=lambda *_: None)
     assert report.statuses["RECORD_STATUS_ACCEPTED"] > 0
-    # Every 10th subject withheld consent for external records: those are rejected.
+    # Every 5th subject with external records withheld consent for them: refused.
     assert report.reasons.get("CONSENT_REQUIRED", 0) > 0
     assert set(report.reasons) <= {"CONSENT_REQUIRED"}
     # The same records sent again under a new request id are stored once.

@@ -1,0 +1,20 @@
+"""Feature service settings, from environment variables only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from creditscore.runtime import ServerSettings, env_field
+
+__all__ = ["Settings"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=lambda: ServerSettings(port=50053))
+    database_url: str = env_field("DATABASE_URL", "sqlite:///var/feature.db")
+    clock_skew_seconds: float = env_field(
+        "FEATURE_CLOCK_SKEW_SECONDS",
+        60.0,
+        help="how far ahead of this host's clock a record's event time or a lookup's as-of time may be",
+    )
