@@ -26,7 +26,8 @@ The arithmetic
 - Reasons: for each feature with a non-zero coefficient, points lost = (the most
   points any of its bins gives, the missing bin included) - (the points of the
   subject's bin). Features that lost more than nothing, most points lost first, ties
-  in catalog order, at most four; code and text come from the feature catalog.
+  in catalog order, at most four; code and text come from the feature catalog
+  (for the missing bin its no-data code `<CODE>_NO_DATA` and text).
 
 The artifact (JSON, ``"format": "creditscore.scorecard/1"``)
 ------------------------------------------------------------
@@ -277,6 +278,8 @@ class _CompiledFeature(NamedTuple):
     missing_index: int
     reason_code: str
     reason_text: str
+    missing_reason_code: str
+    missing_reason_text: str
     catalog_index: int
     used: bool  # coefficient != 0: may give reasons
 
@@ -320,9 +323,19 @@ def _compile_feature(raw: Any, index: int) -> _CompiledFeature:
         missing_index=len(points) - 1,
         reason_code=entry.reason_code,
         reason_text=entry.reason_text,
+        missing_reason_code=entry.missing_reason_code,
+        missing_reason_text=entry.missing_text,
         catalog_index=_CATALOG_ORDER[name],
         used=coefficient != 0.0,
     )
+
+
+def _reason_for(feature: _CompiledFeature, index: int, lost: float) -> Reason:
+    """The reason a bin gives: the catalog's text, or its no-data text for the
+    missing bin (a subject who never sold has no ratings, not low ones)."""
+    if index == feature.missing_index:
+        return Reason(feature.missing_reason_code, feature.missing_reason_text, round(lost, 4), feature.name)
+    return Reason(feature.reason_code, feature.reason_text, round(lost, 4), feature.name)
 
 
 def _parse_time(value: Any) -> datetime:
@@ -398,10 +411,10 @@ class Scorecard:
         self._lookup = tuple((c.name, c.edges, c.points, c.missing_index) for c in compiled)
         self._reasons = tuple(
             [
-                ((-lost, c.catalog_index), Reason(c.reason_code, c.reason_text, round(lost, 4), c.name))
+                ((-lost, c.catalog_index), _reason_for(c, index, lost))
                 if c.used and lost > 0.0
                 else None
-                for lost in c.lost
+                for index, lost in enumerate(c.lost)
             ]
             for c in compiled
         )

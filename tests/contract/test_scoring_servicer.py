@@ -111,7 +111,7 @@ async def test_a_score_in_range_with_reasons(stub):
     assert [(r.code, r.feature, r.points_lost) for r in score.reasons] == [
         ("PAY_ONTIME_RATIO_12M", "pay_ontime_ratio_12m", 30.0),
         ("PAY_WORST_DAYS_LATE_12M", "pay_worst_days_late_12m", 30.0),
-        ("EXT_DELINQUENCIES_24M", "ext_delinquencies_24m", 25.0),
+        ("EXT_DELINQUENCIES_24M_NO_DATA", "ext_delinquencies_24m", 25.0),  # sent without a value
     ]
     assert score.reasons[0].text == "Some bills in the last 12 months were paid late or not at all"
     assert score.HasField("score_time")

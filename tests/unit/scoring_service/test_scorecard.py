@@ -4,6 +4,7 @@ coverage, reasons; one subject and a batch agree; the artifact round-trips."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 import math
 from typing import Any
 
@@ -188,7 +189,9 @@ def test_reasons_ranked_by_points_lost_capped_at_four_ties_in_catalog_order():
         ("pay_worst_days_late_12m", 30.0),
     ]
     first = result.reasons[0]
-    assert (first.code, first.text) == ("PAY_BILLS_PAID_COUNT", "Short record of bills paid")
+    # Its points were lost for having no data at all: the no-data code and text.
+    assert (first.code, first.text) == ("PAY_BILLS_PAID_COUNT_NO_DATA", "No bill payments on record")
+    assert (result.reasons[1].code, result.reasons[1].text) == ("IDENTITY_NOT_VERIFIED", "Identity not verified")
     # A subject at the top of every bin has no reasons at all.
     best = card.score_one(
         {"ext_delinquencies_24m": 0.0, "pay_ontime_ratio_12m": 1.0, "identity_verified": 1.0,
@@ -283,3 +286,26 @@ def test_invalid_artifacts_are_refused_with_a_clear_message(break_it, message):
 def test_versions_order_naturally():
     versions = ["1.10.0", "1.2.0", "1.9.3", "2.0.0", "1.9.10"]
     assert sorted(versions, key=version_key) == ["1.2.0", "1.9.3", "1.9.10", "1.10.0", "2.0.0"]
+
+
+def test_a_reason_for_having_no_data_says_so():
+    """The missing bin's reason is the catalog's no-data code and text."""
+    from creditscore.catalog import by_name
+    from scoring_service.scorecard import Scorecard
+
+    card = Scorecard.load(Path(__file__).resolve().parents[3] / "scoring_service/models/scorecard-1.0.0.json")
+    result = card.score_one({n: None for n in card.features} | {
+        "pay_ontime_ratio_12m": 1.0, "pay_worst_days_late_12m": 0.0, "pay_bills_paid_count": 40.0,
+        "pay_utility_telecom_months_12m": 12.0, "pay_unpaid_past_due_amount": 0.0,
+        "identity_months_at_residence": 100.0, "identity_months_with_phone": 100.0,
+        "identity_verified": 1.0})
+    given = {"pay_ontime_ratio_12m", "pay_worst_days_late_12m", "pay_bills_paid_count",
+             "pay_utility_telecom_months_12m", "pay_unpaid_past_due_amount",
+             "identity_months_at_residence", "identity_months_with_phone", "identity_verified"}
+    no_data = [r for r in result.reasons if r.feature not in given]
+    assert no_data, "a vector without commerce or external data loses points for it"
+    for reason in result.reasons:
+        entry = by_name(reason.feature)
+        expected = ((entry.reason_code, entry.reason_text) if reason.feature in given
+                    else (entry.missing_reason_code, entry.missing_text))
+        assert (reason.code, reason.text) == expected
