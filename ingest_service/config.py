@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from creditscore.runtime import ServerSettings, env_field
+from creditscore.runtime import ChannelSettings, ServerSettings, env_field
 
 __all__ = ["Settings"]
 
@@ -14,6 +14,7 @@ class Settings:
     """Everything ``build_server`` needs; ``from_env(Settings)`` reads it."""
 
     server: ServerSettings = field(default_factory=lambda: ServerSettings(port=50052))
+    channel: ChannelSettings = field(default_factory=ChannelSettings)
     database_url: str = env_field("DATABASE_URL", "sqlite:///var/ingest.db")
     consent_service_addr: str = env_field("CONSENT_SERVICE_ADDR", "localhost:50051")
     feature_service_addr: str = env_field("FEATURE_SERVICE_ADDR", "localhost:50053")

@@ -11,7 +11,6 @@ from creditscore.consent.v1 import consent_pb2_grpc
 from creditscore.feature.v1 import feature_pb2_grpc
 from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from creditscore.runtime import (
-    ChannelSettings,
     RegisteredService,
     ServerHandle,
     create_channel,
@@ -56,21 +55,20 @@ async def build_ingest(
     settings: Settings,
     *,
     tracer_provider: TracerProvider | None = None,
-    channel_settings: ChannelSettings = ChannelSettings.default,
 ) -> IngestApp:
     """``build_server`` with the store and dispatcher handed back as well;
-    ``channel_settings`` (retries, keepalive) apply to both dependency channels."""
+    ``settings.channel`` (retries, keepalive) applies to both dependency channels."""
     engine = make_engine(settings.database_url)
     channels: list[grpc.aio.Channel] = []
     try:
         store = RecordStore(engine)
         await store.create_schema()
         consent_channel = create_channel(
-            settings.consent_service_addr, channel_settings, tracer_provider=tracer_provider
+            settings.consent_service_addr, settings.channel, tracer_provider=tracer_provider
         )
         channels.append(consent_channel)
         feature_channel = create_channel(
-            settings.feature_service_addr, channel_settings, tracer_provider=tracer_provider
+            settings.feature_service_addr, settings.channel, tracer_provider=tracer_provider
         )
         channels.append(feature_channel)
         dispatcher = Dispatcher(

@@ -3,6 +3,8 @@ feature services on their own in-process servers; asserts on what crosses the wi
 
 from __future__ import annotations
 
+import dataclasses
+
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -110,7 +112,7 @@ async def start_ingest(database_url: str, consent_port: int, feature_port: int) 
         consent_service_addr=f"127.0.0.1:{consent_port}", feature_service_addr=f"127.0.0.1:{feature_port}",
         outbox_poll_seconds=0.05, outbox_delivery_timeout_seconds=2.0)
     # Two attempts per call, so that a failing fake shows the dispatcher's own retries.
-    app = await build_ingest(settings, channel_settings=ChannelSettings(retry_max_attempts=2))
+    app = await build_ingest(dataclasses.replace(settings, channel=ChannelSettings(retry_max_attempts=2)))
     await app.handle.start()
     return app, create_channel(f"127.0.0.1:{app.handle.port}")
 

@@ -70,19 +70,49 @@ class ChannelSettings:
 ChannelSettings.default = ChannelSettings()
 
 
+class _DefaultTimeout(
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,
+):
+    """Gives a call made without ``timeout=`` the channel's default deadline, so
+    that no call can wait forever."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+
+    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        if details.timeout is not None:
+            return details
+        return grpc.aio.ClientCallDetails(
+            details.method, self._seconds, details.metadata, details.credentials,
+            details.wait_for_ready,
+        )
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+    async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return await continuation(self._details(details), requests)
+
+
 def create_channel(
     target: str,
     settings: ChannelSettings = ChannelSettings.default,
     *,
     tracer_provider: TracerProvider | None = None,
 ) -> grpc.aio.Channel:
-    """An insecure ``grpc.aio`` channel to ``target`` with retry and keepalive; with
-    a tracer provider, calls carry the trace context to the server."""
-    interceptors = []
+    """An insecure ``grpc.aio`` channel to ``target`` with retry and keepalive; a
+    call made without ``timeout=`` gets ``settings.timeout_seconds``; with a tracer
+    provider, calls carry the trace context to the server."""
+    interceptors: list[Any] = [_DefaultTimeout(settings.timeout_seconds)]
     if tracer_provider is not None:
         from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
-        interceptors = aio_client_interceptors(tracer_provider=tracer_provider)
+        interceptors.extend(aio_client_interceptors(tracer_provider=tracer_provider))
     return grpc.aio.insecure_channel(
         target, options=settings.channel_options(), interceptors=interceptors
     )

@@ -141,3 +141,28 @@ def test_nested_settings_with_unnamed_fields_read_the_real_environment(monkeypat
 
     monkeypatch.setenv("GRPC_CLIENT_TIMEOUT_SECONDS", "1.5")
     assert from_env(S).channel.timeout_seconds == 1.5
+
+
+async def test_a_call_without_timeout_gets_the_channel_default():
+    seen: list[float | None] = []
+
+    class Slow(consent_pb2_grpc.ConsentServiceServicer):
+        async def GetSubject(self, request, context):
+            seen.append(context.time_remaining())
+            return consent_pb2.GetSubjectResponse()
+
+    handle = create_server(
+        [RegisteredService(consent_pb2.DESCRIPTOR.services_by_name["ConsentService"],
+                           consent_pb2_grpc.add_ConsentServiceServicer_to_server, Slow())],
+        ServerSettings(host="127.0.0.1", port=0), domain="test.creditscore")
+    await handle.start()
+    channel = create_channel(f"127.0.0.1:{handle.port}", ChannelSettings(timeout_seconds=0.75))
+    try:
+        stub = consent_pb2_grpc.ConsentServiceStub(channel)
+        await stub.GetSubject(consent_pb2.GetSubjectRequest(subject_id="a"))
+        await stub.GetSubject(consent_pb2.GetSubjectRequest(subject_id="a"), timeout=5)
+    finally:
+        await channel.close()
+        await handle.stop(0)
+    assert seen[0] is not None and 0 < seen[0] <= 0.75 + 0.02
+    assert 0.75 + 0.02 < seen[1] <= 5.02
