@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import re
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -22,10 +21,12 @@ from datetime import datetime
 
 from creditscore.common.v1 import common_pb2
 from creditscore.runtime import (
+    MAX_SUBJECT_ID_LENGTH,
     FieldViolation,
     InvalidArgument,
     NotFound,
     Violations,
+    check_subject_id,
     decode_page_token,
     encode_page_token,
 )
@@ -59,13 +60,11 @@ __all__ = [
     "withdraw",
 ]
 
-MAX_SUBJECT_ID_LENGTH = 64
 MAX_REQUEST_ID_LENGTH = 128
 MAX_CHECKS = 1000
 PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 100
 
-_SUBJECT_ID = re.compile(r"[A-Za-z0-9_-]{1,%d}" % MAX_SUBJECT_ID_LENGTH)
 
 #: The data sources a consent can name: every enum value but UNSPECIFIED. Proto3
 #: enums are open, so a client can send a number outside the enum; it is invalid.
@@ -240,18 +239,6 @@ def check_request_id(v: Violations, value: str, field: str = "request_id") -> No
         v.add(field, "must be set")
     elif len(value) > MAX_REQUEST_ID_LENGTH:
         v.add(field, f"must be at most {MAX_REQUEST_ID_LENGTH} characters")
-
-
-def check_subject_id(
-    v: Violations, value: str, field: str = "subject_id", *, required: bool = True
-) -> None:
-    """A subject id is 1-64 of ``[A-Za-z0-9_-]``; empty is allowed only when not required."""
-    if not value:
-        if required:
-            v.add(field, "must be set")
-        return
-    if _SUBJECT_ID.fullmatch(value) is None:
-        v.add(field, f"must be 1-{MAX_SUBJECT_ID_LENGTH} characters of [A-Za-z0-9_-]")
 
 
 def check_source(v: Violations, value: int, field: str = "source") -> None:

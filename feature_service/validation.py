@@ -13,7 +13,7 @@ from datetime import datetime
 
 from creditscore.feature.v1 import feature_pb2
 from creditscore.records.v1 import records_pb2 as _R
-from creditscore.runtime import Violations, from_timestamp
+from creditscore.runtime import Violations, check_subject_id, from_timestamp
 
 from .store import MAX_ID_LENGTH
 
@@ -118,7 +118,7 @@ def validate_apply_records(
             record = envelope.record
             at = f"{path}.record"
             _check_id(v, record.record_id, f"{at}.record_id")
-            _check_id(v, record.subject_id, f"{at}.subject_id")
+            check_subject_id(v, record.subject_id, f"{at}.subject_id")
             if record.HasField("event_time"):
                 if not _valid_timestamp(record, "event_time"):
                     v.add(f"{at}.event_time", "must be a valid timestamp")
@@ -137,7 +137,7 @@ def validate_get_feature_vector(
     """The subject and as-of time of a valid request; otherwise ``InvalidArgument``.
     An as-of time after ``latest_allowed`` (now plus clock skew) is refused."""
     v = Violations()
-    _check_id(v, request.subject_id, "subject_id")
+    check_subject_id(v, request.subject_id)
     as_of: datetime | None = None
     if request.HasField("as_of_time"):
         if not _valid_timestamp(request, "as_of_time"):

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import re
-
 import grpc
 
 from creditscore.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from creditscore.runtime import Deadline, Violations
+from creditscore.runtime import Deadline, Violations, check_subject_id
 
 from .config import Settings
 from .lookup import ConsentPort, FeaturePort, ScoringPort, get_credit_score
 
 __all__ = ["CreditScoreServicer"]
-
-_SUBJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class CreditScoreServicer(gateway_pb2_grpc.CreditScoreServiceServicer):
@@ -35,8 +31,7 @@ class CreditScoreServicer(gateway_pb2_grpc.CreditScoreServiceServicer):
         self, request: gateway_pb2.GetCreditScoreRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.GetCreditScoreResponse:
         v = Violations()
-        v.check(bool(_SUBJECT_ID.match(request.subject_id)), "subject_id",
-                "must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'")
+        check_subject_id(v, request.subject_id)
         v.raise_if_any("the request is not valid")
         deadline = Deadline.from_context(
             context,

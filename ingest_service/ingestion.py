@@ -33,13 +33,14 @@ from creditscore.runtime import (
     FieldViolation,
     InvalidArgument,
     Violations,
+    check_subject_id,
     decode_page_token,
     encode_page_token,
     utcnow,
 )
 
 from .store import NewRecord, RecordPosition, RecordStore, StoreOutcome
-from .validation import is_valid_subject_id, source_of, validate_batch, validate_record
+from .validation import source_of, validate_batch, validate_record
 
 __all__ = [
     "BatchOutcome",
@@ -299,11 +300,7 @@ class Ingestor:
         """A page of a subject's records, newest event time first. ``page_size`` 0
         means 100, more than 500 means 500; the token is the previous page's."""
         problems = Violations()
-        problems.check(
-            is_valid_subject_id(subject_id),
-            "subject_id",
-            "must be 1 to 64 characters of [A-Za-z0-9_-]",
-        )
+        check_subject_id(problems, subject_id)
         problems.check(page_size >= 0, "page_size", "must not be negative")
         after: RecordPosition | None = None
         try:

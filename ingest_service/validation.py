@@ -16,13 +16,12 @@ from google.protobuf.descriptor import EnumDescriptor
 
 from creditscore.common.v1 import common_pb2
 from creditscore.records.v1 import records_pb2
-from creditscore.runtime import FieldViolation
+from creditscore.runtime import SUBJECT_ID_RULE, FieldViolation, is_subject_id
 
 __all__ = [
     "CLOCK_SKEW",
     "EARLIEST_EVENT_TIME",
     "MAX_BATCH_RECORDS",
-    "is_valid_subject_id",
     "source_of",
     "validate_batch",
     "validate_record",
@@ -37,7 +36,6 @@ EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 CLOCK_SKEW = timedelta(minutes=5)
 """How far a producer's clock may run ahead of ours before a time counts as future."""
 
-_SUBJECT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _PRODUCER_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _MAX_RECORD_ID = 128
@@ -65,11 +63,6 @@ def source_of(record: records_pb2.Record) -> int:
     if body is None:
         return common_pb2.DATA_SOURCE_UNSPECIFIED
     return _SOURCE_BY_BODY[body]
-
-
-def is_valid_subject_id(subject_id: str) -> bool:
-    """True for 1 to 64 characters of ``[A-Za-z0-9_-]``, the form consent issues."""
-    return _SUBJECT_ID.fullmatch(subject_id) is not None
 
 
 def _is_printable_id(value: str, limit: int) -> bool:
@@ -237,8 +230,8 @@ def validate_record(record: records_pb2.Record, now: datetime) -> list[FieldViol
     c = _Checker(now)
     if not _is_printable_id(record.record_id, _MAX_RECORD_ID):
         c.add("record_id", f"must be 1 to {_MAX_RECORD_ID} printable characters")
-    if not is_valid_subject_id(record.subject_id):
-        c.add("subject_id", "must be 1 to 64 characters of [A-Za-z0-9_-]")
+    if not is_subject_id(record.subject_id):
+        c.add("subject_id", SUBJECT_ID_RULE)
     event = c.time(record, "event_time", "event_time", required=True)
     if event is not None and event < EARLIEST_EVENT_TIME:
         c.add("event_time", "must not be before 2000-01-01")

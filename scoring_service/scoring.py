@@ -9,7 +9,6 @@ interceptor.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import replace
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -19,6 +18,7 @@ from creditscore.runtime import (
     FieldViolation,
     InvalidArgument,
     Violations,
+    check_subject_id,
     decode_page_token,
     encode_page_token,
     page_size,
@@ -39,7 +39,6 @@ __all__ = [
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
-_SUBJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _KNOWN = frozenset(FEATURE_NAMES)
 
 
@@ -51,11 +50,7 @@ def validate_score_request(
     ``features[i].name`` (empty, not in the catalog, repeated) and
     ``features[i].value`` (not finite)."""
     v = Violations()
-    v.check(
-        bool(_SUBJECT_ID.match(subject_id)),
-        "subject_id",
-        "must be 1-64 characters of A-Z, a-z, 0-9, '_' and '-'",
-    )
+    check_subject_id(v, subject_id)
     values: dict[str, float | None] = {}
     first_index: dict[str, int] = {}
     for i, (name, value) in enumerate(features):

@@ -25,6 +25,7 @@ from ._errors import (
     Violations,
     to_status,
 )
+from ._ids import MAX_SUBJECT_ID_LENGTH, SUBJECT_ID_RULE, check_subject_id, is_subject_id
 from ._interceptors import ErrorInterceptor
 from ._proto import (
     decode_page_token,
@@ -45,6 +46,8 @@ from ._server import (
 from ._telemetry import configure_tracing
 
 __all__ = [
+    "MAX_SUBJECT_ID_LENGTH",
+    "SUBJECT_ID_RULE",
     "Aborted",
     "AlreadyExists",
     "CallError",
@@ -67,6 +70,7 @@ __all__ = [
     "Unavailable",
     "UtcDateTime",
     "Violations",
+    "check_subject_id",
     "configure_tracing",
     "create_channel",
     "create_schema",
@@ -78,6 +82,7 @@ __all__ = [
     "env_field",
     "from_env",
     "from_timestamp",
+    "is_subject_id",
     "make_engine",
     "normalize_database_url",
     "page_size",

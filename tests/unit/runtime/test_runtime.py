@@ -166,3 +166,16 @@ async def test_a_call_without_timeout_gets_the_channel_default():
         await handle.stop(0)
     assert seen[0] is not None and 0 < seen[0] <= 0.75 + 0.02
     assert 0.75 + 0.02 < seen[1] <= 5.02
+
+
+@pytest.mark.parametrize("value, ok", [
+    ("sim-000001", True), ("a" * 64, True), ("A_b-9", True),
+    ("", False), ("a" * 65, False), ("has space", False), ("trailing\n", False), ("é", False),
+])
+def test_subject_ids_are_checked_the_same_everywhere(value, ok):
+    from creditscore.runtime import check_subject_id, is_subject_id
+
+    assert is_subject_id(value) is ok
+    v = Violations()
+    check_subject_id(v, value)
+    assert (not v.items) is ok

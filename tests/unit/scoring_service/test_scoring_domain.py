@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from creditscore.runtime import SUBJECT_ID_RULE
 from creditscore.runtime import InvalidArgument, from_env, make_engine
 from scoring_service.config import Settings
 from scoring_service.registry import ModelLoadError, ModelRegistry
@@ -90,7 +91,7 @@ def test_validation_names_every_bad_field():
             ],
         )
     assert [(v.field, v.description) for v in info.value.violations] == [
-        ("subject_id", "must be 1-64 characters of A-Z, a-z, 0-9, '_' and '-'"),
+        ("subject_id", SUBJECT_ID_RULE),
         ("features[1].name", "unknown feature 'favourite_colour'"),
         ("features[2].name", "duplicate of features[0]"),
         ("features[3].name", "must be set"),
