@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from creditscore.runtime import SUBJECT_ID_RULE
-from creditscore.runtime import InvalidArgument, from_env, make_engine
+from creditscore.runtime import SUBJECT_ID_RULE, InvalidArgument, from_env, make_engine
 from scoring_service.config import Settings
 from scoring_service.registry import ModelLoadError, ModelRegistry
 from scoring_service.scorecard import Band, ScoreState
