@@ -21,7 +21,7 @@ import asyncio
 import enum
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
@@ -58,6 +58,8 @@ log = logging.getLogger("ingest_service")
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 500
+DEFAULT_EXPORT_CHUNK = 500
+MAX_EXPORT_CHUNK = 1000  # one CheckConsents call answers at most 1000 pairs
 
 INVALID_RECORD = "INVALID_RECORD"
 CONSENT_REQUIRED = "CONSENT_REQUIRED"
@@ -117,6 +119,15 @@ class StoredRecordView:
 class RecordPage:
     records: tuple[StoredRecordView, ...]
     next_page_token: str
+
+
+@dataclass(frozen=True)
+class ExportChunk:
+    """One chunk of the training export: the consented records, and how many of
+    the chunk were left out for want of model-development consent."""
+
+    records: tuple[StoredRecordView, ...]
+    skipped_without_consent: int
 
 
 def serialize(record: records_pb2.Record) -> bytes:
@@ -295,6 +306,44 @@ class Ingestor:
         return [
             answers[(_purpose_of(e.source), e.record.subject_id, e.source)] for e in entries
         ]
+
+    async def export_training(
+        self, chunk_size: int, consent_timeout: float
+    ) -> AsyncIterator[ExportChunk]:
+        """Every stored record, in chunks of at most ``chunk_size`` (0 means 500,
+        at most 1000), keeping only those whose subject has a live
+        PURPOSE_MODEL_DEVELOPMENT consent for the record's source — asked once
+        per distinct (subject, source) of a chunk, at the time of the export."""
+        problems = Violations()
+        problems.check(
+            0 <= chunk_size <= MAX_EXPORT_CHUNK, "chunk_size", f"must be 0 to {MAX_EXPORT_CHUNK}"
+        )
+        problems.raise_if_any("the request is not valid")
+        limit = chunk_size or DEFAULT_EXPORT_CHUNK
+        after: tuple[str, str] | None = None
+        while True:
+            rows = await self._store.export_after(after, limit)
+            if not rows:
+                return
+            after = (rows[-1].producer_id, rows[-1].record_id)
+            pairs = list(dict.fromkeys((r.subject_id, r.source) for r in rows))
+            granted = await self._consent.check(
+                common_pb2.PURPOSE_MODEL_DEVELOPMENT, pairs, consent_timeout
+            )
+            if len(granted) != len(pairs):
+                raise DomainError(
+                    "the consent service answered a different number of checks",
+                    reason="CONSENT_REPLY_MISMATCH",
+                )
+            allowed = {pair for pair, ok in zip(pairs, granted, strict=True) if ok}
+            kept = tuple(
+                StoredRecordView(r.producer_id, records_pb2.Record.FromString(r.payload), r.ingest_time)
+                for r in rows
+                if (r.subject_id, r.source) in allowed
+            )
+            yield ExportChunk(kept, len(rows) - len(kept))
+            if len(rows) < limit:
+                return
 
     async def list_records(self, subject_id: str, page_size: int, page_token: str) -> RecordPage:
         """A page of a subject's records, newest event time first. ``page_size`` 0

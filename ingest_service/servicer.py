@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import grpc
 
 from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from creditscore.runtime import derive_timeout, to_timestamp
 
-from .ingestion import Ingestor, RecordOutcome, Status
+from .ingestion import Ingestor, RecordOutcome, Status, StoredRecordView
 
 __all__ = ["IngestServicer"]
 
@@ -63,13 +65,22 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             request.subject_id, request.page_size, request.page_token
         )
         return ingest_pb2.ListRecordsResponse(
-            records=[
-                ingest_pb2.StoredRecord(
-                    producer_id=r.producer_id,
-                    record=r.record,
-                    ingest_time=to_timestamp(r.ingest_time),
-                )
-                for r in page.records
-            ],
-            next_page_token=page.next_page_token,
+            records=[_stored(r) for r in page.records], next_page_token=page.next_page_token
         )
+
+    async def ExportTrainingRecords(
+        self, request: ingest_pb2.ExportTrainingRecordsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[ingest_pb2.ExportTrainingRecordsResponse]:
+        # Each chunk's consent check gets the usual bound: an export runs for as
+        # long as the store is large, not within one call's deadline.
+        async for chunk in self._ingestor.export_training(request.chunk_size, self._consent_timeout):
+            yield ingest_pb2.ExportTrainingRecordsResponse(
+                records=[_stored(r) for r in chunk.records],
+                skipped_without_consent=chunk.skipped_without_consent,
+            )
+
+
+def _stored(view: StoredRecordView) -> ingest_pb2.StoredRecord:
+    return ingest_pb2.StoredRecord(
+        producer_id=view.producer_id, record=view.record, ingest_time=to_timestamp(view.ingest_time)
+    )

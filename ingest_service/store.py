@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from creditscore.runtime import UtcDateTime, create_schema, dialect_insert
 
 __all__ = [
+    "ExportRow",
     "NewRecord",
     "OutboxEntry",
     "OutboxFailure",
@@ -116,6 +117,18 @@ class StoredRow:
     producer_id: str
     record_id: str
     event_time: datetime
+    payload: bytes
+    ingest_time: datetime
+
+
+@dataclass(frozen=True)
+class ExportRow:
+    """One stored record as the training export reads it (key order)."""
+
+    producer_id: str
+    record_id: str
+    subject_id: str
+    source: int
     payload: bytes
     ingest_time: datetime
 
@@ -279,6 +292,31 @@ class RecordStore:
                     producer_id=row.producer_id,
                     record_id=row.record_id,
                     event_time=row.event_time,
+                    payload=bytes(row.payload),
+                    ingest_time=row.ingest_time,
+                )
+                for row in result
+            ]
+
+    async def export_after(self, after: tuple[str, str] | None, limit: int) -> list[ExportRow]:
+        """Up to ``limit`` records in primary-key order (producer, record id),
+        starting after the key ``after``: keyset pages that stay cheap over the
+        whole table."""
+        pid, rid = records.c.producer_id, records.c.record_id
+        query = select(
+            pid, rid, records.c.subject_id, records.c.source, records.c.payload, records.c.ingest_time
+        )
+        if after is not None:
+            query = query.where(or_(pid > after[0], and_(pid == after[0], rid > after[1])))
+        query = query.order_by(pid, rid).limit(limit)
+        async with self._engine.connect() as conn:
+            result = await conn.execute(query)
+            return [
+                ExportRow(
+                    producer_id=row.producer_id,
+                    record_id=row.record_id,
+                    subject_id=row.subject_id,
+                    source=row.source,
                     payload=bytes(row.payload),
                     ingest_time=row.ingest_time,
                 )

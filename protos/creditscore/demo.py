@@ -182,6 +182,9 @@ async def load_population(suite: Suite, n_subjects: int, seed: int, out=print) -
                     common_pb2.DATA_SOURCE_COMMERCE, common_pb2.DATA_SOURCE_PAYMENTS,
                     common_pb2.DATA_SOURCE_IDENTITY, common_pb2.DATA_SOURCE_EXTERNAL)
                     if not (sid in withholding and s == common_pb2.DATA_SOURCE_EXTERNAL)]
+                # Model development (training scorecards) is a purpose of its own,
+                # asked separately: the same sources, and the loan outcomes.
+                grants += [(s, common_pb2.PURPOSE_MODEL_DEVELOPMENT) for s, _ in list(grants)]
                 grants.append((common_pb2.DATA_SOURCE_OUTCOMES, common_pb2.PURPOSE_MODEL_DEVELOPMENT))
                 for source, purpose in grants:
                     await consent.GrantConsent(consent_pb2.GrantConsentRequest(

@@ -299,3 +299,37 @@ async def test_list_records_rejects_bad_input(suite, list_request, reason, field
     error = CallError.from_rpc_error(info.value)
     assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, reason)
     assert [v.field for v in error.violations] == fields
+
+
+async def _export(stub, chunk_size: int = 0) -> list[ingest_pb2.ExportTrainingRecordsResponse]:
+    call = stub.ExportTrainingRecords(ingest_pb2.ExportTrainingRecordsRequest(chunk_size=chunk_size), timeout=10)
+    return [reply async for reply in call]
+
+
+async def test_the_training_export_streams_only_records_consented_for_model_development(suite):
+    # alice consented to model development (any source here), bob only to scoring.
+    await ingest(suite.stub, bill("b1"), order("o1"), outcome("l1"), bill("b2", subject="bob"),
+                 order("o2", subject="bob"))
+    await ingest(suite.stub, bill("b3"), producer="wallet", request_id="req-2")
+    asked_before = len(suite.consent.requests)
+    chunks = await _export(suite.stub, chunk_size=2)
+    exported = [(s.producer_id, s.record.record_id) for c in chunks for s in c.records]
+    assert sorted(exported) == [("market", "b1"), ("market", "l1"), ("market", "o1"), ("wallet", "b3")]
+    assert sum(c.skipped_without_consent for c in chunks) == 2  # bob's two records
+    assert max(len(c.records) + c.skipped_without_consent for c in chunks) <= 2
+    assert {s.record.WhichOneof("body") for c in chunks for s in c.records} == {"bill", "order", "loan_outcome"}
+    # One consent call per chunk (6 records, 2 a chunk), every one for model development.
+    asked = suite.consent.requests[asked_before:]
+    assert len(asked) == 3 and {r.purpose for r in asked} == {DEVELOPMENT}
+
+
+async def test_the_training_export_refuses_a_bad_chunk_size(suite):
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await _export(suite.stub, chunk_size=5000)
+    err = CallError.from_rpc_error(info.value)
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in err.violations] == ["chunk_size"]
+
+
+async def test_the_training_export_of_an_empty_store_is_empty(suite):
+    assert await _export(suite.stub) == []

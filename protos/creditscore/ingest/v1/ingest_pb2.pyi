@@ -93,3 +93,17 @@ class ListRecordsResponse(_message.Message):
     records: _containers.RepeatedCompositeFieldContainer[StoredRecord]
     next_page_token: str
     def __init__(self, records: _Optional[_Iterable[_Union[StoredRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ExportTrainingRecordsRequest(_message.Message):
+    __slots__ = ("chunk_size",)
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    chunk_size: int
+    def __init__(self, chunk_size: _Optional[int] = ...) -> None: ...
+
+class ExportTrainingRecordsResponse(_message.Message):
+    __slots__ = ("records", "skipped_without_consent")
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_WITHOUT_CONSENT_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[StoredRecord]
+    skipped_without_consent: int
+    def __init__(self, records: _Optional[_Iterable[_Union[StoredRecord, _Mapping]]] = ..., skipped_without_consent: _Optional[int] = ...) -> None: ...

@@ -46,6 +46,11 @@ class IngestServiceStub:
                 request_serializer=creditscore_dot_ingest_dot_v1_dot_ingest__pb2.ListRecordsRequest.SerializeToString,
                 response_deserializer=creditscore_dot_ingest_dot_v1_dot_ingest__pb2.ListRecordsResponse.FromString,
                 _registered_method=True)
+        self.ExportTrainingRecords = channel.unary_stream(
+                '/creditscore.ingest.v1.IngestService/ExportTrainingRecords',
+                request_serializer=creditscore_dot_ingest_dot_v1_dot_ingest__pb2.ExportTrainingRecordsRequest.SerializeToString,
+                response_deserializer=creditscore_dot_ingest_dot_v1_dot_ingest__pb2.ExportTrainingRecordsResponse.FromString,
+                _registered_method=True)
 
 
 class IngestServiceServicer:
@@ -68,6 +73,15 @@ class IngestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportTrainingRecords(self, request, context):
+        """Streams every stored record whose subject consented to its use for model
+        development (per source, PURPOSE_MODEL_DEVELOPMENT), loan outcomes included,
+        in chunks; the trainer builds point-in-time feature matrices from them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -80,6 +94,11 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     servicer.ListRecords,
                     request_deserializer=creditscore_dot_ingest_dot_v1_dot_ingest__pb2.ListRecordsRequest.FromString,
                     response_serializer=creditscore_dot_ingest_dot_v1_dot_ingest__pb2.ListRecordsResponse.SerializeToString,
+            ),
+            'ExportTrainingRecords': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportTrainingRecords,
+                    request_deserializer=creditscore_dot_ingest_dot_v1_dot_ingest__pb2.ExportTrainingRecordsRequest.FromString,
+                    response_serializer=creditscore_dot_ingest_dot_v1_dot_ingest__pb2.ExportTrainingRecordsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -138,6 +157,33 @@ class IngestService:
             '/creditscore.ingest.v1.IngestService/ListRecords',
             creditscore_dot_ingest_dot_v1_dot_ingest__pb2.ListRecordsRequest.SerializeToString,
             creditscore_dot_ingest_dot_v1_dot_ingest__pb2.ListRecordsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportTrainingRecords(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/creditscore.ingest.v1.IngestService/ExportTrainingRecords',
+            creditscore_dot_ingest_dot_v1_dot_ingest__pb2.ExportTrainingRecordsRequest.SerializeToString,
+            creditscore_dot_ingest_dot_v1_dot_ingest__pb2.ExportTrainingRecordsResponse.FromString,
             options,
             channel_credentials,
             insecure,
