@@ -1,0 +1,59 @@
+"""Training data from the running suite: the records the ingest service holds for
+model development, turned into a point-in-time feature matrix by the feature
+service's own engine (``feature_service.aggregates``), so that a scorecard is
+trained on exactly the features the service computes.
+
+    records, outcomes = await fetch_training_records("localhost:50052")
+    matrix = point_in_time_matrix(records, outcomes)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import grpc
+
+from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from creditscore.records.v1 import records_pb2
+from creditscore.runtime import CallError, create_channel
+
+__all__ = ["TrainingRecords", "fetch_training_records"]
+
+
+class TrainingRecords:
+    """What the export gave: scoring-input records, loan outcomes, and how many
+    records were left out for want of model-development consent."""
+
+    def __init__(self) -> None:
+        self.records: list[records_pb2.Record] = []
+        self.outcomes: list[records_pb2.Record] = []
+        self.skipped_without_consent = 0
+
+
+async def fetch_training_records(
+    ingest_addr: str,
+    *,
+    timeout: float = 3600.0,
+    progress: Callable[[int], None] | None = None,
+) -> TrainingRecords:
+    """Streams ``IngestService.ExportTrainingRecords`` from ``ingest_addr``;
+    ``progress`` is told the running count of records received."""
+    out = TrainingRecords()
+    async with create_channel(ingest_addr) as channel:
+        stub = ingest_pb2_grpc.IngestServiceStub(channel)
+        call = stub.ExportTrainingRecords(
+            ingest_pb2.ExportTrainingRecordsRequest(chunk_size=1000), timeout=timeout
+        )
+        try:
+            async for chunk in call:
+                out.skipped_without_consent += chunk.skipped_without_consent
+                for stored in chunk.records:
+                    if stored.record.WhichOneof("body") == "loan_outcome":
+                        out.outcomes.append(stored.record)
+                    else:
+                        out.records.append(stored.record)
+                if progress is not None:
+                    progress(len(out.records) + len(out.outcomes))
+        except grpc.aio.AioRpcError as exc:
+            raise CallError.from_rpc_error(exc) from None
+    return out
