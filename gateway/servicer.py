@@ -54,6 +54,7 @@ class CreditScoreServicer(gateway_pb2_grpc.CreditScoreServiceServicer):
             reasons=score.reasons,
             model_version=score.model_version,
             coverage=score.coverage,
+            improvements=score.improvements,
         )
         if score.HasField("score_time"):
             result.score_time.CopyFrom(score.score_time)

@@ -22,5 +22,18 @@ class Settings:
         "MODEL_DIR", DEFAULT_MODEL_DIR, help="folder of scorecard-<version>.json artifacts"
     )
     model_version: str = env_field(
-        "MODEL_VERSION", "", help="the active scorecard; empty: the highest version found"
+        "MODEL_VERSION",
+        "",
+        help="the scorecard activated on the first start against an empty model history "
+        "(empty: the highest version found); afterwards ActivateModel/RollbackModel decide",
+    )
+    model_refresh_seconds: float = env_field(
+        "MODEL_REFRESH_SECONDS",
+        5.0,
+        help="how often a replica re-reads the champion and challenger: the longest a replica "
+        "scores with the old champion after another replica handled a change",
+    )
+    drift_max_scores: int = env_field(
+        "DRIFT_MAX_SCORES", 20_000,
+        help="the most scores one GetDrift reads; a larger window is sampled (pseudo-randomly, by id)",
     )

@@ -1,11 +1,13 @@
-"""The scorecards a scoring service has loaded, and which one is active.
+"""The scorecards a scoring service has loaded.
 
-Every ``scorecard-*.json`` of the model folder is loaded and validated at start; the
-active one is the version asked for, or else the highest version found. A folder
-without a model, a file that is not a valid scorecard, a file whose name disagrees
-with the version inside it, or an asked-for version that is not there are all
-``ModelLoadError``: the service refuses to start rather than score with a model
-nobody chose.
+Every ``scorecard-*.json`` of the model folder is loaded and validated at start. The
+*initial* version is the one asked for (``MODEL_VERSION``), or else the highest
+version found: it becomes the champion when the score database has no activation
+history yet; afterwards the history decides which version is active
+(``lifecycle.Lifecycle``). A folder without a model, a file that is not a valid
+scorecard, a file whose name disagrees with the version inside it, or an asked-for
+version that is not there are all ``ModelLoadError``: the service refuses to start
+rather than score with a model nobody chose.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ class ModelLoadError(RuntimeError):
 
 
 class ModelRegistry:
-    """Loaded scorecards by version, newest first, and the active one."""
+    """Loaded scorecards by version, newest first, and the initial one."""
 
-    def __init__(self, models: Mapping[str, Scorecard], active_version: str = "") -> None:
+    def __init__(self, models: Mapping[str, Scorecard], initial_version: str = "") -> None:
         if not models:
             raise ModelLoadError("no scorecard loaded")
         for version, card in models.items():
@@ -35,18 +37,18 @@ class ModelRegistry:
                 raise ModelLoadError(f"scorecard {card.version!r} registered as {version!r}")
         self._ordered = tuple(sorted(models.values(), key=lambda c: version_key(c.version), reverse=True))
         self._by_version = dict(models)
-        if active_version:
-            if active_version not in self._by_version:
+        if initial_version:
+            if initial_version not in self._by_version:
                 raise ModelLoadError(
-                    f"MODEL_VERSION {active_version!r} is not among the loaded scorecards "
+                    f"MODEL_VERSION {initial_version!r} is not among the loaded scorecards "
                     f"({', '.join(self.versions())})"
                 )
-            self._active = self._by_version[active_version]
+            self._initial = self._by_version[initial_version]
         else:
-            self._active = self._ordered[0]
+            self._initial = self._ordered[0]
 
     @classmethod
-    def load(cls, model_dir: str | Path, active_version: str = "") -> ModelRegistry:
+    def load(cls, model_dir: str | Path, initial_version: str = "") -> ModelRegistry:
         """Loads every ``scorecard-*.json`` in ``model_dir``."""
         folder = Path(model_dir)
         if not folder.is_dir():
@@ -66,15 +68,20 @@ class ModelRegistry:
                 f"no scorecard found in {folder} (expected {ARTIFACT_GLOB}; "
                 "train one with python -m scoring_service.training)"
             )
-        return cls(models, active_version)
+        return cls(models, initial_version)
 
     @property
-    def active(self) -> Scorecard:
-        return self._active
+    def initial(self) -> Scorecard:
+        """The version to activate when there is no activation history yet:
+        ``MODEL_VERSION``, or else the highest version."""
+        return self._initial
 
     def get(self, version: str) -> Scorecard:
         """The scorecard of ``version``; KeyError when it is not loaded."""
         return self._by_version[version]
+
+    def __contains__(self, version: object) -> bool:
+        return version in self._by_version
 
     def versions(self) -> tuple[str, ...]:
         """Loaded versions, newest first."""

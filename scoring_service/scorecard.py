@@ -1,42 +1,66 @@
 """Scorecards: the versioned, human-readable model artifact, and the arithmetic that
 turns a feature vector into a score, a band, a probability of a bad outcome, the
-coverage and up to four reasons.
+coverage, up to four reasons and up to three ways to improve.
 
 Pure Python and numpy: no gRPC, no SQL. One subject is scored in pure Python
 (``Scorecard.score_one``: a few microseconds for 20 features), many at once in numpy
-(``Scorecard.score_batch``); both give the same scores.
+(``Scorecard.score_batch`` for a numeric matrix, ``Scorecard.score_columns`` for
+named columns, categorical ones included, with reasons); all give the same scores.
 
 The arithmetic
 --------------
 
-- Each model feature puts the subject in exactly one of its bins: a numeric bin
-  (right-open ``[lo, hi)``) when the value is there, its "missing" bin when it is not
-  (``None`` or NaN: "no data", never imputed). Each bin carries points.
+- Each model feature puts the subject in exactly one of its bins (layout: regular
+  bins, special bins, the missing bin):
+
+  * numeric: a special bin when the value is one of the feature's special codes
+    (e.g. -999), else the right-open regular bin ``[lo, hi)`` holding it;
+  * categorical: the regular bin listing the category; a category never seen in
+    training goes to the bin marked ``"other": true`` (rare categories pooled in
+    training) when there is one, else to the missing bin;
+  * the missing bin ("no data", never imputed) for ``None``, NaN, an empty string,
+    and a special code pooled with it (``missing.special_values``).
+
+  Each bin carries points.
 - ``raw = intercept_points + sum of the points of the subject's bins``.
 - ``score = clamp(round_half_up(raw), 350, 950)``. The scaling is
   ``score = offset + factor * ln(good:bad odds)`` with ``factor = pdo / ln 2``: every
   ``pdo`` points double the good:bad odds.
 - ``probability_of_bad = 1 / (1 + exp((raw - offset) / factor))``, from the
   *unclamped, unrounded* ``raw``, so that the clamp does not flatten it.
-- ``coverage`` = share of the model's features that had a value. Below
-  ``min_coverage`` the state is INSUFFICIENT_DATA: no score, band UNSPECIFIED, no
-  probability, no reasons (never a low score instead).
+- ``coverage`` = share of the model's features whose subject is not in the missing
+  bin. Below ``min_coverage`` the state is INSUFFICIENT_DATA: no score, band
+  UNSPECIFIED, no probability, no reasons, no improvements (never a low score).
 - Bands (DESIGN.md section 5): 350-549 POOR, 550-599 FAIR, 600-649 GOOD,
   650-699 VERY_GOOD, 700-950 EXCELLENT.
 - Reasons: for each feature with a non-zero coefficient, points lost = (the most
-  points any of its bins gives, the missing bin included) - (the points of the
-  subject's bin). Features that lost more than nothing, most points lost first, ties
-  in catalog order, at most four; code and text come from the feature catalog
-  (for the missing bin its no-data code `<CODE>_NO_DATA` and text).
+  points any of its bins gives, special and missing bins included) - (the points of
+  the subject's bin). Features that lost more than nothing, most points lost first,
+  ties in catalog order (features outside the catalog after catalog ones, in
+  artifact order), at most four; the feature's reason code and text, or for the
+  missing bin its no-data code and text.
+- How to improve: for *actionable* numeric features with a direction (+1 higher is
+  better, -1 lower is better) whose subject is in a regular bin, the nearest regular
+  bin in the improving direction that gives more points: the edge to reach
+  (``target_value``: at least its ``lo`` when higher is better, below its ``hi``
+  when lower is better; for whole-number features the nearest whole number inside
+  the bin), the points it gains, and the feature's hint with that target ("Pay every
+  bill by its due date (on-time share at least 0.95)"). At most three, most points
+  first, ties in reason order. The missing bin, special bins and categorical
+  features give none (there is no value to move along).
 
-The artifact (JSON, ``"format": "creditscore.scorecard/1"``)
-------------------------------------------------------------
+The artifact (JSON)
+-------------------
 
-Files are named ``scorecard-<version>.json``. Keys (``?`` marks optional ones)::
+Files are named ``scorecard-<version>.json``. Format 2 (``"format":
+"creditscore.scorecard/2"``, written by the trainer) is self-contained: each feature
+carries its kind, bins, statistics, points and texts, so a model trained on an
+analyst's CSV needs no catalog; format 1 files (catalog features, numeric bins,
+texts from the catalog) still load and score as before. Keys (``?`` optional)::
 
     {
-      "format": "creditscore.scorecard/1",
-      "version": "1.0.0",               # 1-64 of [A-Za-z0-9._-], starting alphanumeric
+      "format": "creditscore.scorecard/2",
+      "version": "2.0.0",               # 1-64 of [A-Za-z0-9._-], starting alphanumeric
       "description": "what it was trained on (data, size, seed) and how",
       "train_time": "2026-11-01T12:00:00Z",       # ISO 8601 with a zone
       "scaling": {
@@ -48,32 +72,43 @@ Files are named ``scorecard-<version>.json``. Keys (``?`` marks optional ones)::
       },
       "min_coverage": 0.25,             # 0-1
       "intercept_points"?: 0.0,         # points every subject gets (default 0)
-      "features": [                     # catalog features, each at most once
+      "features": [                     # each name at most once
         {
-          "name": "pay_ontime_ratio_12m",
+          "name": "pay_ontime_ratio_12m",   # format 1: a catalog feature
+          "kind": "numeric",                # format 2: "numeric" | "categorical"
+          "direction"?: 1,                  # +1 higher is better, -1 lower, 0 unknown
+          "value_type"?: "real",            # numeric: "binary" | "integer" | "real"
+          "label"?: "on-time share",        # short name for texts
+          "reason_code": "PAY_ONTIME_RATIO_12M", "reason_text": "...",   # format 2
+          "missing_reason_code": "PAY_ONTIME_RATIO_12M_NO_DATA", "missing_text": "...",
+          "actionable"?: true, "improve_hint"?: "Pay every bill by its due date",
           "coefficient": -0.93,         # logistic coefficient on WoE; 0 = not used
           "iv"?: 0.41,                  # information value on the training sample
-          "bins": [                     # contiguous, increasing; null = -inf / +inf
-            {"lo": null, "hi": 0.85, "count": 812, "bad_rate": 0.31, "woe": -1.2, "points": 12.5},
-            {"lo": 0.85, "hi": null, "count": 9100, "bad_rate": 0.04, "woe": 0.9, "points": 41.0}
+          "bins": [                     # numeric: contiguous, increasing; null = -inf / +inf
+            {"lo": null, "hi": 0.85, "count": 812, "bads": 252, "bad_rate": 0.31,
+             "woe": -1.2, "iv": 0.2, "points": 12.5},
+            {"lo": 0.85, "hi": null, ..., "points": 41.0}
           ],
-          "missing": {"count": 90, "bad_rate": 0.12, "woe": 0.05, "points": 30.1}
+          #  categorical bins: {"categories": ["rent", "other"], "other"?: true, ..., "points": 3.1}
+          "special"?: [{"value": -999, "count": 50, ..., "points": 20.0}],   # numeric
+          "missing": {"count": 90, "bad_rate": 0.12, "woe": 0.05, "points": 30.1,
+                      "special_values"?: [-1]}   # special codes too rare for a bin
         }
       ],
       "dropped"?: [{"name": ..., "reason": ..., "iv"?: ...}],   # what the trainer left out, why
       "metrics": {                      # on the holdout sample
-        "auc": 0.78, "ks": 0.42, "gini": 0.56, "n_train": 14000, "n_holdout": 6000,
-        "bad_rate": 0.11, "bad_rate_by_band": [{"band": "POOR", "lo": 350, "hi": 549,
-        "n": 700, "bad_rate": 0.35}, ...], ...
+        "auc": 0.78, "ks": 0.42, "gini": 0.56, ...   # see training.py
       },
+      "training"?: {...},               # the trainer's settings
       "training_distribution"?: {       # the training population, for PSI
         "score": {"edges": [350, 375, ..., 950], "shares": [...], "insufficient_share": 0.02},
-        "features": {"pay_ontime_ratio_12m": {"bins": [0.08, 0.92], "missing": 0.0}, ...}
+        "features": {"pay_ontime_ratio_12m": {"bins": [0.08, 0.92], "special"?: [...], "missing": 0.0}, ...}
       }
     }
 
-Only ``lo``, ``hi`` and ``points`` (and the missing bin's ``points``) take part in
-scoring; ``count``, ``bad_rate`` (null for an empty bin) and ``woe`` are the training
+Only the bin definitions (``lo``/``hi``, ``categories``/``other``, special
+``value``\\s, ``missing.special_values``) and ``points`` take part in scoring; the
+counts, ``bad_rate`` (null for an empty bin), ``woe`` and ``iv`` are the training
 statistics that explain them. Score histogram bins are ``[lo, hi)`` except the last,
 which includes 950.
 """
@@ -86,6 +121,7 @@ import math
 import re
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -94,13 +130,21 @@ import numpy as np
 
 from creditscore.catalog import CATALOG, FEATURE_NAMES
 
+from .binning import CATALOG_LABELS, CATEGORICAL, NUMERIC, categorical_keys
+
 __all__ = [
     "ARTIFACT_FORMAT",
+    "ARTIFACT_FORMATS",
+    "ARTIFACT_FORMAT_V1",
     "BANDS",
+    "MAX_IMPROVEMENTS",
     "MAX_REASONS",
     "SCORE_MAX",
     "SCORE_MIN",
     "Band",
+    "BatchScores",
+    "FeatureValueError",
+    "Improvement",
     "Reason",
     "ScoreResult",
     "ScoreState",
@@ -113,14 +157,20 @@ __all__ = [
     "version_key",
 ]
 
-ARTIFACT_FORMAT = "creditscore.scorecard/1"
+ARTIFACT_FORMAT = "creditscore.scorecard/2"
+ARTIFACT_FORMAT_V1 = "creditscore.scorecard/1"
+ARTIFACT_FORMATS = (ARTIFACT_FORMAT_V1, ARTIFACT_FORMAT)
 SCORE_MIN = 350
 SCORE_MAX = 950
 MAX_REASONS = 4
+MAX_IMPROVEMENTS = 3
+MAX_FEATURE_NAME = 200
 
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_CODE_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _CATALOG_ORDER = {f.name: i for i, f in enumerate(CATALOG)}
 _CATALOG_BY_NAME = {f.name: f for f in CATALOG}
+_VALUE_TYPES = ("binary", "integer", "real")
 
 
 class ScorecardError(ValueError):
@@ -128,11 +178,21 @@ class ScorecardError(ValueError):
 
 
 class UnknownFeatureError(ValueError):
-    """Feature names that are not in the catalog were given to a scorecard."""
+    """Feature names that are neither catalog features nor the model's own were
+    given to a scorecard."""
 
     def __init__(self, names: Sequence[str]) -> None:
         super().__init__(f"unknown feature(s): {', '.join(names)}")
         self.names = tuple(names)
+
+
+class FeatureValueError(ValueError):
+    """A value a feature cannot take (text for a numeric feature that is not a
+    number, a categorical feature in a numeric matrix); names the feature."""
+
+    def __init__(self, feature: str, message: str) -> None:
+        super().__init__(f"feature {feature!r}: {message}")
+        self.feature = feature
 
 
 class ScoreState(enum.Enum):
@@ -195,9 +255,24 @@ class Reason(NamedTuple):
     feature: str
 
 
+@dataclass(frozen=True)
+class Improvement:
+    """A change to one actionable feature that would lift the score: reach
+    ``target_value`` (at least it when higher is better, below it when lower is
+    better; see the module docstring) to gain about ``points_gain`` points."""
+
+    feature: str
+    code: str
+    text: str
+    current_value: float | None
+    target_value: float | None
+    points_gain: float
+
+
 class ScoreResult(NamedTuple):
     """What a scorecard says about one feature vector. ``score`` and
-    ``probability_of_bad`` are None when the state is INSUFFICIENT_DATA."""
+    ``probability_of_bad`` are None, ``reasons`` and ``improvements`` empty, when
+    the state is INSUFFICIENT_DATA."""
 
     state: ScoreState
     score: int | None
@@ -206,6 +281,20 @@ class ScoreResult(NamedTuple):
     coverage: float
     reasons: tuple[Reason, ...]
     model_version: str
+    improvements: tuple[Improvement, ...] = ()
+
+
+class BatchScores(NamedTuple):
+    """Many subjects at once. ``scores`` int32 (0 where insufficient),
+    ``pd`` float64 (NaN where insufficient), ``coverage`` float64, ``insufficient``
+    bool, ``reason_codes`` one tuple of up to four codes per row (empty where
+    insufficient) or None when reasons were not asked for."""
+
+    scores: np.ndarray
+    pd: np.ndarray
+    coverage: np.ndarray
+    insufficient: np.ndarray
+    reason_codes: list[tuple[str, ...]] | None
 
 
 class Scaling(NamedTuple):
@@ -268,74 +357,306 @@ def _edge(value: Any, where: str, infinity: float) -> float:
     return infinity if value is None else _number(value, where)
 
 
-class _CompiledFeature(NamedTuple):
-    """One feature, prepared for fast lookups."""
-
-    name: str
-    edges: list[float]  # inner edges: bin i is [edges[i-1], edges[i])
-    points: list[float]  # per numeric bin, then the missing bin last
-    lost: list[float]  # points lost per bin (same layout)
-    missing_index: int
-    reason_code: str
-    reason_text: str
-    missing_reason_code: str
-    missing_reason_text: str
-    catalog_index: int
-    used: bool  # coefficient != 0: may give reasons
+def _text(value: Any, where: str) -> str:
+    _require(isinstance(value, str) and value.strip() != "", f"{where} must be a non-empty string")
+    return str(value)
 
 
-def _compile_feature(raw: Any, index: int) -> _CompiledFeature:
-    where = f"features[{index}]"
-    _require(isinstance(raw, dict), f"{where} must be an object")
-    name = raw.get("name")
-    _require(isinstance(name, str) and name in _CATALOG_BY_NAME, f"{where}.name {name!r} is not a catalog feature")
-    where = f"feature {name!r}"
-    coefficient = _number(raw.get("coefficient"), f"{where}: coefficient")
-    bins = raw.get("bins")
-    _require(isinstance(bins, list) and len(bins) >= 1, f"{where}: bins must be a non-empty list")
-    edges: list[float] = []
-    points: list[float] = []
-    for i, b in enumerate(bins):
-        _require(isinstance(b, dict), f"{where}: bins[{i}] must be an object")
-        lo = _edge(b.get("lo"), f"{where}: bins[{i}].lo", -math.inf)
-        hi = _edge(b.get("hi"), f"{where}: bins[{i}].hi", math.inf)
-        _require(lo < hi, f"{where}: bins[{i}] is empty ([{lo}, {hi}))")
-        if i == 0:
-            _require(lo == -math.inf, f"{where}: the first bin must start at null (-inf)")
-        else:
-            _require(lo == edges[-1], f"{where}: bins[{i}].lo must equal bins[{i - 1}].hi")
-        if i == len(bins) - 1:
-            _require(hi == math.inf, f"{where}: the last bin must end at null (+inf)")
-        else:
-            edges.append(hi)
-        points.append(_number(b.get("points"), f"{where}: bins[{i}].points"))
-    # ``edges`` holds every bin's ``hi`` but the last: exactly the inner edges.
-    missing = raw.get("missing")
-    _require(isinstance(missing, dict), f"{where}: missing must be an object (the no-data bin)")
-    points.append(_number(missing.get("points"), f"{where}: missing.points"))
-    best = max(points)
-    entry = _CATALOG_BY_NAME[name]
-    return _CompiledFeature(
-        name=name,
-        edges=edges,
-        points=points,
-        lost=[best - p for p in points],
-        missing_index=len(points) - 1,
-        reason_code=entry.reason_code,
-        reason_text=entry.reason_text,
-        missing_reason_code=entry.missing_reason_code,
-        missing_reason_text=entry.missing_text,
-        catalog_index=_CATALOG_ORDER[name],
-        used=coefficient != 0.0,
+def _code(value: Any, where: str) -> str:
+    _require(isinstance(value, str) and bool(_CODE_RE.match(value)), f"{where} must be an UPPER_SNAKE code, not {value!r}")
+    return str(value)
+
+
+def _format_number(value: float) -> str:
+    """``0.95``, ``5``, ``1250.5``: short, no trailing zeros."""
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.6g}"
+
+
+def _category_key(value: Any) -> str:
+    """A categorical value as the text training saw: str as is, whole numbers
+    without a decimal point (3.0 -> "3"), other numbers in short form."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (int, float)):
+        return _format_number(float(value))
+    return str(value)
+
+
+_MISSING_TEXT = frozenset({"", "na", "nan", "null"})
+
+
+def _parse_number(feature: str, value: str) -> float | None:
+    """A numeric feature's value given as text: missing markers ("", NA, NaN,
+    null, any case) are None; anything else must be a finite number."""
+    text = value.strip()
+    if text.lower() in _MISSING_TEXT:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        raise FeatureValueError(feature, f"{value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise FeatureValueError(feature, f"{value!r} is not a finite number")
+    return number
+
+
+class _Feature:
+    """One feature, compiled for fast lookups. Bin layout: regular, special, missing."""
+
+    __slots__ = (
+        "name", "kind", "direction", "value_type", "label", "reason_code", "reason_text",
+        "missing_reason_code", "missing_text", "actionable", "improve_hint", "used", "tie_rank",
+        "edges", "edges_np", "edges_nan", "lo", "hi", "specials", "categories", "unseen_index",
+        "points", "points_np", "lost", "lost_np", "missing_index", "n_regular", "present_np",
+        "reasons", "improvements", "codes", "fast",
     )
 
+    def __init__(self, **values: Any) -> None:
+        for key, value in values.items():
+            setattr(self, key, value)
 
-def _reason_for(feature: _CompiledFeature, index: int, lost: float) -> Reason:
-    """The reason a bin gives: the catalog's text, or its no-data text for the
-    missing bin (a subject who never sold has no ratings, not low ones)."""
-    if index == feature.missing_index:
-        return Reason(feature.missing_reason_code, feature.missing_reason_text, round(lost, 4), feature.name)
-    return Reason(feature.reason_code, feature.reason_text, round(lost, 4), feature.name)
+    def locate(self, value: Any) -> int:
+        """The bin of one value (``score_one``'s slow path: text, categories,
+        special codes)."""
+        if value is None:
+            return self.missing_index
+        if self.kind == NUMERIC:
+            if isinstance(value, str):
+                parsed = _parse_number(self.name, value)
+                if parsed is None:
+                    return self.missing_index
+                value = parsed
+            if value != value:
+                return self.missing_index
+            special = self.specials.get(value) if self.specials else None
+            if special is not None:
+                return int(special)
+            return bisect_right(self.edges, value)
+        if isinstance(value, float) and value != value:
+            return self.missing_index
+        key = _category_key(value)
+        if key == "":
+            return self.missing_index
+        return int(self.categories.get(key, self.unseen_index))
+
+    def locate_np(self, column: Any) -> np.ndarray:
+        """The bin (intp) of every value of a column."""
+        if self.kind == NUMERIC:
+            try:
+                x = np.asarray(column, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise FeatureValueError(self.name, "numeric values expected (NaN for no data)") from None
+            if x.ndim != 1:
+                raise FeatureValueError(self.name, "a column must be one-dimensional")
+            if not self.specials:
+                # NaN sorts after every edge: with NaN appended as the last edge it
+                # lands one past the last regular bin, which is the missing bin.
+                return np.searchsorted(self.edges_nan, x, side="right")
+            index = np.searchsorted(self.edges_np, x, side="right")
+            index[np.isnan(x)] = self.missing_index
+            for value, bin_index in self.specials.items():
+                index[x == value] = bin_index
+            return index
+        present, keys = categorical_keys(column)
+        index = np.full(len(present), self.missing_index, dtype=np.intp)
+        if keys.size:
+            distinct, inverse = np.unique(keys, return_inverse=True)
+            table = np.array([self.categories.get(str(c), self.unseen_index) for c in distinct], dtype=np.intp)
+            index[present] = table[inverse]
+        return index
+
+
+def _bin_points(raw: Any, where: str) -> float:
+    _require(isinstance(raw, Mapping), f"{where} must be an object")
+    return _number(raw.get("points"), f"{where}.points")
+
+
+def _compile_feature(raw: Any, index: int, fmt: str) -> _Feature:
+    where = f"features[{index}]"
+    _require(isinstance(raw, Mapping), f"{where} must be an object")
+    name = raw.get("name")
+    if fmt == ARTIFACT_FORMAT_V1:
+        _require(isinstance(name, str) and name in _CATALOG_BY_NAME, f"{where}.name {name!r} is not a catalog feature")
+    else:
+        _require(
+            isinstance(name, str) and name.strip() != "" and len(name) <= MAX_FEATURE_NAME,
+            f"{where}.name must be a non-empty string of at most {MAX_FEATURE_NAME} characters",
+        )
+    where = f"feature {name!r}"
+    coefficient = _number(raw.get("coefficient"), f"{where}: coefficient")
+    catalog = _CATALOG_BY_NAME.get(name)
+    label_default, type_default = CATALOG_LABELS.get(name, (name, "real"))
+
+    if fmt == ARTIFACT_FORMAT_V1:
+        assert catalog is not None
+        kind = NUMERIC
+        direction = catalog.direction
+        texts = (catalog.reason_code, catalog.reason_text, catalog.missing_reason_code, catalog.missing_text)
+        actionable, hint, label, value_type = catalog.actionable, catalog.improve_hint, label_default, type_default
+    else:
+        kind = raw.get("kind")
+        _require(kind in (NUMERIC, CATEGORICAL), f"{where}: kind must be {NUMERIC!r} or {CATEGORICAL!r}")
+        kind = NUMERIC if kind == NUMERIC else CATEGORICAL
+        direction = raw.get("direction", 0)
+        _require(
+            isinstance(direction, int) and not isinstance(direction, bool) and direction in (-1, 0, 1),
+            f"{where}: direction must be -1, 0 or 1",
+        )
+        texts = (
+            _code(raw.get("reason_code"), f"{where}: reason_code"),
+            _text(raw.get("reason_text"), f"{where}: reason_text"),
+            _code(raw.get("missing_reason_code"), f"{where}: missing_reason_code"),
+            _text(raw.get("missing_text"), f"{where}: missing_text"),
+        )
+        actionable = raw.get("actionable", False)
+        _require(isinstance(actionable, bool), f"{where}: actionable must be true or false")
+        hint = raw.get("improve_hint", "")
+        _require(isinstance(hint, str), f"{where}: improve_hint must be a string")
+        label = raw.get("label", name)
+        _require(isinstance(label, str) and label.strip() != "", f"{where}: label must be a non-empty string")
+        value_type = raw.get("value_type", "real")
+        _require(value_type in _VALUE_TYPES, f"{where}: value_type must be one of {_VALUE_TYPES}")
+
+    bins = raw.get("bins")
+    _require(isinstance(bins, list) and len(bins) >= 1, f"{where}: bins must be a non-empty list")
+    points: list[float] = []
+    edges: list[float] = []
+    los: list[float] = []
+    his: list[float] = []
+    categories: dict[str, int] = {}
+    other: int | None = None
+    if kind == NUMERIC:
+        for i, b in enumerate(bins):
+            _require(isinstance(b, Mapping), f"{where}: bins[{i}] must be an object")
+            lo = _edge(b.get("lo"), f"{where}: bins[{i}].lo", -math.inf)
+            hi = _edge(b.get("hi"), f"{where}: bins[{i}].hi", math.inf)
+            _require(lo < hi, f"{where}: bins[{i}] is empty ([{lo}, {hi}))")
+            if i == 0:
+                _require(lo == -math.inf, f"{where}: the first bin must start at null (-inf)")
+            else:
+                _require(lo == edges[-1], f"{where}: bins[{i}].lo must equal bins[{i - 1}].hi")
+            if i == len(bins) - 1:
+                _require(hi == math.inf, f"{where}: the last bin must end at null (+inf)")
+            else:
+                edges.append(hi)
+            los.append(lo)
+            his.append(hi)
+            points.append(_bin_points(b, f"{where}: bins[{i}]"))
+    else:
+        for i, b in enumerate(bins):
+            _require(isinstance(b, Mapping), f"{where}: bins[{i}] must be an object")
+            listed = b.get("categories")
+            _require(isinstance(listed, list) and all(isinstance(c, str) and c != "" for c in listed),
+                     f"{where}: bins[{i}].categories must be a list of non-empty strings")
+            for c in listed:
+                _require(c not in categories, f"{where}: category {c!r} is in more than one bin")
+                categories[c] = i
+            if b.get("other", False):
+                _require(other is None, f"{where}: only one bin may be marked other")
+                other = i
+            points.append(_bin_points(b, f"{where}: bins[{i}]"))
+    n_regular = len(points)
+
+    specials: dict[float, int] = {}
+    special_bins = raw.get("special", [])
+    _require(fmt != ARTIFACT_FORMAT_V1 or not special_bins, f"{where}: special bins need format {ARTIFACT_FORMAT!r}")
+    _require(isinstance(special_bins, list), f"{where}: special must be a list")
+    _require(kind == NUMERIC or not special_bins, f"{where}: special bins are for numeric features only")
+    for i, b in enumerate(special_bins):
+        _require(isinstance(b, Mapping), f"{where}: special[{i}] must be an object")
+        value = _number(b.get("value"), f"{where}: special[{i}].value")
+        _require(value not in specials, f"{where}: special value {value} appears twice")
+        specials[value] = len(points)
+        points.append(_bin_points(b, f"{where}: special[{i}]"))
+    missing = raw.get("missing")
+    _require(isinstance(missing, Mapping), f"{where}: missing must be an object (the no-data bin)")
+    missing_index = len(points)
+    points.append(_number(missing.get("points"), f"{where}: missing.points"))
+    pooled = missing.get("special_values", [])
+    _require(isinstance(pooled, list), f"{where}: missing.special_values must be a list")
+    _require(kind == NUMERIC or not pooled, f"{where}: special values are for numeric features only")
+    for i, v in enumerate(pooled):
+        value = _number(v, f"{where}: missing.special_values[{i}]")
+        _require(value not in specials, f"{where}: special value {value} appears twice")
+        specials[value] = missing_index
+
+    best = max(points)
+    used = coefficient != 0.0
+    lost = [best - p if used else 0.0 for p in points]
+    tie_rank = _CATALOG_ORDER.get(name, len(_CATALOG_ORDER) + index)
+    reason_code, reason_text, missing_code, missing_text = texts
+    reasons: list[tuple[tuple[float, int], Reason] | None] = []
+    for i, loss in enumerate(lost):
+        if loss > 0.0:
+            code, text = (missing_code, missing_text) if i == missing_index else (reason_code, reason_text)
+            reasons.append(((-loss, tie_rank), Reason(code, text, round(loss, 4), name)))
+        else:
+            reasons.append(None)
+    feature = _Feature(
+        name=name, kind=kind, direction=direction, value_type=value_type, label=label,
+        reason_code=reason_code, reason_text=reason_text, missing_reason_code=missing_code,
+        missing_text=missing_text, actionable=actionable, improve_hint=hint, used=used,
+        tie_rank=tie_rank, edges=edges, edges_np=np.asarray(edges, dtype=np.float64),
+        edges_nan=np.asarray([*edges, math.nan], dtype=np.float64), lo=los, hi=his,
+        specials=specials, categories=categories,
+        unseen_index=other if other is not None else missing_index,
+        points=points, points_np=np.asarray(points, dtype=np.float64), lost=lost,
+        lost_np=np.asarray(lost, dtype=np.float64), missing_index=missing_index, n_regular=n_regular,
+        present_np=np.arange(len(points)) != missing_index, reasons=reasons, improvements=[],
+        codes=[missing_code if i == missing_index else reason_code for i in range(len(points))],
+        fast=kind == NUMERIC and not specials,  # score_one's inline path: bisect only
+    )
+    feature.improvements = _improvements_of(feature)
+    return feature
+
+
+_Offer = tuple[tuple[float, int], str, str, str, float, float]
+
+
+def _improvements(offers: list[tuple[tuple[float, int], _Offer, Any]]) -> tuple[Improvement, ...]:
+    """The best ``MAX_IMPROVEMENTS`` offers (most points first, ties in reason
+    order: the sort keys are distinct), each with the subject's current value."""
+    offers.sort()
+    out = []
+    for _, (_, name, code, text, target, gain), value in offers[:MAX_IMPROVEMENTS]:
+        current = _parse_number(name, value) if isinstance(value, str) else float(value)
+        out.append(Improvement(name, code, text, current, target, round(gain, 4)))
+    return tuple(out)
+
+
+def _improvements_of(f: _Feature) -> list[_Offer | None]:
+    """Per bin: ``((-gain, tie rank), name, code, text, target value, gain)`` of the
+    nearest regular bin in the improving direction with more points, or None."""
+    out: list[_Offer | None] = [None] * len(f.points)
+    if not (f.actionable and f.used and f.kind == NUMERIC and f.direction in (-1, 1)):
+        return out
+    whole = f.value_type in ("binary", "integer")
+    for i in range(f.n_regular):
+        step = f.direction
+        j = i + step
+        while 0 <= j < f.n_regular and f.points[j] <= f.points[i]:
+            j += step
+        if not 0 <= j < f.n_regular:
+            continue
+        gain = f.points[j] - f.points[i]
+        if f.direction > 0:
+            target = float(math.ceil(f.lo[j])) if whole else f.lo[j]
+            goal = f"{f.label} at least {_format_number(target)}"
+        else:
+            target = float(math.ceil(f.hi[j]) - 1) if whole else f.hi[j]
+            goal = f"{f.label} at most {_format_number(target)}" if whole else f"{f.label} below {_format_number(target)}"
+        if f.value_type == "binary":
+            text = f.improve_hint or f"Change {f.label} to {_format_number(target)}"
+        elif f.improve_hint:
+            text = f"{f.improve_hint} ({goal})"
+        else:
+            text = f"Bring {goal}"
+        out[i] = ((-gain, f.tie_rank), f.name, f.reason_code, text, target, gain)
+    return out
 
 
 def _parse_time(value: Any) -> datetime:
@@ -359,10 +680,9 @@ class Scorecard:
         """Validates ``artifact`` (see the module docstring); ``ScorecardError``
         says what is wrong. Prefer ``from_dict``/``load``."""
         _require(isinstance(artifact, Mapping), "a scorecard artifact is a JSON object")
-        _require(
-            artifact.get("format") == ARTIFACT_FORMAT,
-            f"format must be {ARTIFACT_FORMAT!r}, not {artifact.get('format')!r}",
-        )
+        fmt = artifact.get("format")
+        _require(fmt in ARTIFACT_FORMATS, f"format must be one of {list(ARTIFACT_FORMATS)}, not {fmt!r}")
+        self.format: str = str(fmt)
         version = artifact.get("version")
         _require(isinstance(version, str) and is_valid_version(version), f"version {version!r} is not valid")
         description = artifact.get("description")
@@ -391,11 +711,12 @@ class Scorecard:
 
         features = artifact.get("features")
         _require(isinstance(features, list) and len(features) > 0, "features must be a non-empty list")
-        compiled = [_compile_feature(f, i) for i, f in enumerate(features)]
+        compiled = [_compile_feature(f, i, self.format) for i, f in enumerate(features)]
         names = [c.name for c in compiled]
         _require(len(set(names)) == len(names), "a feature appears more than once")
-        self._features: tuple[_CompiledFeature, ...] = tuple(compiled)
+        self._features: tuple[_Feature, ...] = tuple(compiled)
         self.features: tuple[str, ...] = tuple(names)
+        self.kinds: Mapping[str, str] = {c.name: c.kind for c in compiled}
 
         metrics = artifact.get("metrics")
         _require(isinstance(metrics, Mapping), "metrics must be an object")
@@ -404,24 +725,20 @@ class Scorecard:
         self.metrics: Mapping[str, Any] = metrics
         self.artifact: Mapping[str, Any] = artifact
 
-        self._known = frozenset(FEATURE_NAMES)
+        self._known = frozenset(FEATURE_NAMES) | frozenset(names)
         self._n = len(compiled)
-        # Plain tuples for score_one's loop, and per bin the reason it gives (sorted
-        # by points lost, then catalog order) or None.
-        self._lookup = tuple((c.name, c.edges, c.points, c.missing_index) for c in compiled)
-        self._reasons = tuple(
-            [
-                ((-lost, c.catalog_index), _reason_for(c, index, lost))
-                if c.used and lost > 0.0
-                else None
-                for index, lost in enumerate(c.lost)
-            ]
+        # Plain tuples for score_one's loop (improvements None where a feature offers none).
+        self._lookup = tuple(
+            (c.name, c.fast, c.edges, c.points, c.missing_index, c.reasons,
+             c.improvements if any(i is not None for i in c.improvements) else None, c)
             for c in compiled
         )
-        # numpy layout for score_batch: per feature its edges and its points with
-        # the missing bin's points last.
-        self._np_edges = [np.asarray(c.edges, dtype=np.float64) for c in compiled]
-        self._np_points = [np.asarray(c.points, dtype=np.float64) for c in compiled]
+        # Features in reason order (catalog order, then the others in artifact
+        # order), and per bin of each its reason code, for score_columns.
+        self._tie_order = sorted(range(self._n), key=lambda k: compiled[k].tie_rank)
+        offsets = np.cumsum([0] + [len(compiled[k].points) for k in self._tie_order])
+        self._code_offsets = offsets[:-1]
+        self._codes = np.array([code for k in self._tie_order for code in compiled[k].codes], dtype=object)
 
     # -- construction
 
@@ -454,36 +771,41 @@ class Scorecard:
     def __repr__(self) -> str:
         return f"Scorecard(version={self.version!r}, features={len(self.features)})"
 
-    # -- scoring
+    # -- one subject
 
-    def score_one(self, values: Mapping[str, float | None]) -> ScoreResult:
-        """Scores one feature vector. Names absent from ``values``, ``None`` and NaN
-        are "no data"; names outside the catalog raise ``UnknownFeatureError``;
-        catalog features the model does not use are ignored."""
+    def score_one(self, values: Mapping[str, Any]) -> ScoreResult:
+        """Scores one feature vector: numbers (or numeric text) for numeric features,
+        text for categorical ones. Names absent from ``values``, ``None``, NaN and ""
+        are "no data"; names that are neither catalog features nor the model's raise
+        ``UnknownFeatureError``; other features the model does not use are ignored;
+        text that is not a number for a numeric feature raises ``FeatureValueError``."""
         if not self._known.issuperset(values):
             raise UnknownFeatureError(sorted(set(values) - self._known))
         get = values.get
         total = self.intercept_points
         have = 0
-        chosen: list[int] = []
-        for name, edges, points, missing_index in self._lookup:
+        candidates = []  # per bin a prepared (sort key, Reason), where the bin loses points
+        offers = []  # per bin a prepared improvement, where there is one
+        for name, fast, edges, points, missing_index, reasons, improvements, f in self._lookup:
             value = get(name)
-            if value is None or value != value:  # None or NaN: no data
+            if value is None:
                 index = missing_index
+            elif fast and type(value) is not str:
+                index = missing_index if value != value else bisect_right(edges, value)
             else:
-                index = bisect_right(edges, value)
+                index = f.locate(value)
+            if index != missing_index:
                 have += 1
             total += points[index]
-            chosen.append(index)
+            if (reason := reasons[index]) is not None:
+                candidates.append(reason)
+            if improvements is not None and (offer := improvements[index]) is not None:
+                offers.append((offer[0], offer, value))
         coverage = have / self._n
         if coverage < self.min_coverage:
             return ScoreResult(
                 ScoreState.INSUFFICIENT_DATA, None, Band.UNSPECIFIED, None, coverage, (), self.version
             )
-        # Per bin a prepared (sort key, Reason), or None where the bin loses nothing.
-        candidates = [
-            entry for table, index in zip(self._reasons, chosen) if (entry := table[index]) is not None
-        ]
         candidates.sort()
         score = self.scaling.clamp(total)
         return ScoreResult(
@@ -494,34 +816,33 @@ class Scorecard:
             coverage,
             tuple([reason for _, reason in candidates[:MAX_REASONS]]),
             self.version,
+            _improvements(offers) if offers else (),
         )
+
+    # -- many subjects
+
+    def bin_index(self, columns: Mapping[str, Any], *, n_rows: int | None = None) -> np.ndarray:
+        """The bin (intp, n x features in ``self.features`` order; layout per
+        feature: regular, special, missing bins) of every row of ``columns``
+        (name -> column; an absent model feature is "no data" for every row;
+        names the model does not use are ignored; ``n_rows`` is needed only when
+        no column is given)."""
+        n = _rows_of(columns, n_rows)
+        out = np.empty((n, self._n), dtype=np.intp)
+        for k, f in enumerate(self._features):
+            column = columns.get(f.name)
+            out[:, k] = f.missing_index if column is None else _checked(f.locate_np(column), n, f.name)
+        return out
 
     def raw_points_batch(
         self, X: np.ndarray, feature_names: Sequence[str] = FEATURE_NAMES
     ) -> tuple[np.ndarray, np.ndarray]:
         """The unclamped points (float64) and the coverage (float64) of every row of
-        ``X`` (n x len(feature_names); NaN = no data)."""
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != len(feature_names):
-            raise ValueError(f"X must be (n, {len(feature_names)}), not {X.shape}")
-        unknown = sorted(set(feature_names) - self._known)
-        if unknown:
-            raise UnknownFeatureError(unknown)
-        column = {name: i for i, name in enumerate(feature_names)}
-        n = X.shape[0]
-        total = np.full(n, self.intercept_points, dtype=np.float64)
-        have = np.zeros(n, dtype=np.int64)
-        for feature, edges, points in zip(self._features, self._np_edges, self._np_points):
-            j = column.get(feature.name)
-            if j is None:  # the column is absent: no data for everyone
-                total += points[feature.missing_index]
-                continue
-            values = X[:, j]
-            missing = np.isnan(values)
-            index = np.searchsorted(edges, values, side="right")
-            index[missing] = feature.missing_index
-            total += points[index]
-            have += ~missing
+        ``X`` (n x len(feature_names); NaN = no data). Categorical model features
+        cannot be in a numeric matrix (``FeatureValueError``); absent, they are
+        "no data"."""
+        columns = self._matrix_columns(X, feature_names)
+        total, have, _ = self._accumulate(columns, X.shape[0], keep_index=False)
         return total, have / self._n
 
     def score_batch(
@@ -533,7 +854,76 @@ class Scorecard:
         Returns ``(scores int32, probability_of_bad float64, coverage float64,
         insufficient bool)``; rows with too little data have score 0 and
         probability NaN."""
+        X = np.asarray(X, dtype=np.float64)
         total, coverage = self.raw_points_batch(X, feature_names)
+        return self._finish(total, coverage)
+
+    def score_columns(
+        self, columns: Mapping[str, Any], *, reasons: bool = True, n_rows: int | None = None
+    ) -> BatchScores:
+        """Scores every row of named columns: float64 (NaN = no data) for numeric
+        features, str (None or "" = no data) for categorical ones. Model features
+        absent from ``columns`` are "no data" for every row; other names are
+        ignored (``n_rows`` is needed only when no column is given). With
+        ``reasons`` each row gets its reason codes, ranked as ``score_one`` ranks
+        them."""
+        n = _rows_of(columns, n_rows)
+        total, have, index = self._accumulate(columns, n, keep_index=reasons)
+        coverage = have / self._n
+        scores, pd, coverage, insufficient = self._finish(total, coverage)
+        codes = self._reason_codes(index, insufficient) if index is not None else None
+        return BatchScores(scores, pd, coverage, insufficient, codes)
+
+    def score_bins(self, index: np.ndarray, *, reasons: bool = False) -> BatchScores:
+        """Scores rows already binned by ``bin_index`` (n x features)."""
+        index = np.asarray(index)
+        if index.ndim != 2 or index.shape[1] != self._n:
+            raise ValueError(f"index must be (n, {self._n}), not {index.shape}")
+        total = np.full(index.shape[0], self.intercept_points, dtype=np.float64)
+        have = np.zeros(index.shape[0], dtype=np.int64)
+        for k, f in enumerate(self._features):
+            total += f.points_np[index[:, k]]
+            have += index[:, k] != f.missing_index
+        scores, pd, coverage, insufficient = self._finish(total, have / self._n)
+        codes = self._reason_codes(index, insufficient) if reasons else None
+        return BatchScores(scores, pd, coverage, insufficient, codes)
+
+    def _matrix_columns(self, X: np.ndarray, feature_names: Sequence[str]) -> dict[str, np.ndarray]:
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != len(feature_names):
+            raise ValueError(f"X must be (n, {len(feature_names)}), not {X.shape}")
+        unknown = sorted(set(feature_names) - self._known)
+        if unknown:
+            raise UnknownFeatureError(unknown)
+        columns = {name: X[:, j] for j, name in enumerate(feature_names)}
+        for f in self._features:
+            if f.kind == CATEGORICAL and f.name in columns:
+                raise FeatureValueError(f.name, "is categorical: score it with score_columns")
+        return columns
+
+    def _accumulate(
+        self, columns: Mapping[str, Any], n: int, *, keep_index: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        total = np.full(n, self.intercept_points, dtype=np.float64)
+        have = np.zeros(n, dtype=np.int64)
+        index = np.empty((n, self._n), dtype=np.intp) if keep_index else None
+        for k, f in enumerate(self._features):
+            column = columns.get(f.name)
+            if column is None:  # the column is absent: no data for everyone
+                total += f.points[f.missing_index]
+                if index is not None:
+                    index[:, k] = f.missing_index
+                continue
+            bins = _checked(f.locate_np(column), n, f.name)
+            total += f.points_np[bins]
+            have += bins != f.missing_index
+            if index is not None:
+                index[:, k] = bins
+        return total, have, index
+
+    def _finish(
+        self, total: np.ndarray, coverage: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         insufficient = coverage < self.min_coverage
         scaling = self.scaling
         scores = np.clip(np.floor(total + 0.5), scaling.clamp_low, scaling.clamp_high).astype(np.int32)
@@ -541,3 +931,36 @@ class Scorecard:
         scores[insufficient] = 0
         pd[insufficient] = np.nan
         return scores, pd, coverage, insufficient
+
+    def _reason_codes(self, index: np.ndarray, insufficient: np.ndarray) -> list[tuple[str, ...]]:
+        """Up to four codes per row: points lost per feature (features in reason
+        order), a stable sort by points lost, the codes of the top four that lost
+        more than nothing."""
+        n = index.shape[0]
+        order = self._tie_order
+        lost = np.empty((n, self._n), dtype=np.float64)
+        for position, k in enumerate(order):
+            lost[:, position] = self._features[k].lost_np[index[:, k]]
+        top = np.argsort(-lost, axis=1, kind="stable")[:, :MAX_REASONS]
+        top_lost = np.take_along_axis(lost, top, axis=1)
+        counts = (top_lost > 0.0).sum(axis=1)
+        counts[insufficient] = 0
+        tie_index = index[:, order]
+        global_bin = self._code_offsets[top] + np.take_along_axis(tie_index, top, axis=1)
+        codes = self._codes[global_bin].tolist()
+        return [tuple(row[:c]) for row, c in zip(codes, counts.tolist())]
+
+
+def _rows_of(columns: Mapping[str, Any], n_rows: int | None) -> int:
+    lengths = {len(column) for column in columns.values()}
+    if n_rows is not None:
+        lengths.add(n_rows)
+    if len(lengths) != 1:
+        raise ValueError("columns must all have the same length" if lengths else "no columns given (pass n_rows)")
+    return lengths.pop()
+
+
+def _checked(bins: np.ndarray, n: int, name: str) -> np.ndarray:
+    if bins.shape != (n,):
+        raise FeatureValueError(name, f"column of {bins.shape[0]} rows, expected {n}")
+    return bins

@@ -2,31 +2,48 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
 from creditscore.runtime import RegisteredService, ServerHandle, create_server, make_engine
 from creditscore.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 
 from .config import Settings
+from .lifecycle import Lifecycle
 from .registry import ModelRegistry
 from .scoring import Scorer
 from .servicer import ScoringServicer
-from .store import ScoreStore
+from .store import ModelEventStore, ScoreStore
 
 __all__ = ["DOMAIN", "build_server"]
 
 DOMAIN = "scoring.creditscore"
 
 
-async def build_server(settings: Settings, *, tracer_provider: TracerProvider | None = None) -> ServerHandle:
+async def build_server(
+    settings: Settings,
+    *,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+) -> ServerHandle:
     """Loads the scorecards (``ModelLoadError`` when there is none to score with:
-    the service refuses to start), opens the store and builds the server."""
+    the service refuses to start), opens the store, reads the champion and
+    challenger from the model history (writing the first activation on an empty
+    one) and builds the server. Started, the server re-reads the model history
+    every ``settings.model_refresh_seconds``."""
+    if settings.model_refresh_seconds <= 0:
+        raise ValueError("MODEL_REFRESH_SECONDS must be positive")
     registry = ModelRegistry.load(settings.model_dir, settings.model_version)
     engine = make_engine(settings.database_url)
     try:
         store = ScoreStore(engine)
         await store.create_schema()
-        servicer = ScoringServicer(Scorer(registry, store))
+        lifecycle = await Lifecycle.open(registry, ModelEventStore(engine))
+        scorer = Scorer(lifecycle, store, drift_max_scores=settings.drift_max_scores)
+        servicer = ScoringServicer(scorer)
         handle = create_server(
             [
                 RegisteredService(
@@ -38,9 +55,24 @@ async def build_server(settings: Settings, *, tracer_provider: TracerProvider | 
             settings.server,
             domain=DOMAIN,
             tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
         )
     except BaseException:
         await engine.dispose()
         raise
+
+    refresher: list[asyncio.Task[None]] = []
+
+    async def start_refresher() -> None:
+        refresher.append(asyncio.create_task(lifecycle.run_refresher(settings.model_refresh_seconds)))
+
+    async def stop_refresher() -> None:
+        for task in refresher:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    handle.on_start.append(start_refresher)
     handle.on_stop.append(engine.dispose)
+    handle.on_stop.append(stop_refresher)  # on-stop hooks run last first: the task stops before the engine
     return handle

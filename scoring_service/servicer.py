@@ -5,12 +5,14 @@ from __future__ import annotations
 import grpc
 
 from creditscore.common.v1 import common_pb2
-from creditscore.runtime import to_timestamp
+from creditscore.runtime import from_timestamp, to_timestamp
 from creditscore.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 
+from .drift import DriftStatus
+from .lifecycle import ModelAction, points_table
 from .scorecard import Band, Scorecard, ScoreState
 from .scoring import Scorer
-from .store import ScoreRecord
+from .store import ModelEventRecord, ScoreRecord, ScoreRole
 
 __all__ = ["ScoringServicer", "score_to_proto"]
 
@@ -19,6 +21,9 @@ _STATE = {
     ScoreState.INSUFFICIENT_DATA: common_pb2.SCORE_STATE_INSUFFICIENT_DATA,
 }
 _BAND = {band: common_pb2.ScoreBand.Value(f"SCORE_BAND_{band.value}") for band in Band}
+_ROLE = {role: scoring_pb2.ModelRole.Value(f"MODEL_ROLE_{role.value}") for role in ScoreRole}
+_ACTION = {a: scoring_pb2.ModelEventAction.Value(f"MODEL_EVENT_ACTION_{a.value}") for a in ModelAction}
+_DRIFT = {s: scoring_pb2.DriftStatus.Value(f"DRIFT_STATUS_{s.value}") for s in DriftStatus}
 
 
 def score_to_proto(record: ScoreRecord) -> scoring_pb2.Score:
@@ -35,25 +40,63 @@ def score_to_proto(record: ScoreRecord) -> scoring_pb2.Score:
         model_version=record.model_version,
         coverage=record.coverage,
         score_time=to_timestamp(record.score_time),
+        improvements=[
+            common_pb2.Improvement(
+                feature=i.feature,
+                code=i.code,
+                text=i.text,
+                current_value=i.current_value,
+                target_value=i.target_value,
+                points_gain=i.points_gain,
+            )
+            for i in record.improvements
+        ],
+        score_id=record.id or 0,
     )
 
 
-def _model_to_proto(card: Scorecard, active: bool) -> scoring_pb2.ModelInfo:
-    return scoring_pb2.ModelInfo(
-        version=card.version,
-        active=active,
-        description=card.description,
-        train_time=to_timestamp(card.train_time),
-        auc=float(card.metrics["auc"]),
-        ks=float(card.metrics["ks"]),
-        gini=float(card.metrics["gini"]),
-        features=list(card.features),
+def _stored_to_proto(record: ScoreRecord) -> scoring_pb2.StoredScore:
+    return scoring_pb2.StoredScore(
+        score=score_to_proto(record),
+        role=_ROLE[record.role],
+        features=[common_pb2.FeatureValue(name=name, value=value) for name, value in record.features.items()],
+        shadow_of_score_id=record.shadow_of or 0,
+    )
+
+
+def _event_to_proto(event: ModelEventRecord) -> scoring_pb2.ModelEvent:
+    return scoring_pb2.ModelEvent(
+        sequence=event.sequence,
+        action=_ACTION[ModelAction(event.action)],
+        version=event.version,
+        previous_version=event.previous_version,
+        note=event.note,
+        event_time=to_timestamp(event.event_time),
+        active_version=event.active_version,
+        challenger_version=event.challenger_version,
+        request_id=event.request_id or "",
     )
 
 
 class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
     def __init__(self, scorer: Scorer) -> None:
         self._scorer = scorer
+        self._lifecycle = scorer.lifecycle
+
+    def _model(self, card: Scorecard) -> scoring_pb2.ModelInfo:
+        return scoring_pb2.ModelInfo(
+            version=card.version,
+            active=self._scorer.is_active(card),
+            description=card.description,
+            train_time=to_timestamp(card.train_time),
+            auc=float(card.metrics["auc"]),
+            ks=float(card.metrics["ks"]),
+            gini=float(card.metrics["gini"]),
+            features=list(card.features),
+            challenger=self._scorer.is_challenger(card),
+            activate_time=to_timestamp(self._scorer.activate_time(card.version)),
+            format=card.format,
+        )
 
     async def ScoreFeatures(
         self, request: scoring_pb2.ScoreFeaturesRequest, context: grpc.aio.ServicerContext
@@ -67,6 +110,102 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
     ) -> scoring_pb2.ListModelsResponse:
         cards, next_token = self._scorer.list_models(request.page_size, request.page_token)
         return scoring_pb2.ListModelsResponse(
-            models=[_model_to_proto(c, self._scorer.is_active(c)) for c in cards],
-            next_page_token=next_token,
+            models=[self._model(c) for c in cards], next_page_token=next_token
+        )
+
+    async def GetModel(
+        self, request: scoring_pb2.GetModelRequest, context: grpc.aio.ServicerContext
+    ) -> scoring_pb2.GetModelResponse:
+        card = self._lifecycle.model(request.version)
+        return scoring_pb2.GetModelResponse(
+            model=self._model(card),
+            points=[
+                scoring_pb2.PointsRow(
+                    feature=row.feature, bin_label=row.label, points=row.points, lo=row.lo, hi=row.hi,
+                    missing=row.missing, special=row.special, categories=row.categories, other=row.other,
+                )
+                for row in points_table(card)
+            ],
+            intercept_points=card.intercept_points,
+            pdo=card.scaling.pdo,
+            offset=card.scaling.offset,
+            min_coverage=card.min_coverage,
+        )
+
+    async def ActivateModel(
+        self, request: scoring_pb2.ActivateModelRequest, context: grpc.aio.ServicerContext
+    ) -> scoring_pb2.ActivateModelResponse:
+        event = await self._lifecycle.activate(request.request_id, request.version, request.note)
+        return scoring_pb2.ActivateModelResponse(
+            event=_event_to_proto(event), model=self._model(self._lifecycle.registry.get(event.active_version))
+        )
+
+    async def RollbackModel(
+        self, request: scoring_pb2.RollbackModelRequest, context: grpc.aio.ServicerContext
+    ) -> scoring_pb2.RollbackModelResponse:
+        event = await self._lifecycle.rollback(request.request_id, request.note)
+        return scoring_pb2.RollbackModelResponse(
+            event=_event_to_proto(event), model=self._model(self._lifecycle.registry.get(event.active_version))
+        )
+
+    async def SetChallenger(
+        self, request: scoring_pb2.SetChallengerRequest, context: grpc.aio.ServicerContext
+    ) -> scoring_pb2.SetChallengerResponse:
+        event = await self._lifecycle.set_challenger(request.request_id, request.version, request.note)
+        reply = scoring_pb2.SetChallengerResponse(event=_event_to_proto(event))
+        if event.challenger_version in self._lifecycle.registry:
+            reply.challenger.CopyFrom(self._model(self._lifecycle.registry.get(event.challenger_version)))
+        return reply
+
+    async def ListModelEvents(
+        self, request: scoring_pb2.ListModelEventsRequest, context: grpc.aio.ServicerContext
+    ) -> scoring_pb2.ListModelEventsResponse:
+        events, token = await self._lifecycle.list_events(request.page_size, request.page_token)
+        return scoring_pb2.ListModelEventsResponse(
+            events=[_event_to_proto(e) for e in events], next_page_token=token
+        )
+
+    async def GetDrift(
+        self, request: scoring_pb2.GetDriftRequest, context: grpc.aio.ServicerContext
+    ) -> scoring_pb2.GetDriftResponse:
+        result = await self._scorer.drift(
+            request.version,
+            from_timestamp(request, "since_time"),
+            from_timestamp(request, "until_time"),
+            request.min_scores,
+        )
+        report = result.report
+        return scoring_pb2.GetDriftResponse(
+            version=report.version,
+            status=_DRIFT[report.status],
+            score_psi=report.score_psi,
+            features=[
+                scoring_pb2.FeatureDrift(feature=f.feature, psi=f.psi, status=_DRIFT[f.status])
+                for f in report.features
+            ],
+            scores_used=report.scores_used,
+            insufficient_data_share=report.insufficient_share,
+            training_insufficient_data_share=report.training_insufficient_share,
+            since_time=to_timestamp(result.since),
+            until_time=to_timestamp(result.until),
+            sampled=result.sampled,
+            scores_in_window=result.in_window,
+        )
+
+    async def ListScores(
+        self, request: scoring_pb2.ListScoresRequest, context: grpc.aio.ServicerContext
+    ) -> scoring_pb2.ListScoresResponse:
+        records, token = await self._scorer.list_scores(request.subject_id, request.page_size, request.page_token)
+        return scoring_pb2.ListScoresResponse(
+            scores=[_stored_to_proto(r) for r in records], next_page_token=token
+        )
+
+    async def RecomputeScore(
+        self, request: scoring_pb2.RecomputeScoreRequest, context: grpc.aio.ServicerContext
+    ) -> scoring_pb2.RecomputeScoreResponse:
+        result = await self._scorer.recompute_score(request.score_id)
+        return scoring_pb2.RecomputeScoreResponse(
+            stored=_stored_to_proto(result.stored),
+            recomputed=score_to_proto(result.recomputed),
+            identical=result.identical,
         )

@@ -1,12 +1,30 @@
-"""Score history: every score given, with the feature vector and model version it
-came from, so that any score can be recomputed.
+"""The scoring service's database: every score given, and the history of which
+scorecard version was champion and challenger.
 
-One table, ``score_history``, written with SQLAlchemy Core on SQLite or PostgreSQL.
+Two tables, written with SQLAlchemy Core on SQLite or PostgreSQL:
+
+- ``score_history``: one row per score, with the feature vector and model version
+  it came from (so that any score can be recomputed), its role (CHAMPION: the score
+  the caller got; CHALLENGER: a shadow score stored beside it, ``shadow_of`` naming
+  the champion's row) and its improvements;
+- ``model_events``: the activation history. Each row carries the state after it
+  (champion, challenger and the stack of champions a rollback walks back through),
+  so that the current state is the row with the highest ``sequence``. A new event
+  takes ``sequence = latest + 1``; the primary key makes two replicas that change
+  the state at the same moment collide instead of both winning (the loser re-reads
+  and retries, see ``lifecycle.Lifecycle``).
+
+``create_schema`` creates missing tables and adds the columns and index this
+version introduced to a ``score_history`` table made by an earlier one (until the
+migrations of a later issue take over).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import enum
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,15 +39,33 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
+    and_,
+    func,
+    inspect,
+    or_,
     select,
+    text,
+    type_coerce,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from creditscore.runtime import UtcDateTime, create_schema
 
-from .scorecard import Band, Reason, ScoreResult, ScoreState
+from .scorecard import Band, Improvement, Reason, ScoreResult, ScoreState
 
-__all__ = ["ScoreRecord", "ScoreStore", "metadata", "score_history"]
+__all__ = [
+    "DriftWindow",
+    "ModelEventRecord",
+    "ModelEventStore",
+    "ScoreRecord",
+    "ScoreRole",
+    "ScoreStore",
+    "metadata",
+    "model_events",
+    "score_history",
+]
 
 metadata = MetaData()
 
@@ -47,8 +83,62 @@ score_history = Table(
     Column("reasons", JSON, nullable=False),  # [{code, text, points_lost, feature}]
     Column("features", JSON, nullable=False),  # {name: value or null}, as scored
     Column("score_time", UtcDateTime, nullable=False),
+    Column("role", String(16), nullable=False, server_default="CHAMPION"),  # ScoreRole value
+    Column("improvements", JSON, nullable=True),  # [{feature, code, text, current_value, target_value, points_gain}]
+    Column("shadow_of", BigInteger, nullable=True),  # a challenger row: the champion row's id
     Index("ix_score_history_subject_time", "subject_id", "score_time"),
+    Index("ix_score_history_version_time", "model_version", "score_time"),
 )
+
+model_events = Table(
+    "model_events",
+    metadata,
+    Column("sequence", BigInteger, primary_key=True, autoincrement=False),
+    Column("action", String(32), nullable=False),  # lifecycle.ModelAction value
+    Column("version", String(64), nullable=False),
+    Column("previous_version", String(64), nullable=False),
+    Column("active_version", String(64), nullable=False),  # after the event
+    Column("challenger_version", String(64), nullable=False),  # after the event; "" none
+    Column("active_stack", JSON, nullable=False),  # champions, oldest first, current last
+    Column("note", String(1000), nullable=False),
+    Column("event_time", UtcDateTime, nullable=False),
+    Column("request_id", String(128), nullable=True, unique=True),  # null: the first start
+    Column("request_method", String(64), nullable=True),
+    Column("request_digest", String(64), nullable=True),
+)
+
+# Columns added to score_history after its first release: name -> DDL to add it.
+_ADDED_COLUMNS = {
+    "role": "role VARCHAR(16) NOT NULL DEFAULT 'CHAMPION'",
+    "improvements": "improvements JSON",
+    "shadow_of": "shadow_of BIGINT",
+}
+
+
+def _upgrade(sync_conn: Any) -> None:
+    """Adds the columns and index this version introduced to an older table."""
+    present = {c["name"] for c in inspect(sync_conn).get_columns("score_history")}
+    for name, ddl in _ADDED_COLUMNS.items():
+        if name not in present:
+            sync_conn.execute(text(f"ALTER TABLE score_history ADD COLUMN {ddl}"))
+    for index in score_history.indexes:
+        index.create(sync_conn, checkfirst=True)
+
+
+class ScoreRole(enum.Enum):
+    CHAMPION = "CHAMPION"  # the score the caller got
+    CHALLENGER = "CHALLENGER"  # a shadow score, stored only
+
+
+def _improvement_dict(improvement: Improvement) -> dict[str, Any]:
+    return {
+        "feature": improvement.feature,
+        "code": improvement.code,
+        "text": improvement.text,
+        "current_value": improvement.current_value,
+        "target_value": improvement.target_value,
+        "points_gain": improvement.points_gain,
+    }
 
 
 @dataclass(frozen=True)
@@ -66,10 +156,19 @@ class ScoreRecord:
     features: Mapping[str, float | None]
     score_time: datetime
     id: int | None = None
+    role: ScoreRole = ScoreRole.CHAMPION
+    improvements: tuple[Improvement, ...] = ()
+    shadow_of: int | None = None
 
     @classmethod
     def from_result(
-        cls, subject_id: str, result: ScoreResult, features: Mapping[str, float | None], score_time: datetime
+        cls,
+        subject_id: str,
+        result: ScoreResult,
+        features: Mapping[str, float | None],
+        score_time: datetime,
+        *,
+        role: ScoreRole = ScoreRole.CHAMPION,
     ) -> ScoreRecord:
         return cls(
             subject_id=subject_id,
@@ -82,6 +181,17 @@ class ScoreRecord:
             reasons=result.reasons,
             features=dict(features),
             score_time=score_time,
+            role=role,
+            improvements=tuple(result.improvements),
+        )
+
+    def outcome(self) -> tuple[Any, ...]:
+        """What the scorecard computed (not who, when or which row): two records
+        with equal outcomes gave the same score, band, probability, coverage,
+        reasons and improvements."""
+        return (
+            self.model_version, self.state, self.score, self.band, self.probability_of_bad,
+            self.coverage, tuple(self.reasons), self.improvements,
         )
 
 
@@ -97,6 +207,9 @@ def _row(record: ScoreRecord) -> dict[str, Any]:
         "reasons": [r._asdict() for r in record.reasons],
         "features": dict(record.features),
         "score_time": record.score_time,
+        "role": record.role.value,
+        "improvements": [_improvement_dict(i) for i in record.improvements],
+        "shadow_of": record.shadow_of,
     }
 
 
@@ -113,7 +226,28 @@ def _record(row: Any) -> ScoreRecord:
         reasons=tuple(Reason(**r) for r in row.reasons),
         features=dict(row.features),
         score_time=row.score_time,
+        role=ScoreRole(row.role),
+        improvements=tuple(Improvement(**i) for i in (row.improvements or ())),
+        shadow_of=row.shadow_of,
     )
+
+
+@dataclass(frozen=True)
+class DriftWindow:
+    """The scores of one model version in a window (or a sample of them)."""
+
+    scores: list[int | None]  # None: INSUFFICIENT_DATA
+    vectors: list[dict[str, float | None]]
+    in_window: int  # how many scores the window holds
+    sampled: bool  # more than the limit: ``scores`` is a sample spread over the window
+
+
+_WINDOW_SLICE = 2000  # rows fetched at a time by ScoreStore.window
+# A window sample keeps the rows whose (id * multiplier) mod modulus (a prime) falls
+# under a threshold: a fixed pseudo-random choice that a regular pattern of ids
+# (a challenger's row after each champion's) does not alias with.
+_SAMPLE_MODULUS = 1_000_003
+_SAMPLE_MULTIPLIER = 741_457
 
 
 class ScoreStore:
@@ -123,22 +257,204 @@ class ScoreStore:
         self._engine = engine
 
     async def create_schema(self) -> None:
+        """Creates missing tables (both of this module) and upgrades an older
+        ``score_history``."""
         await create_schema(self._engine, metadata)
+        async with self._engine.begin() as conn:
+            await conn.run_sync(_upgrade)
 
     async def record(self, record: ScoreRecord) -> int:
         """Stores one score; returns its id."""
-        async with self._engine.begin() as conn:
-            result = await conn.execute(score_history.insert().values(**_row(record)))
-            return int(result.inserted_primary_key[0])
+        champion_id, _ = await self.record_scores(record, None)
+        return champion_id
 
-    async def history(self, subject_id: str, *, limit: int = 100) -> list[ScoreRecord]:
-        """The subject's scores, newest first."""
-        query = (
-            select(score_history)
-            .where(score_history.c.subject_id == subject_id)
-            .order_by(score_history.c.score_time.desc(), score_history.c.id.desc())
-            .limit(limit)
-        )
+    async def record_scores(
+        self, champion: ScoreRecord, challenger: ScoreRecord | None
+    ) -> tuple[int, int | None]:
+        """Stores the champion's score and, when given, the challenger's shadow
+        score (its ``shadow_of`` set to the champion's id) in one transaction;
+        returns both ids."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(score_history.insert().values(**_row(champion)))
+            champion_id = int(result.inserted_primary_key[0])
+            challenger_id = None
+            if challenger is not None:
+                row = {**_row(challenger), "shadow_of": champion_id}
+                result = await conn.execute(score_history.insert().values(**row))
+                challenger_id = int(result.inserted_primary_key[0])
+        return champion_id, challenger_id
+
+    async def history(
+        self, subject_id: str, *, limit: int = 100, after: tuple[datetime, int] | None = None
+    ) -> list[ScoreRecord]:
+        """The subject's scores, newest first (by score time, then id), champion
+        and challenger alike; ``after`` = ``(score_time, id)`` of the last score of
+        the previous page."""
+        h = score_history.c
+        query = select(score_history).where(h.subject_id == subject_id)
+        if after is not None:
+            time, last_id = after
+            query = query.where(or_(h.score_time < time, and_(h.score_time == time, h.id < last_id)))
+        query = query.order_by(h.score_time.desc(), h.id.desc()).limit(limit)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [_record(row) for row in rows]
+
+    async def get(self, score_id: int) -> ScoreRecord | None:
+        """One stored score by id, or None."""
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(score_history).where(score_history.c.id == score_id))).first()
+        return None if row is None else _record(row)
+
+    async def window(
+        self, model_version: str, since: datetime | None, until: datetime, *, limit: int
+    ) -> DriftWindow:
+        """The scores ``model_version`` gave (any role) with ``since <= score_time <
+        until``. A window of more than ``limit`` scores is sampled: about 95% of
+        ``limit`` of them (never more than ``limit``), chosen pseudo-randomly by id,
+        spread over the whole window.
+
+        The feature vectors are read as text, in slices, and decoded in a worker
+        thread, so that a large window does not hold up the scoring requests this
+        process serves meanwhile."""
+        h = score_history.c
+        where = [h.model_version == model_version, h.score_time < until]
+        if since is not None:
+            where.append(h.score_time >= since)
+        async with self._engine.connect() as conn:
+            in_window = int((await conn.execute(select(func.count()).select_from(score_history).where(*where))).scalar_one())
+            sampled = in_window > limit
+            if sampled:
+                # Aim at 95% of the limit, so that the LIMIT below (which would drop
+                # the oldest of the sample) rarely has anything to cut.
+                threshold = _SAMPLE_MODULUS * limit * 19 // (20 * in_window)
+                where.append((h.id * _SAMPLE_MULTIPLIER) % _SAMPLE_MODULUS < threshold)
+            features_text = type_coerce(h.features, Text)  # raw JSON: decoded off the event loop
+            query = (
+                select(h.score, features_text)
+                .where(*where)
+                .order_by(h.score_time.desc(), h.id.desc())
+                .limit(limit)
+                .execution_options(yield_per=_WINDOW_SLICE)
+            )
+            scores: list[int | None] = []
+            texts: list[Any] = []
+            result = await conn.stream(query)
+            async for part in result.partitions(_WINDOW_SLICE):  # the event loop gets a turn between slices
+                scores.extend(r[0] for r in part)
+                texts.extend(r[1] for r in part)
+        vectors = await asyncio.to_thread(_decode_vectors, texts)
+        return DriftWindow(scores, vectors, in_window, sampled)
+
+
+def _decode_vectors(texts: list[str | dict[str, Any]]) -> list[dict[str, float | None]]:
+    decode = json.loads
+    return [decode(t) if isinstance(t, str) else dict(t) for t in texts]
+
+
+# ------------------------------------------------------------------ model events
+
+
+@dataclass(frozen=True)
+class ModelEventRecord:
+    """One row of ``model_events``: an event and the state after it."""
+
+    sequence: int
+    action: str  # lifecycle.ModelAction value
+    version: str
+    previous_version: str
+    active_version: str
+    challenger_version: str  # "" when none
+    active_stack: tuple[str, ...]  # oldest first; the last is active_version
+    note: str
+    event_time: datetime
+    request_id: str | None = None
+    request_method: str | None = None
+    request_digest: str | None = None
+
+
+def _event(row: Any) -> ModelEventRecord:
+    return ModelEventRecord(
+        sequence=int(row.sequence),
+        action=row.action,
+        version=row.version,
+        previous_version=row.previous_version,
+        active_version=row.active_version,
+        challenger_version=row.challenger_version,
+        active_stack=tuple(row.active_stack),
+        note=row.note,
+        event_time=row.event_time,
+        request_id=row.request_id,
+        request_method=row.request_method,
+        request_digest=row.request_digest,
+    )
+
+
+class ModelEventStore:
+    """The activation history (``model_events``); the schema is created by
+    ``ScoreStore.create_schema`` (one metadata)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def latest(self) -> ModelEventRecord | None:
+        """The event with the highest sequence: the current state. None before the
+        first event."""
+        query = select(model_events).order_by(model_events.c.sequence.desc()).limit(1)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _event(row)
+
+    async def by_request_id(self, request_id: str) -> ModelEventRecord | None:
+        query = select(model_events).where(model_events.c.request_id == request_id)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _event(row)
+
+    async def append(self, event: ModelEventRecord) -> bool:
+        """Inserts ``event``; False when its sequence or its request id is taken
+        (another replica or a concurrent retry got there first: re-read)."""
+        values = {
+            "sequence": event.sequence,
+            "action": event.action,
+            "version": event.version,
+            "previous_version": event.previous_version,
+            "active_version": event.active_version,
+            "challenger_version": event.challenger_version,
+            "active_stack": list(event.active_stack),
+            "note": event.note,
+            "event_time": event.event_time,
+            "request_id": event.request_id,
+            "request_method": event.request_method,
+            "request_digest": event.request_digest,
+        }
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(model_events.insert().values(**values))
+        except IntegrityError:
+            return False
+        return True
+
+    async def page(self, *, limit: int, before_sequence: int | None = None) -> list[ModelEventRecord]:
+        """Events newest first, those with a sequence below ``before_sequence``."""
+        query = select(model_events)
+        if before_sequence is not None:
+            query = query.where(model_events.c.sequence < before_sequence)
+        query = query.order_by(model_events.c.sequence.desc()).limit(limit)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_event(row) for row in rows]
+
+    async def activation_times(self, actions: Sequence[str]) -> dict[str, datetime]:
+        """Per version, the time of the latest event among ``actions`` that made it
+        the champion."""
+        e = model_events.c
+        query = (
+            select(e.active_version, func.max(e.event_time).label("t"))
+            .where(e.action.in_(list(actions)))
+            .group_by(e.active_version)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        # max() returns its argument's type, so the value comes back aware (UtcDateTime).
+        return {version: value for version, value in rows}

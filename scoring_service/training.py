@@ -1,58 +1,72 @@
-"""A first, simple and honest scorecard trainer: from a point-in-time feature matrix
-and outcomes to a scorecard artifact (see ``scoring_service.scorecard`` for the format).
+"""The scorecard trainer: from named columns (numeric and categorical) and outcomes,
+or from a point-in-time feature matrix of catalog features, to a scorecard artifact
+(format in ``scoring_service.scorecard``) and its holdout metrics.
 
-The steps, each a small function below:
+The steps (``train_table``; ``train_scorecard`` and ``train_matrix`` are the same on a
+matrix of catalog features):
 
 1. A fixed, seeded, stratified holdout (``stratified_split``): the same seed gives
-   the same split; bads and goods are held out in the same proportion.
-2. Binning per feature on the training rows (``bin_feature``): quantile candidate
-   edges, then adjacent bins merged until every bin holds at least
-   ``min_bin_share`` of the training rows, the bad rate is strictly monotone in the
-   catalog's direction, and there are at most ``max_bins`` numeric bins. Missing
-   values ("no data") have a bin of their own, never imputed.
-3. Weight of evidence and information value (``woe_iv``):
-   ``WoE = ln(share of goods / share of bads)`` with 0.5 added to every bin's goods
-   and bads (and ``0.5 * bins`` to the totals, so the shares still sum to one); a
-   bin with no training rows (a missing bin, when every training row had a value)
-   gets WoE 0: no evidence either way.
-   Features with IV below ``min_iv`` are dropped.
-4. Logistic regression of P(bad) on the WoE columns by Newton/IRLS with a small L2
-   penalty (``fit_logistic``). As WoE grows with the good:bad odds, every coefficient
-   must be negative; while one is not, the most positive is dropped and the model
-   refitted.
+   the same split; bads and goods are held out in the same proportion. Everything
+   below is fitted on the training rows only.
+2. Binning per feature (``scoring_service.binning``): quantile pre-bins, then the
+   IV-optimal partition into at most ``max_bins`` bins of at least ``min_bin_share``
+   of the rows each, with a monotone bad rate in the feature's direction (or the
+   better trend when it is not known), found exactly by dynamic programming;
+   categories grouped in bad-rate order, rare ones pooled; a bin of its own for
+   missing values and for each frequent special value. WoE and IV with +0.5
+   smoothing per cell (``woe_iv``).
+3. Selection: features with IV below ``min_iv`` are dropped; then, in decreasing IV
+   order, a feature whose WoE column correlates (Pearson, training rows) above
+   ``max_correlation`` in absolute value with an already kept one is dropped: of a
+   correlated pair the higher IV stays.
+4. Logistic regression of P(bad) on the WoE columns by Newton/IRLS with an L2
+   penalty ``l2 / 2 * |beta|^2`` on the coefficients (``fit_logistic``), with step
+   halving so that every step lowers the penalized loss, a convergence test and an
+   iteration cap: it never returns NaN, separable data included. As WoE grows with
+   the good:bad odds, every coefficient must be negative; while one is not, the
+   most positive is dropped and the model refitted.
 5. Scaling anchored on the training population: ``factor`` and ``offset`` put the
-   1st and 99th percentiles of the training ln(good:bad odds) at 420 and 880; the
-   implied PDO is recorded. Points per bin:
+   1st and 99th percentiles of the training ln(good:bad odds) (rows with enough
+   coverage) at 420 and 880, so that scores spread over 350-950 without piling up
+   at either end; PDO = factor * ln 2 is recorded. Points per bin:
    ``-factor * beta * WoE + (offset - factor * alpha) / n_features``.
 6. Holdout metrics of the scorecard *as written* (points rounded as stored): AUC
-   (rank based, ties counted half), KS, Gini, bad rate by band (with a warning when
-   it does not fall as the band rises), and the training population's score and bin
-   distributions for PSI.
+   (rank based, ties counted half), Gini, KS, bad rate by band (with a warning when
+   it does not fall as the band rises), calibration (mean predicted probability of
+   bad against the observed bad rate per score decile), IV per feature; and the
+   training population's score and bin distributions for PSI.
 
-Command line (the simulator and the point-in-time builder are imported on use)::
+Command line (``creditscore train``; the simulator, the point-in-time builder and
+the CSV reader are imported on use)::
 
-    python -m scoring_service.training --simulate 20000 --seed 20261101 \\
-        --version 1.0.0 --out scoring_service/models/scorecard-1.0.0.json
+    creditscore train --simulate 20000 --seed 20261101 --version 2.0.0 \\
+        --out scoring_service/models/scorecard-2.0.0.json
+    creditscore train --csv applications.csv --target default --out scorecard-1.0.0.json \\
+        [--bad-value yes] [--special-values -999,-1] [--report model.html]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import os
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from creditscore.catalog import FEATURE_NAMES, by_name
+from creditscore.runtime import DomainError, FieldViolation, InvalidArgument
 
+from .binning import CATEGORICAL, NUMERIC, Binning, FeatureSpec, fit_binning, woe_iv
 from .scorecard import (
     ARTIFACT_FORMAT,
     BANDS,
@@ -66,24 +80,49 @@ from .scorecard import (
 
 __all__ = [
     "FeatureBins",
+    "LogisticFit",
+    "Progress",
+    "TrainResult",
+    "TrainingError",
     "auc_score",
     "bad_rate_by_band",
     "bin_feature",
+    "calibration_by_decile",
     "fit_logistic",
+    "fit_logistic_detailed",
     "format_report",
     "ks_score",
     "main",
     "save_model",
     "stratified_split",
+    "train_matrix",
     "train_scorecard",
+    "train_table",
     "woe_iv",
 ]
 
 ANCHOR_LOW = (1.0, 420.0)  # (percentile of training ln odds, score)
 ANCHOR_HIGH = (99.0, 880.0)
-SMOOTHING = 0.5
 SCORE_HISTOGRAM_STEP = 25
 ARTIFACT_MODE = 0o644  # an artifact is read by services running as other users
+
+Progress = Callable[[str, float], None]
+"""``progress(message, fraction done 0-1)``: called as long work advances."""
+
+
+class TrainingError(InvalidArgument, ValueError):
+    """Training input that cannot give a scorecard (malformed columns or outcomes,
+    bad settings, no informative feature); one violation per bad field. A
+    ``ValueError`` too, so that callers of the matrix API keep catching that."""
+
+    def __init__(self, message: str, violations: Sequence[FieldViolation] = ()) -> None:
+        super().__init__(message, violations, reason="TRAINING_INPUT_INVALID")
+
+
+def _fail(problems: Sequence[FieldViolation]) -> None:
+    if problems:
+        detail = "; ".join(f"{p.field}: {p.description}" for p in problems)
+        raise TrainingError(f"cannot train: {detail}", problems)
 
 
 # ---------------------------------------------------------------- holdout
@@ -92,6 +131,7 @@ ARTIFACT_MODE = 0o644  # an artifact is read by services running as other users
 def stratified_split(y: np.ndarray, holdout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Sorted row indices ``(train, holdout)``: ``holdout_fraction`` of the bads and
     of the goods (rounded) go to the holdout, chosen by a generator seeded with ``seed``."""
+    y = np.asarray(y)
     rng = np.random.default_rng(seed)
     holdout: list[np.ndarray] = []
     for label in (0, 1):
@@ -103,14 +143,14 @@ def stratified_split(y: np.ndarray, holdout_fraction: float, seed: int) -> tuple
     return np.flatnonzero(~held), np.flatnonzero(held)
 
 
-# ---------------------------------------------------------------- binning
+# ---------------------------------------------------------------- binning (matrix API)
 
 
 @dataclass(frozen=True)
 class FeatureBins:
-    """One feature's bins on the training rows: numeric bins ``[edges[i-1], edges[i])``
-    (``edges`` are the inner edges, so there are ``len(edges) + 1`` numeric bins),
-    then the missing bin."""
+    """One numeric feature's bins on the training rows: numeric bins
+    ``[edges[i-1], edges[i])`` (``edges`` are the inner edges, so there are
+    ``len(edges) + 1`` numeric bins), then the missing bin."""
 
     edges: tuple[float, ...]
     counts: tuple[int, ...]  # rows per numeric bin
@@ -131,39 +171,6 @@ class FeatureBins:
         return index
 
 
-def _readable_edge(below: float, above: float) -> float:
-    """A short number ``e`` with ``below < e <= above``: the split between two
-    consecutive distinct values, rounded as far as that stays true."""
-    middle = (below + above) / 2.0
-    for digits in range(0, 12):
-        candidate = round(middle, digits)
-        if below < candidate <= above:
-            return candidate
-    return middle if below < middle <= above else above
-
-
-def _candidate_edges(values: np.ndarray, n_candidates: int) -> list[float]:
-    """Quantile split points between distinct observed values."""
-    distinct = np.unique(values)
-    if len(distinct) < 2:
-        return []
-    levels = np.linspace(0.0, 1.0, n_candidates + 1)[1:-1]
-    quantiles = np.quantile(values, levels)
-    above = np.unique(np.searchsorted(distinct, quantiles, side="right"))
-    above = above[(above >= 1) & (above < len(distinct))]
-    return sorted({_readable_edge(float(distinct[i - 1]), float(distinct[i])) for i in above})
-
-
-def _violates(direction: int, rate_left: float, rate_right: float) -> bool:
-    """Whether two adjacent bins break strict monotonicity of the bad rate:
-    direction +1 (higher is better) needs the bad rate to fall, -1 to rise."""
-    if direction > 0:
-        return rate_right >= rate_left
-    if direction < 0:
-        return rate_right <= rate_left
-    return False
-
-
 def bin_feature(
     values: np.ndarray,
     y: np.ndarray,
@@ -171,87 +178,21 @@ def bin_feature(
     direction: int,
     max_bins: int = 6,
     min_bin_share: float = 0.05,
-    n_candidates: int = 20,
+    n_candidates: int = 50,
 ) -> FeatureBins:
-    """Bins one feature column (NaN = no data) against outcomes ``y`` (1 = bad).
-
-    Starts from up to ``n_candidates`` quantile bins of the present values and
-    merges adjacent ones until (in this order of priority) every numeric bin holds
-    at least ``min_bin_share`` of *all* rows (missing included), the bad rate is
-    strictly monotone in ``direction`` (+1: falls as the value grows; -1: rises;
-    0: no constraint), and at most ``max_bins`` numeric bins remain (the pair with
-    the closest bad rates is merged first). A small bin merges into the neighbour
-    whose bad rate is closer."""
-    values = np.asarray(values, dtype=np.float64)
-    y = np.asarray(y)
-    present = ~np.isnan(values)
-    x, yx = values[present], y[present]
-    missing_count = int((~present).sum())
-    missing_bads = int(y[~present].sum())
-    edges = _candidate_edges(x, n_candidates)
-    index = np.searchsorted(np.asarray(edges, dtype=np.float64), x, side="right")
-    counts = np.bincount(index, minlength=len(edges) + 1).tolist()
-    bads = np.bincount(index, weights=yx, minlength=len(edges) + 1).astype(np.int64).tolist()
-    # Drop empty candidate bins (possible only through rounding of edges).
-    keep = [i for i, c in enumerate(counts) if c > 0]
-    if len(keep) < len(counts):
-        edges = [edges[i - 1] for i in keep[1:]]
-        counts = [counts[i] for i in keep]
-        bads = [bads[i] for i in keep]
-    min_count = math.ceil(min_bin_share * len(values) - 1e-9)
-
-    def merge(i: int) -> None:  # bins i and i+1 become one
-        counts[i] += counts.pop(i + 1)
-        bads[i] += bads.pop(i + 1)
-        del edges[i]
-
-    def rate(i: int) -> float:
-        return bads[i] / counts[i]
-
-    while len(counts) > 1:
-        small = [i for i, c in enumerate(counts) if c < min_count]
-        if small:
-            i = min(small, key=lambda k: (counts[k], k))
-            if i == 0:
-                merge(0)
-            elif i == len(counts) - 1:
-                merge(i - 1)
-            else:
-                left_gap = abs(rate(i) - rate(i - 1))
-                right_gap = abs(rate(i) - rate(i + 1))
-                merge(i - 1 if left_gap <= right_gap else i)
-            continue
-        violation = next(
-            (i for i in range(len(counts) - 1) if _violates(direction, rate(i), rate(i + 1))), None
-        )
-        if violation is not None:
-            merge(violation)
-            continue
-        if len(counts) > max_bins:
-            gaps = [abs(rate(i + 1) - rate(i)) for i in range(len(counts) - 1)]
-            merge(int(np.argmin(gaps)))
-            continue
-        break
-    return FeatureBins(tuple(edges), tuple(counts), tuple(bads), missing_count, missing_bads)
-
-
-def woe_iv(counts: np.ndarray, bads: np.ndarray) -> tuple[np.ndarray, float]:
-    """Weight of evidence per bin and the information value of the whole table.
-
-    Over the ``k`` bins that hold rows,
-    ``WoE_i = ln(((g_i + .5) / (G + .5 k)) / ((b_i + .5) / (B + .5 k)))`` (so the
-    smoothed shares still sum to one) and ``IV = sum((good share - bad share) * WoE)``.
-    A bin without rows gets WoE 0, no evidence either way, and adds nothing to the IV."""
-    counts = np.asarray(counts, dtype=np.float64)
-    bads = np.asarray(bads, dtype=np.float64)
-    goods = counts - bads
-    filled = counts > 0
-    k = int(filled.sum())
-    good_share = np.where(filled, (goods + SMOOTHING) / (goods.sum() + SMOOTHING * k), 1.0)
-    bad_share = np.where(filled, (bads + SMOOTHING) / (bads.sum() + SMOOTHING * k), 1.0)
-    woe = np.log(good_share / bad_share)
-    iv = float(np.sum(np.where(filled, (good_share - bad_share) * woe, 0.0)))
-    return woe, iv
+    """Bins one numeric column (NaN = no data) against outcomes ``y`` (1 = bad):
+    the IV-optimal partition of up to ``n_candidates`` quantile pre-bins into at most
+    ``max_bins`` bins, each with at least ``min_bin_share`` of *all* rows (missing
+    included), the bad rate strictly monotone in ``direction`` (+1: falls as the
+    value grows; -1: rises; 0: no constraint). ``scoring_service.binning`` has the
+    general form (categories, special values, the auto trend)."""
+    binning = fit_binning(
+        values, y, FeatureSpec("feature", NUMERIC, direction=direction),
+        max_bins=max_bins, min_bin_share=min_bin_share, max_prebins=n_candidates, monotone=direction != 0,
+    )
+    return FeatureBins(
+        binning.edges, binning.counts[:-1], binning.bads[:-1], binning.counts[-1], binning.bads[-1]
+    )
 
 
 # ---------------------------------------------------------------- regression
@@ -262,28 +203,88 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
-def fit_logistic(
+def _weighted_gram(A: np.ndarray, weights: np.ndarray, chunk: int = 32_768) -> np.ndarray:
+    """``A.T @ diag(weights) @ A``, in row chunks: no n x k temporary (several times
+    faster on a million rows than the one-shot product)."""
+    out = np.zeros((A.shape[1], A.shape[1]))
+    for start in range(0, A.shape[0], chunk):
+        block = A[start : start + chunk]
+        out += (block * weights[start : start + chunk, None]).T @ block
+    return out
+
+
+class LogisticFit(NamedTuple):
+    """``P(y=1) = sigmoid(alpha + Z beta)``; how the fit went."""
+
+    alpha: float
+    beta: np.ndarray
+    iterations: int
+    converged: bool
+    loss: float  # penalized negative log-likelihood at the solution
+
+
+def fit_logistic_detailed(
     Z: np.ndarray, y: np.ndarray, *, l2: float = 1.0, max_iter: int = 100, tol: float = 1e-10
-) -> tuple[float, np.ndarray]:
-    """``(alpha, beta)`` of ``P(y=1) = sigmoid(alpha + Z beta)`` by Newton/IRLS,
-    maximising the log-likelihood less ``l2 / 2 * |beta|^2`` (the intercept is
-    not penalised)."""
+) -> LogisticFit:
+    """Newton/IRLS minimizing ``-loglik + l2 / 2 * |beta|^2`` (the intercept is not
+    penalized). Each Newton step is halved until the loss does not rise; the fit
+    has converged when a step moves no weight by more than ``tol`` or the loss
+    stops falling (relative change below 1e-15). A tiny ridge keeps the Hessian
+    invertible when the data are separable and ``l2`` is 0: the weights then grow
+    for ``max_iter`` iterations but stay finite."""
+    Z = np.asarray(Z, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
     n, k = Z.shape
-    A = np.column_stack([np.ones(n), Z])
+    A = np.empty((n, k + 1), dtype=np.float64)
+    A[:, 0] = 1.0
+    A[:, 1:] = Z
     penalty = np.full(k + 1, float(l2))
     penalty[0] = 0.0
     w = np.zeros(k + 1)
-    mean = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
+    mean = float(np.clip(y.mean(), 1e-6, 1 - 1e-6)) if n else 0.5
     w[0] = math.log(mean / (1 - mean))
-    for _ in range(max_iter):
-        p = _sigmoid(A @ w)
-        gradient = A.T @ (y - p) - penalty * w
-        hessian = (A * (p * (1 - p))[:, None]).T @ A + np.diag(penalty)
+
+    def loss_of(weights: np.ndarray) -> tuple[float, np.ndarray]:
+        z = A @ weights
+        return float(np.logaddexp(0.0, z).sum() - y @ z + 0.5 * penalty @ (weights * weights)), z
+
+    loss, z = loss_of(w)
+    converged = False
+    iterations = 0
+    for iterations in range(1, max_iter + 1):
+        p = _sigmoid(z)
+        gradient = A.T @ (y - p) - penalty * w  # the direction that lowers the loss
+        hessian = _weighted_gram(A, p * (1.0 - p)) + np.diag(penalty)
+        hessian[np.diag_indices_from(hessian)] += 1e-10 * (1.0 + np.trace(hessian) / (k + 1))
         step = np.linalg.solve(hessian, gradient)
-        w += step
-        if float(np.max(np.abs(step))) < tol:
+        scale = 1.0
+        while True:
+            candidate = w + scale * step
+            if np.isfinite(candidate).all():
+                new_loss, new_z = loss_of(candidate)
+                if math.isfinite(new_loss) and new_loss <= loss + 1e-12 * max(1.0, abs(loss)):
+                    break
+            scale /= 2.0
+            if scale < 1e-12:
+                candidate = w
+                new_loss, new_z = loss, z
+                break
+        moved = float(np.max(np.abs(candidate - w))) if k + 1 else 0.0
+        improvement = loss - new_loss
+        w, loss, z = candidate, new_loss, new_z
+        if moved < tol or improvement <= 1e-15 * max(1.0, abs(loss)):
+            converged = True
             break
-    return float(w[0]), w[1:].copy()
+    return LogisticFit(float(w[0]), w[1:].copy(), iterations, converged, loss)
+
+
+def fit_logistic(
+    Z: np.ndarray, y: np.ndarray, *, l2: float = 1.0, max_iter: int = 100, tol: float = 1e-10
+) -> tuple[float, np.ndarray]:
+    """``(alpha, beta)`` of ``P(y=1) = sigmoid(alpha + Z beta)`` (see
+    ``fit_logistic_detailed``)."""
+    fit = fit_logistic_detailed(Z, y, l2=l2, max_iter=max_iter, tol=tol)
+    return fit.alpha, fit.beta
 
 
 # ---------------------------------------------------------------- metrics
@@ -331,6 +332,28 @@ def bad_rate_by_band(y: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
     return out
 
 
+def calibration_by_decile(y: np.ndarray, pd: np.ndarray, scores: np.ndarray, groups: int = 10) -> list[dict[str, Any]]:
+    """Rows ordered by score (lowest first, a stable sort) and cut into ``groups``
+    groups of (nearly) equal size; per group its score range, the mean predicted
+    probability of bad and the observed bad rate."""
+    order = np.argsort(scores, kind="stable")
+    out = []
+    for i, rows in enumerate(np.array_split(order, groups)):
+        if rows.size == 0:
+            continue
+        out.append(
+            {
+                "decile": i + 1,
+                "n": int(rows.size),
+                "score_lo": int(scores[rows].min()),
+                "score_hi": int(scores[rows].max()),
+                "predicted": round(float(pd[rows].mean()), 6),
+                "observed": round(float(y[rows].mean()), 6),
+            }
+        )
+    return out
+
+
 def _band_warnings(by_band: list[dict[str, Any]]) -> list[str]:
     filled = [b for b in by_band if b["n"] > 0]
     for lower, higher in zip(filled, filled[1:]):
@@ -345,44 +368,451 @@ def _band_warnings(by_band: list[dict[str, Any]]) -> list[str]:
 # ---------------------------------------------------------------- training
 
 
-def _check_inputs(
-    X: np.ndarray, y: np.ndarray, feature_names: Sequence[str], holdout_fraction: float,
-    max_bins: int, min_bin_share: float, version: str, description: str,
+@dataclass(frozen=True)
+class TrainResult:
+    """What training produced: the artifact, its holdout metrics and, for reports,
+    the holdout scored by the artifact as written.
+
+    ``y_holdout``, ``score_holdout`` and ``pd_holdout`` cover every holdout row in
+    row order (``stratified_split``); rows with too little data (INSUFFICIENT_DATA)
+    have score 0 and probability NaN, as ``Scorecard.score_batch`` marks them.
+    ``iv`` holds every feature's IV on the training rows, dropped features included;
+    ``seconds`` the wall-clock time of each step."""
+
+    artifact: dict[str, Any]
+    metrics: dict[str, Any]
+    y_holdout: np.ndarray
+    score_holdout: np.ndarray
+    pd_holdout: np.ndarray
+    iv: dict[str, float]
+    binnings: dict[str, Binning]
+    seconds: dict[str, float]
+
+    @property
+    def scorecard(self) -> Scorecard:
+        return Scorecard.from_dict(self.artifact)
+
+
+def _check_settings(
+    problems: list[FieldViolation], *, version: str, description: str, holdout_fraction: float, max_bins: int,
+    min_bin_share: float, min_iv: float, max_correlation: float, l2: float, min_coverage: float,
 ) -> None:
-    if X.ndim != 2 or X.shape[1] != len(feature_names):
-        raise ValueError(f"X must be (n, {len(feature_names)}), not {X.shape}")
-    if y.shape != (X.shape[0],):
-        raise ValueError(f"y must be ({X.shape[0]},), not {y.shape}")
-    if not np.isin(y, (0, 1)).all():
-        raise ValueError("y must hold 0 (good) and 1 (bad) only")
-    if np.isinf(X).any():
-        raise ValueError("X must not hold infinities (NaN means no data)")
-    if len(set(feature_names)) != len(feature_names):
-        raise ValueError("feature names must be unique")
-    unknown = [name for name in feature_names if name not in FEATURE_NAMES]
-    if unknown:
-        raise ValueError(f"not catalog features: {', '.join(unknown)}")
-    if not 0.0 < holdout_fraction < 1.0:
-        raise ValueError("holdout_fraction must be within (0, 1)")
-    if max_bins < 1 or not 0.0 < min_bin_share < 0.5:
-        raise ValueError("max_bins must be >= 1 and min_bin_share within (0, 0.5)")
-    if not is_valid_version(version):
-        raise ValueError(f"version {version!r} is not valid")
-    if not description.strip():
-        raise ValueError("description must say what the model was trained on")
+    def check(ok: bool, name: str, text: str) -> None:
+        if not ok:
+            problems.append(FieldViolation(name, text))
+
+    check(is_valid_version(version), "version", f"{version!r} is not valid (1-64 of A-Z a-z 0-9 . _ -)")
+    check(bool(description.strip()), "description", "must say what the model was trained on")
+    check(0.0 < holdout_fraction < 1.0, "holdout_fraction", "must be within (0, 1)")
+    check(max_bins >= 1, "max_bins", "must be at least 1")
+    check(0.0 < min_bin_share < 0.5, "min_bin_share", "must be within (0, 0.5)")
+    check(min_iv >= 0.0, "min_iv", "must not be negative")
+    check(0.0 < max_correlation <= 1.0, "max_correlation", "must be within (0, 1]")
+    check(l2 >= 0.0, "l2", "must not be negative")
+    check(0.0 <= min_coverage <= 1.0, "min_coverage", "must be within [0, 1]")
 
 
-def _bin_stats(count: int, bads: int, woe: float, points: float) -> dict[str, Any]:
+def _prepare_columns(
+    columns: Mapping[str, Any], y: Any, specs: Sequence[FeatureSpec], problems: list[FieldViolation]
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    y_array = np.asarray(y)
+    if y_array.ndim != 1:
+        problems.append(FieldViolation("y", "must be one-dimensional"))
+        y_array = y_array.reshape(-1)
+    if not np.isin(y_array, (0, 1)).all():
+        problems.append(FieldViolation("y", "must hold 0 (good) and 1 (bad) only"))
+    elif y_array.size and (y_array.min() == y_array.max()):
+        problems.append(FieldViolation("y", "needs both bads (1) and goods (0)"))
+    n = len(y_array)
+    if not specs:
+        problems.append(FieldViolation("specs", "at least one feature is needed"))
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        problems.append(FieldViolation("specs", "feature names must be unique"))
+    prepared: dict[str, np.ndarray] = {}
+    for spec in specs:
+        where = f"columns[{spec.name!r}]"
+        if spec.name not in columns:
+            problems.append(FieldViolation(where, "no such column"))
+            continue
+        raw = columns[spec.name]
+        if spec.kind == NUMERIC:
+            try:
+                column = np.asarray(raw, dtype=np.float64)
+            except (TypeError, ValueError):
+                problems.append(FieldViolation(where, "numeric: float64 values expected (NaN = missing)"))
+                continue
+            if column.ndim == 1 and np.isinf(column).any():
+                problems.append(FieldViolation(where, "must not hold infinities (NaN means no data)"))
+        else:
+            column = np.asarray(raw, dtype=object)
+        if column.ndim != 1 or len(column) != n:
+            problems.append(FieldViolation(where, f"must be one value per outcome ({n})"))
+            continue
+        prepared[spec.name] = column
+    return prepared, y_array.astype(np.int64)
+
+
+def _correlations(Z: np.ndarray) -> np.ndarray:
+    """Pearson correlations of the columns of ``Z``; 0 for a constant column (from
+    the Gram matrix: no centred copy of ``Z``)."""
+    n = Z.shape[0]
+    mean = Z.mean(axis=0)
+    cov = (Z.T @ Z) / n - np.outer(mean, mean)
+    var = np.clip(np.diag(cov).copy(), 0.0, None)
+    sd = np.sqrt(var)
+    constant = sd <= 1e-12 * (1.0 + np.abs(mean))
+    safe = np.where(constant, 1.0, sd)
+    corr = np.clip(cov / np.outer(safe, safe), -1.0, 1.0)
+    corr[:, constant] = 0.0
+    corr[constant, :] = 0.0
+    return corr
+
+
+def _stats(count: int, bads: int, woe: float, iv: float, points: float) -> dict[str, Any]:
     return {
         "count": count,
+        "bads": bads,
         "bad_rate": round(bads / count, 6) if count else None,
         "woe": round(woe, 6),
+        "iv": round(iv, 6),
         "points": round(points, 4),
     }
 
 
 def _edge_json(edge: float) -> float | None:
     return None if math.isinf(edge) else edge
+
+
+def _feature_json(binning: Binning, coefficient: float, points: np.ndarray) -> dict[str, Any]:
+    spec = binning.spec
+    stats = [
+        _stats(c, b, w, v, float(p))
+        for c, b, w, v, p in zip(binning.counts, binning.bads, binning.woe, binning.iv_bins, points)
+    ]
+    out: dict[str, Any] = {
+        "name": spec.name,
+        "kind": spec.kind,
+        "direction": binning.direction,
+    }
+    if spec.kind == NUMERIC:
+        out["value_type"] = binning.value_type
+    out.update(
+        {
+            "label": spec.label,
+            "reason_code": spec.reason_code,
+            "reason_text": spec.reason_text,
+            "missing_reason_code": spec.missing_reason_code,
+            "missing_text": spec.missing_text,
+            "actionable": spec.actionable,
+            "improve_hint": spec.improve_hint,
+            "coefficient": round(coefficient, 6),
+            "iv": round(binning.iv, 6),
+        }
+    )
+    r = binning.n_regular
+    if spec.kind == NUMERIC:
+        los = [-math.inf, *binning.edges]
+        his = [*binning.edges, math.inf]
+        out["bins"] = [{"lo": _edge_json(los[i]), "hi": _edge_json(his[i]), **stats[i]} for i in range(r)]
+    else:
+        out["bins"] = [
+            {"categories": list(group), **({"other": True} if i == binning.other_bin else {}), **stats[i]}
+            for i, group in enumerate(binning.groups)
+        ]
+    if binning.specials:
+        out["special"] = [{"value": v, **stats[r + k]} for k, v in enumerate(binning.specials)]
+    out["missing"] = stats[-1]
+    if binning.pooled_specials:
+        out["missing"]["special_values"] = list(binning.pooled_specials)
+    return out
+
+
+def train_table(
+    columns: Mapping[str, Any],
+    y: Any,
+    specs: Sequence[FeatureSpec],
+    *,
+    version: str,
+    description: str,
+    seed: int = 7,
+    holdout_fraction: float = 0.3,
+    max_bins: int = 8,
+    min_bin_share: float = 0.05,
+    min_iv: float = 0.02,
+    max_correlation: float = 0.75,
+    l2: float = 1.0,
+    min_coverage: float = 0.25,
+    train_time: datetime | None = None,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Trains a scorecard (module docstring: the steps) on ``columns`` (name ->
+    one value per row: float64 with NaN for missing for numeric features, str with
+    None or "" for missing for categorical ones) and ``y`` (1 = bad, 0 = good), one
+    feature per spec. ``TrainingError`` (an ``InvalidArgument`` and a
+    ``ValueError``) names every bad input, or says why no scorecard could be built."""
+    report = progress or (lambda message, fraction: None)
+    clock = time.perf_counter
+    seconds: dict[str, float] = {}
+    started = clock()
+    problems: list[FieldViolation] = []
+    _check_settings(
+        problems, version=version, description=description, holdout_fraction=holdout_fraction,
+        max_bins=max_bins, min_bin_share=min_bin_share, min_iv=min_iv, max_correlation=max_correlation,
+        l2=l2, min_coverage=min_coverage,
+    )
+    data, y_all = _prepare_columns(columns, y, specs, problems)
+    _fail(problems)
+
+    train_rows, holdout_rows = stratified_split(y_all, holdout_fraction, seed)
+    yt, yh = y_all[train_rows], y_all[holdout_rows]
+    if yt.min() == yt.max() or yh.min() == yh.max():
+        _fail([FieldViolation("y", "both the training and the holdout sample need bads and goods")])
+    train = {name: column[train_rows] for name, column in data.items()}
+    holdout = {name: column[holdout_rows] for name, column in data.items()}
+    seconds["split"] = clock() - started
+
+    # Bins, WoE and IV per feature on the training rows.
+    step = clock()
+    binnings: dict[str, Binning] = {}
+    for i, spec in enumerate(specs):
+        report(f"binning {spec.name} ({i + 1}/{len(specs)})", 0.6 * i / len(specs))
+        binnings[spec.name] = fit_binning(train[spec.name], yt, spec, max_bins=max_bins, min_bin_share=min_bin_share)
+    iv = {name: b.iv for name, b in binnings.items()}
+    seconds["binning"] = clock() - step
+
+    # Selection: IV, then correlation of the WoE columns.
+    step = clock()
+    report("selecting features by information value and correlation", 0.6)
+    dropped: list[dict[str, Any]] = []
+    informative = []
+    for spec in specs:
+        if iv[spec.name] < min_iv:
+            dropped.append({"name": spec.name, "reason": f"information value below {min_iv}", "iv": round(iv[spec.name], 6)})
+        else:
+            informative.append(spec.name)
+    if not informative:
+        _fail([FieldViolation("columns", f"no feature carries information (every IV is below {min_iv})")])
+    bins_train = {name: binnings[name].transform(train[name]) for name in informative}
+    # One matrix, filled once; column-major, so that filling a column is contiguous.
+    woe_all = np.empty((len(yt), len(informative)), dtype=np.float64, order="F")
+    for j, name in enumerate(informative):
+        woe_all[:, j] = np.asarray(binnings[name].woe)[bins_train[name]]
+    column_of = {name: j for j, name in enumerate(informative)}
+    by_iv = sorted(informative, key=lambda name: -iv[name])  # stable: input order on a tie
+    corr = _correlations(woe_all)[np.ix_([column_of[n] for n in by_iv], [column_of[n] for n in by_iv])]
+    kept_by_iv: list[int] = []
+    for j, name in enumerate(by_iv):
+        clash = next((k for k in kept_by_iv if abs(corr[j, k]) > max_correlation), None)
+        if clash is None:
+            kept_by_iv.append(j)
+        else:
+            dropped.append(
+                {"name": name, "reason": f"WoE correlation {corr[j, clash]:+.3f} with {by_iv[clash]} "
+                 f"(higher IV) is above {max_correlation}", "iv": round(iv[name], 6)}
+            )
+    chosen = {by_iv[j] for j in kept_by_iv}
+    kept = [spec.name for spec in specs if spec.name in chosen]  # input order
+    seconds["selection"] = clock() - step
+
+    # Logistic regression; every coefficient must be negative.
+    step = clock()
+    yt_float = yt.astype(np.float64)
+    Z = woe_all if kept == informative else woe_all[:, [column_of[name] for name in kept]]
+    while True:
+        report(f"fitting the logistic regression on {len(kept)} features", 0.7)
+        fit = fit_logistic_detailed(Z, yt_float, l2=l2)
+        worst = int(np.argmax(fit.beta))
+        if fit.beta[worst] < 0:
+            break
+        name = kept.pop(worst)
+        dropped.append(
+            {"name": name, "reason": "coefficient had the wrong sign (refitted without it)", "iv": round(iv[name], 6)}
+        )
+        Z = np.delete(Z, worst, axis=1)
+        if not kept:
+            _fail([FieldViolation("columns", "no feature keeps a coefficient of the right sign")])
+    alpha, beta = fit.alpha, fit.beta
+    seconds["regression"] = clock() - step
+
+    # Scaling anchored on the training population that gets a score.
+    step = clock()
+    report("scaling and writing the scorecard", 0.8)
+    log_odds_good = -(alpha + Z @ beta)
+    present = np.zeros(len(yt), dtype=np.int64)
+    for name in kept:
+        present += bins_train[name] != binnings[name].missing_index
+    scored = present / len(kept) >= min_coverage
+    anchor_pool = log_odds_good[scored] if scored.any() else log_odds_good
+    low, high = (float(v) for v in np.percentile(anchor_pool, [ANCHOR_LOW[0], ANCHOR_HIGH[0]]))
+    if not high > low:
+        _fail([FieldViolation("columns", "the model does not separate the training population (flat log odds)")])
+    factor = (ANCHOR_HIGH[1] - ANCHOR_LOW[1]) / (high - low)
+    offset = ANCHOR_LOW[1] - factor * low
+    scaling = Scaling(pdo=factor * math.log(2), factor=factor, offset=offset)
+    shared = (offset - factor * alpha) / len(kept)
+    features = [
+        _feature_json(binnings[name], float(b), -factor * float(b) * np.asarray(binnings[name].woe) + shared)
+        for name, b in zip(kept, beta)
+    ]
+    when = (train_time or datetime.now(UTC)).astimezone(UTC)
+    artifact: dict[str, Any] = {
+        "format": ARTIFACT_FORMAT,
+        "version": version,
+        "description": description,
+        "train_time": when.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "scaling": {
+            "pdo": scaling.pdo,
+            "factor": scaling.factor,
+            "offset": scaling.offset,
+            "clamp": [SCORE_MIN, SCORE_MAX],
+            "anchors": {
+                "method": "percentiles of the training ln(good:bad odds)",
+                "low": {"percentile": ANCHOR_LOW[0], "log_odds": round(low, 6), "score": ANCHOR_LOW[1]},
+                "high": {"percentile": ANCHOR_HIGH[0], "log_odds": round(high, 6), "score": ANCHOR_HIGH[1]},
+            },
+        },
+        "min_coverage": min_coverage,
+        "intercept_points": 0.0,
+        "features": features,
+        "dropped": dropped,
+        "metrics": {"auc": 0.0, "ks": 0.0, "gini": 0.0},
+        "training": {
+            "seed": seed,
+            "holdout_fraction": holdout_fraction,
+            "max_bins": max_bins,
+            "min_bin_share": min_bin_share,
+            "min_iv": min_iv,
+            "max_correlation": max_correlation,
+            "l2": l2,
+            "intercept": round(alpha, 6),
+            "iterations": fit.iterations,
+            "converged": fit.converged,
+        },
+    }
+    card = Scorecard.from_dict(artifact)
+    seconds["scaling"] = clock() - step
+
+    # Metrics of the scorecard exactly as written (rounded points).
+    step = clock()
+    report("scoring the holdout", 0.9)
+    held = card.score_columns({name: holdout[name] for name in kept}, reasons=False)
+    train_bins = card.bin_index({name: train[name] for name in kept})
+    trained = card.score_bins(train_bins)
+    metrics = _metrics(yt, yh, held, trained, iv)
+    artifact["metrics"] = metrics
+    artifact["training_distribution"] = _distribution(card, train_bins, trained)
+    Scorecard.from_dict(artifact)  # the finished artifact is valid
+    seconds["metrics"] = clock() - step
+    seconds["total"] = clock() - started
+    report("done", 1.0)
+    return TrainResult(
+        artifact=artifact,
+        metrics=metrics,
+        y_holdout=yh,
+        score_holdout=held.scores,
+        pd_holdout=held.pd,
+        iv=iv,
+        binnings=binnings,
+        seconds=seconds,
+    )
+
+
+def _metrics(yt: np.ndarray, yh: np.ndarray, held: Any, trained: Any, iv: Mapping[str, float]) -> dict[str, Any]:
+    ok = ~held.insufficient
+    if yh[ok].min(initial=1) == yh[ok].max(initial=0):
+        _fail([FieldViolation("y", "the scored holdout needs both bads and goods")])
+    auc = round(auc_score(yh[ok], held.pd[ok]), 6)
+    by_band = bad_rate_by_band(yh[ok], held.scores[ok])
+    train_ok = ~trained.insufficient
+    return {
+        "auc": auc,
+        "ks": round(ks_score(yh[ok], held.pd[ok]), 6),
+        "gini": round(2 * auc - 1, 6),  # of the rounded AUC, so that the two always agree
+        "train_auc": round(auc_score(yt[train_ok], trained.pd[train_ok]), 6) if 0 < yt[train_ok].sum() < train_ok.sum() else None,
+        "n_train": int(len(yt)),
+        "n_holdout": int(len(yh)),
+        "n_holdout_scored": int(ok.sum()),
+        "bad_rate": round(float(yh.mean()), 6),
+        "train_bad_rate": round(float(yt.mean()), 6),
+        "bad_rate_by_band": by_band,
+        "calibration": calibration_by_decile(yh[ok], held.pd[ok], held.scores[ok]),
+        "iv": {name: round(value, 6) for name, value in sorted(iv.items(), key=lambda item: -item[1])},
+        "warnings": _band_warnings(by_band),
+    }
+
+
+def _distribution(card: Scorecard, bins: np.ndarray, trained: Any) -> dict[str, Any]:
+    edges = list(range(SCORE_MIN, SCORE_MAX + 1, SCORE_HISTOGRAM_STEP))
+    counts, _ = np.histogram(trained.scores[~trained.insufficient], bins=edges)
+    scored = max(int((~trained.insufficient).sum()), 1)
+    n = bins.shape[0]
+    features = {}
+    for k, feature in enumerate(card.artifact["features"]):
+        n_regular = len(feature["bins"])
+        n_special = len(feature.get("special", []))
+        shares = np.bincount(bins[:, k], minlength=n_regular + n_special + 1) / n
+        entry: dict[str, Any] = {"bins": [round(float(s), 6) for s in shares[:n_regular]]}
+        if n_special:
+            entry["special"] = [round(float(s), 6) for s in shares[n_regular:-1]]
+        entry["missing"] = round(float(shares[-1]), 6)
+        features[feature["name"]] = entry
+    return {
+        "score": {
+            "edges": edges,
+            "shares": [round(float(c) / scored, 6) for c in counts],
+            "insufficient_share": round(float(trained.insufficient.mean()), 6),
+        },
+        "features": features,
+    }
+
+
+def _check_matrix(X: np.ndarray, y: np.ndarray, feature_names: Sequence[str]) -> None:
+    problems = []
+    if X.ndim != 2 or X.shape[1] != len(feature_names):
+        problems.append(FieldViolation("X", f"must be (n, {len(feature_names)}), not {X.shape}"))
+    elif y.shape != (X.shape[0],):
+        problems.append(FieldViolation("y", f"must be ({X.shape[0]},), not {y.shape}"))
+    unknown = [name for name in feature_names if name not in FEATURE_NAMES]
+    if unknown:
+        problems.append(FieldViolation("feature_names", f"not catalog features: {', '.join(unknown)}"))
+    _fail(problems)
+
+
+def train_matrix(
+    X: np.ndarray,
+    y: np.ndarray,
+    feature_names: Sequence[str],
+    *,
+    version: str,
+    description: str,
+    seed: int = 7,
+    holdout_fraction: float = 0.3,
+    max_bins: int = 6,
+    min_bin_share: float = 0.05,
+    min_iv: float = 0.02,
+    max_correlation: float = 0.75,
+    min_coverage: float = 0.25,
+    l2: float = 1.0,
+    train_time: datetime | None = None,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """``train_table`` on a matrix ``X`` (n x features, NaN = no data) of catalog
+    features named by ``feature_names``: numeric, monotone in the catalog's
+    direction, with the catalog's codes and texts."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y)
+    names = list(feature_names)
+    _check_matrix(X, y, names)
+    by_column = np.ascontiguousarray(X.T)  # contiguous columns: row selection is then fast
+    return train_table(
+        {name: by_column[j] for j, name in enumerate(names)},
+        y,
+        [FeatureSpec.from_catalog(by_name(name)) for name in names],
+        version=version, description=description, seed=seed, holdout_fraction=holdout_fraction,
+        max_bins=max_bins, min_bin_share=min_bin_share, min_iv=min_iv, max_correlation=max_correlation,
+        l2=l2, min_coverage=min_coverage, train_time=train_time, progress=progress,
+    )
 
 
 def train_scorecard(
@@ -397,181 +827,21 @@ def train_scorecard(
     max_bins: int = 6,
     min_bin_share: float = 0.05,
     min_iv: float = 0.02,
+    max_correlation: float = 0.75,
     min_coverage: float = 0.25,
     l2: float = 1.0,
     train_time: datetime | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Trains a scorecard on ``X`` (n x features, NaN = no data, columns named by
-    catalog ``feature_names``) and ``y`` (1 = bad) and returns the artifact as a
-    dict (module docstring: the steps; ``scoring_service.scorecard``: the format).
-    Raises ``ValueError`` on malformed input or when no feature carries information."""
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y).astype(np.int64)
-    names = list(feature_names)
-    _check_inputs(X, y, names, holdout_fraction, max_bins, min_bin_share, version, description)
-    train_rows, holdout_rows = stratified_split(y, holdout_fraction, seed)
-    Xt, yt = X[train_rows], y[train_rows]
-    Xh, yh = X[holdout_rows], y[holdout_rows]
-    if yt.min() == yt.max() or yh.min() == yh.max():
-        raise ValueError("both the training and the holdout sample need bads and goods")
-
-    # Bins, WoE and IV per feature; keep the informative ones.
-    dropped: list[dict[str, Any]] = []
-    binned: dict[str, tuple[FeatureBins, np.ndarray, float]] = {}
-    for j, name in enumerate(names):
-        bins = bin_feature(
-            Xt[:, j], yt, direction=by_name(name).direction, max_bins=max_bins, min_bin_share=min_bin_share
-        )
-        woe, iv = woe_iv(bins.all_counts(), bins.all_bads())
-        if iv < min_iv:
-            dropped.append({"name": name, "reason": f"information value below {min_iv}", "iv": round(iv, 6)})
-            continue
-        binned[name] = (bins, woe, iv)
-    kept = list(binned)
-    if not kept:
-        raise ValueError("no feature carries information (every IV is below min_iv)")
-    column = {name: j for j, name in enumerate(names)}
-    Z = np.column_stack([binned[n][1][binned[n][0].index(Xt[:, column[n]])] for n in kept])
-
-    # Logistic regression; every coefficient must be negative.
-    while True:
-        alpha, beta = fit_logistic(Z, yt.astype(np.float64), l2=l2)
-        worst = int(np.argmax(beta))
-        if beta[worst] < 0:
-            break
-        name = kept.pop(worst)
-        dropped.append(
-            {"name": name, "reason": "coefficient had the wrong sign (refitted without it)",
-             "iv": round(binned[name][2], 6)}
-        )
-        Z = np.delete(Z, worst, axis=1)
-        if not kept:
-            raise ValueError("no feature keeps a coefficient of the right sign")
-
-    # Scaling anchored on the training population that gets a score.
-    log_odds_good = -(alpha + Z @ beta)
-    present = np.column_stack([~np.isnan(Xt[:, column[n]]) for n in kept])
-    scored = present.mean(axis=1) >= min_coverage
-    anchor_pool = log_odds_good[scored] if scored.any() else log_odds_good
-    low, high = np.percentile(anchor_pool, [ANCHOR_LOW[0], ANCHOR_HIGH[0]])
-    if not high > low:
-        raise ValueError("the model does not separate the training population (flat log odds)")
-    factor = (ANCHOR_HIGH[1] - ANCHOR_LOW[1]) / float(high - low)
-    offset = ANCHOR_LOW[1] - factor * float(low)
-    scaling = Scaling(pdo=factor * math.log(2), factor=factor, offset=offset)
-    shared = (offset - factor * alpha) / len(kept)
-
-    features = []
-    for name, b in zip(kept, beta):
-        bins, woe, iv = binned[name]
-        points = -factor * float(b) * woe + shared
-        los = [-math.inf, *bins.edges]
-        his = [*bins.edges, math.inf]
-        features.append(
-            {
-                "name": name,
-                "coefficient": round(float(b), 6),
-                "iv": round(iv, 6),
-                "bins": [
-                    {"lo": _edge_json(los[i]), "hi": _edge_json(his[i]),
-                     **_bin_stats(bins.counts[i], bins.bads[i], float(woe[i]), float(points[i]))}
-                    for i in range(len(bins.counts))
-                ],
-                "missing": _bin_stats(bins.missing_count, bins.missing_bads, float(woe[-1]), float(points[-1])),
-            }
-        )
-    when = (train_time or datetime.now(UTC)).astimezone(UTC)
-    artifact: dict[str, Any] = {
-        "format": ARTIFACT_FORMAT,
-        "version": version,
-        "description": description,
-        "train_time": when.isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "scaling": {
-            "pdo": scaling.pdo,
-            "factor": scaling.factor,
-            "offset": scaling.offset,
-            "clamp": [SCORE_MIN, SCORE_MAX],
-            "anchors": {
-                "method": "percentiles of the training ln(good:bad odds)",
-                "low": {"percentile": ANCHOR_LOW[0], "log_odds": round(float(low), 6), "score": ANCHOR_LOW[1]},
-                "high": {"percentile": ANCHOR_HIGH[0], "log_odds": round(float(high), 6), "score": ANCHOR_HIGH[1]},
-            },
-        },
-        "min_coverage": min_coverage,
-        "intercept_points": 0.0,
-        "features": features,
-        "dropped": dropped,
-        "metrics": {"auc": 0.0, "ks": 0.0, "gini": 0.0},
-        "training": {
-            "seed": seed,
-            "holdout_fraction": holdout_fraction,
-            "max_bins": max_bins,
-            "min_bin_share": min_bin_share,
-            "min_iv": min_iv,
-            "l2": l2,
-            "intercept": round(alpha, 6),
-        },
-    }
-
-    # Metrics of the scorecard exactly as written (rounded points).
-    card = Scorecard.from_dict(artifact)
-    artifact["metrics"] = _metrics(card, names, Xt, yt, Xh, yh)
-    artifact["training_distribution"] = _distribution(card, names, kept, binned, Xt, column)
-    Scorecard.from_dict(artifact)  # the finished artifact is valid
-    return artifact
-
-
-def _metrics(
-    card: Scorecard, names: Sequence[str], Xt: np.ndarray, yt: np.ndarray, Xh: np.ndarray, yh: np.ndarray
-) -> dict[str, Any]:
-    scores, pd, _, insufficient = card.score_batch(Xh, names)
-    ok = ~insufficient
-    if yh[ok].min(initial=1) == yh[ok].max(initial=0):
-        raise ValueError("the scored holdout needs both bads and goods")
-    auc = auc_score(yh[ok], pd[ok])
-    train_scores, train_pd, _, train_insufficient = card.score_batch(Xt, names)
-    by_band = bad_rate_by_band(yh[ok], scores[ok])
-    return {
-        "auc": round(auc, 6),
-        "ks": round(ks_score(yh[ok], pd[ok]), 6),
-        "gini": round(2 * auc - 1, 6),
-        "train_auc": round(auc_score(yt[~train_insufficient], train_pd[~train_insufficient]), 6),
-        "n_train": int(len(yt)),
-        "n_holdout": int(len(yh)),
-        "n_holdout_scored": int(ok.sum()),
-        "bad_rate": round(float(yh.mean()), 6),
-        "train_bad_rate": round(float(yt.mean()), 6),
-        "bad_rate_by_band": by_band,
-        "warnings": _band_warnings(by_band),
-    }
-
-
-def _distribution(
-    card: Scorecard,
-    names: Sequence[str],
-    kept: Sequence[str],
-    binned: Mapping[str, tuple[FeatureBins, np.ndarray, float]],
-    Xt: np.ndarray,
-    column: Mapping[str, int],
-) -> dict[str, Any]:
-    scores, _, _, insufficient = card.score_batch(Xt, names)
-    edges = list(range(SCORE_MIN, SCORE_MAX + 1, SCORE_HISTOGRAM_STEP))
-    counts, _ = np.histogram(scores[~insufficient], bins=edges)
-    scored = max(int((~insufficient).sum()), 1)
-    n = len(Xt)
-    features = {}
-    for name in kept:
-        bins = binned[name][0]
-        shares = np.bincount(bins.index(Xt[:, column[name]]), minlength=len(bins.counts) + 1) / n
-        features[name] = {"bins": [round(float(s), 6) for s in shares[:-1]], "missing": round(float(shares[-1]), 6)}
-    return {
-        "score": {
-            "edges": edges,
-            "shares": [round(float(c) / scored, 6) for c in counts],
-            "insufficient_share": round(float(insufficient.mean()), 6),
-        },
-        "features": features,
-    }
+    """The artifact (a dict) of ``train_matrix`` on ``X`` and ``y`` (1 = bad),
+    columns named by catalog ``feature_names``. Raises ``TrainingError`` (a
+    ``ValueError``) on malformed input or when no feature carries information."""
+    return train_matrix(
+        X, y, feature_names, version=version, description=description, seed=seed,
+        holdout_fraction=holdout_fraction, max_bins=max_bins, min_bin_share=min_bin_share, min_iv=min_iv,
+        max_correlation=max_correlation, min_coverage=min_coverage, l2=l2, train_time=train_time,
+        progress=progress,
+    ).artifact
 
 
 # ---------------------------------------------------------------- files and CLI
@@ -600,10 +870,11 @@ def format_report(artifact: Mapping[str, Any]) -> str:
     """The metrics of an artifact as a short text report."""
     m = artifact["metrics"]
     s = artifact["scaling"]
+    train_auc = m.get("train_auc")
     lines = [
         f"scorecard {artifact['version']}: {artifact['description']}",
         f"holdout  AUC {m['auc']:.4f}  KS {m['ks']:.4f}  Gini {m['gini']:.4f}"
-        f"  (train AUC {m.get('train_auc', float('nan')):.4f})",
+        + (f"  (train AUC {train_auc:.4f})" if isinstance(train_auc, (int, float)) else ""),
         f"rows     train {m['n_train']}  holdout {m['n_holdout']} (scored {m.get('n_holdout_scored', '?')})"
         f"  bad rate {m['bad_rate']:.4f}",
         f"scaling  PDO {s['pdo']:.2f}  factor {s['factor']:.3f}  offset {s['offset']:.2f}",
@@ -612,9 +883,17 @@ def format_report(artifact: Mapping[str, Any]) -> str:
     for b in m.get("bad_rate_by_band", []):
         rate = "   -  " if b["bad_rate"] is None else f"{b['bad_rate']:.4f}"
         lines.append(f"  {b['band']:<10} {b['lo']}-{b['hi']}  n {b['n']:>6}  bad rate {rate}")
+    calibration = m.get("calibration", [])
+    if calibration:
+        lines.append("calibration by score decile (holdout): predicted / observed bad rate")
+        lines.append("  " + "  ".join(f"{g['predicted']:.3f}/{g['observed']:.3f}" for g in calibration))
     lines.append("features:")
     for f in artifact["features"]:
-        lines.append(f"  {f['name']:<32} IV {f.get('iv', float('nan')):.3f}  coef {f['coefficient']:+.3f}  bins {len(f['bins'])}")
+        extra = f"  special {len(f['special'])}" if f.get("special") else ""
+        lines.append(
+            f"  {f['name']:<32} {f.get('kind', NUMERIC):<11} IV {f.get('iv', float('nan')):.3f}"
+            f"  coef {f['coefficient']:+.3f}  bins {len(f['bins'])}{extra}"
+        )
     for d in artifact.get("dropped", []):
         lines.append(f"  dropped {d['name']}: {d['reason']}")
     for w in m.get("warnings", []):
@@ -622,29 +901,117 @@ def format_report(artifact: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _print_progress(message: str, fraction: float) -> None:
+    print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
+
+
+def _special_values(text: str) -> tuple[float, ...]:
+    values = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        value = float(part)  # ValueError -> argparse reports the option
+        if not math.isfinite(value):
+            raise ValueError(part)
+        values.append(value)
+    return tuple(values)
+
+
+def _joined_special_values(argv: list[str]) -> list[str]:
+    """``--special-values -999,-1`` as ``--special-values=-999,-1``: argparse would
+    take a value starting with "-" that is not a plain number for an option."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--special-values" and i + 1 < len(argv):
+            out.append(f"--special-values={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
+def _write_report(result: TrainResult, path: str) -> bool:
+    """Writes the HTML report through ``scoring_service.report`` when that module
+    is there; says so loudly when it is not."""
+    try:
+        module = importlib.import_module("scoring_service.report")
+    except ModuleNotFoundError as exc:
+        if exc.name != "scoring_service.report":
+            raise
+        print(
+            "REPORT NOT BUILT: scoring_service.report is not part of this build, so no "
+            f"report was written to {path} (the model itself was written).",
+            file=sys.stderr,
+        )
+        return False
+    written = module.write_report(result, path)
+    print(f"wrote report {written}")
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m scoring_service.training``: trains on the simulator and writes
-    the artifact; prints the metrics and the path."""
+    """``creditscore train``: trains on the simulator or on a CSV and writes the
+    artifact (and the report when asked); prints the metrics and the path."""
     parser = argparse.ArgumentParser(
-        prog="python -m scoring_service.training",
-        description="Train a scorecard on point-in-time features of a simulated population.",
+        prog="creditscore train",
+        description="Train a scorecard on point-in-time features of a simulated population, "
+        "or on a CSV table with a target column.",
     )
-    parser.add_argument("--simulate", type=int, required=True, metavar="N", help="simulated subjects")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--simulate", type=int, metavar="N", help="simulated subjects")
+    source.add_argument("--csv", metavar="FILE", help="a CSV table with a header row")
+    parser.add_argument("--target", metavar="COLUMN", help="--csv: the outcome column")
+    parser.add_argument("--bad-value", metavar="VALUE",
+                        help="--csv: the target value that means bad (default: 1, bad, yes, true)")
+    parser.add_argument("--special-values", type=_special_values, default=(), metavar="V,V",
+                        help="--csv: numeric codes (e.g. -999,-1) that get a bin of their own in every numeric column")
     parser.add_argument("--seed", type=int, default=7, help="seeds the simulator and the holdout split")
-    parser.add_argument("--version", required=True, help="model version, e.g. 1.0.0")
+    parser.add_argument("--version", default="1.0.0", help="model version (default 1.0.0)")
     parser.add_argument("--out", required=True, help="artifact path, e.g. scorecard-1.0.0.json")
     parser.add_argument("--description", default="", help="replaces the generated description")
+    parser.add_argument("--report", metavar="FILE", help="also write the HTML model report")
+    parser.add_argument("--max-bins", type=int, default=None, help="bins per feature (default 6 simulated, 8 CSV)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.add_argument("--force", action="store_true", help="overwrite an existing artifact")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_joined_special_values(list(sys.argv[1:] if argv is None else argv)))
     out = Path(args.out)
     if out.exists() and not args.force:
         parser.error(f"{out} exists; a version is never overwritten silently (use --force)")
+    if not is_valid_version(args.version):
+        parser.error(f"--version {args.version!r} is not valid (1-64 of A-Z a-z 0-9 . _ -)")
+    progress = None if args.quiet else _print_progress
+    try:
+        if args.simulate is not None:
+            result = _train_simulated(args, parser, progress)
+        else:
+            result = _train_csv(args, parser, progress)
+    except (DomainError, ScorecardError) as exc:
+        print(f"creditscore train: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"creditscore train: {exc}", file=sys.stderr)
+        return 1
+    save_model(result.artifact, out)
+    print(format_report(result.artifact))
+    print(f"wrote {out}")
+    if args.report and not _write_report(result, args.report):
+        return 1
+    return 0
+
+
+def _train_simulated(args: argparse.Namespace, parser: argparse.ArgumentParser, progress: Progress | None) -> TrainResult:
     if args.simulate < 100:
         parser.error("--simulate needs at least 100 subjects")
-
+    if args.target or args.bad_value or args.special_values:
+        parser.error("--target, --bad-value and --special-values go with --csv")
     from creditscore.sim import simulate
     from feature_service.aggregates import point_in_time_matrix
 
+    if progress:
+        progress(f"simulating {args.simulate} subjects", 0.0)
     population = simulate(args.simulate, seed=args.seed)
     matrix = point_in_time_matrix(population.records, population.outcomes)
     description = args.description or (
@@ -652,18 +1019,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"subjects, seed {args.seed}, point-in-time features at each loan application "
         f"({len(matrix.y)} outcomes); stratified holdout with the same seed."
     )
-    try:
-        artifact = train_scorecard(
-            matrix.X, matrix.y, list(matrix.feature_names),
-            version=args.version, description=description, seed=args.seed,
-        )
-    except (ValueError, ScorecardError) as exc:
-        print(f"training failed: {exc}", file=sys.stderr)
-        return 1
-    save_model(artifact, out)
-    print(format_report(artifact))
-    print(f"wrote {out}")
-    return 0
+    return train_matrix(
+        matrix.X, matrix.y, list(matrix.feature_names), version=args.version, description=description,
+        seed=args.seed, max_bins=args.max_bins or 6, progress=progress,
+    )
+
+
+def _train_csv(args: argparse.Namespace, parser: argparse.ArgumentParser, progress: Progress | None) -> TrainResult:
+    if not args.target:
+        parser.error("--csv needs --target COLUMN")
+    from .tabular import read_csv, training_table
+
+    if progress:
+        progress(f"reading {Path(args.csv).name}", 0.0)
+    data = training_table(
+        read_csv(args.csv), target=args.target, bad_value=args.bad_value, special_values=args.special_values
+    )
+    kinds = [s.kind for s in data.specs]
+    print(
+        f"{Path(args.csv).name}: {len(data.y)} rows, {len(kinds)} feature columns "
+        f"({kinds.count(NUMERIC)} numeric, {kinds.count(CATEGORICAL)} categorical), "
+        f"target {args.target!r}: bad = {', '.join(repr(v) for v in data.bad_labels)}, "
+        f"bad rate {float(np.mean(data.y)):.4f}"
+        + (f"; identifiers not used: {', '.join(data.identifiers)}" if data.identifiers else "")
+    )
+    description = args.description or (
+        f"Trained on the table {Path(args.csv).name} ({len(data.y)} rows, {len(kinds)} feature columns; "
+        f"target {args.target!r}, bad = {', '.join(repr(v) for v in data.bad_labels)}); "
+        f"stratified 30% holdout, seed {args.seed}."
+    )
+    return train_table(
+        data.columns, data.y, data.specs, version=args.version, description=description, seed=args.seed,
+        max_bins=args.max_bins or 8, progress=progress,
+    )
 
 
 if __name__ == "__main__":

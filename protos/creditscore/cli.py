@@ -4,7 +4,10 @@
                            ending in score lookups through the gateway; serves until Ctrl-C
     creditscore simulate   a simulated population: summary, or records as JSON lines
     creditscore train      train a scorecard (see ``creditscore train --help``)
+    creditscore score      score every row of a CSV with a scorecard (``--help``)
     creditscore lookup     one score lookup through a running gateway
+    creditscore models     list, show, activate, roll back scorecards; set the challenger; events
+    creditscore drift      PSI of the score and each feature against the training population
 """
 
 from __future__ import annotations
@@ -74,8 +77,20 @@ def main(argv: list[str] | None = None) -> int:
         from scoring_service.training import main as train_main
 
         return int(train_main(rest) or 0)
+    if command == "score":
+        from scoring_service.tabular import main as score_main
+
+        return int(score_main(rest) or 0)
     if command == "lookup":
         return _lookup(rest)
+    if command == "models":
+        from scoring_service.cli import models_main
+
+        return models_main(rest)
+    if command == "drift":
+        from scoring_service.cli import drift_main
+
+        return drift_main(rest)
     print(f"creditscore: unknown command {command!r}\n{__doc__}", file=sys.stderr)
     return 2
 

@@ -8,11 +8,13 @@ import grpc
 import numpy as np
 import pytest
 
+from creditscore.catalog import CATALOG
 from creditscore.common.v1 import common_pb2
 from creditscore.demo import _pick_subjects, load_population, wait_features
 from creditscore.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from creditscore.runtime import CallError, create_channel
+from creditscore.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 
 BANDS = [(350, 549, common_pb2.SCORE_BAND_POOR), (550, 599, common_pb2.SCORE_BAND_FAIR),
          (600, 649, common_pb2.SCORE_BAND_GOOD), (650, 699, common_pb2.SCORE_BAND_VERY_GOOD),
@@ -48,6 +50,17 @@ async def test_score_lookup_end_to_end(inprocess_suite):
                 assert len(cs.reasons) <= 4
         assert scored, "no subject of the spread got a score"
         assert any(cs.reasons for cs in scored)
+        # How to improve, for actionable features only, as the scoring service gave and stored it.
+        improved = [cs for cs in scored if cs.improvements]
+        assert improved, "no scored subject of the spread was told how to improve"
+        actionable = {f.name for f in CATALOG if f.actionable}
+        for cs in improved:
+            assert {i.feature for i in cs.improvements} <= actionable
+            assert all(i.points_gain > 0 and i.text and i.HasField("target_value") for i in cs.improvements)
+        async with create_channel(suite.addr("scoring_service")) as scoring_channel:
+            history = await scoring_pb2_grpc.ScoringServiceStub(scoring_channel).ListScores(
+                scoring_pb2.ListScoresRequest(subject_id=improved[0].subject_id, page_size=1), timeout=5)
+        assert list(history.scores[0].score.improvements) == list(improved[0].improvements)
 
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.GetCreditScore(gateway_pb2.GetCreditScoreRequest(subject_id="never-enrolled"), timeout=5)

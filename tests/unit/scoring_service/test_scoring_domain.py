@@ -13,10 +13,11 @@ import pytest
 
 from creditscore.runtime import SUBJECT_ID_RULE, InvalidArgument, from_env, make_engine
 from scoring_service.config import Settings
+from scoring_service.lifecycle import Lifecycle
 from scoring_service.registry import ModelLoadError, ModelRegistry
 from scoring_service.scorecard import Band, ScoreState
 from scoring_service.scoring import Scorer, recompute, validate_score_request
-from scoring_service.store import ScoreStore
+from scoring_service.store import ModelEventStore, ScoreStore
 
 
 def card(version: str, *, shift: float = 0.0) -> dict[str, Any]:
@@ -49,14 +50,15 @@ def write(folder: Path, artifact: dict[str, Any], name: str | None = None) -> No
     (folder / (name or f"scorecard-{artifact['version']}.json")).write_text(json.dumps(artifact))
 
 
-def test_registry_loads_every_model_and_activates_the_highest_version(tmp_path):
+def test_registry_loads_every_model_and_starts_from_the_highest_version(tmp_path):
     for version in ("1.9.0", "1.10.0", "1.2.0"):
         write(tmp_path, card(version))
     (tmp_path / "notes.json").write_text("{}")  # not a scorecard-*.json: ignored
     registry = ModelRegistry.load(tmp_path)
     assert registry.versions() == ("1.10.0", "1.9.0", "1.2.0")
-    assert registry.active.version == "1.10.0"
-    assert ModelRegistry.load(tmp_path, "1.2.0").active.version == "1.2.0"
+    assert registry.initial.version == "1.10.0"
+    assert ModelRegistry.load(tmp_path, "1.2.0").initial.version == "1.2.0"
+    assert "1.9.0" in registry and "1.9" not in registry
 
 
 @pytest.mark.parametrize(
@@ -115,9 +117,10 @@ async def scorer(tmp_path, database_url):
     engine = make_engine(database_url)
     store = ScoreStore(engine)
     await store.create_schema()
+    lifecycle = await Lifecycle.open(registry, ModelEventStore(engine))
     clock = iter(datetime(2026, 11, 2, 9, 0, s, tzinfo=UTC) for s in range(60))
     try:
-        yield Scorer(registry, store, clock=lambda: next(clock)), store, registry
+        yield Scorer(lifecycle, store, clock=lambda: next(clock)), store, registry
     finally:
         await engine.dispose()
 
@@ -178,6 +181,6 @@ def test_settings_default_to_the_shipped_models_and_read_the_environment():
     assert defaults.database_url == "sqlite:///var/scoring.db"
     assert defaults.model_version == ""
     shipped = ModelRegistry.load(defaults.model_dir)  # the package's own models folder
-    assert shipped.active.description.strip() and shipped.active.metrics["auc"] > 0.5
+    assert shipped.initial.description.strip() and shipped.initial.metrics["auc"] > 0.5
     custom = from_env(Settings, {"MODEL_DIR": "/models", "MODEL_VERSION": "2.0.0", "GRPC_PORT": "7"})
     assert (custom.model_dir, custom.model_version, custom.server.port) == ("/models", "2.0.0", 7)

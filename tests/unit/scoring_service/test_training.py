@@ -14,15 +14,20 @@ import numpy as np
 import pytest
 
 from creditscore.catalog import FEATURE_NAMES, by_name
+from creditscore.runtime import InvalidArgument
+from scoring_service.binning import CATEGORICAL, NUMERIC, FeatureSpec
 from scoring_service.scorecard import Scorecard, ScoreState
 from scoring_service.training import (
+    TrainingError,
     auc_score,
     bin_feature,
     fit_logistic,
+    fit_logistic_detailed,
     ks_score,
     main,
     stratified_split,
     train_scorecard,
+    train_table,
     woe_iv,
 )
 
@@ -219,7 +224,9 @@ def test_a_coefficient_of_the_wrong_sign_is_dropped_and_the_model_refitted():
     y = (rng.random(n) < 1 / (1 + np.exp(-(-2.0 - 2.0 * a + 0.8 * b)))).astype(np.int8)
     X = np.column_stack([a, b])
     names = ["pay_ontime_ratio_12m", "buyer_completion_rate_12m"]  # both +1: higher is better
-    artifact = train_scorecard(X, y, names, version="0.1.0", description="wrong-sign test")
+    # The two WoE columns correlate (0.84): the correlation filter alone would drop B;
+    # it is switched off here so that the sign check is what drops it.
+    artifact = train_scorecard(X, y, names, version="0.1.0", description="wrong-sign test", max_correlation=1.0)
     assert [f["name"] for f in artifact["features"]] == ["pay_ontime_ratio_12m"]
     assert artifact["dropped"][0]["name"] == "buyer_completion_rate_12m"
     assert "wrong sign" in artifact["dropped"][0]["reason"]
@@ -274,3 +281,127 @@ def test_main_trains_on_the_simulator_and_writes_the_artifact(tmp_path, monkeypa
     with pytest.raises(SystemExit):
         main(argv)
     assert "exists" in capsys.readouterr().err
+
+
+def test_of_two_correlated_features_the_one_with_the_higher_iv_stays():
+    rng = np.random.default_rng(12)
+    n = 20000
+    a = rng.normal(size=n)
+    b = a + 0.3 * rng.normal(size=n)  # almost the same signal, a little noisier
+    c = rng.normal(size=n)
+    y = (rng.random(n) < 1 / (1 + np.exp(2.0 + 1.2 * a + 0.8 * c))).astype(np.int8)
+    names = ["buyer_completion_rate_12m", "pay_ontime_ratio_12m", "history_months"]
+    artifact = train_scorecard(np.column_stack([b, a, c]), y, names, version="0.1.0", description="correlation test")
+    assert [f["name"] for f in artifact["features"]] == ["pay_ontime_ratio_12m", "history_months"]
+    (drop,) = artifact["dropped"]
+    assert drop["name"] == "buyer_completion_rate_12m"
+    assert "correlation" in drop["reason"] and "pay_ontime_ratio_12m" in drop["reason"]
+    ivs = artifact["metrics"]["iv"]
+    assert ivs["pay_ontime_ratio_12m"] > ivs["buyer_completion_rate_12m"] > 0.02
+
+
+def test_logistic_regression_on_separable_data_stays_finite():
+    z = np.linspace(-3, 3, 400)[:, None]
+    y = (z[:, 0] > 0).astype(float)  # perfectly separable
+    for l2 in (1.0, 0.0):
+        fit = fit_logistic_detailed(z, y, l2=l2, max_iter=60)
+        assert np.isfinite(fit.alpha) and np.isfinite(fit.beta).all() and np.isfinite(fit.loss)
+        assert fit.beta[0] > 3  # steep, in the right direction
+    # Without a penalty there is no optimum: the slope grows until the iteration cap.
+    unpenalized = fit_logistic_detailed(z, y, l2=0.0, max_iter=60)
+    assert not unpenalized.converged and unpenalized.iterations == 60 and unpenalized.beta[0] > 100
+    penalized = fit_logistic_detailed(z, y, l2=1.0)
+    assert penalized.converged and penalized.iterations < 60
+    # With a penalty the optimum is unique: the gradient vanishes there.
+    p = 1 / (1 + np.exp(-(penalized.alpha + z[:, 0] * penalized.beta[0])))
+    assert abs(np.sum(y - p)) < 1e-6
+    assert abs(z[:, 0] @ (y - p) - 1.0 * penalized.beta[0]) < 1e-6
+
+
+def test_scaling_puts_pdo_points_per_doubling_of_the_odds(trained):
+    X, y, _, artifact = trained
+    card = Scorecard.from_dict(artifact)
+    s = card.scaling
+    assert s.factor == pytest.approx(s.pdo / math.log(2))
+    low = artifact["scaling"]["anchors"]["low"]
+    high = artifact["scaling"]["anchors"]["high"]
+    # The anchors: offset + factor * ln(odds) gives 420 and 880 at the 1st and 99th percentiles.
+    assert s.offset + s.factor * low["log_odds"] == pytest.approx(420.0, abs=1e-3)
+    assert s.offset + s.factor * high["log_odds"] == pytest.approx(880.0, abs=1e-3)
+    # The points reproduce the regression: for a training row, raw points =
+    # offset + factor * ln(good:bad odds) of the fitted model (up to the rounding of points).
+    alpha = artifact["training"]["intercept"]
+    row = {n: (None if np.isnan(v) else float(v)) for n, v in zip(FEATURE_NAMES, X[3])}
+    result = card.score_one(row)
+    woe = 0.0
+    for f in artifact["features"]:
+        value = row[f["name"]]
+        if value is None:
+            chosen = f["missing"]
+        else:
+            chosen = next(b for b in f["bins"] if (b["lo"] is None or value >= b["lo"]) and (b["hi"] is None or value < b["hi"]))
+        woe += f["coefficient"] * chosen["woe"]
+    log_odds_good = -(alpha + woe)
+    assert 1 - result.probability_of_bad == pytest.approx(1 / (1 + math.exp(-log_odds_good)), rel=1e-3)
+
+
+def categorical_table(n: int, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """A numeric column with a special code, a categorical column with a rare
+    category and missing values, and a noise column."""
+    rng = np.random.default_rng(seed)
+    income = rng.lognormal(10, 0.5, n)
+    housing = rng.choice(np.array(["own", "rent", "family", "boat"], dtype=object), n, p=[0.5, 0.3, 0.18, 0.02])
+    logit = -1.8 - 1.2 * np.log(income / 22000) + np.where(housing == "rent", 0.9, 0.0) + np.where(housing == "boat", 1.0, 0.0)
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int8)
+    income[rng.random(n) < 0.1] = -999.0
+    housing[rng.random(n) < 0.05] = None
+    return {"income": income, "housing": housing, "noise": rng.normal(size=n)}, y
+
+
+def test_train_table_with_categories_and_special_values():
+    columns, y = categorical_table(8000, seed=3)
+    specs = [
+        FeatureSpec("income", NUMERIC, special_values=(-999,)),
+        FeatureSpec.for_column("housing", CATEGORICAL),
+        FeatureSpec.for_column("noise", NUMERIC),
+    ]
+    seen: list[tuple[str, float]] = []
+    result = train_table(columns, y, specs, version="3.1.0", description="table test",
+                         progress=lambda message, fraction: seen.append((message, fraction)))
+    artifact = result.artifact
+    assert artifact["format"] == "creditscore.scorecard/2"
+    by_name_ = {f["name"]: f for f in artifact["features"]}
+    assert set(by_name_) == {"income", "housing"}
+    assert artifact["dropped"][0]["name"] == "noise" and "information value" in artifact["dropped"][0]["reason"]
+    income, housing = by_name_["income"], by_name_["housing"]
+    assert income["direction"] == 1 and income["special"][0]["value"] == -999.0
+    assert housing["kind"] == "categorical" and any(b.get("other") for b in housing["bins"])
+    assert housing["reason_code"] == "HOUSING" and housing["missing_text"] == "housing: no data"
+    # The holdout arrays are the holdout scored by the artifact as written.
+    _, holdout = stratified_split(y.astype(np.int64), 0.3, seed=7)
+    assert np.array_equal(result.y_holdout, y[holdout])
+    batch = result.scorecard.score_columns({k: v[holdout] for k, v in columns.items()}, reasons=False)
+    assert np.array_equal(result.score_holdout, batch.scores)
+    assert np.allclose(result.pd_holdout, batch.pd, equal_nan=True)
+    m = result.metrics
+    assert m["auc"] == pytest.approx(auc_score(y[holdout], batch.pd), abs=1e-6) and m["auc"] > 0.65
+    assert len(m["calibration"]) == 10 and sum(g["n"] for g in m["calibration"]) == len(holdout)
+    assert set(result.iv) == {"income", "housing", "noise"} and result.iv["noise"] < 0.02
+    assert m["iv"] == {k: round(v, 6) for k, v in sorted(result.iv.items(), key=lambda kv: -kv[1])}
+    distribution = artifact["training_distribution"]["features"]["income"]
+    assert sum(distribution["bins"]) + sum(distribution["special"]) + distribution["missing"] == pytest.approx(1.0, abs=1e-4)
+    fractions = [f for _, f in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and any("binning housing" in s for s, _ in seen)
+
+
+def test_training_errors_name_every_bad_field():
+    columns, y = categorical_table(500, seed=1)
+    with pytest.raises(TrainingError) as info:
+        train_table({**columns, "income": np.full(500, np.inf)}, y,
+                    [FeatureSpec("income", NUMERIC), FeatureSpec("missing_column", NUMERIC)],
+                    version="a b", description="", min_bin_share=0.7)
+    fields = {v.field for v in info.value.violations}
+    assert fields == {"version", "description", "min_bin_share", "columns['income']", "columns['missing_column']"}
+    assert isinstance(info.value, InvalidArgument) and isinstance(info.value, ValueError)
+    with pytest.raises(TrainingError, match="bads"):
+        train_table(columns, np.zeros(500), [FeatureSpec("income", NUMERIC)], version="1", description="x")

@@ -72,3 +72,19 @@ class FeatureValue(_message.Message):
     name: str
     value: float
     def __init__(self, name: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+
+class Improvement(_message.Message):
+    __slots__ = ("feature", "code", "text", "current_value", "target_value", "points_gain")
+    FEATURE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_VALUE_FIELD_NUMBER: _ClassVar[int]
+    POINTS_GAIN_FIELD_NUMBER: _ClassVar[int]
+    feature: str
+    code: str
+    text: str
+    current_value: float
+    target_value: float
+    points_gain: float
+    def __init__(self, feature: _Optional[str] = ..., code: _Optional[str] = ..., text: _Optional[str] = ..., current_value: _Optional[float] = ..., target_value: _Optional[float] = ..., points_gain: _Optional[float] = ...) -> None: ...

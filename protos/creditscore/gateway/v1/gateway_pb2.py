@@ -26,7 +26,7 @@ from creditscore.common.v1 import common_pb2 as creditscore_dot_common_dot_v1_do
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$creditscore/gateway/v1/gateway.proto\x12\x16\x63reditscore.gateway.v1\x1a\"creditscore/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"+\n\x15GetCreditScoreRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\"\xb7\x02\n\x0b\x43reditScore\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x30\n\x05state\x18\x02 \x01(\x0e\x32!.creditscore.common.v1.ScoreState\x12\r\n\x05score\x18\x03 \x01(\x05\x12.\n\x04\x62\x61nd\x18\x04 \x01(\x0e\x32 .creditscore.common.v1.ScoreBand\x12\x1a\n\x12probability_of_bad\x18\x05 \x01(\x01\x12.\n\x07reasons\x18\x06 \x03(\x0b\x32\x1d.creditscore.common.v1.Reason\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12\x10\n\x08\x63overage\x18\x08 \x01(\x01\x12.\n\nscore_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"S\n\x16GetCreditScoreResponse\x12\x39\n\x0c\x63redit_score\x18\x01 \x01(\x0b\x32#.creditscore.gateway.v1.CreditScore2\x85\x01\n\x12\x43reditScoreService\x12o\n\x0eGetCreditScore\x12-.creditscore.gateway.v1.GetCreditScoreRequest\x1a..creditscore.gateway.v1.GetCreditScoreResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$creditscore/gateway/v1/gateway.proto\x12\x16\x63reditscore.gateway.v1\x1a\"creditscore/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"+\n\x15GetCreditScoreRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\"\xf1\x02\n\x0b\x43reditScore\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x30\n\x05state\x18\x02 \x01(\x0e\x32!.creditscore.common.v1.ScoreState\x12\r\n\x05score\x18\x03 \x01(\x05\x12.\n\x04\x62\x61nd\x18\x04 \x01(\x0e\x32 .creditscore.common.v1.ScoreBand\x12\x1a\n\x12probability_of_bad\x18\x05 \x01(\x01\x12.\n\x07reasons\x18\x06 \x03(\x0b\x32\x1d.creditscore.common.v1.Reason\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12\x10\n\x08\x63overage\x18\x08 \x01(\x01\x12.\n\nscore_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x0cimprovements\x18\n \x03(\x0b\x32\".creditscore.common.v1.Improvement\"S\n\x16GetCreditScoreResponse\x12\x39\n\x0c\x63redit_score\x18\x01 \x01(\x0b\x32#.creditscore.gateway.v1.CreditScore2\x85\x01\n\x12\x43reditScoreService\x12o\n\x0eGetCreditScore\x12-.creditscore.gateway.v1.GetCreditScoreRequest\x1a..creditscore.gateway.v1.GetCreditScoreResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,9 +36,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETCREDITSCOREREQUEST']._serialized_start=133
   _globals['_GETCREDITSCOREREQUEST']._serialized_end=176
   _globals['_CREDITSCORE']._serialized_start=179
-  _globals['_CREDITSCORE']._serialized_end=490
-  _globals['_GETCREDITSCORERESPONSE']._serialized_start=492
-  _globals['_GETCREDITSCORERESPONSE']._serialized_end=575
-  _globals['_CREDITSCORESERVICE']._serialized_start=578
-  _globals['_CREDITSCORESERVICE']._serialized_end=711
+  _globals['_CREDITSCORE']._serialized_end=548
+  _globals['_GETCREDITSCORERESPONSE']._serialized_start=550
+  _globals['_GETCREDITSCORERESPONSE']._serialized_end=633
+  _globals['_CREDITSCORESERVICE']._serialized_start=636
+  _globals['_CREDITSCORESERVICE']._serialized_end=769
 # @@protoc_insertion_point(module_scope)

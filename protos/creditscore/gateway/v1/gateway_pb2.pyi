@@ -17,7 +17,7 @@ class GetCreditScoreRequest(_message.Message):
     def __init__(self, subject_id: _Optional[str] = ...) -> None: ...
 
 class CreditScore(_message.Message):
-    __slots__ = ("subject_id", "state", "score", "band", "probability_of_bad", "reasons", "model_version", "coverage", "score_time")
+    __slots__ = ("subject_id", "state", "score", "band", "probability_of_bad", "reasons", "model_version", "coverage", "score_time", "improvements")
     SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,7 @@ class CreditScore(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     COVERAGE_FIELD_NUMBER: _ClassVar[int]
     SCORE_TIME_FIELD_NUMBER: _ClassVar[int]
+    IMPROVEMENTS_FIELD_NUMBER: _ClassVar[int]
     subject_id: str
     state: _common_pb2.ScoreState
     score: int
@@ -36,7 +37,8 @@ class CreditScore(_message.Message):
     model_version: str
     coverage: float
     score_time: _timestamp_pb2.Timestamp
-    def __init__(self, subject_id: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.ScoreState, str]] = ..., score: _Optional[int] = ..., band: _Optional[_Union[_common_pb2.ScoreBand, str]] = ..., probability_of_bad: _Optional[float] = ..., reasons: _Optional[_Iterable[_Union[_common_pb2.Reason, _Mapping]]] = ..., model_version: _Optional[str] = ..., coverage: _Optional[float] = ..., score_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    improvements: _containers.RepeatedCompositeFieldContainer[_common_pb2.Improvement]
+    def __init__(self, subject_id: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.ScoreState, str]] = ..., score: _Optional[int] = ..., band: _Optional[_Union[_common_pb2.ScoreBand, str]] = ..., probability_of_bad: _Optional[float] = ..., reasons: _Optional[_Iterable[_Union[_common_pb2.Reason, _Mapping]]] = ..., model_version: _Optional[str] = ..., coverage: _Optional[float] = ..., score_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., improvements: _Optional[_Iterable[_Union[_common_pb2.Improvement, _Mapping]]] = ...) -> None: ...
 
 class GetCreditScoreResponse(_message.Message):
     __slots__ = ("credit_score",)

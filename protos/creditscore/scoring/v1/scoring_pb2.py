@@ -26,25 +26,71 @@ from creditscore.common.v1 import common_pb2 as creditscore_dot_common_dot_v1_do
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$creditscore/scoring/v1/scoring.proto\x12\x16\x63reditscore.scoring.v1\x1a\"creditscore/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x02\n\x05Score\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x30\n\x05state\x18\x02 \x01(\x0e\x32!.creditscore.common.v1.ScoreState\x12\r\n\x05score\x18\x03 \x01(\x05\x12.\n\x04\x62\x61nd\x18\x04 \x01(\x0e\x32 .creditscore.common.v1.ScoreBand\x12\x1a\n\x12probability_of_bad\x18\x05 \x01(\x01\x12.\n\x07reasons\x18\x06 \x03(\x0b\x32\x1d.creditscore.common.v1.Reason\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12\x10\n\x08\x63overage\x18\x08 \x01(\x01\x12.\n\nscore_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"a\n\x14ScoreFeaturesRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x35\n\x08\x66\x65\x61tures\x18\x02 \x03(\x0b\x32#.creditscore.common.v1.FeatureValue\"E\n\x15ScoreFeaturesResponse\x12,\n\x05score\x18\x01 \x01(\x0b\x32\x1d.creditscore.scoring.v1.Score\"\xaa\x01\n\tModelInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12.\n\ntrain_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03\x61uc\x18\x05 \x01(\x01\x12\n\n\x02ks\x18\x06 \x01(\x01\x12\x0c\n\x04gini\x18\x07 \x01(\x01\x12\x10\n\x08\x66\x65\x61tures\x18\x08 \x03(\t\":\n\x11ListModelsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"`\n\x12ListModelsResponse\x12\x31\n\x06models\x18\x01 \x03(\x0b\x32!.creditscore.scoring.v1.ModelInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xe3\x01\n\x0eScoringService\x12l\n\rScoreFeatures\x12,.creditscore.scoring.v1.ScoreFeaturesRequest\x1a-.creditscore.scoring.v1.ScoreFeaturesResponse\x12\x63\n\nListModels\x12).creditscore.scoring.v1.ListModelsRequest\x1a*.creditscore.scoring.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$creditscore/scoring/v1/scoring.proto\x12\x16\x63reditscore.scoring.v1\x1a\"creditscore/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfd\x02\n\x05Score\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x30\n\x05state\x18\x02 \x01(\x0e\x32!.creditscore.common.v1.ScoreState\x12\r\n\x05score\x18\x03 \x01(\x05\x12.\n\x04\x62\x61nd\x18\x04 \x01(\x0e\x32 .creditscore.common.v1.ScoreBand\x12\x1a\n\x12probability_of_bad\x18\x05 \x01(\x01\x12.\n\x07reasons\x18\x06 \x03(\x0b\x32\x1d.creditscore.common.v1.Reason\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12\x10\n\x08\x63overage\x18\x08 \x01(\x01\x12.\n\nscore_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x0cimprovements\x18\n \x03(\x0b\x32\".creditscore.common.v1.Improvement\x12\x10\n\x08score_id\x18\x0b \x01(\x03\"a\n\x14ScoreFeaturesRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x35\n\x08\x66\x65\x61tures\x18\x02 \x03(\x0b\x32#.creditscore.common.v1.FeatureValue\"E\n\x15ScoreFeaturesResponse\x12,\n\x05score\x18\x01 \x01(\x0b\x32\x1d.creditscore.scoring.v1.Score\"\x81\x02\n\tModelInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12.\n\ntrain_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03\x61uc\x18\x05 \x01(\x01\x12\n\n\x02ks\x18\x06 \x01(\x01\x12\x0c\n\x04gini\x18\x07 \x01(\x01\x12\x10\n\x08\x66\x65\x61tures\x18\x08 \x03(\t\x12\x12\n\nchallenger\x18\t \x01(\x08\x12\x31\n\ractivate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x66ormat\x18\x0b \x01(\t\":\n\x11ListModelsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"`\n\x12ListModelsResponse\x12\x31\n\x06models\x18\x01 \x03(\x0b\x32!.creditscore.scoring.v1.ModelInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb4\x01\n\tPointsRow\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\x11\n\tbin_label\x18\x02 \x01(\t\x12\x0e\n\x06points\x18\x03 \x01(\x01\x12\x0f\n\x02lo\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x02hi\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x0f\n\x07missing\x18\x06 \x01(\x08\x12\x0f\n\x07special\x18\x07 \x01(\x08\x12\x12\n\ncategories\x18\x08 \x03(\t\x12\r\n\x05other\x18\t \x01(\x08\x42\x05\n\x03_loB\x05\n\x03_hi\"\"\n\x0fGetModelRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"\xc4\x01\n\x10GetModelResponse\x12\x30\n\x05model\x18\x01 \x01(\x0b\x32!.creditscore.scoring.v1.ModelInfo\x12\x31\n\x06points\x18\x02 \x03(\x0b\x32!.creditscore.scoring.v1.PointsRow\x12\x18\n\x10intercept_points\x18\x03 \x01(\x01\x12\x0b\n\x03pdo\x18\x04 \x01(\x01\x12\x0e\n\x06offset\x18\x05 \x01(\x01\x12\x14\n\x0cmin_coverage\x18\x06 \x01(\x01\"\x89\x02\n\nModelEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x38\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32(.creditscore.scoring.v1.ModelEventAction\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x18\n\x10previous_version\x18\x04 \x01(\t\x12\x0c\n\x04note\x18\x05 \x01(\t\x12.\n\nevent_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x61\x63tive_version\x18\x07 \x01(\t\x12\x1a\n\x12\x63hallenger_version\x18\x08 \x01(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\"I\n\x14\x41\x63tivateModelRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t\"|\n\x15\x41\x63tivateModelResponse\x12\x31\n\x05\x65vent\x18\x01 \x01(\x0b\x32\".creditscore.scoring.v1.ModelEvent\x12\x30\n\x05model\x18\x02 \x01(\x0b\x32!.creditscore.scoring.v1.ModelInfo\"8\n\x14RollbackModelRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04note\x18\x02 \x01(\t\"|\n\x15RollbackModelResponse\x12\x31\n\x05\x65vent\x18\x01 \x01(\x0b\x32\".creditscore.scoring.v1.ModelEvent\x12\x30\n\x05model\x18\x02 \x01(\x0b\x32!.creditscore.scoring.v1.ModelInfo\"I\n\x14SetChallengerRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t\"\x81\x01\n\x15SetChallengerResponse\x12\x31\n\x05\x65vent\x18\x01 \x01(\x0b\x32\".creditscore.scoring.v1.ModelEvent\x12\x35\n\nchallenger\x18\x02 \x01(\x0b\x32!.creditscore.scoring.v1.ModelInfo\"?\n\x16ListModelEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"f\n\x17ListModelEventsResponse\x12\x32\n\x06\x65vents\x18\x01 \x03(\x0b\x32\".creditscore.scoring.v1.ModelEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x96\x01\n\x0fGetDriftRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12.\n\nsince_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nuntil_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nmin_scores\x18\x04 \x01(\x05\"n\n\x0c\x46\x65\x61tureDrift\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\x10\n\x03psi\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x33\n\x06status\x18\x03 \x01(\x0e\x32#.creditscore.scoring.v1.DriftStatusB\x06\n\x04_psi\"\xa1\x03\n\x10GetDriftResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x33\n\x06status\x18\x02 \x01(\x0e\x32#.creditscore.scoring.v1.DriftStatus\x12\x16\n\tscore_psi\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x36\n\x08\x66\x65\x61tures\x18\x04 \x03(\x0b\x32$.creditscore.scoring.v1.FeatureDrift\x12\x13\n\x0bscores_used\x18\x05 \x01(\x03\x12\x1f\n\x17insufficient_data_share\x18\x06 \x01(\x01\x12(\n training_insufficient_data_share\x18\x07 \x01(\x01\x12.\n\nsince_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nuntil_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07sampled\x18\n \x01(\x08\x12\x18\n\x10scores_in_window\x18\x0b \x01(\x03\x42\x0c\n\n_score_psi\"\xbf\x01\n\x0bStoredScore\x12,\n\x05score\x18\x01 \x01(\x0b\x32\x1d.creditscore.scoring.v1.Score\x12/\n\x04role\x18\x02 \x01(\x0e\x32!.creditscore.scoring.v1.ModelRole\x12\x35\n\x08\x66\x65\x61tures\x18\x03 \x03(\x0b\x32#.creditscore.common.v1.FeatureValue\x12\x1a\n\x12shadow_of_score_id\x18\x04 \x01(\x03\"N\n\x11ListScoresRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"b\n\x12ListScoresResponse\x12\x33\n\x06scores\x18\x01 \x03(\x0b\x32#.creditscore.scoring.v1.StoredScore\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x15RecomputeScoreRequest\x12\x10\n\x08score_id\x18\x01 \x01(\x03\"\x93\x01\n\x16RecomputeScoreResponse\x12\x33\n\x06stored\x18\x01 \x01(\x0b\x32#.creditscore.scoring.v1.StoredScore\x12\x31\n\nrecomputed\x18\x02 \x01(\x0b\x32\x1d.creditscore.scoring.v1.Score\x12\x11\n\tidentical\x18\x03 \x01(\x08*[\n\tModelRole\x12\x1a\n\x16MODEL_ROLE_UNSPECIFIED\x10\x00\x12\x17\n\x13MODEL_ROLE_CHAMPION\x10\x01\x12\x19\n\x15MODEL_ROLE_CHALLENGER\x10\x02*\xce\x01\n\x10ModelEventAction\x12\"\n\x1eMODEL_EVENT_ACTION_UNSPECIFIED\x10\x00\x12 \n\x1cMODEL_EVENT_ACTION_ACTIVATED\x10\x01\x12\"\n\x1eMODEL_EVENT_ACTION_ROLLED_BACK\x10\x02\x12%\n!MODEL_EVENT_ACTION_CHALLENGER_SET\x10\x03\x12)\n%MODEL_EVENT_ACTION_CHALLENGER_CLEARED\x10\x04*\x9c\x01\n\x0b\x44riftStatus\x12\x1c\n\x18\x44RIFT_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44RIFT_STATUS_STABLE\x10\x01\x12\x18\n\x14\x44RIFT_STATUS_MONITOR\x10\x02\x12\x18\n\x14\x44RIFT_STATUS_SHIFTED\x10\x03\x12\"\n\x1e\x44RIFT_STATUS_INSUFFICIENT_DATA\x10\x04\x32\xb5\x08\n\x0eScoringService\x12l\n\rScoreFeatures\x12,.creditscore.scoring.v1.ScoreFeaturesRequest\x1a-.creditscore.scoring.v1.ScoreFeaturesResponse\x12\x63\n\nListModels\x12).creditscore.scoring.v1.ListModelsRequest\x1a*.creditscore.scoring.v1.ListModelsResponse\x12]\n\x08GetModel\x12\'.creditscore.scoring.v1.GetModelRequest\x1a(.creditscore.scoring.v1.GetModelResponse\x12l\n\rActivateModel\x12,.creditscore.scoring.v1.ActivateModelRequest\x1a-.creditscore.scoring.v1.ActivateModelResponse\x12l\n\rRollbackModel\x12,.creditscore.scoring.v1.RollbackModelRequest\x1a-.creditscore.scoring.v1.RollbackModelResponse\x12l\n\rSetChallenger\x12,.creditscore.scoring.v1.SetChallengerRequest\x1a-.creditscore.scoring.v1.SetChallengerResponse\x12r\n\x0fListModelEvents\x12..creditscore.scoring.v1.ListModelEventsRequest\x1a/.creditscore.scoring.v1.ListModelEventsResponse\x12]\n\x08GetDrift\x12\'.creditscore.scoring.v1.GetDriftRequest\x1a(.creditscore.scoring.v1.GetDriftResponse\x12\x63\n\nListScores\x12).creditscore.scoring.v1.ListScoresRequest\x1a*.creditscore.scoring.v1.ListScoresResponse\x12o\n\x0eRecomputeScore\x12-.creditscore.scoring.v1.RecomputeScoreRequest\x1a..creditscore.scoring.v1.RecomputeScoreResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'creditscore.scoring.v1.scoring_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_MODELROLE']._serialized_start=3804
+  _globals['_MODELROLE']._serialized_end=3895
+  _globals['_MODELEVENTACTION']._serialized_start=3898
+  _globals['_MODELEVENTACTION']._serialized_end=4104
+  _globals['_DRIFTSTATUS']._serialized_start=4107
+  _globals['_DRIFTSTATUS']._serialized_end=4263
   _globals['_SCORE']._serialized_start=134
-  _globals['_SCORE']._serialized_end=439
-  _globals['_SCOREFEATURESREQUEST']._serialized_start=441
-  _globals['_SCOREFEATURESREQUEST']._serialized_end=538
-  _globals['_SCOREFEATURESRESPONSE']._serialized_start=540
-  _globals['_SCOREFEATURESRESPONSE']._serialized_end=609
-  _globals['_MODELINFO']._serialized_start=612
-  _globals['_MODELINFO']._serialized_end=782
-  _globals['_LISTMODELSREQUEST']._serialized_start=784
-  _globals['_LISTMODELSREQUEST']._serialized_end=842
-  _globals['_LISTMODELSRESPONSE']._serialized_start=844
-  _globals['_LISTMODELSRESPONSE']._serialized_end=940
-  _globals['_SCORINGSERVICE']._serialized_start=943
-  _globals['_SCORINGSERVICE']._serialized_end=1170
+  _globals['_SCORE']._serialized_end=515
+  _globals['_SCOREFEATURESREQUEST']._serialized_start=517
+  _globals['_SCOREFEATURESREQUEST']._serialized_end=614
+  _globals['_SCOREFEATURESRESPONSE']._serialized_start=616
+  _globals['_SCOREFEATURESRESPONSE']._serialized_end=685
+  _globals['_MODELINFO']._serialized_start=688
+  _globals['_MODELINFO']._serialized_end=945
+  _globals['_LISTMODELSREQUEST']._serialized_start=947
+  _globals['_LISTMODELSREQUEST']._serialized_end=1005
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1007
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1103
+  _globals['_POINTSROW']._serialized_start=1106
+  _globals['_POINTSROW']._serialized_end=1286
+  _globals['_GETMODELREQUEST']._serialized_start=1288
+  _globals['_GETMODELREQUEST']._serialized_end=1322
+  _globals['_GETMODELRESPONSE']._serialized_start=1325
+  _globals['_GETMODELRESPONSE']._serialized_end=1521
+  _globals['_MODELEVENT']._serialized_start=1524
+  _globals['_MODELEVENT']._serialized_end=1789
+  _globals['_ACTIVATEMODELREQUEST']._serialized_start=1791
+  _globals['_ACTIVATEMODELREQUEST']._serialized_end=1864
+  _globals['_ACTIVATEMODELRESPONSE']._serialized_start=1866
+  _globals['_ACTIVATEMODELRESPONSE']._serialized_end=1990
+  _globals['_ROLLBACKMODELREQUEST']._serialized_start=1992
+  _globals['_ROLLBACKMODELREQUEST']._serialized_end=2048
+  _globals['_ROLLBACKMODELRESPONSE']._serialized_start=2050
+  _globals['_ROLLBACKMODELRESPONSE']._serialized_end=2174
+  _globals['_SETCHALLENGERREQUEST']._serialized_start=2176
+  _globals['_SETCHALLENGERREQUEST']._serialized_end=2249
+  _globals['_SETCHALLENGERRESPONSE']._serialized_start=2252
+  _globals['_SETCHALLENGERRESPONSE']._serialized_end=2381
+  _globals['_LISTMODELEVENTSREQUEST']._serialized_start=2383
+  _globals['_LISTMODELEVENTSREQUEST']._serialized_end=2446
+  _globals['_LISTMODELEVENTSRESPONSE']._serialized_start=2448
+  _globals['_LISTMODELEVENTSRESPONSE']._serialized_end=2550
+  _globals['_GETDRIFTREQUEST']._serialized_start=2553
+  _globals['_GETDRIFTREQUEST']._serialized_end=2703
+  _globals['_FEATUREDRIFT']._serialized_start=2705
+  _globals['_FEATUREDRIFT']._serialized_end=2815
+  _globals['_GETDRIFTRESPONSE']._serialized_start=2818
+  _globals['_GETDRIFTRESPONSE']._serialized_end=3235
+  _globals['_STOREDSCORE']._serialized_start=3238
+  _globals['_STOREDSCORE']._serialized_end=3429
+  _globals['_LISTSCORESREQUEST']._serialized_start=3431
+  _globals['_LISTSCORESREQUEST']._serialized_end=3509
+  _globals['_LISTSCORESRESPONSE']._serialized_start=3511
+  _globals['_LISTSCORESRESPONSE']._serialized_end=3609
+  _globals['_RECOMPUTESCOREREQUEST']._serialized_start=3611
+  _globals['_RECOMPUTESCOREREQUEST']._serialized_end=3652
+  _globals['_RECOMPUTESCORERESPONSE']._serialized_start=3655
+  _globals['_RECOMPUTESCORERESPONSE']._serialized_end=3802
+  _globals['_SCORINGSERVICE']._serialized_start=4266
+  _globals['_SCORINGSERVICE']._serialized_end=5343
 # @@protoc_insertion_point(module_scope)

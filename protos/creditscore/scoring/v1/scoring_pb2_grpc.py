@@ -26,7 +26,15 @@ if _version_not_supported:
 
 
 class ScoringServiceStub:
-    """Owns scorecards and score history: turns a feature vector into a score.
+    """Owns scorecards and score history: turns a feature vector into a score, and
+    governs which scorecard version scores (champion), which one is shadow-scored
+    beside it (challenger), and how far the scored population drifts from the
+    training population.
+
+    Every replica reads the champion and challenger from the score database's
+    activation history: the replica that handled ActivateModel, RollbackModel or
+    SetChallenger applies the change at once, the others within the refresh
+    interval (MODEL_REFRESH_SECONDS, default 5 seconds).
     """
 
     def __init__(self, channel):
@@ -45,14 +53,64 @@ class ScoringServiceStub:
                 request_serializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.GetModel = channel.unary_unary(
+                '/creditscore.scoring.v1.ScoringService/GetModel',
+                request_serializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.GetModelRequest.SerializeToString,
+                response_deserializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.GetModelResponse.FromString,
+                _registered_method=True)
+        self.ActivateModel = channel.unary_unary(
+                '/creditscore.scoring.v1.ScoringService/ActivateModel',
+                request_serializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ActivateModelRequest.SerializeToString,
+                response_deserializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ActivateModelResponse.FromString,
+                _registered_method=True)
+        self.RollbackModel = channel.unary_unary(
+                '/creditscore.scoring.v1.ScoringService/RollbackModel',
+                request_serializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.RollbackModelRequest.SerializeToString,
+                response_deserializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.RollbackModelResponse.FromString,
+                _registered_method=True)
+        self.SetChallenger = channel.unary_unary(
+                '/creditscore.scoring.v1.ScoringService/SetChallenger',
+                request_serializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.SetChallengerRequest.SerializeToString,
+                response_deserializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.SetChallengerResponse.FromString,
+                _registered_method=True)
+        self.ListModelEvents = channel.unary_unary(
+                '/creditscore.scoring.v1.ScoringService/ListModelEvents',
+                request_serializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ListModelEventsRequest.SerializeToString,
+                response_deserializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ListModelEventsResponse.FromString,
+                _registered_method=True)
+        self.GetDrift = channel.unary_unary(
+                '/creditscore.scoring.v1.ScoringService/GetDrift',
+                request_serializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.GetDriftRequest.SerializeToString,
+                response_deserializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.GetDriftResponse.FromString,
+                _registered_method=True)
+        self.ListScores = channel.unary_unary(
+                '/creditscore.scoring.v1.ScoringService/ListScores',
+                request_serializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ListScoresRequest.SerializeToString,
+                response_deserializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ListScoresResponse.FromString,
+                _registered_method=True)
+        self.RecomputeScore = channel.unary_unary(
+                '/creditscore.scoring.v1.ScoringService/RecomputeScore',
+                request_serializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.RecomputeScoreRequest.SerializeToString,
+                response_deserializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.RecomputeScoreResponse.FromString,
+                _registered_method=True)
 
 
 class ScoringServiceServicer:
-    """Owns scorecards and score history: turns a feature vector into a score.
+    """Owns scorecards and score history: turns a feature vector into a score, and
+    governs which scorecard version scores (champion), which one is shadow-scored
+    beside it (challenger), and how far the scored population drifts from the
+    training population.
+
+    Every replica reads the champion and challenger from the score database's
+    activation history: the replica that handled ActivateModel, RollbackModel or
+    SetChallenger applies the change at once, the others within the refresh
+    interval (MODEL_REFRESH_SECONDS, default 5 seconds).
     """
 
     def ScoreFeatures(self, request, context):
-        """Scores one feature vector with the active scorecard and records the score.
+        """Scores one feature vector with the champion and records the score. When a
+        challenger is set, it scores the vector too and its score is recorded in the
+        same transaction (role CHALLENGER); the caller sees only the champion's.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -60,6 +118,69 @@ class ScoringServiceServicer:
 
     def ListModels(self, request, context):
         """Lists the scorecard versions this service has loaded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetModel(self, request, context):
+        """One scorecard version with its points table.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ActivateModel(self, request, context):
+        """Makes a loaded version the champion. NOT_FOUND (MODEL_NOT_FOUND) for a
+        version that is not loaded. Idempotent on request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackModel(self, request, context):
+        """Makes the version that was champion before the current one the champion
+        again. FAILED_PRECONDITION (NO_PREVIOUS_VERSION) when there is none.
+        Idempotent on request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetChallenger(self, request, context):
+        """Sets (or, with an empty version, clears) the challenger. The champion cannot
+        be its own challenger (FAILED_PRECONDITION, CHALLENGER_IS_CHAMPION).
+        Idempotent on request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModelEvents(self, request, context):
+        """The activation history, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDrift(self, request, context):
+        """Population stability (PSI) of the score and of each feature of a version's
+        scores in a time window against its training population.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListScores(self, request, context):
+        """A subject's score history, newest first, champion and challenger scores alike.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecomputeScore(self, request, context):
+        """Scores a stored score's feature vector again with the model version that
+        gave it; the recomputed score equals the stored one.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -78,6 +199,46 @@ def add_ScoringServiceServicer_to_server(servicer, server):
                     request_deserializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ListModelsRequest.FromString,
                     response_serializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ListModelsResponse.SerializeToString,
             ),
+            'GetModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModel,
+                    request_deserializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.GetModelRequest.FromString,
+                    response_serializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.GetModelResponse.SerializeToString,
+            ),
+            'ActivateModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.ActivateModel,
+                    request_deserializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ActivateModelRequest.FromString,
+                    response_serializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ActivateModelResponse.SerializeToString,
+            ),
+            'RollbackModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackModel,
+                    request_deserializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.RollbackModelRequest.FromString,
+                    response_serializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.RollbackModelResponse.SerializeToString,
+            ),
+            'SetChallenger': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetChallenger,
+                    request_deserializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.SetChallengerRequest.FromString,
+                    response_serializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.SetChallengerResponse.SerializeToString,
+            ),
+            'ListModelEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModelEvents,
+                    request_deserializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ListModelEventsRequest.FromString,
+                    response_serializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ListModelEventsResponse.SerializeToString,
+            ),
+            'GetDrift': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDrift,
+                    request_deserializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.GetDriftRequest.FromString,
+                    response_serializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.GetDriftResponse.SerializeToString,
+            ),
+            'ListScores': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListScores,
+                    request_deserializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ListScoresRequest.FromString,
+                    response_serializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ListScoresResponse.SerializeToString,
+            ),
+            'RecomputeScore': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecomputeScore,
+                    request_deserializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.RecomputeScoreRequest.FromString,
+                    response_serializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.RecomputeScoreResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'creditscore.scoring.v1.ScoringService', rpc_method_handlers)
@@ -87,7 +248,15 @@ def add_ScoringServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ScoringService:
-    """Owns scorecards and score history: turns a feature vector into a score.
+    """Owns scorecards and score history: turns a feature vector into a score, and
+    governs which scorecard version scores (champion), which one is shadow-scored
+    beside it (challenger), and how far the scored population drifts from the
+    training population.
+
+    Every replica reads the champion and challenger from the score database's
+    activation history: the replica that handled ActivateModel, RollbackModel or
+    SetChallenger applies the change at once, the others within the refresh
+    interval (MODEL_REFRESH_SECONDS, default 5 seconds).
     """
 
     @staticmethod
@@ -134,6 +303,222 @@ class ScoringService:
             '/creditscore.scoring.v1.ScoringService/ListModels',
             creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ListModelsRequest.SerializeToString,
             creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.scoring.v1.ScoringService/GetModel',
+            creditscore_dot_scoring_dot_v1_dot_scoring__pb2.GetModelRequest.SerializeToString,
+            creditscore_dot_scoring_dot_v1_dot_scoring__pb2.GetModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ActivateModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.scoring.v1.ScoringService/ActivateModel',
+            creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ActivateModelRequest.SerializeToString,
+            creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ActivateModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.scoring.v1.ScoringService/RollbackModel',
+            creditscore_dot_scoring_dot_v1_dot_scoring__pb2.RollbackModelRequest.SerializeToString,
+            creditscore_dot_scoring_dot_v1_dot_scoring__pb2.RollbackModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetChallenger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.scoring.v1.ScoringService/SetChallenger',
+            creditscore_dot_scoring_dot_v1_dot_scoring__pb2.SetChallengerRequest.SerializeToString,
+            creditscore_dot_scoring_dot_v1_dot_scoring__pb2.SetChallengerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModelEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.scoring.v1.ScoringService/ListModelEvents',
+            creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ListModelEventsRequest.SerializeToString,
+            creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ListModelEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDrift(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.scoring.v1.ScoringService/GetDrift',
+            creditscore_dot_scoring_dot_v1_dot_scoring__pb2.GetDriftRequest.SerializeToString,
+            creditscore_dot_scoring_dot_v1_dot_scoring__pb2.GetDriftResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListScores(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.scoring.v1.ScoringService/ListScores',
+            creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ListScoresRequest.SerializeToString,
+            creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ListScoresResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecomputeScore(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.scoring.v1.ScoringService/RecomputeScore',
+            creditscore_dot_scoring_dot_v1_dot_scoring__pb2.RecomputeScoreRequest.SerializeToString,
+            creditscore_dot_scoring_dot_v1_dot_scoring__pb2.RecomputeScoreResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,622 @@
+"""Per-feature binning for scorecards: fine pre-bins, then the partition into at most
+``max_bins`` bins that maximizes information value under a minimum bin size and a
+monotone bad rate, found exactly (for the pre-bins) by dynamic programming.
+
+Pure numpy: no gRPC, no SQL. ``fit_binning`` bins one column against outcomes
+(1 = bad); the ``Binning`` it returns maps values to bins (``transform``) and
+carries each bin's counts, weight of evidence and information value.
+
+Bins of a feature, in this order (the layout of every per-bin array here and of
+the artifact's points)::
+
+    regular bins   numeric: right-open [lo, hi) between the inner ``edges``;
+                   categorical: ``groups`` of categories
+    special bins   numeric only: one per special value (e.g. -999) with enough rows
+    missing bin    "no data": NaN / None / empty, always present, last
+
+Numeric features
+----------------
+1. Pre-binning: the present values that are neither missing nor special are cut at
+   up to ``max_prebins - 1`` quantiles (each cut a short, readable number strictly
+   between two distinct observed values, so that ties are never split).
+2. The optimal partition: contiguous groups of pre-bins, at most ``max_bins`` of
+   them, each holding at least ``min_bin_share`` of *all* rows (missing and special
+   ones included), with a strictly monotone bad rate (and weight of evidence) in the
+   trend, maximizing the feature's information value (the special and missing bins
+   included, with the smoothing below). The dynamic programme runs over states
+   (last group, number of groups) and is exact for the pre-bins; because the
+   smoothing's totals depend on the number of bins, it is solved once per number of
+   bins and the best is kept (fewer bins on a tie).
+3. Trend: ``direction`` +1 (higher value is better: the bad rate falls as the value
+   rises), -1 (lower is better: it rises), or 0 (auto: both are solved and the one
+   with the higher IV is kept, +1 on a tie). ``Binning.direction`` records the trend
+   the bins follow.
+4. Special values: each declared special value with at least ``min_bin_share`` of
+   the rows gets a bin of its own; rarer ones (and ones never seen) are pooled with
+   the missing bin (``pooled_specials``).
+
+Categorical features
+--------------------
+Categories with fewer than ``min_bin_share`` of the rows are pooled into one "other"
+group; the categories (and that group) are ordered by their smoothed bad rate
+``(bads + 0.5) / (rows + 1)``, ties by name, and the same dynamic programme groups
+them contiguously in that order (monotone in that order by construction). The bin
+holding the "other" group is ``other_bin``. At scoring time a category never seen in
+training falls into ``other_bin`` when there is one, else into the missing bin.
+
+Weight of evidence and information value
+----------------------------------------
+Over the ``k`` bins that hold rows,
+``WoE_i = ln(((g_i + .5) / (G + .5 k)) / ((b_i + .5) / (B + .5 k)))`` and
+``IV = sum_i (good share_i - bad share_i) * WoE_i`` (``woe_iv``). A bin without
+training rows (typically the missing bin when every training row had a value) gets
+WoE 0, no evidence either way, and adds nothing to the IV.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from creditscore.catalog import Feature
+
+__all__ = [
+    "CATALOG_LABELS",
+    "CATEGORICAL",
+    "MAX_PREBINS",
+    "NUMERIC",
+    "SMOOTHING",
+    "Binning",
+    "FeatureSpec",
+    "categorical_keys",
+    "code_for",
+    "fit_binning",
+    "readable_edge",
+    "woe_iv",
+]
+
+NUMERIC = "numeric"
+CATEGORICAL = "categorical"
+SMOOTHING = 0.5
+MAX_PREBINS = 50
+_KINDS = (NUMERIC, CATEGORICAL)
+_CODE_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+#: Short names of the catalog features, and the kind of value each holds ("binary"
+#: 0/1, "integer" counts, "real"), for the texts of "how to improve".
+CATALOG_LABELS: dict[str, tuple[str, str]] = {
+    "pay_ontime_ratio_12m": ("on-time share", "real"),
+    "pay_worst_days_late_12m": ("worst days late", "integer"),
+    "pay_bills_paid_count": ("bills paid", "integer"),
+    "pay_utility_telecom_months_12m": ("months with a utility or phone bill paid", "integer"),
+    "pay_unpaid_past_due_amount": ("amount unpaid past due", "real"),
+    "buyer_completion_rate_12m": ("share of orders completed", "real"),
+    "buyer_cancel_dispute_rate_12m": ("share of orders cancelled, disputed or unpaid", "real"),
+    "buyer_order_count_12m": ("orders placed", "integer"),
+    "seller_fulfilment_rate_12m": ("share of sold orders fulfilled", "real"),
+    "seller_avg_rating_24m": ("average rating", "real"),
+    "seller_dispute_rate_12m": ("share of sold orders disputed or refunded", "real"),
+    "identity_months_at_residence": ("months at the residence", "integer"),
+    "identity_months_with_phone": ("months with the phone number", "integer"),
+    "identity_verified": ("identity verified", "binary"),
+    "history_months": ("months of history", "integer"),
+    "ext_delinquencies_24m": ("delinquencies", "integer"),
+    "ext_judgments_arrears_60m": ("judgments or tax arrears", "integer"),
+    "ext_open_loans": ("open loans", "integer"),
+    "ext_repayment_ontime_ratio_24m": ("on-time share of loan repayments", "real"),
+    "ext_collections_60m": ("accounts in collection", "integer"),
+}
+
+
+def code_for(name: str) -> str:
+    """An UPPER_SNAKE reason code derived from a column name: runs of anything but
+    letters and digits become one ``_``; a code that would not start with a letter
+    is prefixed with ``F_`` (``"2nd income"`` -> ``F_2ND_INCOME``)."""
+    code = re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").upper()
+    if not code or not code[0].isalpha():
+        code = f"F_{code}" if code else "FEATURE"
+    return code
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What the trainer needs to know about one feature besides its values: its
+    kind, the trend it must follow, special codes, and the texts a score shows.
+
+    ``direction``: +1 higher value is better (the bad rate falls as it rises), -1
+    lower is better, 0 auto (the monotone trend with the higher IV). Empty codes and
+    texts are derived from the name (see ``for_column``)."""
+
+    name: str
+    kind: str  # NUMERIC or CATEGORICAL
+    direction: int = 0
+    special_values: tuple[float, ...] = ()
+    reason_code: str = ""
+    reason_text: str = ""
+    missing_reason_code: str = ""
+    missing_text: str = ""
+    actionable: bool = False
+    improve_hint: str = ""
+    label: str = ""  # a short name for texts; defaults to the name
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError("a feature needs a name")
+        if self.kind not in _KINDS:
+            raise ValueError(f"feature {self.name!r}: kind must be one of {_KINDS}, not {self.kind!r}")
+        if self.direction not in (-1, 0, 1):
+            raise ValueError(f"feature {self.name!r}: direction must be -1, 0 or +1")
+        specials = tuple(float(v) for v in self.special_values)
+        if specials and self.kind != NUMERIC:
+            raise ValueError(f"feature {self.name!r}: special values are for numeric features only")
+        if not all(math.isfinite(v) for v in specials) or len(set(specials)) != len(specials):
+            raise ValueError(f"feature {self.name!r}: special values must be finite and distinct")
+        object.__setattr__(self, "special_values", specials)
+        code = self.reason_code or code_for(self.name)
+        defaults = {
+            "reason_code": code,
+            "reason_text": self.reason_text or f"{self.name}: value in a higher-risk range",
+            "missing_reason_code": self.missing_reason_code or f"{code}_NO_DATA",
+            "missing_text": self.missing_text or f"{self.name}: no data",
+            "label": self.label or self.name,
+        }
+        for key, value in defaults.items():
+            object.__setattr__(self, key, value)
+        for key in ("reason_code", "missing_reason_code"):
+            if not _CODE_RE.match(getattr(self, key)):
+                raise ValueError(f"feature {self.name!r}: {key} must be UPPER_SNAKE")
+
+    @classmethod
+    def from_catalog(cls, feature: Feature) -> FeatureSpec:
+        """The spec of a catalog feature: numeric, its direction, its codes and texts."""
+        label = CATALOG_LABELS.get(feature.name, (feature.name, "real"))[0]
+        return cls(
+            name=feature.name,
+            kind=NUMERIC,
+            direction=feature.direction,
+            reason_code=feature.reason_code,
+            reason_text=feature.reason_text,
+            missing_reason_code=feature.missing_reason_code,
+            missing_text=feature.missing_text,
+            actionable=feature.actionable,
+            improve_hint=feature.improve_hint,
+            label=label,
+        )
+
+    @classmethod
+    def for_column(cls, name: str, kind: str, direction: int = 0) -> FeatureSpec:
+        """The spec of a column of an analyst's table: code ``UPPER_SNAKE`` of the
+        name (``code_for``), texts "<name>: value in a higher-risk range" and
+        "<name>: no data", not actionable."""
+        return cls(name=name, kind=kind, direction=direction)
+
+
+# ---------------------------------------------------------------- WoE and IV
+
+
+def woe_iv(counts: np.ndarray, bads: np.ndarray) -> tuple[np.ndarray, float]:
+    """Weight of evidence per bin and the information value of the whole table.
+
+    Over the ``k`` bins that hold rows,
+    ``WoE_i = ln(((g_i + .5) / (G + .5 k)) / ((b_i + .5) / (B + .5 k)))`` (so the
+    smoothed shares still sum to one) and ``IV = sum((good share - bad share) * WoE)``.
+    A bin without rows gets WoE 0, no evidence either way, and adds nothing to the IV."""
+    woe, iv_bins = _woe_iv_bins(np.asarray(counts, dtype=np.float64), np.asarray(bads, dtype=np.float64))
+    return woe, float(iv_bins.sum())
+
+
+def _woe_iv_bins(counts: np.ndarray, bads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    goods = counts - bads
+    filled = counts > 0
+    k = int(filled.sum())
+    good_share = np.where(filled, (goods + SMOOTHING) / (goods.sum() + SMOOTHING * k), 1.0)
+    bad_share = np.where(filled, (bads + SMOOTHING) / (bads.sum() + SMOOTHING * k), 1.0)
+    woe = np.log(good_share / bad_share)
+    return woe, np.where(filled, (good_share - bad_share) * woe, 0.0)
+
+
+# ---------------------------------------------------------------- the binning
+
+
+@dataclass(frozen=True)
+class Binning:
+    """One feature's bins on the training rows (layout: regular bins, special bins,
+    the missing bin; see the module docstring)."""
+
+    spec: FeatureSpec
+    direction: int  # trend the regular bins follow: +1 bad rate falls as the value rises, -1 rises, 0 none
+    edges: tuple[float, ...]  # numeric: inner edges; regular bin i is [edges[i-1], edges[i])
+    groups: tuple[tuple[str, ...], ...]  # categorical: the categories of each regular bin
+    other_bin: int | None  # categorical: the regular bin of rare and unseen categories
+    specials: tuple[float, ...]  # special values with a bin of their own, in bin order
+    pooled_specials: tuple[float, ...]  # special values scored in the missing bin
+    counts: tuple[int, ...]  # rows per bin (regular, special, missing)
+    bads: tuple[int, ...]  # bads per bin
+    woe: tuple[float, ...]
+    iv_bins: tuple[float, ...]
+    iv: float
+    value_type: str = "real"  # numeric: "binary" (0/1), "integer" or "real" training values
+
+    @cached_property
+    def _bin_of_category(self) -> dict[str, int]:
+        return {c: i for i, group in enumerate(self.groups) for c in group}
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    @property
+    def n_regular(self) -> int:
+        return len(self.groups) if self.kind == CATEGORICAL else len(self.edges) + 1
+
+    @property
+    def n_bins(self) -> int:
+        return len(self.counts)
+
+    @property
+    def missing_index(self) -> int:
+        return len(self.counts) - 1
+
+    @property
+    def goods(self) -> tuple[int, ...]:
+        """Goods per bin (rows less bads)."""
+        return tuple(c - b for c, b in zip(self.counts, self.bads))
+
+    def bad_rates(self) -> list[float | None]:
+        """Bad rate per bin (None for a bin without rows)."""
+        return [b / c if c else None for b, c in zip(self.bads, self.counts)]
+
+    def transform(self, values: Any) -> np.ndarray:
+        """The bin index (int64) of every value: numeric values as float64 with NaN
+        for missing; categorical values as str with None or "" for missing (an
+        unseen category: ``other_bin``, else the missing bin)."""
+        if self.kind == NUMERIC:
+            x = np.asarray(values, dtype=np.float64)
+            index = np.searchsorted(np.asarray(self.edges, dtype=np.float64), x, side="right")
+            for k, value in enumerate(self.specials):
+                index[x == value] = self.n_regular + k
+            for value in self.pooled_specials:
+                index[x == value] = self.missing_index
+            index[np.isnan(x)] = self.missing_index
+            return index.astype(np.int64, copy=False)
+        present, keys = categorical_keys(values)
+        index = np.full(len(present), self.missing_index, dtype=np.int64)
+        if keys.size:
+            unseen = self.other_bin if self.other_bin is not None else self.missing_index
+            distinct, inverse = np.unique(keys, return_inverse=True)
+            table = np.array([self._bin_of_category.get(str(c), unseen) for c in distinct], dtype=np.int64)
+            index[present] = table[inverse]
+        return index
+
+
+def categorical_keys(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(present mask, the present values as a str array)`` of a categorical
+    column: None, "" and float NaN are missing."""
+    column = np.asarray(values, dtype=object)
+    if column.ndim != 1:
+        raise ValueError("a categorical column must be one-dimensional")
+    missing = np.equal(column, None) | np.equal(column, "") | np.not_equal(column, column)
+    present = ~missing
+    return present, column[present].astype(str)
+
+
+def readable_edge(below: float, above: float) -> float:
+    """A short number ``e`` with ``below < e <= above``: the split between two
+    consecutive distinct values, rounded as far as that stays true."""
+    middle = (below + above) / 2.0
+    for digits in range(0, 12):
+        candidate = round(middle, digits)
+        if below < candidate <= above:
+            return candidate
+    return middle if below < middle <= above else above
+
+
+def _prebins(
+    present_sorted: np.ndarray, bad_sorted: np.ndarray, max_prebins: int
+) -> tuple[list[float], np.ndarray, np.ndarray]:
+    """Quantile pre-bins of the sorted present values: ``(inner edges, rows, bads)``
+    per pre-bin; every pre-bin holds rows and ties are never split."""
+    n = len(present_sorted)
+    if n == 0:
+        return [], np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
+    positions = np.unique(np.round(np.arange(1, max_prebins) * n / max_prebins).astype(np.int64))
+    positions = positions[(positions > 0) & (positions < n)]
+    values = present_sorted[positions]
+    below = np.searchsorted(present_sorted, values, side="left") - 1  # last row of a smaller value
+    edges = sorted(
+        {
+            readable_edge(float(present_sorted[b]), float(v))
+            for b, v in zip(below.tolist(), values.tolist())
+            if b >= 0
+        }
+    )
+    cuts = np.asarray(edges, dtype=np.float64)
+    rows = np.diff(np.concatenate([[0], np.searchsorted(present_sorted, cuts, side="left"), [n]]))
+    bads = np.diff(np.concatenate([[0], np.searchsorted(bad_sorted, cuts, side="left"), [len(bad_sorted)]]))
+    return edges, rows.astype(np.int64), bads.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class _Partition:
+    starts: tuple[int, ...]  # first pre-bin of every group
+    iv: float
+
+
+def _best_partition(
+    rows: np.ndarray,
+    bads: np.ndarray,
+    *,
+    extra_rows: np.ndarray,
+    extra_bads: np.ndarray,
+    min_count: int,
+    max_bins: int,
+    trend: int | None,
+) -> _Partition:
+    """The IV-maximizing partition of the pre-bins ``rows``/``bads`` into contiguous
+    groups (see the module docstring). ``extra_*`` are the bins outside the
+    partition (special, missing) that count in the IV and its smoothing. ``trend``
+    +1: bad rate strictly falling from group to group, -1 strictly rising, None: no
+    constraint.
+
+    The programme: ``value[i, j]`` is the best IV of groups covering pre-bins
+    ``[0, j)`` whose last group is ``[i, j)``; one more group ``[j, l)`` may follow
+    when ``allowed[i, j, l]`` (both groups big enough, the trend kept)."""
+    m = len(rows)
+    total_goods = float((rows - bads).sum() + (extra_rows - extra_bads).sum())
+    total_bads = float(bads.sum() + extra_bads.sum())
+    extra_filled = extra_rows > 0
+    extra_g = (extra_rows - extra_bads)[extra_filled].astype(np.float64)
+    extra_b = extra_bads[extra_filled].astype(np.float64)
+
+    cum_n = np.concatenate([[0], np.cumsum(rows)]).astype(np.float64)
+    cum_b = np.concatenate([[0], np.cumsum(bads)]).astype(np.float64)
+    n_ij = cum_n[None, :] - cum_n[:, None]  # group [i, j) of pre-bins, i < j
+    b_ij = cum_b[None, :] - cum_b[:, None]
+    g_ij = n_ij - b_ij
+    upper = np.triu(np.ones((m + 1, m + 1), dtype=bool), k=1)
+    feasible = upper & (n_ij >= min_count)
+    if not feasible[0, m]:  # too few rows for even one group of the minimum size
+        return _Partition((0,), _iv_of([rows.sum()], [bads.sum()], extra_g, extra_b))
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(feasible, b_ij / n_ij, 0.0)
+    log_odds = np.log(np.where(feasible, (g_ij + SMOOTHING) / (b_ij + SMOOTHING), 1.0))
+    # allowed[h, i, j]: group [h, i) may be followed by group [i, j).
+    allowed = feasible[:, :, None] & feasible[None, :, :]
+    if trend is not None:
+        first_rate, next_rate = rate[:, :, None], rate[None, :, :]
+        first_odds, next_odds = log_odds[:, :, None], log_odds[None, :, :]
+        if trend > 0:
+            allowed &= (next_rate < first_rate) & (next_odds > first_odds)
+        else:
+            allowed &= (next_rate > first_rate) & (next_odds < first_odds)
+
+    # The most groups of at least min_count rows there can be: cutting greedily as
+    # soon as a group is big enough gives the most (the rest joins the last group).
+    most, filled = 0, 0.0
+    for count in rows.tolist():
+        filled += count
+        if filled >= min_count:
+            most, filled = most + 1, 0.0
+    best: _Partition | None = None
+    for k in range(1, min(max_bins, m, max(most, 1)) + 1):
+        smoothing_total = SMOOTHING * (k + len(extra_g))
+        goods_total = total_goods + smoothing_total
+        bads_total = total_bads + smoothing_total
+        good_share = np.where(feasible, (g_ij + SMOOTHING) / goods_total, 1.0)
+        bad_share = np.where(feasible, (b_ij + SMOOTHING) / bads_total, 1.0)
+        term = np.where(feasible, (good_share - bad_share) * np.log(good_share / bad_share), -np.inf)
+        value = np.where(feasible & (np.arange(m + 1) == 0)[:, None], term, -np.inf)  # one group from 0
+        back: list[np.ndarray] = []
+        for _ in range(1, k):
+            candidates = np.where(allowed, value[:, :, None], -np.inf)
+            h = np.argmax(candidates, axis=0)  # the first best on a tie: deterministic
+            value = np.take_along_axis(candidates, h[None], axis=0)[0] + term
+            back.append(h)
+        i = int(np.argmax(value[:, m]))
+        if not np.isfinite(value[i, m]):
+            continue
+        extra_good_share = (extra_g + SMOOTHING) / goods_total
+        extra_bad_share = (extra_b + SMOOTHING) / bads_total
+        iv = float(value[i, m]) + float(
+            np.sum((extra_good_share - extra_bad_share) * np.log(extra_good_share / extra_bad_share))
+        )
+        if best is None or iv > best.iv + 1e-12:
+            starts = [i]
+            j = m
+            for h in reversed(back):
+                i, j = int(h[i, j]), i
+                starts.append(i)
+            best = _Partition(tuple(reversed(starts)), iv)
+    assert best is not None  # k = 1 is feasible
+    return best
+
+
+def _iv_of(rows: Sequence[float], bads: Sequence[float], extra_g: np.ndarray, extra_b: np.ndarray) -> float:
+    rows_a = np.asarray(rows, dtype=np.float64)
+    bads_a = np.asarray(bads, dtype=np.float64)
+    counts = np.concatenate([rows_a, extra_g + extra_b])
+    return woe_iv(counts, np.concatenate([bads_a, extra_b]))[1]
+
+
+def _group(values: np.ndarray, starts: Sequence[int]) -> np.ndarray:
+    return np.add.reduceat(values, np.asarray(starts, dtype=np.int64)) if len(values) else values
+
+
+def fit_binning(
+    values: Any,
+    y: Any,
+    spec: FeatureSpec,
+    *,
+    max_bins: int = 8,
+    min_bin_share: float = 0.05,
+    max_prebins: int = MAX_PREBINS,
+    monotone: bool = True,
+) -> Binning:
+    """Bins one column against outcomes ``y`` (1 = bad) as the module docstring says.
+
+    ``values``: float64 with NaN for missing (numeric), or str with None/"" for
+    missing (categorical). ``monotone=False`` drops the monotone constraint for a
+    numeric feature whose ``direction`` is 0 (the partition then maximizes IV
+    freely); categorical features are always grouped in bad-rate order."""
+    if max_bins < 1 or not 0.0 < min_bin_share < 0.5 or max_prebins < 2:
+        raise ValueError("max_bins must be >= 1, min_bin_share within (0, 0.5), max_prebins >= 2")
+    y = np.asarray(y).astype(np.int64, copy=False)
+    n = len(y)
+    min_count = max(1, math.ceil(min_bin_share * n - 1e-9))
+    if spec.kind == NUMERIC:
+        return _fit_numeric(np.asarray(values, dtype=np.float64), y, spec, max_bins, min_count, max_prebins, monotone)
+    return _fit_categorical(values, y, spec, max_bins, min_count)
+
+
+def _fit_numeric(
+    x: np.ndarray, y: np.ndarray, spec: FeatureSpec, max_bins: int, min_count: int, max_prebins: int, monotone: bool
+) -> Binning:
+    if x.shape != y.shape:
+        raise ValueError(f"feature {spec.name!r}: {x.shape[0] if x.ndim else 0} values for {len(y)} outcomes")
+    if np.isinf(x).any():
+        raise ValueError(f"feature {spec.name!r}: infinite values (NaN means no data)")
+    missing = np.isnan(x)
+    special_rows: list[tuple[float, int, int]] = []
+    regular = ~missing
+    for value in spec.special_values:
+        hit = x == value
+        special_rows.append((value, int(hit.sum()), int(y[hit].sum())))
+        regular &= ~hit
+    own = [(v, c, b) for v, c, b in special_rows if c >= min_count]
+    pooled = [(v, c, b) for v, c, b in special_rows if c < min_count]
+    missing_count = int(missing.sum()) + sum(c for _, c, _ in pooled)
+    missing_bads = int(y[missing].sum()) + sum(b for _, _, b in pooled)
+
+    present = x[regular]
+    present_y = y[regular]
+    present_sorted = np.sort(present)
+    bad_sorted = np.sort(present[present_y == 1])
+    edges, rows, bads = _prebins(present_sorted, bad_sorted, max_prebins)
+    extra_rows = np.array([c for _, c, _ in own] + [missing_count], dtype=np.int64)
+    extra_bads = np.array([b for _, _, b in own] + [missing_bads], dtype=np.int64)
+
+    trends: list[int | None]
+    if spec.direction:
+        trends = [spec.direction]
+    elif monotone:
+        trends = [+1, -1]
+    else:
+        trends = [None]
+    chosen: tuple[int | None, _Partition] | None = None
+    for trend in trends:
+        partition = _best_partition(
+            rows, bads, extra_rows=extra_rows, extra_bads=extra_bads,
+            min_count=min_count, max_bins=max_bins, trend=trend,
+        )
+        if chosen is None or partition.iv > chosen[1].iv + 1e-12:
+            chosen = (trend, partition)
+    assert chosen is not None
+    trend, partition = chosen
+    starts = partition.starts
+    inner = tuple(edges[s - 1] for s in starts[1:])
+    counts = np.concatenate([_group(rows, starts), extra_rows])
+    all_bads = np.concatenate([_group(bads, starts), extra_bads])
+    woe, iv_bins = _woe_iv_bins(counts.astype(np.float64), all_bads.astype(np.float64))
+    if present.size == 0 or np.all(present == np.round(present)):
+        value_type = "binary" if present.size and np.isin(present, (0.0, 1.0)).all() else "integer"
+    else:
+        value_type = "real"
+    return Binning(
+        spec=spec,
+        direction=trend if trend is not None else 0,
+        edges=inner,
+        groups=(),
+        other_bin=None,
+        specials=tuple(v for v, _, _ in own),
+        pooled_specials=tuple(v for v, _, _ in pooled),
+        counts=tuple(int(c) for c in counts),
+        bads=tuple(int(b) for b in all_bads),
+        woe=tuple(float(w) for w in woe),
+        iv_bins=tuple(float(v) for v in iv_bins),
+        iv=float(iv_bins.sum()),
+        value_type=value_type,
+    )
+
+
+OTHER = "\x00other"  # the pooled rare categories while grouping (never a real category name)
+
+
+def _fit_categorical(values: Any, y: np.ndarray, spec: FeatureSpec, max_bins: int, min_count: int) -> Binning:
+    present, keys = categorical_keys(values)
+    if present.shape != y.shape:
+        raise ValueError(f"feature {spec.name!r}: {len(present)} values for {len(y)} outcomes")
+    missing_count = int((~present).sum())
+    missing_bads = int(y[~present].sum())
+    distinct, inverse = np.unique(keys, return_inverse=True)
+    rows = np.bincount(inverse, minlength=len(distinct)).astype(np.int64)
+    bads = np.bincount(inverse, weights=y[present], minlength=len(distinct)).round().astype(np.int64)
+
+    # Categories with at least min_count rows stand alone; the rest form "other".
+    items: list[tuple[tuple[str, ...], int, int]] = []
+    rare: list[str] = []
+    rare_rows = rare_bads = 0
+    for category, r, b in zip(distinct.tolist(), rows.tolist(), bads.tolist()):
+        if r >= min_count:
+            items.append(((category,), r, b))
+        else:
+            rare.append(category)
+            rare_rows += r
+            rare_bads += b
+    if rare:
+        items.append(((OTHER, *rare), rare_rows, rare_bads))
+    items.sort(key=lambda it: ((it[2] + SMOOTHING) / (it[1] + 1.0), it[0][0] == OTHER, it[0]))
+
+    extra_rows = np.array([missing_count], dtype=np.int64)
+    extra_bads = np.array([missing_bads], dtype=np.int64)
+    if items:
+        item_rows = np.array([r for _, r, _ in items], dtype=np.int64)
+        item_bads = np.array([b for _, _, b in items], dtype=np.int64)
+        partition = _best_partition(
+            item_rows, item_bads, extra_rows=extra_rows, extra_bads=extra_bads,
+            min_count=min_count, max_bins=max_bins, trend=-1,
+        )
+        bounds = [*partition.starts, len(items)]
+        groups: list[tuple[str, ...]] = []
+        other_bin: int | None = None
+        for g, (start, stop) in enumerate(zip(bounds, bounds[1:])):
+            members: list[str] = []
+            for names, _, _ in items[start:stop]:
+                if names[0] == OTHER:
+                    other_bin = g
+                    members.extend(names[1:])
+                else:
+                    members.extend(names)
+            groups.append(tuple(sorted(members)))
+        group_rows = _group(item_rows, partition.starts)
+        group_bads = _group(item_bads, partition.starts)
+    else:  # no present value at all: one empty bin
+        groups, other_bin = [()], None
+        group_rows = group_bads = np.zeros(1, dtype=np.int64)
+    counts = np.concatenate([group_rows, extra_rows])
+    all_bads = np.concatenate([group_bads, extra_bads])
+    woe, iv_bins = _woe_iv_bins(counts.astype(np.float64), all_bads.astype(np.float64))
+    return Binning(
+        spec=spec,
+        direction=0,
+        edges=(),
+        groups=tuple(groups),
+        other_bin=other_bin,
+        specials=(),
+        pooled_specials=(),
+        counts=tuple(int(c) for c in counts),
+        bads=tuple(int(b) for b in all_bads),
+        woe=tuple(float(w) for w in woe),
+        iv_bins=tuple(float(v) for v in iv_bins),
+        iv=float(iv_bins.sum()),
+    )
