@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test check protos lint-protos clean
+.PHONY: run test check protos lint-protos k8s-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,27 @@ protos: $(STAMP)
 
 lint-protos: $(STAMP)
 	cd protos && ../$(VENV)/bin/buf lint
+
+# kubectl from PATH, else the one .ci/run installs into the venv where PATH has none.
+KUBECTL      ?= $(shell command -v kubectl 2>/dev/null || echo $(VENV)/bin/kubectl)
+K8S_VARIANTS := base overlays/dev overlays/production
+# The oldest Kubernetes the manifests are written for (native preStop sleep: 1.30)
+# and the newest whose schemas kubernetes-validate ships.
+K8S_VERSIONS := 1.30.0 1.37.0
+
+## k8s-check: render every kustomize variant, validate it offline (strict schemas), lint the Dockerfile
+k8s-check: $(STAMP)
+	@mkdir -p var/k8s
+	@set -e; for variant in $(K8S_VARIANTS); do \
+	  out=var/k8s/$$(echo $$variant | tr / -).yaml; \
+	  $(KUBECTL) kustomize k8s/$$variant > $$out; \
+	  for version in $(K8S_VERSIONS); do \
+	    $(VENV)/bin/kubernetes-validate --strict --quiet -k $$version $$out; \
+	  done; \
+	  echo "k8s/$$variant: $$(grep -c '^kind:' $$out) objects valid for Kubernetes $(K8S_VERSIONS) ($$out)"; \
+	done
+	$(VENV)/bin/hadolint Dockerfile
+	@echo "Dockerfile: hadolint clean"
 
 clean:
 	rm -rf var .pytest_cache
