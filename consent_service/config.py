@@ -18,3 +18,8 @@ class Settings:
     database_url: str = env_field(
         "DATABASE_URL", "sqlite:///var/consent.db", help="SQLite file or PostgreSQL database"
     )
+    auto_migrate: bool = env_field(
+        "AUTO_MIGRATE",
+        True,
+        help="migrate the database to this build's schema on start; false: only check it is there",
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
 from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
@@ -13,10 +14,12 @@ from creditscore.runtime import (
     ServerHandle,
     create_server,
     make_engine,
+    prepare_schema,
     utcnow,
 )
 
 from .config import Settings
+from .migrations import MIGRATIONS
 from .servicer import ConsentServicer
 from .store import ConsentStore
 
@@ -29,6 +32,7 @@ async def build_server(
     settings: Settings,
     *,
     tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> ServerHandle:
     """A built, not yet started, consent server. Reads no environment. The engine
@@ -36,7 +40,8 @@ async def build_server(
     grants, withdrawals and expiry."""
     engine = make_engine(settings.database_url)
     try:
-        store = await ConsentStore.open(engine)
+        await prepare_schema(engine, MIGRATIONS, auto_migrate=settings.auto_migrate)
+        store = ConsentStore(engine)
         handle = create_server(
             [
                 RegisteredService(
@@ -48,6 +53,7 @@ async def build_server(
             settings.server,
             domain=DOMAIN,
             tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
         )
     except BaseException:
         await engine.dispose()

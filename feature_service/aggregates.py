@@ -10,12 +10,47 @@ Why the cost of a lookup does not grow with a subject's history
 Windowed facts are counted into one bucket per calendar month (bills due and paid
 on time, worst days late, orders by role and outcome, ratings, external counts).
 Buckets older than the longest window (60 months) plus a margin (12 months) before
-the latest event are dropped, so a state holds at most ``MONTHS_KEPT`` buckets and
-a vector sums at most 60 of them. Everything else is a few scalars (bills seen and
-paid, first record time, identity tenure) or small collections bounded by the same
-horizon: bills still unpaid (due time and amount, so that "days late" and "unpaid
-past due" grow with the lookup time) and loan accounts. Unpaid bills that fall
-out of the horizon are folded into one amount.
+the horizon anchor (the latest event month applied) are dropped, so a state holds
+at most ``MONTHS_KEPT`` buckets and a vector sums at most 60 of them. Everything
+else is a few scalars (bills seen and paid, first record time, identity tenure)
+or small collections: bills still unpaid within the horizon (due time and
+amount, so that "days late" and "unpaid past due" grow with the lookup time; the
+older ones folded into one amount) and one entry per loan account.
+
+Corrections: ``unapply_record`` is the exact inverse of ``apply_record``
+-------------------------------------------------------------------------
+A producer may correct or retract a record already applied; the feature service
+then takes the old version out (``unapply_record``) and puts the new one in.
+Everything a record adds is kept in a form it can be taken out of again:
+
+- counters (per month and all-time) are sums: the record's share is subtracted;
+  a bucket left all zero is dropped, as if never made;
+- "worst days late" is a maximum, which a subtraction cannot undo: each month
+  keeps the multiset of days late of its late bills (``late``), and the bucket's
+  maximum is recomputed from it;
+- an unpaid bill is taken out of the list, or out of the folded amount when its
+  due month is beyond the horizon (where pruning put it);
+- a loan account keeps how many records named it and the multiset of close
+  times they reported; it is closed at the earliest, and dropped when no record
+  names it any more. Loan accounts are never pruned: a close beyond the horizon
+  can still be corrected, and would reopen the loan;
+- the horizon anchor only moves forward: taking a record out never needs a
+  bucket that pruning dropped. A record's share of a month beyond the horizon
+  went (or never came) with that month, both when applied and when taken out.
+
+Two facts are extremes over all time: the first record time (a minimum) and each
+identity fact (the latest report wins). Keeping every candidate would make the
+state grow with the history, so ``unapply_record`` instead says, in a
+``Repairs``, when the record it took out was the extreme; the caller then hands
+``repair`` the subject's remaining records (the service reads them from its
+store; a correction of the earliest record or of the latest identity report is
+rare) and the fact is recomputed from them.
+
+So for records ``A`` and a record ``x`` applied among them, in any order,
+``apply(A + x); unapply(x); repair(A)`` equals ``apply(A)`` with its horizon
+advanced to the same anchor (``advance_horizon``): state for state, byte for byte
+of its JSON. (The tests check this on simulated histories and on every kind of
+record.)
 
 Conventions
 -----------
@@ -26,7 +61,7 @@ Conventions
   (the record's ``event_time``), utility/telecom months in the month paid.
 - A bill is paid when its ``paid_time`` is set; it is on time when paid no later
   than its due time; days late are whole days, rounded up. A record states one
-  bill; a bill is never updated by a later record.
+  bill; a later state of the bill (paid after all) comes as a correction of it.
 - A loan account is identified by (institution type, open time, amount): a later
   LOAN_ACCOUNT record with the same identity (e.g. with ``close_time`` set, or a
   CLOSED / SETTLED / WRITTEN_OFF status) closes it.
@@ -36,7 +71,8 @@ Conventions
   window; a count of a source the subject has no record from at all (a subject with
   bills but none paid has a paid count of 0, one with no bill at all has None);
   identity facts never reported.
-- Loan outcome records are ignored: labels never feed features.
+- Loan outcome records, and retractions (no body), are ignored: labels never
+  feed features, and a retraction only takes its record out.
 - A vector as of an earlier time than some applied records still counts those
   records' all-time effects (counts, first record); only time windows, tenure and
   open loans move with ``as_of``. Exact point-in-time vectors come from replaying
@@ -46,7 +82,7 @@ Conventions
 from __future__ import annotations
 
 import json
-from bisect import insort
+from bisect import bisect_left, insort
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -60,27 +96,33 @@ from creditscore.catalog import FEATURE_NAMES
 from creditscore.records.v1 import records_pb2 as _R
 
 __all__ = [
+    "IDENTITY_FACTS",
     "MONTHS_KEPT",
+    "NO_REPAIRS",
     "PointInTimeMatrix",
+    "Repairs",
     "SubjectState",
+    "advance_horizon",
     "apply_record",
     "feature_values",
     "feature_vector",
     "month_index",
     "months_between",
     "point_in_time_matrix",
+    "repair",
+    "unapply_record",
 ]
 
 #: Monthly buckets kept: the longest window (60 months) plus a 12-month margin.
 MONTHS_KEPT = 72
-_STATE_VERSION = 1
+_STATE_VERSION = 2
 _DAY = 86_400
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 # Counters of one monthly bucket (a list of ints, indexed by these).
 _BILLS_DUE = 0  # paid bills due this month
 _BILLS_ON_TIME = 1  # ... of which paid by their due time
-_BILLS_WORST_LATE = 2  # most days late among them (a maximum, not a sum)
+_BILLS_WORST_LATE = 2  # most days late among them (a maximum, kept from ``late``)
 _UT_PAID = 3  # utility or telecom bills paid this month
 _BUY_ORDERS = 4  # orders placed as a buyer
 _BUY_COMPLETED = 5
@@ -97,6 +139,9 @@ _EXT_COLLECTIONS = 15
 _EXT_REPAID_ON_TIME = 16
 _EXT_REPAID_LATE = 17
 _FIELDS = 18
+
+#: The identity facts, each replaced by a later report of it.
+IDENTITY_FACTS = ("residence", "phone", "verified")
 
 _UTILITY_TELECOM = frozenset((_R.BILL_CATEGORY_UTILITY, _R.BILL_CATEGORY_TELECOM))
 _BUYER_BAD = frozenset(
@@ -143,14 +188,15 @@ def _days_late(due: int, paid: int) -> int:
 
 
 class SubjectState:
-    """One subject's aggregates. Mutated by ``apply_record``; read by
-    ``feature_vector``; stored as JSON (``to_json`` / ``from_json``)."""
+    """One subject's aggregates. Mutated by ``apply_record`` / ``unapply_record``;
+    read by ``feature_vector``; stored as JSON (``to_json`` / ``from_json``)."""
 
     __slots__ = (
         "record_count",
         "first_time",
         "last_month",
         "months",
+        "late",
         "bills_seen",
         "bills_paid",
         "unpaid",
@@ -167,8 +213,10 @@ class SubjectState:
     def __init__(self) -> None:
         self.record_count = 0  # records applied (loan outcomes not counted)
         self.first_time: int | None = None  # earliest event time
-        self.last_month: int | None = None  # month of the latest event time; anchors pruning
+        # The horizon anchor: the latest event month ever applied. Never moves back.
+        self.last_month: int | None = None
         self.months: dict[int, list[int]] = {}  # month index -> bucket counters
+        self.late: dict[int, dict[int, int]] = {}  # due month -> {days late: bills}, late bills only
         self.bills_seen = 0
         self.bills_paid = 0
         self.unpaid: list[list[int]] = []  # sorted [due_time, outstanding minor units] of unpaid bills
@@ -179,7 +227,8 @@ class SubjectState:
         self.residence: list[int] | None = None  # [since, reported at]
         self.phone: list[int] | None = None  # [since, reported at]
         self.verified: list[int] | None = None  # [0 or 1, reported at]
-        self.loans: dict[str, list[int | None]] = {}  # loan identity -> [open_time, close_time or None]
+        # loan identity -> [open_time, records naming it, sorted close times reported]
+        self.loans: dict[str, list[Any]] = {}
 
     def bucket_count(self) -> int:
         """Monthly buckets held (at most ``MONTHS_KEPT``)."""
@@ -193,6 +242,10 @@ class SubjectState:
                 "first_time": self.first_time,
                 "last_month": self.last_month,
                 "months": {str(m): b for m, b in sorted(self.months.items())},
+                "late": {
+                    str(m): {str(d): n for d, n in sorted(days.items())}
+                    for m, days in sorted(self.late.items())
+                },
                 "bills": [self.bills_seen, self.bills_paid],
                 "unpaid": self.unpaid,
                 "unpaid_folded": self.unpaid_folded,
@@ -218,6 +271,7 @@ class SubjectState:
         state.last_month = data["last_month"]
         # Written by to_json only: the lists come back as lists of ints as they were.
         state.months = {int(m): b for m, b in data["months"].items()}
+        state.late = {int(m): {int(d): n for d, n in days.items()} for m, days in data["late"].items()}
         state.bills_seen, state.bills_paid = data["bills"]
         state.unpaid = data["unpaid"]
         state.unpaid_folded = data["unpaid_folded"]
@@ -240,40 +294,112 @@ class SubjectState:
         return f"SubjectState(record_count={self.record_count}, buckets={len(self.months)})"
 
 
-# -- applying records --------------------------------------------------------------
+# -- applying and taking out records ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Repairs:
+    """What ``unapply_record`` could not restore alone: the first record time, and
+    the identity facts whose winning report it took out. ``repair`` recomputes
+    them from the subject's remaining records."""
+
+    first_time: bool = False
+    identity: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return self.first_time or bool(self.identity)
+
+    def __or__(self, other: Repairs) -> Repairs:
+        return Repairs(self.first_time or other.first_time, self.identity | other.identity)
+
+
+NO_REPAIRS = Repairs()
+"""Nothing to repair."""
 
 
 def apply_record(state: SubjectState, record: _R.Record) -> None:
-    """Adds one record's effects to ``state``. Loan outcomes (and records without a
-    body) are ignored. Records may arrive in any order: the resulting state is the
-    same, except between identity reports with equal event times (the later applied
-    wins) and for facts already beyond the horizon when they arrive."""
+    """Adds one record's effects to ``state``. Loan outcomes, retractions (and
+    records without a body) are ignored. Records may arrive in any order: the
+    resulting state is the same, except between identity reports with equal
+    event times (the later applied wins) and for facts already beyond the
+    horizon when they arrive."""
+    _change(state, record, +1)
+
+
+def unapply_record(state: SubjectState, record: _R.Record) -> Repairs:
+    """Takes out the effects of ``record``, which must have been applied to
+    ``state`` (the service keeps the version it applied, and passes that). The
+    exact inverse of ``apply_record`` but for what the returned ``Repairs`` name:
+    hand those to ``repair`` with the subject's remaining records."""
+    return _change(state, record, -1)
+
+
+def advance_horizon(state: SubjectState, month: int) -> None:
+    """Moves the horizon anchor forward to ``month`` (never back), dropping what
+    falls beyond it, as applying a record of that month would."""
+    if state.last_month is None or month > state.last_month:
+        state.last_month = month
+        _prune(state)
+
+
+def repair(state: SubjectState, needs: Repairs, remaining: Iterable[_R.Record]) -> None:
+    """Recomputes what ``needs`` names from ``remaining``: every record still
+    applied to the subject (others are ignored: loan outcomes, retractions). The
+    first record time becomes their earliest event time; each named identity fact
+    the latest report of it (ties broken by record id, then producer order)."""
+    if not needs:
+        return
+    reports = [r for r in remaining if r.WhichOneof("body") not in (None, "loan_outcome")]
+    if needs.first_time:
+        times = [r.event_time.seconds for r in reports]
+        state.first_time = min(times) if times else None
+    if needs.identity:
+        for fact in needs.identity:
+            setattr(state, fact, None)
+        identity = [r for r in reports if r.WhichOneof("body") == "identity"]
+        identity.sort(key=lambda r: (r.event_time.seconds, r.record_id))
+        for r in identity:
+            _apply_identity(state, r.identity, r.event_time.seconds, needs.identity)
+
+
+def _change(state: SubjectState, record: _R.Record, sign: int) -> Repairs:
     body = record.WhichOneof("body")
     if body is None or body == "loan_outcome":
-        return
+        return NO_REPAIRS
     t = record.event_time.seconds
-    state.record_count += 1
-    if state.first_time is None or t < state.first_time:
-        state.first_time = t
     event_month = month_index(t)
-    if state.last_month is None or event_month > state.last_month:
-        state.last_month = event_month
-        _prune(state)
+    repairs = NO_REPAIRS
+    if sign > 0:
+        state.record_count += 1
+        if state.first_time is None or t < state.first_time:
+            state.first_time = t
+        advance_horizon(state, event_month)
+    else:
+        state.record_count -= 1
+        if state.record_count == 0:
+            state.first_time = None
+        elif t == state.first_time:
+            repairs = Repairs(first_time=True)
     if body == "bill":
-        _apply_bill(state, record.bill)
+        _change_bill(state, record.bill, sign)
     elif body == "order":
-        _apply_order(state, record.order, t)
+        _change_order(state, record.order, t, sign)
     elif body == "rating":
         rating = record.rating
         if rating.rated_role == _R.PARTY_ROLE_SELLER and 1 <= rating.stars <= 5:
-            bucket = _bucket(state, event_month)
+            bucket = _bucket(state, event_month, sign)
             if bucket is not None:
-                bucket[_RATING_SUM] += rating.stars
-                bucket[_RATING_COUNT] += 1
+                bucket[_RATING_SUM] += sign * rating.stars
+                bucket[_RATING_COUNT] += sign
+                _drop_if_empty(state, event_month, sign)
     elif body == "identity":
-        _apply_identity(state, record.identity, t)
+        if sign > 0:
+            _apply_identity(state, record.identity, t, IDENTITY_FACTS)
+        else:
+            repairs = repairs | _unapply_identity(state, record.identity, t)
     elif body == "external":
-        _apply_external(state, record.external, t, event_month)
+        _change_external(state, record.external, t, event_month, sign)
+    return repairs
 
 
 def _horizon(state: SubjectState) -> int:
@@ -282,22 +408,35 @@ def _horizon(state: SubjectState) -> int:
     return state.last_month - MONTHS_KEPT + 1
 
 
-def _bucket(state: SubjectState, month: int) -> list[int] | None:
-    """The bucket of ``month``, created on first use; None if it is beyond the horizon."""
+def _bucket(state: SubjectState, month: int, sign: int) -> list[int] | None:
+    """The bucket of ``month``; None if it is beyond the horizon (its records'
+    share went with it). Applying creates it on first use; taking out finds it
+    (it exists: it was made when the record was applied and is pruned only
+    beyond the horizon)."""
     bucket = state.months.get(month)
     if bucket is None:
-        if state.last_month is not None and month < _horizon(state):
+        if sign < 0 or (state.last_month is not None and month < _horizon(state)):
             return None
         bucket = state.months[month] = [0] * _FIELDS
     return bucket
 
 
+def _drop_if_empty(state: SubjectState, month: int, sign: int) -> None:
+    """After taking a record out: a bucket with nothing left goes, as if never made."""
+    if sign < 0:
+        bucket = state.months.get(month)
+        if bucket is not None and not any(bucket):
+            del state.months[month]
+
+
 def _prune(state: SubjectState) -> None:
-    """Drops what fell beyond the horizon: old buckets, old closed loans; folds old
-    unpaid bills into one amount."""
+    """Drops what fell beyond the horizon: old buckets and their late-bill
+    multisets; folds old unpaid bills into one amount. Loan accounts stay."""
     horizon = _horizon(state)
     for month in [m for m in state.months if m < horizon]:
         del state.months[month]
+    for month in [m for m in state.late if m < horizon]:
+        del state.late[month]
     if state.unpaid:
         keep = []
         for due, amount in state.unpaid:
@@ -306,75 +445,118 @@ def _prune(state: SubjectState) -> None:
             else:
                 keep.append([due, amount])
         state.unpaid = keep
-    for key in [k for k, (_, closed) in state.loans.items() if closed is not None and month_index(closed) < horizon]:
-        del state.loans[key]
 
 
-def _apply_bill(state: SubjectState, bill: _R.Bill) -> None:
-    state.bills_seen += 1
+def _change_bill(state: SubjectState, bill: _R.Bill, sign: int) -> None:
+    state.bills_seen += sign
     due = bill.due_time.seconds
     if not bill.HasField("paid_time"):
         outstanding = max(0, bill.amount_due.minor_units - bill.amount_paid.minor_units)
-        if month_index(due) < _horizon(state):
-            state.unpaid_folded += outstanding
-        else:
+        if state.last_month is not None and month_index(due) < _horizon(state):
+            state.unpaid_folded += sign * outstanding
+        elif sign > 0:
             insort(state.unpaid, [due, outstanding])  # sorted: the state does not depend on arrival order
+        else:
+            del state.unpaid[bisect_left(state.unpaid, [due, outstanding])]
         return
     paid = bill.paid_time.seconds
-    state.bills_paid += 1
-    bucket = _bucket(state, month_index(due))
+    state.bills_paid += sign
+    due_month = month_index(due)
+    bucket = _bucket(state, due_month, sign)
     if bucket is not None:
         late = _days_late(due, paid)
-        bucket[_BILLS_DUE] += 1
+        bucket[_BILLS_DUE] += sign
         if late == 0:
-            bucket[_BILLS_ON_TIME] += 1
-        elif late > bucket[_BILLS_WORST_LATE]:
-            bucket[_BILLS_WORST_LATE] = late
+            bucket[_BILLS_ON_TIME] += sign
+        else:
+            days = state.late.setdefault(due_month, {})
+            count = days.get(late, 0) + sign
+            if count:
+                days[late] = count
+            else:
+                del days[late]
+            if not days:
+                del state.late[due_month]
+            bucket[_BILLS_WORST_LATE] = max(days, default=0)
+        _drop_if_empty(state, due_month, sign)
     if bill.category in _UTILITY_TELECOM:
-        paid_bucket = _bucket(state, month_index(paid))
+        paid_month = month_index(paid)
+        paid_bucket = _bucket(state, paid_month, sign)
         if paid_bucket is not None:
-            paid_bucket[_UT_PAID] += 1
+            paid_bucket[_UT_PAID] += sign
+            _drop_if_empty(state, paid_month, sign)
 
 
-def _apply_order(state: SubjectState, order: _R.Order, t: int) -> None:
+def _change_order(state: SubjectState, order: _R.Order, t: int, sign: int) -> None:
     placed = order.placed_time.seconds if order.HasField("placed_time") else t
     outcome = order.outcome
+    month = month_index(placed)
     if order.role == _R.PARTY_ROLE_BUYER:
-        state.buyer_orders += 1
-        bucket = _bucket(state, month_index(placed))
+        state.buyer_orders += sign
+        bucket = _bucket(state, month, sign)
         if bucket is None:
             return
-        bucket[_BUY_ORDERS] += 1
+        bucket[_BUY_ORDERS] += sign
         if outcome == _R.ORDER_OUTCOME_COMPLETED:
-            bucket[_BUY_COMPLETED] += 1
+            bucket[_BUY_COMPLETED] += sign
         elif outcome in _BUYER_BAD:
-            bucket[_BUY_BAD] += 1
+            bucket[_BUY_BAD] += sign
     elif order.role == _R.PARTY_ROLE_SELLER:
-        state.seller_orders += 1
-        bucket = _bucket(state, month_index(placed))
+        state.seller_orders += sign
+        bucket = _bucket(state, month, sign)
         if bucket is None:
             return
-        bucket[_SELL_ORDERS] += 1
+        bucket[_SELL_ORDERS] += sign
         if outcome not in _SELLER_NOT_EXPECTED:
-            bucket[_SELL_EXPECTED] += 1
+            bucket[_SELL_EXPECTED] += sign
             if order.HasField("fulfilment_time"):
-                bucket[_SELL_FULFILLED] += 1
+                bucket[_SELL_FULFILLED] += sign
         if outcome in _SELLER_DISPUTED:
-            bucket[_SELL_DISPUTED] += 1
+            bucket[_SELL_DISPUTED] += sign
+    else:
+        return
+    _drop_if_empty(state, month, sign)
 
 
-def _apply_identity(state: SubjectState, identity: _R.IdentityTenure, t: int) -> None:
-    """Each fact set in the record replaces an older report of it (by event time)."""
-    if identity.HasField("residence_since_time") and (state.residence is None or t >= state.residence[1]):
-        state.residence = [identity.residence_since_time.seconds, t]
-    if identity.HasField("phone_since_time") and (state.phone is None or t >= state.phone[1]):
-        state.phone = [identity.phone_since_time.seconds, t]
-    if identity.HasField("identity_verified") and (state.verified is None or t >= state.verified[1]):
-        state.verified = [int(identity.identity_verified), t]
+def _identity_reports(identity: _R.IdentityTenure) -> dict[str, int]:
+    """The facts one identity record reports, by name."""
+    out: dict[str, int] = {}
+    if identity.HasField("residence_since_time"):
+        out["residence"] = identity.residence_since_time.seconds
+    if identity.HasField("phone_since_time"):
+        out["phone"] = identity.phone_since_time.seconds
+    if identity.HasField("identity_verified"):
+        out["verified"] = int(identity.identity_verified)
+    return out
 
 
-def _apply_external(state: SubjectState, ext: _R.ExternalRecord, t: int, event_month: int) -> None:
-    state.external_seen += 1
+def _apply_identity(
+    state: SubjectState, identity: _R.IdentityTenure, t: int, facts: Iterable[str]
+) -> None:
+    """Each of ``facts`` set in the record replaces an older report of it (by event time)."""
+    reported = _identity_reports(identity)
+    for fact in facts:
+        value = reported.get(fact)
+        if value is None:
+            continue
+        known: list[int] | None = getattr(state, fact)
+        if known is None or t >= known[1]:
+            setattr(state, fact, [value, t])
+
+
+def _unapply_identity(state: SubjectState, identity: _R.IdentityTenure, t: int) -> Repairs:
+    """Taking out a report that lost changes nothing; taking out the winning one
+    needs the runner-up, which only the remaining records know."""
+    stale = frozenset(
+        fact for fact, value in _identity_reports(identity).items() if getattr(state, fact) == [value, t]
+    )
+    return Repairs(identity=stale) if stale else NO_REPAIRS
+
+
+def _change_external(
+    state: SubjectState, ext: _R.ExternalRecord, t: int, event_month: int, sign: int
+) -> None:
+    state.external_seen += sign
     kind = ext.kind
     if kind == _R.EXTERNAL_KIND_LOAN_ACCOUNT:
         opened = ext.open_time.seconds if ext.HasField("open_time") else t
@@ -383,15 +565,19 @@ def _apply_external(state: SubjectState, ext: _R.ExternalRecord, t: int, event_m
             closed = ext.close_time.seconds
         elif ext.status in _LOAN_CLOSED:
             closed = t
-        if closed is not None and month_index(closed) < _horizon(state):
-            state.loans.pop(_loan_key(ext, opened), None)
-            return
         key = _loan_key(ext, opened)
-        known = state.loans.get(key)
-        if known is None:
-            state.loans[key] = [opened, closed]
-        elif closed is not None and (known[1] is None or closed < known[1]):
-            known[1] = closed
+        if sign > 0:
+            loan = state.loans.setdefault(key, [opened, 0, []])
+            loan[1] += 1
+            if closed is not None:
+                insort(loan[2], closed)
+            return
+        loan = state.loans[key]
+        loan[1] -= 1
+        if closed is not None:
+            del loan[2][bisect_left(loan[2], closed)]
+        if loan[1] == 0:
+            del state.loans[key]
         return
     if kind == _R.EXTERNAL_KIND_REPAYMENT:
         status = ext.status
@@ -406,9 +592,10 @@ def _apply_external(state: SubjectState, ext: _R.ExternalRecord, t: int, event_m
         if found is None:
             return
         field = found
-    bucket = _bucket(state, event_month)
+    bucket = _bucket(state, event_month, sign)
     if bucket is not None:
-        bucket[field] += 1
+        bucket[field] += sign
+        _drop_if_empty(state, event_month, sign)
 
 
 def _loan_key(ext: _R.ExternalRecord, opened: int) -> str:
@@ -474,8 +661,8 @@ def feature_values(state: SubjectState, as_of_seconds: int) -> list[float | None
     has_external = state.external_seen > 0
     open_loans = sum(
         1
-        for opened, closed in state.loans.values()
-        if opened is not None and opened <= now and (closed is None or closed > now)
+        for opened, _, closes in state.loans.values()
+        if opened <= now and (not closes or closes[0] > now)
     )
     repayments = repaid_on_time + repaid_late
 

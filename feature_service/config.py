@@ -13,6 +13,11 @@ __all__ = ["Settings"]
 class Settings:
     server: ServerSettings = field(default_factory=lambda: ServerSettings(port=50053))
     database_url: str = env_field("DATABASE_URL", "sqlite:///var/feature.db")
+    auto_migrate: bool = env_field(
+        "AUTO_MIGRATE",
+        True,
+        help="migrate the database to this build's schema on start; false: only check it is there",
+    )
     clock_skew_seconds: float = env_field(
         "FEATURE_CLOCK_SKEW_SECONDS",
         60.0,

@@ -1,4 +1,5 @@
-"""The feature service's use cases: apply records exactly once, read a vector.
+"""The feature service's use cases: apply each version of a record exactly once,
+read a vector.
 
 ``FeatureBook`` joins the feature engine (``aggregates``) and the store: it is what
 the servicer calls, and it knows neither gRPC nor SQL.
@@ -15,8 +16,8 @@ from creditscore.catalog import FEATURE_NAMES
 from creditscore.records.v1 import records_pb2
 from creditscore.runtime import utcnow
 
-from .aggregates import apply_record, feature_vector
-from .store import FeatureStore, RecordKey
+from .aggregates import NO_REPAIRS, Repairs, apply_record, feature_vector, repair, unapply_record
+from .store import AppliedVersion, FeatureStore, RecordKey
 
 __all__ = ["ApplyResult", "FeatureBook", "SubjectVector"]
 
@@ -25,8 +26,13 @@ __all__ = ["ApplyResult", "FeatureBook", "SubjectVector"]
 class ApplyResult:
     """What one ``FeatureBook.apply`` did."""
 
-    applied: int  # records applied now
-    duplicates: int  # records applied before (or twice in the batch), ignored
+    applied: int  # versions applied now: new records, corrections, retractions
+    duplicates: int  # versions applied before (or superseded in the batch), ignored
+
+
+def _feeds_features(record: records_pb2.Record) -> bool:
+    """A version that counts: it has a body, and is not a loan outcome (a label)."""
+    return not record.retracted and record.WhichOneof("body") not in (None, "loan_outcome")
 
 
 @dataclass(frozen=True)
@@ -65,24 +71,64 @@ class FeatureBook:
         return self._clock() + self._clock_skew
 
     async def apply(self, envelopes: Sequence[tuple[str, records_pb2.Record]]) -> ApplyResult:
-        """Applies ``(producer_id, record)`` pairs (already validated) that were not
-        applied before; idempotent per (producer_id, record_id). All or nothing:
-        the dedupe rows and the aggregates commit in one transaction."""
+        """Applies ``(producer_id, record)`` pairs (already validated), each version
+        once: idempotent per (producer_id, record_id, revision).
+
+        A record never seen is applied. A higher revision than the one applied
+        replaces it: the applied version (kept by the store) is taken out of the
+        aggregates and the new one put in; a retraction only takes out. A revision
+        not higher than the one applied is a duplicate, so deliveries may come in
+        any order and any number of times. Within one request only the highest
+        revision of a record counts. All or nothing: the version rows and the
+        aggregates commit in one transaction."""
         unique: dict[RecordKey, records_pb2.Record] = {}
         for producer_id, record in envelopes:
-            unique.setdefault((producer_id, record.record_id), record)
+            key = (producer_id, record.record_id)
+            held = unique.get(key)
+            if held is None or record.revision > held.revision:
+                unique[key] = record
+        incoming = {
+            key: AppliedVersion(
+                record.subject_id,
+                record.revision,
+                record.SerializeToString(deterministic=True) if _feeds_features(record) else None,
+            )
+            for key, record in unique.items()
+        }
         async with self._lock:
             now = self._clock()
             async with self._store.batch() as batch:
-                claimed = await batch.claim({key: r.subject_id for key, r in unique.items()}, now)
-                fresh = [record for key, record in unique.items() if key in claimed]
-                # Loan outcomes are claimed (so they count once) but never feed features.
-                effective = [r for r in fresh if r.WhichOneof("body") != "loan_outcome"]
-                states = await batch.lock_states([r.subject_id for r in effective], now)
-                for record in effective:
-                    apply_record(states[record.subject_id], record)
+                before = await batch.claim(incoming, now)
+                changes: list[tuple[AppliedVersion | None, records_pb2.Record]] = []
+                newer: dict[RecordKey, AppliedVersion] = {}
+                for key, record in unique.items():
+                    prior = before[key]
+                    if prior is None:
+                        changes.append((None, record))
+                    elif record.revision > prior.revision:
+                        changes.append((prior, record))
+                        newer[key] = incoming[key]
+                await batch.replace(newer, now)
+                subjects = {record.subject_id for prior, record in changes if _feeds_features(record)}
+                subjects |= {prior.subject_id for prior, _ in changes if prior is not None and prior.payload}
+                states = await batch.lock_states(sorted(subjects), now)
+                needs: dict[str, Repairs] = {}
+                for prior, record in changes:
+                    if prior is not None and prior.payload is not None:
+                        old = records_pb2.Record.FromString(prior.payload)
+                        found = unapply_record(states[prior.subject_id], old)
+                        needs[prior.subject_id] = needs.get(prior.subject_id, NO_REPAIRS) | found
+                    if _feeds_features(record):
+                        apply_record(states[record.subject_id], record)
+                for subject_id, need in needs.items():
+                    if need:
+                        remaining = [
+                            records_pb2.Record.FromString(payload)
+                            for payload in await batch.feeding_payloads(subject_id)
+                        ]
+                        repair(states[subject_id], need, remaining)
                 await batch.save_states(states, now)
-        return ApplyResult(applied=len(fresh), duplicates=len(envelopes) - len(fresh))
+        return ApplyResult(applied=len(changes), duplicates=len(envelopes) - len(changes))
 
     async def vector(self, subject_id: str, as_of: datetime | None = None) -> SubjectVector:
         """The subject's features as of ``as_of`` (now when None). A subject with no

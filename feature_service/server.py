@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
 from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
-from creditscore.runtime import RegisteredService, ServerHandle, create_server, make_engine
+from creditscore.runtime import RegisteredService, ServerHandle, create_server, make_engine, prepare_schema
 
 from .config import Settings
 from .features import FeatureBook
+from .migrations import MIGRATIONS
 from .servicer import FeatureServicer
 from .store import FeatureStore
 
@@ -19,13 +21,19 @@ __all__ = ["DOMAIN", "build_server"]
 DOMAIN = "feature.creditscore"
 
 
-async def build_server(settings: Settings, *, tracer_provider: TracerProvider | None = None) -> ServerHandle:
+async def build_server(
+    settings: Settings,
+    *,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+) -> ServerHandle:
     """The FeatureService on ``settings.server`` over ``settings.database_url``
-    (schema created if missing); not started. Stopping it disposes the engine."""
+    (migrated to this build's schema, or checked, per ``settings.auto_migrate``);
+    not started. Stopping it disposes the engine."""
     engine = make_engine(settings.database_url)
     try:
         store = FeatureStore(engine)
-        await store.create_schema()
+        await prepare_schema(engine, MIGRATIONS, auto_migrate=settings.auto_migrate)
         book = FeatureBook(store, clock_skew=timedelta(seconds=settings.clock_skew_seconds))
         handle = create_server(
             [
@@ -38,6 +46,7 @@ async def build_server(settings: Settings, *, tracer_provider: TracerProvider | 
             settings.server,
             domain=DOMAIN,
             tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
         )
     except BaseException:
         await engine.dispose()

@@ -1,14 +1,21 @@
-"""The feature service's tables: which records were applied, and each subject's
-aggregates. Raw records are never kept here (the ingest service owns them).
+"""The feature service's tables: which version of each record was applied, and
+each subject's aggregates.
 
-- ``applied_records`` (producer_id, record_id) -> subject: the idempotency keys.
+- ``applied_records`` (producer_id, record_id) -> subject, the revision applied,
+  and that version's serialization while it feeds features (NULL for a
+  retraction or a loan outcome). These rows are the idempotency keys, and the
+  version kept is what a later correction takes out of the aggregates: the one
+  this service applied, whatever order deliveries come in. (The ingest service
+  owns the records; this is the copy the aggregates are made of, and goes with
+  them.)
 - ``subject_features`` subject -> state JSON (``SubjectState``), record count.
 
 A batch of records is applied in one transaction (``FeatureStore.batch``): its
-dedupe rows and its state changes commit together, so a batch redelivered after a
-crash applies nothing twice and loses nothing. On PostgreSQL the state rows are
-locked (``SELECT ... FOR UPDATE``) so that replicas applying at once do not lose
-each other's updates; SQLite serializes writers on its database lock.
+version rows and its state changes commit together, so a batch redelivered after
+a crash applies nothing twice and loses nothing. On PostgreSQL the version rows
+and then the state rows are locked (``SELECT ... FOR UPDATE``, each in key order)
+so that replicas applying at once do not lose each other's updates; SQLite
+serializes writers on its database lock.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from datetime import datetime
 from sqlalchemy import (
     BigInteger,
     Column,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -37,6 +45,7 @@ from .aggregates import SubjectState
 
 __all__ = [
     "MAX_ID_LENGTH",
+    "AppliedVersion",
     "FeatureStore",
     "RecordKey",
     "StoreBatch",
@@ -58,6 +67,9 @@ applied_records = Table(
     Column("record_id", String(MAX_ID_LENGTH), primary_key=True),
     Column("subject_id", String(MAX_ID_LENGTH), nullable=False, index=True),
     Column("applied_time", UtcDateTime(), nullable=False),
+    Column("revision", BigInteger, nullable=False),  # Record.revision applied
+    # The applied version (deterministic serialization) while it feeds features.
+    Column("payload", LargeBinary, nullable=True),
 )
 
 subject_features = Table(
@@ -71,6 +83,19 @@ subject_features = Table(
 
 #: (producer_id, record_id): the idempotency key of a record.
 RecordKey = tuple[str, str]
+
+# Keys per ``IN (...)`` list: well below every driver's bound-parameter limit.
+_IN_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class AppliedVersion:
+    """A version of a record: its subject, revision, and serialization when it
+    feeds features (None for a retraction or a loan outcome)."""
+
+    subject_id: str
+    revision: int
+    payload: bytes | None
 
 
 @dataclass(frozen=True)
@@ -118,25 +143,99 @@ class StoreBatch:
         self._conn = conn
         self._dialect = conn.dialect.name
 
-    async def claim(self, records: Mapping[RecordKey, str], now: datetime) -> set[RecordKey]:
-        """Inserts a dedupe row per record key (-> subject id) not seen before and
-        returns the keys inserted now: the records to apply. A key another
-        transaction is inserting waits for it to finish (PostgreSQL) or for the
-        database lock (SQLite), so a record is claimed once."""
-        if not records:
-            return set()
-        rows = [
-            {"producer_id": p, "record_id": r, "subject_id": records[(p, r)], "applied_time": now}
-            for p, r in sorted(records)  # a fixed order: no deadlock between concurrent batches
-        ]
+    async def claim(
+        self, versions: Mapping[RecordKey, AppliedVersion], now: datetime
+    ) -> dict[RecordKey, AppliedVersion | None]:
+        """Records ``versions`` whose key was never seen (their rows inserted now,
+        mapped to None: apply them), and returns for every other key the version
+        applied before, locked until the transaction ends: the caller compares
+        revisions and ``replace``s the older ones. A key another transaction is
+        inserting waits for it to finish (PostgreSQL) or for the database lock
+        (SQLite), and is then seen as applied before."""
+        if not versions:
+            return {}
+        keys = sorted(versions)  # a fixed order: no deadlock between concurrent batches
         table = applied_records
         stmt = (
             dialect_insert(self._dialect, table)
             .on_conflict_do_nothing(index_elements=[table.c.producer_id, table.c.record_id])
             .returning(table.c.producer_id, table.c.record_id)
         )
-        result = await self._conn.execute(stmt, rows)
-        return {(row.producer_id, row.record_id) for row in result}
+        rows = [
+            {
+                "producer_id": p,
+                "record_id": r,
+                "subject_id": versions[(p, r)].subject_id,
+                "applied_time": now,
+                "revision": versions[(p, r)].revision,
+                "payload": versions[(p, r)].payload,
+            }
+            for p, r in keys
+        ]
+        fresh = {(row.producer_id, row.record_id) for row in await self._conn.execute(stmt, rows)}
+        out: dict[RecordKey, AppliedVersion | None] = dict.fromkeys(fresh)
+        seen = [key for key in keys if key not in fresh]
+        for start in range(0, len(seen), _IN_CHUNK):
+            part = seen[start:start + _IN_CHUNK]
+            by_producer: dict[str, list[str]] = {}
+            for producer_id, record_id in part:
+                by_producer.setdefault(producer_id, []).append(record_id)
+            for producer_id, record_ids in by_producer.items():
+                query = (
+                    select(table.c.record_id, table.c.subject_id, table.c.revision, table.c.payload)
+                    .where(table.c.producer_id == producer_id, table.c.record_id.in_(record_ids))
+                    .order_by(table.c.record_id)
+                    .with_for_update()
+                )
+                for row in await self._conn.execute(query):
+                    payload = None if row.payload is None else bytes(row.payload)
+                    out[(producer_id, row.record_id)] = AppliedVersion(
+                        row.subject_id, int(row.revision), payload
+                    )
+        return out
+
+    async def replace(self, versions: Mapping[RecordKey, AppliedVersion], now: datetime) -> None:
+        """Records newer versions of keys ``claim`` returned as applied before."""
+        if not versions:
+            return
+        table = applied_records
+        stmt = (
+            update(table)
+            .where(table.c.producer_id == bindparam("b_producer_id"), table.c.record_id == bindparam("b_record_id"))
+            .values(
+                subject_id=bindparam("b_subject_id"),
+                revision=bindparam("b_revision", type_=BigInteger),
+                payload=bindparam("b_payload", type_=LargeBinary),
+                applied_time=bindparam("b_applied_time", type_=UtcDateTime),
+            )
+        )
+        await self._conn.execute(
+            stmt,
+            [
+                {
+                    "b_producer_id": p,
+                    "b_record_id": r,
+                    "b_subject_id": v.subject_id,
+                    "b_revision": v.revision,
+                    "b_payload": v.payload,
+                    "b_applied_time": now,
+                }
+                for (p, r), v in sorted(versions.items())
+            ],
+        )
+
+    async def feeding_payloads(self, subject_id: str) -> list[bytes]:
+        """The serialized versions that feed the subject's features now (this
+        transaction's changes included): what ``aggregates.repair`` recomputes
+        from. Reads the subject's whole history, so only a correction of its
+        earliest record or latest identity report asks."""
+        table = applied_records
+        query = (
+            select(table.c.payload)
+            .where(table.c.subject_id == subject_id, table.c.payload.is_not(None))
+            .order_by(table.c.producer_id, table.c.record_id)
+        )
+        return [bytes(row.payload) for row in await self._conn.execute(query)]
 
     async def lock_states(self, subject_ids: Sequence[str], now: datetime) -> dict[str, SubjectState]:
         """The current aggregates of ``subject_ids`` (new subjects get an empty

@@ -61,6 +61,12 @@ def _check_money(v: Violations, message: object, field_name: str, path: str) -> 
 
 def _check_body(v: Violations, record: _R.Record, path: str) -> None:
     body = record.WhichOneof("body")
+    v.check(record.revision >= 0, f"{path}.revision", "must not be negative")
+    if record.retracted:
+        # A retraction takes the applied version out; it carries nothing to apply.
+        v.check(record.revision >= 1, f"{path}.revision", "must be at least 1 on a retraction")
+        v.check(body is None, f"{path}.{body}", "must not be set on a retraction")
+        return
     if body is None:
         v.add(f"{path}.body", "must be set: one of order, rating, bill, identity, external, loan_outcome")
         return

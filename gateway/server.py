@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
 from creditscore.consent.v1 import consent_pb2_grpc
@@ -18,7 +19,10 @@ __all__ = ["build_server"]
 
 
 async def build_server(
-    settings: Settings, *, tracer_provider: TracerProvider | None = None
+    settings: Settings,
+    *,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
 ) -> ServerHandle:
     channels = [
         create_channel(addr, settings.channel, tracer_provider=tracer_provider)
@@ -46,6 +50,7 @@ async def build_server(
         settings.server,
         domain="gateway.creditscore",
         tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
     )
     for channel in channels:
         handle.on_stop.append(channel.close)

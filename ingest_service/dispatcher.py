@@ -1,11 +1,13 @@
 """The outbox dispatcher: hands accepted records to the feature service.
 
-A background task. Each round it claims up to ``batch_size`` due outbox rows in id
-order (leasing them, so a second replica skips them and a crashed one's rows come
-due again), loads their records and sends them in one ``ApplyRecords`` call with
-``request_id = "outbox-<first id>-<last id>"``. Delivered rows are deleted; on a
-failure every row of the batch is retried later with exponential backoff (0.1 s,
-doubling, at most 30 s) and the error is kept in ``last_error``.
+A background task. Each round it claims due outbox rows in id order, holding up
+to ``batch_size`` records (whole rows: a row is one ingested batch, so at least
+one row, at most 1000 records), leasing them so that a second replica skips them
+and a crashed one's rows come due again; it loads their records' current
+versions and sends them in one ``ApplyRecords`` call with
+``request_id = "outbox-<first row id>-<last row id>"``. Delivered rows are
+deleted; on a failure every row of the call is retried later with exponential
+backoff (0.1 s, doubling, at most 30 s) and the error is kept in ``last_error``.
 
 It wakes at once when a batch is accepted (``notify``), and otherwise polls every
 ``poll_seconds`` (sooner when a backed-off row comes due). Delivery is at least
@@ -46,7 +48,7 @@ class FeatureSink(Protocol):
 
 @dataclass(frozen=True)
 class DispatchResult:
-    """What one round did: rows claimed, rows delivered, and the error if it failed."""
+    """What one round did: records claimed, records delivered, and the error if it failed."""
 
     claimed: int
     delivered: int
@@ -163,8 +165,8 @@ class Dispatcher:
             self._wake.clear()
             try:
                 result = await self.run_once()
-                if result.error is None and result.claimed >= self._batch_size:
-                    continue  # a full batch: more may be due right now
+                if result.error is None and result.claimed > 0:
+                    continue  # delivered: more may be due right now
                 wait = await self._idle_wait()
             except asyncio.CancelledError:
                 raise

@@ -1,16 +1,29 @@
-"""Ingesting a batch of records, and listing a subject's records.
+"""Ingesting batches and streams of records, and listing a subject's records.
 
-The steps of one batch, each answering every record on its own:
+The steps of one batch (or one chunk of a stream), each answering every record
+on its own:
 
 1. the batch itself must be well formed, or the whole call is INVALID_ARGUMENT;
 2. each record is validated (REJECTED ``INVALID_RECORD`` with its violations);
-3. a record id seen earlier in the batch is judged against its first occurrence;
+3. a record id seen earlier in the batch is judged against the versions sent
+   before it: the same content is a DUPLICATE, the same revision with other
+   content ``CONFLICTING_DUPLICATE``, another revision a later version, stored
+   after the earlier one (in a later "round" of the same transaction);
 4. consent is checked for each (subject, source) in one call per purpose
-   (REJECTED ``CONSENT_REQUIRED``); if the consent service cannot answer,
-   the call fails and nothing is stored;
-5. the rest is stored idempotently in one transaction with its outbox rows:
-   ACCEPTED, DUPLICATE (same content stored before) or REJECTED
-   ``CONFLICTING_DUPLICATE`` (different content under the same id).
+   (REJECTED ``CONSENT_REQUIRED``); retractions need none, they only take data
+   away. If the consent service cannot answer, the call fails and nothing of the
+   batch is stored;
+5. the rest is stored in one transaction with its outbox rows (see
+   ``revisions``): ACCEPTED (new, or a correction or retraction that replaced
+   the stored version), DUPLICATE (same revision and content stored before), or
+   REJECTED ``CONFLICTING_DUPLICATE``, ``STALE_REVISION`` or
+   ``INVALID_CORRECTION``.
+
+A stream is a sequence of such batches ("chunks") from one producer, each
+committed before the next is read, answered at the end with every record's
+result indexed from the start of the stream. Its limits (records per stream,
+the size of the reply) are checked before a chunk is touched, so a stream that
+ends early keeps exactly the chunks it reports as committed.
 
 No gRPC here: consent is reached through the ``ConsentChecker`` protocol.
 """
@@ -21,9 +34,9 @@ import asyncio
 import enum
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from creditscore.common.v1 import common_pb2
@@ -32,6 +45,7 @@ from creditscore.runtime import (
     DomainError,
     FieldViolation,
     InvalidArgument,
+    ResourceExhausted,
     Violations,
     check_subject_id,
     decode_page_token,
@@ -39,17 +53,32 @@ from creditscore.runtime import (
     utcnow,
 )
 
-from .store import NewRecord, RecordPosition, RecordStore, StoreOutcome
-from .validation import source_of, validate_batch, validate_record
+from .revisions import NewRecord, StoreOutcome, feeds_features
+from .store import RecordPosition, RecordStore
+from .validation import (
+    MAX_RECORD_ID_LENGTH,
+    source_of,
+    validate_batch,
+    validate_record,
+)
 
 __all__ = [
+    "CONFLICTING_DUPLICATE",
+    "CONSENT_REQUIRED",
+    "INVALID_CORRECTION",
+    "INVALID_RECORD",
+    "MAX_RESULT_BYTES",
+    "MAX_STREAM_RECORDS",
+    "STALE_REVISION",
     "BatchOutcome",
+    "Chunk",
     "ConsentChecker",
     "Ingestor",
     "RecordOutcome",
     "RecordPage",
     "Status",
     "StoredRecordView",
+    "StreamOutcome",
     "content_hash",
     "serialize",
 ]
@@ -61,9 +90,19 @@ MAX_PAGE_SIZE = 500
 DEFAULT_EXPORT_CHUNK = 500
 MAX_EXPORT_CHUNK = 1000  # one CheckConsents call answers at most 1000 pairs
 
+MAX_STREAM_RECORDS = 100_000
+"""Most records one IngestRecordStream may carry (its reply answers every one)."""
+
+MAX_RESULT_BYTES = 4096
+"""An upper bound on one record's result in a reply (record id cut to 128
+characters, at most a few dozen field violations with this service's own
+texts): a stream reads a chunk only if the reply still has room for its worst case."""
+
 INVALID_RECORD = "INVALID_RECORD"
 CONSENT_REQUIRED = "CONSENT_REQUIRED"
 CONFLICTING_DUPLICATE = "CONFLICTING_DUPLICATE"
+STALE_REVISION = "STALE_REVISION"
+INVALID_CORRECTION = "INVALID_CORRECTION"
 
 
 class ConsentChecker(Protocol):
@@ -107,6 +146,22 @@ class BatchOutcome:
 
 
 @dataclass(frozen=True)
+class StreamOutcome(BatchOutcome):
+    """The answers for a whole stream, indexed from its first record."""
+
+    chunks: int = 0
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One message of a stream, as the servicer hands it over."""
+
+    request_id: str
+    producer_id: str
+    records: Sequence[records_pb2.Record]
+
+
+@dataclass(frozen=True)
 class StoredRecordView:
     """One stored record for ListRecords."""
 
@@ -142,14 +197,17 @@ def content_hash(payload: bytes) -> bytes:
 
 @dataclass
 class _Entry:
-    """A valid record on its way through the batch."""
+    """A valid record on its way through the batch: one version of one record id."""
 
     index: int
     record: records_pb2.Record
     source: int
     payload: bytes
     digest: bytes
+    round: int
+    """0 for the first version of its id in the batch, 1 for the next, ..."""
     followers: list[int] = field(default_factory=list)
+    """Later indexes of the batch with exactly this content."""
 
 
 def _purpose_of(source: int) -> int:
@@ -157,6 +215,58 @@ def _purpose_of(source: int) -> int:
     if source == common_pb2.DATA_SOURCE_OUTCOMES:
         return common_pb2.PURPOSE_MODEL_DEVELOPMENT
     return common_pb2.PURPOSE_CREDIT_SCORING
+
+
+def _echo_id(record_id: str) -> str:
+    """The record id as a result echoes it: at most 128 characters, so that an
+    oversized id cannot make the reply oversized."""
+    return record_id[:MAX_RECORD_ID_LENGTH]
+
+
+def _text_bytes(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
+
+
+def result_bytes(outcome: RecordOutcome) -> int:
+    """An upper bound on the encoded size of one record's result."""
+    size = 24 + _text_bytes(outcome.record_id) + len(outcome.reason)
+    for v in outcome.violations:
+        size += 12 + _text_bytes(v.field) + _text_bytes(v.description)
+    return size
+
+
+# What a store verdict means for the producer: (status, reason, violation).
+_VERDICTS: dict[StoreOutcome, tuple[Status, str, FieldViolation | None]] = {
+    StoreOutcome.INSERTED: (Status.ACCEPTED, "", None),
+    StoreOutcome.REPLACED: (Status.ACCEPTED, "", None),
+    StoreOutcome.SAME_CONTENT: (Status.DUPLICATE, "", None),
+    StoreOutcome.OTHER_CONTENT: (
+        Status.REJECTED,
+        CONFLICTING_DUPLICATE,
+        FieldViolation("record_id", "stored earlier with the same revision and different content"),
+    ),
+    StoreOutcome.STALE_REVISION: (
+        Status.REJECTED,
+        STALE_REVISION,
+        FieldViolation("revision", "a higher revision of this record is stored"),
+    ),
+    StoreOutcome.SUBJECT_CHANGED: (
+        Status.REJECTED,
+        INVALID_CORRECTION,
+        FieldViolation(
+            "subject_id",
+            "a correction must keep the subject of the stored record; retract it and send a new record",
+        ),
+    ),
+    StoreOutcome.KIND_CHANGED: (
+        Status.REJECTED,
+        INVALID_CORRECTION,
+        FieldViolation(
+            "body",
+            "a correction must keep the kind of record stored; retract it and send a new record",
+        ),
+    ),
+}
 
 
 class Ingestor:
@@ -186,8 +296,10 @@ class Ingestor:
         batch: Sequence[records_pb2.Record],
         *,
         consent_timeout: float,
+        first_index: int = 0,
     ) -> BatchOutcome:
-        """Ingests one batch; see the module docstring for the steps.
+        """Ingests one batch; see the module docstring for the steps. Results are
+        indexed from ``first_index`` (a chunk's place in its stream).
 
         Raises ``InvalidArgument`` for a malformed batch and ``Unavailable`` (from
         the consent checker) when consent cannot be checked; nothing is stored then.
@@ -198,62 +310,61 @@ class Ingestor:
         now = self._clock()
 
         results: list[RecordOutcome | None] = [None] * len(batch)
-        firsts: dict[str, _Entry] = {}
+        versions: dict[str, list[_Entry]] = {}
+        entries: list[_Entry] = []
         for index, record in enumerate(batch):
             violations = validate_record(record, now)
             if violations:
                 results[index] = RecordOutcome(
-                    index, record.record_id, Status.REJECTED, INVALID_RECORD, tuple(violations)
+                    index, _echo_id(record.record_id), Status.REJECTED, INVALID_RECORD,
+                    tuple(violations),
                 )
                 continue
             payload = serialize(record)
             digest = content_hash(payload)
-            first = firsts.get(record.record_id)
-            if first is None:
-                firsts[record.record_id] = _Entry(index, record, source_of(record), payload, digest)
-            elif first.digest == digest:
-                first.followers.append(index)
-            else:
-                why = f"sent with different content at index {first.index} of this batch"
+            earlier = versions.get(record.record_id)
+            if earlier is None:
+                entry = _Entry(index, record, source_of(record), payload, digest, 0)
+                versions[record.record_id] = [entry]
+                entries.append(entry)
+                continue
+            same = next((e for e in earlier if e.digest == digest), None)
+            if same is not None:
+                same.followers.append(index)
+                continue
+            clash = next((e for e in earlier if e.record.revision == record.revision), None)
+            if clash is not None:
+                why = f"sent with the same revision and different content at index {clash.index} of this batch"
                 results[index] = _conflict(index, record.record_id, why)
+                continue
+            entry = _Entry(index, record, source_of(record), payload, digest, len(earlier))
+            earlier.append(entry)
+            entries.append(entry)
 
-        entries = list(firsts.values())
         granted = await self._check_consent(entries, consent_timeout)
-        to_store: list[_Entry] = []
+        rounds: list[list[_Entry]] = []
         for entry, ok in zip(entries, granted, strict=True):
             if not ok:
                 results[entry.index] = RecordOutcome(
                     entry.index, entry.record.record_id, Status.REJECTED, CONSENT_REQUIRED
                 )
-            else:
-                to_store.append(entry)
+                continue
+            while len(rounds) <= entry.round:
+                rounds.append([])
+            rounds[entry.round].append(entry)
 
-        stored, queued = await self._store.store_batch(
-            producer_id,
-            [
-                NewRecord(
-                    record_id=e.record.record_id,
-                    subject_id=e.record.subject_id,
-                    source=e.source,
-                    event_time=e.record.event_time.ToDatetime(tzinfo=UTC),
-                    payload=e.payload,
-                    content_hash=e.digest,
-                    enqueue=e.source != common_pb2.DATA_SOURCE_OUTCOMES,
-                )
-                for e in to_store
-            ],
-            now,
+        verdicts, queued = await self._store.store_rounds(
+            producer_id, [[_new_record(e) for e in round_] for round_ in rounds], now
         )
-        for entry in to_store:
-            record_id = entry.record.record_id
-            stored_as = stored[record_id]
-            if stored_as is StoreOutcome.INSERTED:
-                results[entry.index] = RecordOutcome(entry.index, record_id, Status.ACCEPTED)
-            elif stored_as is StoreOutcome.SAME_CONTENT:
-                results[entry.index] = RecordOutcome(entry.index, record_id, Status.DUPLICATE)
-            else:
-                results[entry.index] = _conflict(
-                    entry.index, record_id, "stored earlier with different content"
+        for round_, outcomes in zip(rounds, verdicts, strict=True):
+            for entry in round_:
+                status, reason, violation = _VERDICTS[outcomes[entry.record.record_id]]
+                results[entry.index] = RecordOutcome(
+                    entry.index,
+                    entry.record.record_id,
+                    status,
+                    reason,
+                    (violation,) if violation is not None else (),
                 )
 
         # A repeat within the batch shares its first occurrence's fate; a second
@@ -269,7 +380,11 @@ class Ingestor:
 
         if queued and self._on_enqueued is not None:
             self._on_enqueued()
-        final = tuple(r for r in results if r is not None)
+        final = tuple(
+            r if first_index == 0 else replace(r, index=r.index + first_index)
+            for r in results
+            if r is not None
+        )
         assert len(final) == len(batch)
         outcome = BatchOutcome(final)
         log.debug(
@@ -279,11 +394,91 @@ class Ingestor:
         )
         return outcome
 
+    async def ingest_stream(
+        self,
+        chunks: AsyncIterable[Chunk],
+        *,
+        consent_timeout: Callable[[], float],
+        reply_budget: int,
+    ) -> StreamOutcome:
+        """Ingests a stream chunk by chunk, each committed (as one ``ingest``
+        batch) before the next is read; returns every record's result, indexed
+        from the first record of the stream.
+
+        The producer is the first chunk's; a later chunk names the same producer
+        or none. ``consent_timeout()`` is asked before each chunk (the time left
+        of the caller's deadline). ``reply_budget`` is the most bytes the reply may
+        take: a chunk is read only if the reply keeps room for its worst case.
+
+        Raises ``InvalidArgument`` for an empty stream or a malformed chunk and
+        ``ResourceExhausted`` (``STREAM_TOO_LARGE``, ``REPLY_TOO_LARGE``) past a
+        limit; these, and an error of the consent check, carry in their metadata
+        ``records_committed`` and ``chunks_committed``: what the stream stored
+        before it ended, which is all kept.
+        """
+        results: list[RecordOutcome] = []
+        producer = ""
+        chunk_count = 0
+        reply_bytes = 0
+        try:
+            async for chunk in chunks:
+                at = f"chunks[{chunk_count}]"
+                if not producer:
+                    producer = chunk.producer_id
+                elif chunk.producer_id and chunk.producer_id != producer:
+                    raise InvalidArgument(
+                        "every chunk of a stream must come from the same producer",
+                        [FieldViolation(f"{at}.producer_id", f"must be empty or {producer!r}")],
+                    )
+                if len(results) + len(chunk.records) > MAX_STREAM_RECORDS:
+                    raise ResourceExhausted(
+                        f"a stream may carry at most {MAX_STREAM_RECORDS} records; "
+                        "send the rest in another stream",
+                        reason="STREAM_TOO_LARGE",
+                        metadata={"max_stream_records": str(MAX_STREAM_RECORDS)},
+                    )
+                if reply_bytes + len(chunk.records) * MAX_RESULT_BYTES > reply_budget:
+                    raise ResourceExhausted(
+                        "the reply to this stream is as large as it may grow; "
+                        "send the rest in another stream",
+                        reason="REPLY_TOO_LARGE",
+                    )
+                try:
+                    outcome = await self.ingest(
+                        chunk.request_id,
+                        producer,
+                        chunk.records,
+                        consent_timeout=consent_timeout(),
+                        first_index=len(results),
+                    )
+                except InvalidArgument as bad:
+                    raise InvalidArgument(
+                        f"chunk {chunk_count} of the stream is not valid",
+                        [FieldViolation(f"{at}.{v.field}", v.description) for v in bad.violations],
+                        reason=bad.reason,
+                    ) from None
+                results.extend(outcome.results)
+                reply_bytes += sum(result_bytes(r) for r in outcome.results)
+                chunk_count += 1
+        except DomainError as error:
+            error.metadata.update(
+                records_committed=str(len(results)), chunks_committed=str(chunk_count)
+            )
+            raise
+        if chunk_count == 0:
+            raise InvalidArgument(
+                "the stream held no chunk", [FieldViolation("chunks", "must hold at least one chunk")]
+            )
+        return StreamOutcome(tuple(results), chunks=chunk_count)
+
     async def _check_consent(self, entries: Sequence[_Entry], timeout: float) -> list[bool]:
         """One consent answer per entry, asking each distinct (subject, source) once
-        and making one call per purpose present (both at once)."""
+        and making one call per purpose present (both at once). A retraction is
+        always allowed: it takes data away."""
         by_purpose: dict[int, list[tuple[str, int]]] = {}
         for entry in entries:
+            if entry.record.retracted:
+                continue
             pairs = by_purpose.setdefault(_purpose_of(entry.source), [])
             pairs.append((entry.record.subject_id, entry.source))
         purposes = sorted(by_purpose)
@@ -304,7 +499,8 @@ class Ingestor:
             for pair, granted in zip(questions[purpose], reply, strict=True):
                 answers[(purpose, *pair)] = granted
         return [
-            answers[(_purpose_of(e.source), e.record.subject_id, e.source)] for e in entries
+            e.record.retracted or answers[(_purpose_of(e.source), e.record.subject_id, e.source)]
+            for e in entries
         ]
 
     async def export_training(
@@ -380,6 +576,25 @@ class Ingestor:
             ),
             next_page_token=token,
         )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _new_record(entry: _Entry) -> NewRecord:
+    record = entry.record
+    return NewRecord(
+        record_id=record.record_id,
+        subject_id=record.subject_id,
+        source=entry.source,
+        event_time=_EPOCH + timedelta(seconds=record.event_time.seconds, microseconds=record.event_time.nanos // 1000),
+        payload=entry.payload,
+        content_hash=entry.digest,
+        enqueue=not record.retracted and feeds_features(entry.source),
+        revision=record.revision,
+        retracted=record.retracted,
+        kind=record.WhichOneof("body") or "",
+    )
 
 
 def _conflict(index: int, record_id: str, why: str) -> RecordOutcome:

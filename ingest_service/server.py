@@ -5,23 +5,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import grpc
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
 from creditscore.consent.v1 import consent_pb2_grpc
 from creditscore.feature.v1 import feature_pb2_grpc
 from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from creditscore.runtime import (
+    AsyncGauge,
     RegisteredService,
     ServerHandle,
     create_channel,
     create_server,
     make_engine,
+    prepare_schema,
 )
 
 from .clients import GrpcConsentChecker, GrpcFeatureSink
 from .config import Settings
 from .dispatcher import Dispatcher
 from .ingestion import Ingestor
+from .migrations import MIGRATIONS
 from .servicer import IngestServicer
 from .store import RecordStore
 
@@ -29,15 +33,20 @@ __all__ = ["DOMAIN", "IngestApp", "build_ingest", "build_server"]
 
 DOMAIN = "ingest.creditscore"
 
+_REPLY_MARGIN_BYTES = 64 * 1024
+
 
 async def build_server(
-    settings: Settings, *, tracer_provider: TracerProvider | None = None
+    settings: Settings,
+    *,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
 ) -> ServerHandle:
     """The ingest server, built but not started. Reads no environment: everything
     comes from ``settings``. Starting it starts the outbox dispatcher; stopping it
     stops the dispatcher, closes the channels and disposes of the engine.
     ``build_ingest`` does the same and also hands back the store and dispatcher."""
-    app = await build_ingest(settings, tracer_provider=tracer_provider)
+    app = await build_ingest(settings, tracer_provider=tracer_provider, meter_provider=meter_provider)
     return app.handle
 
 
@@ -55,14 +64,17 @@ async def build_ingest(
     settings: Settings,
     *,
     tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
 ) -> IngestApp:
     """``build_server`` with the store and dispatcher handed back as well;
-    ``settings.channel`` (retries, keepalive) applies to both dependency channels."""
+    ``settings.channel`` (retries, keepalive) applies to both dependency channels.
+    With a meter provider, the outbox backlog is the gauge
+    ``creditscore.ingest.outbox.backlog``."""
     engine = make_engine(settings.database_url)
     channels: list[grpc.aio.Channel] = []
     try:
         store = RecordStore(engine)
-        await store.create_schema()
+        await prepare_schema(engine, MIGRATIONS, auto_migrate=settings.auto_migrate)
         consent_channel = create_channel(
             settings.consent_service_addr, settings.channel, tracer_provider=tracer_provider
         )
@@ -77,13 +89,19 @@ async def build_ingest(
             batch_size=settings.outbox_batch,
             poll_seconds=settings.outbox_poll_seconds,
             delivery_timeout=settings.outbox_delivery_timeout_seconds,
+            lease_margin=settings.outbox_lease_margin_seconds,
         )
         ingestor = Ingestor(
             store,
             GrpcConsentChecker(consent_pb2_grpc.ConsentServiceStub(consent_channel)),
             on_enqueued=dispatcher.notify,
         )
-        servicer = IngestServicer(ingestor, consent_timeout=settings.consent_timeout_seconds)
+        servicer = IngestServicer(
+            ingestor,
+            consent_timeout=settings.consent_timeout_seconds,
+            # A stream's reply is one message: it keeps clear of the largest one.
+            reply_budget=settings.server.max_message_bytes - _REPLY_MARGIN_BYTES,
+        )
         handle = create_server(
             [
                 RegisteredService(
@@ -95,6 +113,7 @@ async def build_ingest(
             settings.server,
             domain=DOMAIN,
             tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
         )
     except BaseException:
         for channel in channels:
@@ -105,6 +124,15 @@ async def build_ingest(
     handle.on_stop.append(engine.dispose)
     for channel in channels:
         handle.on_stop.append(channel.close)
-    handle.on_start.append(dispatcher.start)
+    if settings.outbox_dispatch:
+        handle.on_start.append(dispatcher.start)
     handle.on_stop.append(dispatcher.stop)
+    if meter_provider is not None:
+        backlog = AsyncGauge(
+            meter_provider.get_meter("ingest_service"), "creditscore.ingest.outbox.backlog",
+            store.outbox_backlog, unit="{record}",
+            description="Accepted records not yet delivered to the feature service (whole outbox).",
+        )
+        handle.on_start.append(backlog.start)
+        handle.on_stop.append(backlog.stop)
     return IngestApp(handle, store, dispatcher)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 
 import grpc
 
 from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from creditscore.runtime import derive_timeout, to_timestamp
 
-from .ingestion import Ingestor, RecordOutcome, Status, StoredRecordView
+from .ingestion import Chunk, Ingestor, RecordOutcome, Status, StoredRecordView
 
 __all__ = ["IngestServicer"]
 
@@ -38,11 +38,15 @@ def _result(outcome: RecordOutcome) -> ingest_pb2.RecordResult:
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     """Thin: the work is ``Ingestor``'s. ``consent_timeout`` bounds the consent
-    check when the caller set no deadline; otherwise the caller's deadline does."""
+    check when the caller set no deadline; otherwise the caller's deadline does
+    (and for a stream, whose deadline covers every chunk, both).
+    ``reply_budget`` is the most bytes a stream's reply may take (the server's
+    largest message, less a margin)."""
 
-    def __init__(self, ingestor: Ingestor, *, consent_timeout: float) -> None:
+    def __init__(self, ingestor: Ingestor, *, consent_timeout: float, reply_budget: int) -> None:
         self._ingestor = ingestor
         self._consent_timeout = consent_timeout
+        self._reply_budget = reply_budget
 
     async def IngestRecords(
         self, request: ingest_pb2.IngestRecordsRequest, context: grpc.aio.ServicerContext
@@ -56,6 +60,31 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             accepted_count=outcome.count(Status.ACCEPTED),
             duplicate_count=outcome.count(Status.DUPLICATE),
             rejected_count=outcome.count(Status.REJECTED),
+        )
+
+    async def IngestRecordStream(
+        self,
+        request_iterator: AsyncIterable[ingest_pb2.IngestRecordStreamRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> ingest_pb2.IngestRecordStreamResponse:
+        async def chunks() -> AsyncIterator[Chunk]:
+            async for request in request_iterator:
+                yield Chunk(request.request_id, request.producer_id, request.records)
+
+        def consent_timeout() -> float:
+            return derive_timeout(
+                context, self._consent_timeout, reserve=_STORE_RESERVE_SECONDS, cap=self._consent_timeout
+            )
+
+        outcome = await self._ingestor.ingest_stream(
+            chunks(), consent_timeout=consent_timeout, reply_budget=self._reply_budget
+        )
+        return ingest_pb2.IngestRecordStreamResponse(
+            results=[_result(r) for r in outcome.results],
+            accepted_count=outcome.count(Status.ACCEPTED),
+            duplicate_count=outcome.count(Status.DUPLICATE),
+            rejected_count=outcome.count(Status.REJECTED),
+            chunk_count=outcome.chunks,
         )
 
     async def ListRecords(

@@ -3,23 +3,37 @@
 Two tables:
 
 - ``records``: one row per (producer_id, record_id), the idempotency key, holding
-  the record's deterministic serialization and its sha256, indexed by subject and
+  the current version of the record (its revision, whether it is a retraction's
+  tombstone, its deterministic serialization and sha256), indexed by subject and
   event time for ListRecords.
-- ``outbox``: one row per accepted record still to be handed to the feature
-  service. Rows are written in the same transaction as their records, so a crash
-  can neither lose an accepted record nor deliver one that was not stored.
+- ``outbox``: one row per stored batch with changes still to be handed to the
+  feature service: the ids of its records that the feature service must hear
+  about (new versions, corrections, retractions), in order. Rows are written in
+  the same transaction as their records, so a crash can neither lose an
+  accepted record nor deliver one that was not stored. One row per batch, not
+  per record, because the outbox row is write-path cost paid on every record
+  (about a third of the database work when it was one row each). A row delivers
+  each record's version current when it is claimed: a row queued for an older
+  version that is still undelivered carries the newer one, and the feature
+  service, which keeps the revision it applied, counts it once.
+
+Every batch is a few statements whatever its size: one multi-row ``INSERT ... ON
+CONFLICT DO NOTHING RETURNING`` for the records, one ``SELECT`` of the versions
+already stored (only when some keys were), one executemany ``UPDATE`` for the
+corrections, one outbox row.
 
 Works on SQLite (aiosqlite) and PostgreSQL (asyncpg).
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     Column,
     Index,
     Integer,
@@ -31,6 +45,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    false,
     func,
     or_,
     select,
@@ -39,6 +54,8 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from creditscore.runtime import UtcDateTime, create_schema, dialect_insert
+
+from .revisions import NewRecord, StoredVersion, StoreOutcome, judge
 
 __all__ = [
     "ExportRow",
@@ -68,6 +85,8 @@ records = Table(
     Column("payload", LargeBinary, nullable=False),  # Record, deterministic serialization
     Column("content_hash", LargeBinary(32), nullable=False),  # sha256 of payload
     Column("ingest_time", UtcDateTime, nullable=False),
+    Column("revision", BigInteger, nullable=False),  # Record.revision of the stored version
+    Column("retracted", Boolean, nullable=False),  # a retraction's tombstone: not listed, not exported
     Index("ix_records_subject_event", "subject_id", "event_time"),
 )
 
@@ -76,38 +95,19 @@ outbox = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("producer_id", String(64), nullable=False),
-    Column("record_id", String(128), nullable=False),
+    # The record ids to deliver, one per line (ids are printable: never a newline).
+    Column("record_ids", Text, nullable=False),
+    Column("record_count", Integer, nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_time", UtcDateTime, nullable=False),
     Column("last_error", Text, nullable=True),
+    # The dispatcher's "what is due" and "when is the next one due" stay cheap on a long backlog.
+    Index("ix_outbox_next_attempt", "next_attempt_time"),
 )
 
 _LAST_ERROR_LIMIT = 1000
-
-
-class StoreOutcome(enum.Enum):
-    """What storing one record did."""
-
-    INSERTED = "inserted"
-    """Stored now (and queued, unless it is not a scoring input)."""
-    SAME_CONTENT = "same_content"
-    """Already stored with the same content hash: a duplicate."""
-    OTHER_CONTENT = "other_content"
-    """Already stored with a different content hash: a conflicting duplicate."""
-
-
-@dataclass(frozen=True)
-class NewRecord:
-    """A valid, consented record ready to be stored for its producer."""
-
-    record_id: str
-    subject_id: str
-    source: int
-    event_time: datetime
-    payload: bytes
-    content_hash: bytes
-    enqueue: bool
-    """Whether it gets an outbox row (False for loan outcomes: training labels only)."""
+# Keys per ``IN (...)`` list: well below every driver's bound-parameter limit.
+_IN_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,8 @@ class RecordPosition:
 
 @dataclass(frozen=True)
 class OutboxItem:
-    """A claimed outbox row with the record it delivers."""
+    """One record of a claimed outbox row (``id`` is the row's), with the version
+    of the record current at the claim."""
 
     id: int
     producer_id: str
@@ -159,7 +160,7 @@ class OutboxEntry:
 
     id: int
     producer_id: str
-    record_id: str
+    record_ids: tuple[str, ...]
     attempts: int
     next_attempt_time: datetime
     last_error: str | None
@@ -190,17 +191,63 @@ class RecordStore:
     async def store_batch(
         self, producer_id: str, new: Sequence[NewRecord], ingest_time: datetime
     ) -> tuple[dict[str, StoreOutcome], int]:
-        """Stores ``new`` (unique record ids) for ``producer_id`` in one transaction:
-        the records that are not stored yet, and an outbox row for each of those
-        with ``enqueue`` set. Returns what happened to each record id and the
-        number of outbox rows written.
+        """Stores ``new`` (unique record ids) for ``producer_id`` in one
+        transaction; see ``store_rounds``, of which this is the one-round case."""
+        outcomes, queued = await self.store_rounds(producer_id, [new], ingest_time)
+        return outcomes[0], queued
+
+    async def store_rounds(
+        self, producer_id: str, rounds: Sequence[Sequence[NewRecord]], ingest_time: datetime
+    ) -> tuple[list[dict[str, StoreOutcome]], int]:
+        """Stores ``rounds`` of records for ``producer_id`` in one transaction, round
+        after round (the record ids of one round are unique; a later round holds
+        later versions of records of an earlier one, sent in the same batch).
+
+        Each record is inserted when its key is new; otherwise it is judged
+        against the stored version (``revisions.judge``) and replaces it when it
+        is a higher revision. One outbox row lists the records whose change the
+        feature service must hear about. Returns, per round, what happened to
+        each record id, and the number of records queued for delivery.
 
         The insert is ``ON CONFLICT DO NOTHING ... RETURNING`` the keys it wrote,
-        so a concurrent batch that stored the same key first is seen as such:
-        the rows it did not write are re-read and compared by content hash.
+        so a concurrent batch that stored the same key first is seen as such: the
+        stored versions of the other keys are read ``FOR UPDATE`` (PostgreSQL;
+        SQLite has one writer at a time) and judged.
         """
+        results: list[dict[str, StoreOutcome]] = []
+        if not any(rounds):
+            return [{} for _ in rounds], 0
+        queue: dict[str, None] = {}  # ordered, each id once
+        async with self._engine.begin() as conn:
+            for batch in rounds:
+                outcomes, queued = await self._store_round(conn, producer_id, batch, ingest_time)
+                results.append(outcomes)
+                queue.update(dict.fromkeys(queued))
+            if queue:
+                await conn.execute(
+                    outbox.insert().values(
+                        producer_id=producer_id,
+                        record_ids="\n".join(queue),
+                        record_count=len(queue),
+                        attempts=0,
+                        next_attempt_time=ingest_time,
+                        last_error=None,
+                    )
+                )
+        return results, len(queue)
+
+    async def _store_round(
+        self,
+        conn: AsyncConnection,
+        producer_id: str,
+        new: Sequence[NewRecord],
+        ingest_time: datetime,
+    ) -> tuple[dict[str, StoreOutcome], list[str]]:
+        """One round: what happened to each record id, and the ids to deliver."""
         if not new:
-            return {}, 0
+            return {}, []
+        # A fixed order, so that concurrent batches lock keys in the same order.
+        ordered = sorted(new, key=lambda r: r.record_id)
         rows = [
             {
                 "producer_id": producer_id,
@@ -211,65 +258,107 @@ class RecordStore:
                 "payload": r.payload,
                 "content_hash": r.content_hash,
                 "ingest_time": ingest_time,
+                "revision": r.revision,
+                "retracted": r.retracted,
             }
-            for r in new
+            for r in ordered
         ]
         insert = (
             dialect_insert(self._dialect, records)
             .on_conflict_do_nothing(index_elements=["producer_id", "record_id"])
             .returning(records.c.record_id)
         )
-        async with self._engine.begin() as conn:
-            inserted = {row.record_id for row in await conn.execute(insert, rows)}
-            outcomes: dict[str, StoreOutcome] = {}
-            existing = await self._hashes(
-                conn, producer_id, [r.record_id for r in new if r.record_id not in inserted]
+        inserted = {row.record_id for row in await conn.execute(insert, rows)}
+        outcomes: dict[str, StoreOutcome] = {}
+        queue: list[str] = []
+        replaced: list[tuple[NewRecord, int]] = []
+        others = [r for r in ordered if r.record_id not in inserted]
+        stored = await self._stored_versions(conn, producer_id, [r.record_id for r in others])
+        for r in ordered:
+            if r.record_id in inserted:
+                outcomes[r.record_id] = StoreOutcome.INSERTED
+                if r.enqueue:
+                    queue.append(r.record_id)
+                continue
+            verdict = judge(stored[r.record_id], r)
+            outcomes[r.record_id] = verdict.outcome
+            if verdict.outcome is StoreOutcome.REPLACED:
+                replaced.append((r, verdict.source))
+                if verdict.enqueue:
+                    queue.append(r.record_id)
+        if replaced:
+            await conn.execute(
+                update(records)
+                .where(
+                    records.c.producer_id == bindparam("b_producer_id"),
+                    records.c.record_id == bindparam("b_record_id"),
+                )
+                .values(
+                    source=bindparam("b_source"),
+                    event_time=bindparam("b_event_time", type_=UtcDateTime),
+                    payload=bindparam("b_payload", type_=LargeBinary),
+                    content_hash=bindparam("b_content_hash", type_=LargeBinary),
+                    ingest_time=bindparam("b_ingest_time", type_=UtcDateTime),
+                    revision=bindparam("b_revision", type_=BigInteger),
+                    retracted=bindparam("b_retracted", type_=Boolean),
+                ),
+                [
+                    {
+                        "b_producer_id": producer_id,
+                        "b_record_id": r.record_id,
+                        "b_source": source,
+                        "b_event_time": r.event_time,
+                        "b_payload": r.payload,
+                        "b_content_hash": r.content_hash,
+                        "b_ingest_time": ingest_time,
+                        "b_revision": r.revision,
+                        "b_retracted": r.retracted,
+                    }
+                    for r, source in replaced
+                ],
             )
-            for r in new:
-                if r.record_id in inserted:
-                    outcomes[r.record_id] = StoreOutcome.INSERTED
-                elif existing.get(r.record_id) == r.content_hash:
-                    outcomes[r.record_id] = StoreOutcome.SAME_CONTENT
-                else:
-                    outcomes[r.record_id] = StoreOutcome.OTHER_CONTENT
-            queued = [
-                {
-                    "producer_id": producer_id,
-                    "record_id": r.record_id,
-                    "attempts": 0,
-                    "next_attempt_time": ingest_time,
-                    "last_error": None,
-                }
-                for r in new
-                if r.enqueue and r.record_id in inserted
-            ]
-            if queued:
-                await conn.execute(outbox.insert(), queued)
-        return outcomes, len(queued)
+        return outcomes, queue
 
     @staticmethod
-    async def _hashes(
+    async def _stored_versions(
         conn: AsyncConnection, producer_id: str, record_ids: Sequence[str]
-    ) -> dict[str, bytes]:
+    ) -> dict[str, StoredVersion]:
+        """The stored versions of ``record_ids``, locked until the transaction ends
+        (PostgreSQL), so that two corrections of one record cannot interleave."""
         if not record_ids:
             return {}
+        c = records.c
         result = await conn.execute(
-            select(records.c.record_id, records.c.content_hash).where(
-                records.c.producer_id == producer_id, records.c.record_id.in_(record_ids)
+            select(
+                c.record_id, c.subject_id, c.source, c.revision, c.retracted, c.content_hash, c.payload
             )
+            .where(c.producer_id == producer_id, c.record_id.in_(record_ids))
+            .order_by(c.record_id)
+            .with_for_update()
         )
-        return {row.record_id: bytes(row.content_hash) for row in result}
+        return {
+            row.record_id: StoredVersion(
+                subject_id=row.subject_id,
+                source=row.source,
+                revision=int(row.revision),
+                retracted=bool(row.retracted),
+                content_hash=bytes(row.content_hash),
+                payload=bytes(row.payload),
+            )
+            for row in result
+        }
 
     # -- reads ------------------------------------------------------------------
 
     async def list_by_subject(
         self, subject_id: str, limit: int, after: RecordPosition | None = None
     ) -> list[StoredRow]:
-        """Up to ``limit`` of a subject's records, newest event time first (ties by
-        producer and record id, descending), starting after ``after``."""
+        """Up to ``limit`` of a subject's records (current versions; tombstones left
+        out), newest event time first (ties by producer and record id,
+        descending), starting after ``after``."""
         ev, pid, rid = records.c.event_time, records.c.producer_id, records.c.record_id
         query = select(pid, rid, ev, records.c.payload, records.c.ingest_time).where(
-            records.c.subject_id == subject_id
+            records.c.subject_id == subject_id, records.c.retracted == false()
         )
         if after is not None:
             query = query.where(
@@ -299,13 +388,13 @@ class RecordStore:
             ]
 
     async def export_after(self, after: tuple[str, str] | None, limit: int) -> list[ExportRow]:
-        """Up to ``limit`` records in primary-key order (producer, record id),
-        starting after the key ``after``: keyset pages that stay cheap over the
-        whole table."""
+        """Up to ``limit`` records (current versions; tombstones left out) in
+        primary-key order (producer, record id), starting after the key
+        ``after``: keyset pages that stay cheap over the whole table."""
         pid, rid = records.c.producer_id, records.c.record_id
         query = select(
             pid, rid, records.c.subject_id, records.c.source, records.c.payload, records.c.ingest_time
-        )
+        ).where(records.c.retracted == false())
         if after is not None:
             query = query.where(or_(pid > after[0], and_(pid == after[0], rid > after[1])))
         query = query.order_by(pid, rid).limit(limit)
@@ -326,59 +415,76 @@ class RecordStore:
     # -- outbox -----------------------------------------------------------------
 
     async def claim_due(self, limit: int, now: datetime, lease_until: datetime) -> list[OutboxItem]:
-        """Up to ``limit`` outbox rows due at ``now``, in id order, with their
-        records; leased until ``lease_until`` so that another dispatcher (another
-        replica) skips them meanwhile, and a crashed one's rows come due again.
-        Rows whose record no longer exists (purged) are deleted, not returned."""
+        """Outbox rows due at ``now``, in id order, holding together at most
+        ``limit`` records (but always the first due row whole: a row holds one
+        batch, at most 1000), each record with its current version; the rows are
+        leased until ``lease_until`` so that another dispatcher (another replica)
+        skips them meanwhile, and a crashed one's rows come due again. Records
+        that no longer exist (purged) are left out, and a row left with none is
+        deleted."""
         query = (
-            select(
-                outbox.c.id,
-                outbox.c.producer_id,
-                outbox.c.record_id,
-                outbox.c.attempts,
-                records.c.payload,
-            )
-            .select_from(
-                outbox.outerjoin(
-                    records,
-                    and_(
-                        records.c.producer_id == outbox.c.producer_id,
-                        records.c.record_id == outbox.c.record_id,
-                    ),
-                )
-            )
+            select(outbox.c.id, outbox.c.producer_id, outbox.c.record_ids, outbox.c.record_count,
+                   outbox.c.attempts)
             .where(outbox.c.next_attempt_time <= now)
             .order_by(outbox.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True, of=outbox)  # PostgreSQL; SQLite has no FOR UPDATE
+            .limit(max(1, limit))
+            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has no FOR UPDATE
         )
         async with self._engine.begin() as conn:
-            rows = (await conn.execute(query)).all()
-            gone = [row.id for row in rows if row.payload is None]
-            items = [
-                OutboxItem(row.id, row.producer_id, row.record_id, row.attempts, bytes(row.payload))
-                for row in rows
-                if row.payload is not None
-            ]
+            taken = []
+            total = 0
+            for row in (await conn.execute(query)).all():
+                if taken and total + row.record_count > limit:
+                    break
+                taken.append(row)
+                total += row.record_count
+            if not taken:
+                return []
+            wanted: dict[str, list[str]] = {}
+            for row in taken:
+                wanted.setdefault(row.producer_id, []).extend(row.record_ids.split("\n"))
+            payloads: dict[tuple[str, str], bytes] = {}
+            for producer_id, record_ids in wanted.items():
+                unique = list(dict.fromkeys(record_ids))
+                for start in range(0, len(unique), _IN_CHUNK):
+                    result = await conn.execute(
+                        select(records.c.record_id, records.c.payload).where(
+                            records.c.producer_id == producer_id,
+                            records.c.record_id.in_(unique[start:start + _IN_CHUNK]),
+                        )
+                    )
+                    payloads.update(((producer_id, r.record_id), bytes(r.payload)) for r in result)
+            items: list[OutboxItem] = []
+            gone: list[int] = []
+            for row in taken:
+                found = [
+                    OutboxItem(row.id, row.producer_id, record_id, row.attempts, payloads[(row.producer_id, record_id)])
+                    for record_id in row.record_ids.split("\n")
+                    if (row.producer_id, record_id) in payloads
+                ]
+                if found:
+                    items.extend(found)
+                else:
+                    gone.append(row.id)
             if gone:
                 await conn.execute(delete(outbox).where(outbox.c.id.in_(gone)))
-            if items:
+            leased = sorted({item.id for item in items})
+            if leased:
                 await conn.execute(
-                    update(outbox)
-                    .where(outbox.c.id.in_([item.id for item in items]))
-                    .values(next_attempt_time=lease_until)
+                    update(outbox).where(outbox.c.id.in_(leased)).values(next_attempt_time=lease_until)
                 )
         return items
 
     async def delete_outbox(self, ids: Sequence[int]) -> None:
-        """Removes delivered rows."""
+        """Removes delivered rows (each id once, however many of its records)."""
         if not ids:
             return
         async with self._engine.begin() as conn:
-            await conn.execute(delete(outbox).where(outbox.c.id.in_(list(ids))))
+            await conn.execute(delete(outbox).where(outbox.c.id.in_(sorted(set(ids)))))
 
     async def record_failures(self, failures: Sequence[OutboxFailure], error: str) -> None:
         """Notes a failed delivery: new attempt counts, retry times, the error."""
+        failures = list({f.id: f for f in failures}.values())  # a row once, whatever its records
         if not failures:
             return
         statement = (
@@ -403,9 +509,10 @@ class RecordStore:
             await conn.execute(statement, params)
 
     async def outbox_backlog(self) -> int:
-        """Outbox rows not yet delivered (due, backed off or leased)."""
+        """Records not yet delivered (due, backed off or leased), over every outbox row."""
         async with self._engine.connect() as conn:
-            return int((await conn.execute(select(func.count()).select_from(outbox))).scalar_one())
+            total = (await conn.execute(select(func.sum(outbox.c.record_count)))).scalar_one()
+        return int(total or 0)
 
     async def next_due_time(self) -> datetime | None:
         """When the earliest outbox row comes due; None when the outbox is empty."""
@@ -424,7 +531,7 @@ class RecordStore:
                 OutboxEntry(
                     id=row.id,
                     producer_id=row.producer_id,
-                    record_id=row.record_id,
+                    record_ids=tuple(row.record_ids.split("\n")),
                     attempts=row.attempts,
                     next_attempt_time=row.next_attempt_time,
                     last_error=row.last_error,

@@ -22,6 +22,10 @@ __all__ = [
     "CLOCK_SKEW",
     "EARLIEST_EVENT_TIME",
     "MAX_BATCH_RECORDS",
+    "MAX_MINOR_UNITS",
+    "MAX_RECORD_ID_LENGTH",
+    "is_valid_request_id",
+    "is_valid_producer_id",
     "source_of",
     "validate_batch",
     "validate_record",
@@ -36,10 +40,19 @@ EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 CLOCK_SKEW = timedelta(minutes=5)
 """How far a producer's clock may run ahead of ours before a time counts as future."""
 
+MAX_MINOR_UNITS = 10**13
+"""The largest amount a record may state, in minor units (100 billion in a
+currency with cents): anything larger is a unit mix-up, and would swamp every
+sum it enters."""
+
+MAX_RECORD_ID_LENGTH = 128
+"""Longest record id (and request id): printable characters only."""
+
 _PRODUCER_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _CURRENCY = re.compile(r"[A-Z]{3}")
-_MAX_RECORD_ID = 128
+_MAX_RECORD_ID = MAX_RECORD_ID_LENGTH
 _MAX_REQUEST_ID = 128
+_REPAYMENT_STATUSES = frozenset((records_pb2.EXTERNAL_STATUS_ON_TIME, records_pb2.EXTERNAL_STATUS_LATE))
 
 # The range google.protobuf.Timestamp allows: 0001-01-01 to 9999-12-31.
 _MIN_SECONDS = -62_135_596_800
@@ -69,19 +82,30 @@ def _is_printable_id(value: str, limit: int) -> bool:
     return 0 < len(value) <= limit and value.isprintable()
 
 
+def is_valid_request_id(value: str) -> bool:
+    """A request (or chunk) id: 1 to 128 printable characters."""
+    return _is_printable_id(value, _MAX_REQUEST_ID)
+
+
+def is_valid_producer_id(value: str) -> bool:
+    """A producer id: 1 to 64 characters of ``[A-Za-z0-9_.-]``."""
+    return _PRODUCER_ID.fullmatch(value) is not None
+
+
 def validate_batch(request_id: str, producer_id: str, record_count: int) -> list[FieldViolation]:
-    """What is wrong with an IngestRecords call as a whole (not with its records):
-    ``request_id`` set, ``producer_id`` 1 to 64 of ``[A-Za-z0-9_.-]``, 1 to 1000 records."""
+    """What is wrong with an IngestRecords call (or one chunk of a stream) as a
+    whole, not with its records: ``request_id`` set, ``producer_id`` 1 to 64 of
+    ``[A-Za-z0-9_.-]``, 1 to 1000 records."""
     out: list[FieldViolation] = []
     if not request_id:
         out.append(FieldViolation("request_id", "must be set"))
-    elif not _is_printable_id(request_id, _MAX_REQUEST_ID):
+    elif not is_valid_request_id(request_id):
         out.append(
             FieldViolation("request_id", f"must be 1 to {_MAX_REQUEST_ID} printable characters")
         )
     if not producer_id:
         out.append(FieldViolation("producer_id", "must be set"))
-    elif _PRODUCER_ID.fullmatch(producer_id) is None:
+    elif not is_valid_producer_id(producer_id):
         out.append(FieldViolation("producer_id", "must be 1 to 64 characters of [A-Za-z0-9_.-]"))
     if not 1 <= record_count <= MAX_BATCH_RECORDS:
         out.append(
@@ -92,36 +116,43 @@ def validate_batch(request_id: str, producer_id: str, record_count: int) -> list
     return out
 
 
+_NS = 1_000_000_000
+_EARLIEST_NS = int(EARLIEST_EVENT_TIME.timestamp()) * _NS
+_SKEW_NS = int(CLOCK_SKEW.total_seconds()) * _NS
+
+
 class _Checker:
     """Collects the violations of one record; helpers return the parsed value or
-    None (unset or invalid, the violation already noted) so rules can chain."""
+    None (unset or invalid, the violation already noted) so rules can chain.
+    Times are compared as integer nanoseconds since the epoch: exact, and without
+    building a datetime per timestamp (the hot path of ingestion)."""
 
     def __init__(self, now: datetime) -> None:
         self.now = now
+        self.latest_ns = (int(now.timestamp()) * _NS + now.microsecond * 1000) + _SKEW_NS
         self.violations: list[FieldViolation] = []
 
     def add(self, path: str, description: str) -> None:
         self.violations.append(FieldViolation(path, description))
 
-    def time(self, message: Any, name: str, path: str, *, required: bool) -> datetime | None:
+    def time(self, message: Any, name: str, path: str, *, required: bool) -> int | None:
+        """The timestamp in nanoseconds, or None (unset, or invalid and reported)."""
         if not message.HasField(name):
             if required:
                 self.add(path, "must be set")
             return None
         ts = getattr(message, name)
-        if not (_MIN_SECONDS <= ts.seconds <= _MAX_SECONDS and 0 <= ts.nanos <= 999_999_999):
+        seconds, nanos = ts.seconds, ts.nanos
+        if not (_MIN_SECONDS <= seconds <= _MAX_SECONDS and 0 <= nanos <= 999_999_999):
             self.add(path, "is not a valid timestamp")
             return None
-        value: datetime = ts.ToDatetime(tzinfo=UTC)
-        return value
+        return seconds * _NS + nanos
 
-    def not_future(self, value: datetime | None, path: str) -> None:
-        if value is not None and value > self.now + CLOCK_SKEW:
+    def not_future(self, value: int | None, path: str) -> None:
+        if value is not None and value > self.latest_ns:
             self.add(path, "must not be in the future")
 
-    def not_before(
-        self, later: datetime | None, earlier: datetime | None, path: str, other: str
-    ) -> None:
+    def not_before(self, later: int | None, earlier: int | None, path: str, other: str) -> None:
         if later is not None and earlier is not None and later < earlier:
             self.add(path, f"must not be before {other}")
 
@@ -143,15 +174,23 @@ class _Checker:
             self.add(f"{path}.currency_code", "must be three upper-case letters (ISO 4217)")
         if money.minor_units < 0:
             self.add(f"{path}.minor_units", "must not be negative")
+        elif money.minor_units > MAX_MINOR_UNITS:
+            self.add(f"{path}.minor_units", f"must be at most {MAX_MINOR_UNITS}")
         return money
+
+    def past_time(self, message: Any, name: str, path: str, *, required: bool) -> int | None:
+        """A time that states a fact that already happened: not in the future."""
+        value = self.time(message, name, path, required=required)
+        self.not_future(value, path)
+        return value
 
 
 def _order(c: _Checker, order: records_pb2.Order) -> None:
     c.enum(order.role, records_pb2.PartyRole.DESCRIPTOR, "order.role")
     c.money(order, "amount", "order.amount", required=False)
-    placed = c.time(order, "placed_time", "order.placed_time", required=True)
+    placed = c.past_time(order, "placed_time", "order.placed_time", required=True)
     c.enum(order.outcome, records_pb2.OrderOutcome.DESCRIPTOR, "order.outcome")
-    fulfilled = c.time(order, "fulfilment_time", "order.fulfilment_time", required=False)
+    fulfilled = c.past_time(order, "fulfilment_time", "order.fulfilment_time", required=False)
     c.not_before(fulfilled, placed, "order.fulfilment_time", "placed_time")
 
 
@@ -164,11 +203,12 @@ def _rating(c: _Checker, rating: records_pb2.Rating) -> None:
 def _bill(c: _Checker, bill: records_pb2.Bill) -> None:
     c.enum(bill.category, records_pb2.BillCategory.DESCRIPTOR, "bill.category")
     due_amount = c.money(bill, "amount_due", "bill.amount_due", required=True)
-    issued = c.time(bill, "issue_time", "bill.issue_time", required=True)
+    issued = c.past_time(bill, "issue_time", "bill.issue_time", required=True)
+    # A bill may fall due in the future (issued, not yet due); it cannot be paid there.
     due = c.time(bill, "due_time", "bill.due_time", required=True)
     c.not_before(due, issued, "bill.due_time", "issue_time")
     paid_amount = c.money(bill, "amount_paid", "bill.amount_paid", required=False)
-    paid = c.time(bill, "paid_time", "bill.paid_time", required=False)
+    paid = c.past_time(bill, "paid_time", "bill.paid_time", required=False)
     c.not_before(paid, issued, "bill.paid_time", "issue_time")
     if bill.HasField("paid_time") and paid_amount is None:
         c.add("bill.amount_paid", "must be set when paid_time is set")
@@ -198,16 +238,27 @@ def _external(c: _Checker, external: records_pb2.ExternalRecord) -> None:
         "external.institution_type",
     )
     c.money(external, "amount", "external.amount", required=False)
-    opened = c.time(external, "open_time", "external.open_time", required=True)
-    closed = c.time(external, "close_time", "external.close_time", required=False)
+    opened = c.past_time(external, "open_time", "external.open_time", required=True)
+    closed = c.past_time(external, "close_time", "external.close_time", required=False)
     c.not_before(closed, opened, "external.close_time", "open_time")
     c.enum(external.status, records_pb2.ExternalStatus.DESCRIPTOR, "external.status")
+    # ON_TIME and LATE say how a repayment went, and only that (checked once both
+    # the kind and the status are known values, each reported above otherwise).
+    status, kind = external.status, external.kind
+    known = records_pb2.ExternalStatus.DESCRIPTOR.values_by_number
+    kinds = records_pb2.ExternalKind.DESCRIPTOR.values_by_number
+    if status and kind and status in known and kind in kinds:
+        repayment = kind == records_pb2.EXTERNAL_KIND_REPAYMENT
+        if repayment and status not in _REPAYMENT_STATUSES:
+            c.add("external.status", "must be EXTERNAL_STATUS_ON_TIME or EXTERNAL_STATUS_LATE for a repayment")
+        elif not repayment and status in _REPAYMENT_STATUSES:
+            c.add("external.status", "ON_TIME and LATE are for repayments only")
 
 
 def _loan_outcome(c: _Checker, outcome: records_pb2.LoanOutcome) -> None:
-    applied = c.time(outcome, "application_time", "loan_outcome.application_time", required=True)
+    applied = c.past_time(outcome, "application_time", "loan_outcome.application_time", required=True)
     c.enum(outcome.label, records_pb2.LoanOutcomeLabel.DESCRIPTOR, "loan_outcome.label")
-    observed = c.time(outcome, "observed_time", "loan_outcome.observed_time", required=False)
+    observed = c.past_time(outcome, "observed_time", "loan_outcome.observed_time", required=False)
     c.not_before(observed, applied, "loan_outcome.observed_time", "application_time")
 
 
@@ -224,8 +275,11 @@ _BODY_RULES: dict[str, Callable[[_Checker, Any], None]] = {
 def validate_record(record: records_pb2.Record, now: datetime) -> list[FieldViolation]:
     """Every violation of one record, in field order; empty when it is valid.
 
-    ``now`` is the ingest clock: event times (and identity since-times) may run
-    ahead of it by at most ``CLOCK_SKEW``.
+    ``now`` is the ingest clock: event times and every time that states a past
+    fact (placed, fulfilled, issued, paid, opened, closed, applied, observed,
+    since) may run ahead of it by at most ``CLOCK_SKEW``; a bill's due time may
+    be later. A retraction (``retracted``) carries a revision of at least 1 and
+    no body; any other record carries a body.
     """
     c = _Checker(now)
     if not _is_printable_id(record.record_id, _MAX_RECORD_ID):
@@ -233,11 +287,18 @@ def validate_record(record: records_pb2.Record, now: datetime) -> list[FieldViol
     if not is_subject_id(record.subject_id):
         c.add("subject_id", SUBJECT_ID_RULE)
     event = c.time(record, "event_time", "event_time", required=True)
-    if event is not None and event < EARLIEST_EVENT_TIME:
+    if event is not None and event < _EARLIEST_NS:
         c.add("event_time", "must not be before 2000-01-01")
     c.not_future(event, "event_time")
+    if record.revision < 0:
+        c.add("revision", "must not be negative")
+    elif record.retracted and record.revision == 0:
+        c.add("revision", "must be at least 1 on a retraction: it replaces a version sent before")
     body = record.WhichOneof("body")
-    if body is None:
+    if record.retracted:
+        if body is not None:
+            c.add(body, "must not be set on a retraction")
+    elif body is None:
         c.add("body", "must be set: one of " + ", ".join(_BODY_RULES))
     else:
         _BODY_RULES[body](c, getattr(record, body))

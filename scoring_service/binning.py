@@ -78,6 +78,7 @@ __all__ = [
     "code_for",
     "fit_binning",
     "readable_edge",
+    "regular_bins",
     "woe_iv",
 ]
 
@@ -282,13 +283,13 @@ class Binning:
         unseen category: ``other_bin``, else the missing bin)."""
         if self.kind == NUMERIC:
             x = np.asarray(values, dtype=np.float64)
-            index = np.searchsorted(np.asarray(self.edges, dtype=np.float64), x, side="right")
+            index = regular_bins(x, self.edges).astype(np.int64, copy=False)
             for k, value in enumerate(self.specials):
                 index[x == value] = self.n_regular + k
             for value in self.pooled_specials:
                 index[x == value] = self.missing_index
             index[np.isnan(x)] = self.missing_index
-            return index.astype(np.int64, copy=False)
+            return index
         present, keys = categorical_keys(values)
         index = np.full(len(present), self.missing_index, dtype=np.int64)
         if keys.size:
@@ -297,6 +298,34 @@ class Binning:
             table = np.array([self._bin_of_category.get(str(c), unseen) for c in distinct], dtype=np.int64)
             index[present] = table[inverse]
         return index
+
+
+#: Up to this many inner edges, ``regular_bins`` counts the edges at or below each
+#: value (one vectorised comparison per edge) instead of a binary search: for the
+#: few edges of a scorecard feature that is several times faster than
+#: ``np.searchsorted`` and gives the same bins.
+COMPARE_EDGES = 24
+
+
+def regular_bins(x: np.ndarray, edges: Sequence[float], *, missing: int | None = None) -> np.ndarray:
+    """The right-open regular bin (intp) of every value of the float64 column ``x``:
+    how many of the increasing inner ``edges`` are at or below it
+    (``np.searchsorted(edges, x, side="right")``). NaN gets ``missing`` when given,
+    else bin 0 (callers that care overwrite it)."""
+    if len(edges) > COMPARE_EDGES:
+        index = np.searchsorted(np.asarray(edges, dtype=np.float64), x, side="right")
+        if missing is not None:
+            index[np.isnan(x)] = missing
+        return index
+    if missing is not None:
+        index = np.isnan(x).astype(np.intp)
+        if missing != 1:
+            index *= missing
+    else:
+        index = np.zeros(x.shape, dtype=np.intp)
+    for edge in edges:
+        index += x >= edge  # False for NaN
+    return index
 
 
 def categorical_keys(values: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -169,3 +169,33 @@ async def test_as_of_moves_windows_and_unpaid_days(stub):
     assert (early["pay_worst_days_late_12m"], later["pay_worst_days_late_12m"]) == (30.0, 61.0)
     gone = _values(await _vector(stub, "s1", datetime(2026, 7, 1, tzinfo=UTC)))
     assert gone["pay_worst_days_late_12m"] is None and gone["pay_unpaid_past_due_amount"] == 40.0
+
+
+async def test_corrections_and_retractions_over_the_wire(stub):
+    unpaid = _bill("b1", "s1", 11, paid=False)
+    await stub.ApplyRecords(_apply("req-1", unpaid, _bill("b2", "s1", 12)), timeout=5)
+    assert _values(await _vector(stub, "s1"))["pay_unpaid_past_due_amount"] == 40.0
+    paid = _bill("b1", "s1", 11)
+    paid.record.revision = 1
+    reply = await stub.ApplyRecords(_apply("req-2", paid), timeout=5)
+    assert (reply.applied_count, reply.duplicate_count) == (1, 0)
+    vector = await _vector(stub, "s1")
+    assert vector.record_count == 2 and _values(vector)["pay_unpaid_past_due_amount"] == 0.0
+    retract = feature_pb2.RecordEnvelope(producer_id="wallet", record=R.Record(
+        record_id="b2", subject_id="s1", revision=1, retracted=True, event_time=to_timestamp(AS_OF)))
+    reply = await stub.ApplyRecords(_apply("req-3", retract, paid), timeout=5)
+    assert (reply.applied_count, reply.duplicate_count) == (1, 1)
+    assert (await _vector(stub, "s1")).record_count == 1
+
+
+async def test_a_malformed_retraction_is_refused(stub):
+    with_body = _bill("b1", "s1", 11)
+    with_body.record.retracted = True
+    with_body.record.revision = 1
+    no_revision = feature_pb2.RecordEnvelope(producer_id="wallet", record=R.Record(
+        record_id="b2", subject_id="s1", retracted=True, event_time=to_timestamp(AS_OF)))
+    negative = _bill("b3", "s1", 11)
+    negative.record.revision = -2
+    err = await _invalid(stub.ApplyRecords(_apply("req-1", with_body, no_revision, negative), timeout=5))
+    assert [v.field for v in err.violations] == [
+        "records[0].record.bill", "records[1].record.revision", "records[2].record.revision"]

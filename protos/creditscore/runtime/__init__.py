@@ -1,8 +1,10 @@
 """creditscore.runtime: the one shared library of the services.
 
 Server bootstrap (health, reflection, graceful stop), the error model and its
-interceptor, client channels with deadlines and retries, tracing from ``OTEL_*``,
-settings from the environment, database engines, and small protobuf helpers.
+interceptor, client channels with deadlines and retries, tracing and metrics
+(calls, errors, latency per RPC; gauges) from ``OTEL_*``,
+settings from the environment, database engines and their schema migrations,
+and small protobuf helpers.
 """
 
 from ._channels import ChannelSettings, Deadline, create_channel, derive_timeout, downstream_errors
@@ -27,6 +29,17 @@ from ._errors import (
 )
 from ._ids import MAX_SUBJECT_ID_LENGTH, SUBJECT_ID_RULE, check_subject_id, is_subject_id
 from ._interceptors import ErrorInterceptor
+from ._metrics import CALLS_METRIC, DURATION_METRIC, AsyncGauge, MetricsInterceptor
+from ._migrations import (
+    Migrations,
+    SchemaError,
+    check_schema,
+    prepare_schema,
+    run_migrate,
+    run_migrations_env,
+    schema_differences,
+    upgrade_schema,
+)
 from ._proto import (
     decode_page_token,
     encode_page_token,
@@ -43,13 +56,16 @@ from ._server import (
     run_main,
     serve,
 )
-from ._telemetry import configure_tracing
+from ._telemetry import configure_metrics, configure_tracing
 
 __all__ = [
+    "CALLS_METRIC",
+    "DURATION_METRIC",
     "MAX_SUBJECT_ID_LENGTH",
     "SUBJECT_ID_RULE",
     "Aborted",
     "AlreadyExists",
+    "AsyncGauge",
     "CallError",
     "ChannelSettings",
     "Deadline",
@@ -59,10 +75,13 @@ __all__ = [
     "FailedPrecondition",
     "FieldViolation",
     "InvalidArgument",
+    "MetricsInterceptor",
+    "Migrations",
     "NotFound",
     "PermissionDenied",
     "RegisteredService",
     "ResourceExhausted",
+    "SchemaError",
     "ServerHandle",
     "ServerSettings",
     "SettingsError",
@@ -70,7 +89,9 @@ __all__ = [
     "Unavailable",
     "UtcDateTime",
     "Violations",
+    "check_schema",
     "check_subject_id",
+    "configure_metrics",
     "configure_tracing",
     "create_channel",
     "create_schema",
@@ -86,9 +107,14 @@ __all__ = [
     "make_engine",
     "normalize_database_url",
     "page_size",
+    "prepare_schema",
     "run_main",
+    "run_migrate",
+    "run_migrations_env",
+    "schema_differences",
     "serve",
     "to_status",
     "to_timestamp",
+    "upgrade_schema",
     "utcnow",
 ]

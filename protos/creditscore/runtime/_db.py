@@ -95,7 +95,8 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
 
 async def create_schema(engine: AsyncEngine, metadata: MetaData) -> None:
-    """Creates missing tables. (Alembic migrations replace this for PostgreSQL
-    deployments in a later issue; until then this is how a store gets its schema.)"""
+    """Creates missing tables straight from ``metadata``: for tests and tools.
+    Services get their schema from their migrations (``prepare_schema``), which
+    a test keeps identical to the metadata."""
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)

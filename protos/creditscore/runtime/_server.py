@@ -1,4 +1,4 @@
-"""Server bootstrap: health, reflection, error mapping, tracing, graceful stop.
+"""Server bootstrap: health, reflection, error mapping, tracing, metrics, graceful stop.
 
 A service's ``server.py`` builds its servicers and calls ``create_server``; its
 ``__main__`` calls ``serve`` which runs until SIGTERM or SIGINT:
@@ -18,10 +18,12 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
 from ._config import env_field
 from ._interceptors import ErrorInterceptor
+from ._metrics import MetricsInterceptor
 
 __all__ = ["RegisteredService", "ServerHandle", "ServerSettings", "create_server", "run_main", "serve"]
 
@@ -104,13 +106,17 @@ def create_server(
     *,
     domain: str,
     tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> ServerHandle:
     """Builds (does not start) a ``grpc.aio`` server with the given services, the
     health service, reflection, the error interceptor and, when a tracer provider
-    is given, the OpenTelemetry server interceptor. Binds ``settings.port`` (0 picks
-    a free port, returned in the handle)."""
+    is given, the OpenTelemetry server interceptor; when a meter provider is given,
+    the metrics interceptor (calls, status codes, durations) comes first. Binds
+    ``settings.port`` (0 picks a free port, returned in the handle)."""
     chain: list[grpc.aio.ServerInterceptor] = []
+    if meter_provider is not None:
+        chain.append(MetricsInterceptor(meter_provider))
     if tracer_provider is not None:
         from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
@@ -158,13 +164,13 @@ def run_main(
     build: Callable[..., Awaitable[ServerHandle]],
 ) -> None:
     """The whole ``python -m <service>``: settings from the environment, tracing
-    from ``OTEL_*``, build, serve until SIGTERM. ``settings_cls`` has a ``server``
-    field of ``ServerSettings``; ``build(settings, tracer_provider=...)`` returns
-    the handle."""
+    and metrics from ``OTEL_*``, build, serve until SIGTERM. ``settings_cls`` has a
+    ``server`` field of ``ServerSettings``; ``build(settings, tracer_provider=...,
+    meter_provider=...)`` returns the handle."""
     import os
 
     from ._config import from_env
-    from ._telemetry import configure_tracing
+    from ._telemetry import configure_metrics, configure_tracing
 
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "INFO").upper(),
@@ -172,11 +178,17 @@ def run_main(
     )
     settings = from_env(settings_cls)
     tracer_provider = configure_tracing(service_name)
+    meter_provider = configure_metrics(service_name)
 
     async def _run() -> None:
-        handle = await build(settings, tracer_provider=tracer_provider)
+        handle = await build(settings, tracer_provider=tracer_provider, meter_provider=meter_provider)
         await serve(handle, settings.server)
 
-    asyncio.run(_run())
-    if tracer_provider is not None:
-        tracer_provider.shutdown()
+    try:
+        asyncio.run(_run())
+    finally:
+        # Shutting down exports what is left: the last spans and a last collection.
+        if meter_provider is not None:
+            meter_provider.shutdown()
+        if tracer_provider is not None:
+            tracer_provider.shutdown()

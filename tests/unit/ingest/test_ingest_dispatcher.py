@@ -53,9 +53,11 @@ async def store(database_url):
 
 
 async def put(store: RecordStore, *ids: str, at: datetime = T0) -> None:
-    await store.store_batch("prod", [
-        NewRecord(i, "s1", common_pb2.DATA_SOURCE_PAYMENTS, T0, i.encode(), hashlib.sha256(i.encode()).digest(), True)
-        for i in ids], at)
+    """Each record its own ingested batch: one outbox row each."""
+    for i in ids:
+        await store.store_batch("prod", [
+            NewRecord(i, "s1", common_pb2.DATA_SOURCE_PAYMENTS, T0, i.encode(), hashlib.sha256(i.encode()).digest(),
+                      True)], at)
 
 
 async def test_rounds_deliver_due_rows_in_id_order_in_batches(store):
@@ -116,7 +118,10 @@ async def test_the_loop_wakes_on_notify_retries_and_drains(store):
     await dispatcher.start()
     try:
         await dispatcher.drain(1)  # empty outbox: returns at once
-        await put(store, "a", "b", "c", at=datetime.now(UTC))
+        # One batch, one transaction: the loop's first round sees all three or none.
+        await store.store_batch("prod", [
+            NewRecord(i, "s1", common_pb2.DATA_SOURCE_PAYMENTS, T0, i.encode(), hashlib.sha256(i.encode()).digest(),
+                      True) for i in "abc"], datetime.now(UTC))
         dispatcher.notify()
         await dispatcher.drain(5)
     finally:

@@ -194,3 +194,61 @@ async def test_list_records_pages_and_checks_its_input(ingestor):
     with pytest.raises(InvalidArgument) as info:
         await ingestor.list_records("", -1, "garbage!!")
     assert [v.field for v in info.value.violations] == ["subject_id", "page_size", "page_token"]
+
+
+# -- corrections within a batch, and streams ------------------------------------------------
+
+from ingest_service.ingestion import Chunk  # noqa: E402
+
+
+def retraction(record_id: str, revision: int, subject: str = "s1") -> r.Record:
+    return r.Record(record_id=record_id, subject_id=subject, revision=revision, retracted=True,
+                    event_time=to_timestamp(NOW - timedelta(minutes=1)))
+
+
+async def test_retractions_are_not_asked_about_and_versions_in_a_batch_apply_in_order(ingestor, consent, store):
+    await ingestor.ingest("req", "prod", [bill("b1")], consent_timeout=1)
+    consent.calls.clear()
+    fixed = bill("b1", units=7000)
+    fixed.revision = 1
+    out = await ingestor.ingest("req2", "prod", [retraction("b1", 2, subject="s9"), fixed, retraction("b1", 3)],
+                                consent_timeout=1)
+    # The retraction for another subject is judged first (round 0): refused;
+    # then the correction (round 1), then the retraction (round 2).
+    assert summary(out) == [(0, "b1", Status.REJECTED, "INVALID_CORRECTION"), (1, "b1", Status.ACCEPTED, ""),
+                            (2, "b1", Status.ACCEPTED, "")]
+    assert consent.calls == [(SCORING, [("s1", PAYMENTS)], 1)]
+    assert (await ingestor.list_records("s1", 0, "")).records == ()
+
+
+async def chunks_of(*chunks: Chunk):
+    for chunk in chunks:
+        yield chunk
+
+
+async def test_a_stream_indexes_results_across_chunks(ingestor, consent, store):
+    out = await ingestor.ingest_stream(
+        chunks_of(Chunk("c0", "prod", [bill("b1"), bill("b2")]), Chunk("c1", "", [bill("b1"), bill("b3", "s9")])),
+        consent_timeout=lambda: 2.0, reply_budget=10**6)
+    assert summary(out) == [(0, "b1", Status.ACCEPTED, ""), (1, "b2", Status.ACCEPTED, ""),
+                            (2, "b1", Status.DUPLICATE, ""), (3, "b3", Status.REJECTED, "CONSENT_REQUIRED")]
+    assert out.chunks == 2 and [c[2] for c in consent.calls] == [2.0, 2.0]
+
+
+async def test_a_consent_failure_mid_stream_says_what_was_committed(ingestor, consent, store):
+    class FailSecond:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def check(self, purpose, pairs, timeout):
+            self.calls += 1
+            if self.calls > 1:
+                raise Unavailable("down", reason="CONSENT_SERVICE_UNAVAILABLE")
+            return [True] * len(pairs)
+
+    flaky = Ingestor(store, FailSecond(), clock=lambda: NOW)
+    with pytest.raises(Unavailable) as info:
+        await flaky.ingest_stream(chunks_of(Chunk("c0", "prod", [bill("b1")]), Chunk("c1", "prod", [bill("b2")])),
+                                  consent_timeout=lambda: 1.0, reply_budget=10**6)
+    assert info.value.metadata == {"records_committed": "1", "chunks_committed": "1"}
+    assert [v.record.record_id for v in (await flaky.list_records("s1", 0, "")).records] == ["b1"]

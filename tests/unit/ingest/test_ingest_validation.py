@@ -231,3 +231,55 @@ def test_a_record_without_body_has_no_source():
 ])
 def test_batch_rules(request_id, producer_id, count, paths):
     assert [v.field for v in validate_batch(request_id, producer_id, count)] == paths
+
+
+# -- what issue 4 added: revisions, retractions, past times, amounts, repayment statuses --
+
+MORE_CASES = [
+    ("bill", _set("revision", -1), ["revision"], "negative"),
+    ("bill", _set("revision", 7), [], ""),
+    ("bill", _set("retracted", True), ["revision", "bill"], ""),
+    ("bill", _set("bill.issue_time", ts(NOW + timedelta(minutes=6))),
+     ["bill.issue_time", "bill.due_time", "bill.paid_time"], ""),  # in the future, and due and paid before it
+    ("bill", _set("bill.due_time", ts(NOW + 30 * DAY)), [], ""),  # due in the future is a fact
+    ("bill", _set("bill.paid_time", ts(NOW + DAY)), ["bill.paid_time"], "future"),
+    ("bill", _set("bill.amount_due.minor_units", 10**13), [], ""),
+    ("bill", _set("bill.amount_due.minor_units", 10**13 + 1), ["bill.amount_due.minor_units"], "at most"),
+    ("order", _set("order.placed_time", ts(NOW + DAY)), ["order.placed_time", "order.fulfilment_time"], ""),
+    ("order", _set("order.fulfilment_time", ts(NOW + DAY)), ["order.fulfilment_time"], "future"),
+    ("external", _set("external.open_time", ts(NOW + DAY)), ["external.open_time", "external.close_time"], ""),
+    ("external", _set("external.close_time", ts(NOW + DAY)), ["external.close_time"], "future"),
+    ("external", _set("external.status", r.EXTERNAL_STATUS_ON_TIME), ["external.status"], "repayments only"),
+    ("external", lambda rec: (setattr(rec.external, "kind", r.EXTERNAL_KIND_REPAYMENT),
+                              setattr(rec.external, "status", r.EXTERNAL_STATUS_OPEN)),
+     ["external.status"], "ON_TIME or EXTERNAL_STATUS_LATE"),
+    ("external", lambda rec: (setattr(rec.external, "kind", r.EXTERNAL_KIND_REPAYMENT),
+                              setattr(rec.external, "status", r.EXTERNAL_STATUS_LATE)), [], ""),
+    ("loan_outcome", _set("loan_outcome.application_time", ts(NOW + DAY)),
+     ["loan_outcome.application_time", "loan_outcome.observed_time"], ""),
+    ("loan_outcome", _set("loan_outcome.observed_time", ts(NOW + DAY)), ["loan_outcome.observed_time"], "future"),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "mutate", "paths", "word"), MORE_CASES,
+    ids=[f"{c[0]}-{i}-{'+'.join(c[2]) or 'ok'}" for i, c in enumerate(MORE_CASES)],
+)
+def test_more_record_rules(kind, mutate, paths, word):
+    record = BUILDERS[kind]()
+    mutate(record)
+    violations = validate_record(record, NOW)
+    assert [v.field for v in violations] == paths
+    assert all(word in v.description for v in violations[:1])
+
+
+def test_a_retraction_carries_a_revision_and_no_body():
+    retraction = r.Record(record_id="rec-1", subject_id="subj_1", event_time=ts(NOW), revision=2, retracted=True)
+    assert validate_record(retraction, NOW) == []
+    retraction.revision = 0
+    assert [(v.field, "at least 1" in v.description) for v in validate_record(retraction, NOW)] == [
+        ("revision", True)]
+    with_body = bill()
+    with_body.revision, with_body.retracted = 1, True
+    assert [(v.field, v.description) for v in validate_record(with_body, NOW)] == [
+        ("bill", "must not be set on a retraction")]

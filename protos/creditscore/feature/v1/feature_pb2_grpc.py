@@ -53,7 +53,11 @@ class FeatureServiceServicer:
 
     def ApplyRecords(self, request, context):
         """Applies accepted records to their subjects' aggregates. Idempotent per
-        (producer_id, record_id): a redelivered record is counted once.
+        (producer_id, record_id, revision): a redelivered record is counted once.
+        A higher revision of a record applied before replaces it (its contribution
+        is undone, the new one applied; a retracted revision only undoes it); a
+        revision not higher than the one applied is a duplicate, in any order of
+        delivery.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -66,6 +66,30 @@ class IngestRecordsResponse(_message.Message):
     rejected_count: int
     def __init__(self, results: _Optional[_Iterable[_Union[RecordResult, _Mapping]]] = ..., accepted_count: _Optional[int] = ..., duplicate_count: _Optional[int] = ..., rejected_count: _Optional[int] = ...) -> None: ...
 
+class IngestRecordStreamRequest(_message.Message):
+    __slots__ = ("request_id", "producer_id", "records")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCER_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    producer_id: str
+    records: _containers.RepeatedCompositeFieldContainer[_records_pb2.Record]
+    def __init__(self, request_id: _Optional[str] = ..., producer_id: _Optional[str] = ..., records: _Optional[_Iterable[_Union[_records_pb2.Record, _Mapping]]] = ...) -> None: ...
+
+class IngestRecordStreamResponse(_message.Message):
+    __slots__ = ("results", "accepted_count", "duplicate_count", "rejected_count", "chunk_count")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[RecordResult]
+    accepted_count: int
+    duplicate_count: int
+    rejected_count: int
+    chunk_count: int
+    def __init__(self, results: _Optional[_Iterable[_Union[RecordResult, _Mapping]]] = ..., accepted_count: _Optional[int] = ..., duplicate_count: _Optional[int] = ..., rejected_count: _Optional[int] = ..., chunk_count: _Optional[int] = ...) -> None: ...
+
 class StoredRecord(_message.Message):
     __slots__ = ("producer_id", "record", "ingest_time")
     PRODUCER_ID_FIELD_NUMBER: _ClassVar[int]

@@ -41,6 +41,11 @@ class IngestServiceStub:
                 request_serializer=creditscore_dot_ingest_dot_v1_dot_ingest__pb2.IngestRecordsRequest.SerializeToString,
                 response_deserializer=creditscore_dot_ingest_dot_v1_dot_ingest__pb2.IngestRecordsResponse.FromString,
                 _registered_method=True)
+        self.IngestRecordStream = channel.stream_unary(
+                '/creditscore.ingest.v1.IngestService/IngestRecordStream',
+                request_serializer=creditscore_dot_ingest_dot_v1_dot_ingest__pb2.IngestRecordStreamRequest.SerializeToString,
+                response_deserializer=creditscore_dot_ingest_dot_v1_dot_ingest__pb2.IngestRecordStreamResponse.FromString,
+                _registered_method=True)
         self.ListRecords = channel.unary_unary(
                 '/creditscore.ingest.v1.IngestService/ListRecords',
                 request_serializer=creditscore_dot_ingest_dot_v1_dot_ingest__pb2.ListRecordsRequest.SerializeToString,
@@ -66,6 +71,20 @@ class IngestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IngestRecordStream(self, request_iterator, context):
+        """Ingests a stream of chunks, each committed as it arrives: a stream cut off
+        half way keeps the chunks already committed, and the producer resumes by
+        sending the stream again (what was stored comes back DUPLICATE). Records are
+        answered as in IngestRecords, indexed from the first record of the stream.
+        A malformed chunk ends the stream with INVALID_ARGUMENT, a stream beyond
+        its limits with RESOURCE_EXHAUSTED; either way the error's metadata says how
+        many records ("records_committed") and chunks ("chunks_committed") were
+        committed before it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListRecords(self, request, context):
         """Lists a subject's stored records, newest first.
         """
@@ -77,6 +96,7 @@ class IngestServiceServicer:
         """Streams every stored record whose subject consented to its use for model
         development (per source, PURPOSE_MODEL_DEVELOPMENT), loan outcomes included,
         in chunks; the trainer builds point-in-time feature matrices from them.
+        Corrected records come as their current version; retracted ones not at all.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -89,6 +109,11 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     servicer.IngestRecords,
                     request_deserializer=creditscore_dot_ingest_dot_v1_dot_ingest__pb2.IngestRecordsRequest.FromString,
                     response_serializer=creditscore_dot_ingest_dot_v1_dot_ingest__pb2.IngestRecordsResponse.SerializeToString,
+            ),
+            'IngestRecordStream': grpc.stream_unary_rpc_method_handler(
+                    servicer.IngestRecordStream,
+                    request_deserializer=creditscore_dot_ingest_dot_v1_dot_ingest__pb2.IngestRecordStreamRequest.FromString,
+                    response_serializer=creditscore_dot_ingest_dot_v1_dot_ingest__pb2.IngestRecordStreamResponse.SerializeToString,
             ),
             'ListRecords': grpc.unary_unary_rpc_method_handler(
                     servicer.ListRecords,
@@ -130,6 +155,33 @@ class IngestService:
             '/creditscore.ingest.v1.IngestService/IngestRecords',
             creditscore_dot_ingest_dot_v1_dot_ingest__pb2.IngestRecordsRequest.SerializeToString,
             creditscore_dot_ingest_dot_v1_dot_ingest__pb2.IngestRecordsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IngestRecordStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/creditscore.ingest.v1.IngestService/IngestRecordStream',
+            creditscore_dot_ingest_dot_v1_dot_ingest__pb2.IngestRecordStreamRequest.SerializeToString,
+            creditscore_dot_ingest_dot_v1_dot_ingest__pb2.IngestRecordStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

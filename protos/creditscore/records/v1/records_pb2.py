@@ -25,41 +25,41 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$creditscore/records/v1/records.proto\x12\x16\x63reditscore.records.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"3\n\x05Money\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\x13\n\x0bminor_units\x18\x02 \x01(\x03\"\xac\x03\n\x06Record\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\x12.\n\nevent_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x05order\x18\n \x01(\x0b\x32\x1d.creditscore.records.v1.OrderH\x00\x12\x30\n\x06rating\x18\x0b \x01(\x0b\x32\x1e.creditscore.records.v1.RatingH\x00\x12,\n\x04\x62ill\x18\x0c \x01(\x0b\x32\x1c.creditscore.records.v1.BillH\x00\x12:\n\x08identity\x18\r \x01(\x0b\x32&.creditscore.records.v1.IdentityTenureH\x00\x12:\n\x08\x65xternal\x18\x0e \x01(\x0b\x32&.creditscore.records.v1.ExternalRecordH\x00\x12;\n\x0cloan_outcome\x18\x0f \x01(\x0b\x32#.creditscore.records.v1.LoanOutcomeH\x00\x42\x06\n\x04\x62ody\"\x84\x02\n\x05Order\x12/\n\x04role\x18\x01 \x01(\x0e\x32!.creditscore.records.v1.PartyRole\x12-\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x1d.creditscore.records.v1.Money\x12/\n\x0bplaced_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x07outcome\x18\x04 \x01(\x0e\x32$.creditscore.records.v1.OrderOutcome\x12\x33\n\x0f\x66ulfilment_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"N\n\x06Rating\x12\x35\n\nrated_role\x18\x01 \x01(\x0e\x32!.creditscore.records.v1.PartyRole\x12\r\n\x05stars\x18\x02 \x01(\x05\"\xb2\x02\n\x04\x42ill\x12\x36\n\x08\x63\x61tegory\x18\x01 \x01(\x0e\x32$.creditscore.records.v1.BillCategory\x12\x31\n\namount_due\x18\x02 \x01(\x0b\x32\x1d.creditscore.records.v1.Money\x12.\n\nissue_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64ue_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0b\x61mount_paid\x18\x05 \x01(\x0b\x32\x1d.creditscore.records.v1.Money\x12-\n\tpaid_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb6\x01\n\x0eIdentityTenure\x12\x38\n\x14residence_since_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10phone_since_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1e\n\x11identity_verified\x18\x03 \x01(\x08H\x00\x88\x01\x01\x42\x14\n\x12_identity_verified\"\xcd\x02\n\x0e\x45xternalRecord\x12\x32\n\x04kind\x18\x01 \x01(\x0e\x32$.creditscore.records.v1.ExternalKind\x12\x41\n\x10institution_type\x18\x02 \x01(\x0e\x32\'.creditscore.records.v1.InstitutionType\x12-\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x1d.creditscore.records.v1.Money\x12-\n\topen_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nclose_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x06status\x18\x06 \x01(\x0e\x32&.creditscore.records.v1.ExternalStatus\"\xaf\x01\n\x0bLoanOutcome\x12\x34\n\x10\x61pplication_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x05label\x18\x02 \x01(\x0e\x32(.creditscore.records.v1.LoanOutcomeLabel\x12\x31\n\robserved_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*T\n\tPartyRole\x12\x1a\n\x16PARTY_ROLE_UNSPECIFIED\x10\x00\x12\x14\n\x10PARTY_ROLE_BUYER\x10\x01\x12\x15\n\x11PARTY_ROLE_SELLER\x10\x02*\xe9\x01\n\x0cOrderOutcome\x12\x1d\n\x19ORDER_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17ORDER_OUTCOME_COMPLETED\x10\x01\x12$\n ORDER_OUTCOME_CANCELLED_BY_BUYER\x10\x02\x12%\n!ORDER_OUTCOME_CANCELLED_BY_SELLER\x10\x03\x12\x1a\n\x16ORDER_OUTCOME_REFUNDED\x10\x04\x12\x1a\n\x16ORDER_OUTCOME_DISPUTED\x10\x05\x12\x18\n\x14ORDER_OUTCOME_UNPAID\x10\x06*\xd6\x01\n\x0c\x42illCategory\x12\x1d\n\x19\x42ILL_CATEGORY_UNSPECIFIED\x10\x00\x12\x19\n\x15\x42ILL_CATEGORY_UTILITY\x10\x01\x12\x19\n\x15\x42ILL_CATEGORY_TELECOM\x10\x02\x12\x1d\n\x19\x42ILL_CATEGORY_CREDIT_CARD\x10\x03\x12\x16\n\x12\x42ILL_CATEGORY_RENT\x10\x04\x12!\n\x1d\x42ILL_CATEGORY_LOAN_INSTALMENT\x10\x05\x12\x17\n\x13\x42ILL_CATEGORY_OTHER\x10\x06*\x81\x02\n\x0c\x45xternalKind\x12\x1d\n\x19\x45XTERNAL_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45XTERNAL_KIND_LOAN_ACCOUNT\x10\x01\x12\x1b\n\x17\x45XTERNAL_KIND_REPAYMENT\x10\x02\x12\x1d\n\x19\x45XTERNAL_KIND_DELINQUENCY\x10\x03\x12\x1c\n\x18\x45XTERNAL_KIND_COLLECTION\x10\x04\x12 \n\x1c\x45XTERNAL_KIND_COURT_JUDGMENT\x10\x05\x12\x1d\n\x19\x45XTERNAL_KIND_TAX_ARREARS\x10\x06\x12\x17\n\x13\x45XTERNAL_KIND_OTHER\x10\x07*\xdc\x01\n\x0e\x45xternalStatus\x12\x1f\n\x1b\x45XTERNAL_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45XTERNAL_STATUS_OPEN\x10\x01\x12\x1a\n\x16\x45XTERNAL_STATUS_CLOSED\x10\x02\x12\x1b\n\x17\x45XTERNAL_STATUS_ON_TIME\x10\x03\x12\x18\n\x14\x45XTERNAL_STATUS_LATE\x10\x04\x12\x1b\n\x17\x45XTERNAL_STATUS_SETTLED\x10\x05\x12\x1f\n\x1b\x45XTERNAL_STATUS_WRITTEN_OFF\x10\x06*\xa2\x01\n\x0fInstitutionType\x12 \n\x1cINSTITUTION_TYPE_UNSPECIFIED\x10\x00\x12\"\n\x1eINSTITUTION_TYPE_PUBLIC_AGENCY\x10\x01\x12*\n&INSTITUTION_TYPE_FINANCIAL_INSTITUTION\x10\x02\x12\x1d\n\x19INSTITUTION_TYPE_MERCHANT\x10\x03*o\n\x10LoanOutcomeLabel\x12\"\n\x1eLOAN_OUTCOME_LABEL_UNSPECIFIED\x10\x00\x12\x1b\n\x17LOAN_OUTCOME_LABEL_GOOD\x10\x01\x12\x1a\n\x16LOAN_OUTCOME_LABEL_BAD\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$creditscore/records/v1/records.proto\x12\x16\x63reditscore.records.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"3\n\x05Money\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\x13\n\x0bminor_units\x18\x02 \x01(\x03\"\xd1\x03\n\x06Record\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\x12.\n\nevent_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08revision\x18\x04 \x01(\x03\x12\x11\n\tretracted\x18\x05 \x01(\x08\x12.\n\x05order\x18\n \x01(\x0b\x32\x1d.creditscore.records.v1.OrderH\x00\x12\x30\n\x06rating\x18\x0b \x01(\x0b\x32\x1e.creditscore.records.v1.RatingH\x00\x12,\n\x04\x62ill\x18\x0c \x01(\x0b\x32\x1c.creditscore.records.v1.BillH\x00\x12:\n\x08identity\x18\r \x01(\x0b\x32&.creditscore.records.v1.IdentityTenureH\x00\x12:\n\x08\x65xternal\x18\x0e \x01(\x0b\x32&.creditscore.records.v1.ExternalRecordH\x00\x12;\n\x0cloan_outcome\x18\x0f \x01(\x0b\x32#.creditscore.records.v1.LoanOutcomeH\x00\x42\x06\n\x04\x62ody\"\x84\x02\n\x05Order\x12/\n\x04role\x18\x01 \x01(\x0e\x32!.creditscore.records.v1.PartyRole\x12-\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x1d.creditscore.records.v1.Money\x12/\n\x0bplaced_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x07outcome\x18\x04 \x01(\x0e\x32$.creditscore.records.v1.OrderOutcome\x12\x33\n\x0f\x66ulfilment_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"N\n\x06Rating\x12\x35\n\nrated_role\x18\x01 \x01(\x0e\x32!.creditscore.records.v1.PartyRole\x12\r\n\x05stars\x18\x02 \x01(\x05\"\xb2\x02\n\x04\x42ill\x12\x36\n\x08\x63\x61tegory\x18\x01 \x01(\x0e\x32$.creditscore.records.v1.BillCategory\x12\x31\n\namount_due\x18\x02 \x01(\x0b\x32\x1d.creditscore.records.v1.Money\x12.\n\nissue_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64ue_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0b\x61mount_paid\x18\x05 \x01(\x0b\x32\x1d.creditscore.records.v1.Money\x12-\n\tpaid_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb6\x01\n\x0eIdentityTenure\x12\x38\n\x14residence_since_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10phone_since_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1e\n\x11identity_verified\x18\x03 \x01(\x08H\x00\x88\x01\x01\x42\x14\n\x12_identity_verified\"\xcd\x02\n\x0e\x45xternalRecord\x12\x32\n\x04kind\x18\x01 \x01(\x0e\x32$.creditscore.records.v1.ExternalKind\x12\x41\n\x10institution_type\x18\x02 \x01(\x0e\x32\'.creditscore.records.v1.InstitutionType\x12-\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x1d.creditscore.records.v1.Money\x12-\n\topen_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nclose_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x06status\x18\x06 \x01(\x0e\x32&.creditscore.records.v1.ExternalStatus\"\xaf\x01\n\x0bLoanOutcome\x12\x34\n\x10\x61pplication_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x05label\x18\x02 \x01(\x0e\x32(.creditscore.records.v1.LoanOutcomeLabel\x12\x31\n\robserved_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*T\n\tPartyRole\x12\x1a\n\x16PARTY_ROLE_UNSPECIFIED\x10\x00\x12\x14\n\x10PARTY_ROLE_BUYER\x10\x01\x12\x15\n\x11PARTY_ROLE_SELLER\x10\x02*\xe9\x01\n\x0cOrderOutcome\x12\x1d\n\x19ORDER_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17ORDER_OUTCOME_COMPLETED\x10\x01\x12$\n ORDER_OUTCOME_CANCELLED_BY_BUYER\x10\x02\x12%\n!ORDER_OUTCOME_CANCELLED_BY_SELLER\x10\x03\x12\x1a\n\x16ORDER_OUTCOME_REFUNDED\x10\x04\x12\x1a\n\x16ORDER_OUTCOME_DISPUTED\x10\x05\x12\x18\n\x14ORDER_OUTCOME_UNPAID\x10\x06*\xd6\x01\n\x0c\x42illCategory\x12\x1d\n\x19\x42ILL_CATEGORY_UNSPECIFIED\x10\x00\x12\x19\n\x15\x42ILL_CATEGORY_UTILITY\x10\x01\x12\x19\n\x15\x42ILL_CATEGORY_TELECOM\x10\x02\x12\x1d\n\x19\x42ILL_CATEGORY_CREDIT_CARD\x10\x03\x12\x16\n\x12\x42ILL_CATEGORY_RENT\x10\x04\x12!\n\x1d\x42ILL_CATEGORY_LOAN_INSTALMENT\x10\x05\x12\x17\n\x13\x42ILL_CATEGORY_OTHER\x10\x06*\x81\x02\n\x0c\x45xternalKind\x12\x1d\n\x19\x45XTERNAL_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45XTERNAL_KIND_LOAN_ACCOUNT\x10\x01\x12\x1b\n\x17\x45XTERNAL_KIND_REPAYMENT\x10\x02\x12\x1d\n\x19\x45XTERNAL_KIND_DELINQUENCY\x10\x03\x12\x1c\n\x18\x45XTERNAL_KIND_COLLECTION\x10\x04\x12 \n\x1c\x45XTERNAL_KIND_COURT_JUDGMENT\x10\x05\x12\x1d\n\x19\x45XTERNAL_KIND_TAX_ARREARS\x10\x06\x12\x17\n\x13\x45XTERNAL_KIND_OTHER\x10\x07*\xdc\x01\n\x0e\x45xternalStatus\x12\x1f\n\x1b\x45XTERNAL_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45XTERNAL_STATUS_OPEN\x10\x01\x12\x1a\n\x16\x45XTERNAL_STATUS_CLOSED\x10\x02\x12\x1b\n\x17\x45XTERNAL_STATUS_ON_TIME\x10\x03\x12\x18\n\x14\x45XTERNAL_STATUS_LATE\x10\x04\x12\x1b\n\x17\x45XTERNAL_STATUS_SETTLED\x10\x05\x12\x1f\n\x1b\x45XTERNAL_STATUS_WRITTEN_OFF\x10\x06*\xa2\x01\n\x0fInstitutionType\x12 \n\x1cINSTITUTION_TYPE_UNSPECIFIED\x10\x00\x12\"\n\x1eINSTITUTION_TYPE_PUBLIC_AGENCY\x10\x01\x12*\n&INSTITUTION_TYPE_FINANCIAL_INSTITUTION\x10\x02\x12\x1d\n\x19INSTITUTION_TYPE_MERCHANT\x10\x03*o\n\x10LoanOutcomeLabel\x12\"\n\x1eLOAN_OUTCOME_LABEL_UNSPECIFIED\x10\x00\x12\x1b\n\x17LOAN_OUTCOME_LABEL_GOOD\x10\x01\x12\x1a\n\x16LOAN_OUTCOME_LABEL_BAD\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'creditscore.records.v1.records_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PARTYROLE']._serialized_start=1932
-  _globals['_PARTYROLE']._serialized_end=2016
-  _globals['_ORDEROUTCOME']._serialized_start=2019
-  _globals['_ORDEROUTCOME']._serialized_end=2252
-  _globals['_BILLCATEGORY']._serialized_start=2255
-  _globals['_BILLCATEGORY']._serialized_end=2469
-  _globals['_EXTERNALKIND']._serialized_start=2472
-  _globals['_EXTERNALKIND']._serialized_end=2729
-  _globals['_EXTERNALSTATUS']._serialized_start=2732
-  _globals['_EXTERNALSTATUS']._serialized_end=2952
-  _globals['_INSTITUTIONTYPE']._serialized_start=2955
-  _globals['_INSTITUTIONTYPE']._serialized_end=3117
-  _globals['_LOANOUTCOMELABEL']._serialized_start=3119
-  _globals['_LOANOUTCOMELABEL']._serialized_end=3230
+  _globals['_PARTYROLE']._serialized_start=1969
+  _globals['_PARTYROLE']._serialized_end=2053
+  _globals['_ORDEROUTCOME']._serialized_start=2056
+  _globals['_ORDEROUTCOME']._serialized_end=2289
+  _globals['_BILLCATEGORY']._serialized_start=2292
+  _globals['_BILLCATEGORY']._serialized_end=2506
+  _globals['_EXTERNALKIND']._serialized_start=2509
+  _globals['_EXTERNALKIND']._serialized_end=2766
+  _globals['_EXTERNALSTATUS']._serialized_start=2769
+  _globals['_EXTERNALSTATUS']._serialized_end=2989
+  _globals['_INSTITUTIONTYPE']._serialized_start=2992
+  _globals['_INSTITUTIONTYPE']._serialized_end=3154
+  _globals['_LOANOUTCOMELABEL']._serialized_start=3156
+  _globals['_LOANOUTCOMELABEL']._serialized_end=3267
   _globals['_MONEY']._serialized_start=97
   _globals['_MONEY']._serialized_end=148
   _globals['_RECORD']._serialized_start=151
-  _globals['_RECORD']._serialized_end=579
-  _globals['_ORDER']._serialized_start=582
-  _globals['_ORDER']._serialized_end=842
-  _globals['_RATING']._serialized_start=844
-  _globals['_RATING']._serialized_end=922
-  _globals['_BILL']._serialized_start=925
-  _globals['_BILL']._serialized_end=1231
-  _globals['_IDENTITYTENURE']._serialized_start=1234
-  _globals['_IDENTITYTENURE']._serialized_end=1416
-  _globals['_EXTERNALRECORD']._serialized_start=1419
-  _globals['_EXTERNALRECORD']._serialized_end=1752
-  _globals['_LOANOUTCOME']._serialized_start=1755
-  _globals['_LOANOUTCOME']._serialized_end=1930
+  _globals['_RECORD']._serialized_end=616
+  _globals['_ORDER']._serialized_start=619
+  _globals['_ORDER']._serialized_end=879
+  _globals['_RATING']._serialized_start=881
+  _globals['_RATING']._serialized_end=959
+  _globals['_BILL']._serialized_start=962
+  _globals['_BILL']._serialized_end=1268
+  _globals['_IDENTITYTENURE']._serialized_start=1271
+  _globals['_IDENTITYTENURE']._serialized_end=1453
+  _globals['_EXTERNALRECORD']._serialized_start=1456
+  _globals['_EXTERNALRECORD']._serialized_end=1789
+  _globals['_LOANOUTCOME']._serialized_start=1792
+  _globals['_LOANOUTCOME']._serialized_end=1967
 # @@protoc_insertion_point(module_scope)

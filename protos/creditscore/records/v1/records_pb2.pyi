@@ -117,10 +117,12 @@ class Money(_message.Message):
     def __init__(self, currency_code: _Optional[str] = ..., minor_units: _Optional[int] = ...) -> None: ...
 
 class Record(_message.Message):
-    __slots__ = ("record_id", "subject_id", "event_time", "order", "rating", "bill", "identity", "external", "loan_outcome")
+    __slots__ = ("record_id", "subject_id", "event_time", "revision", "retracted", "order", "rating", "bill", "identity", "external", "loan_outcome")
     RECORD_ID_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    RETRACTED_FIELD_NUMBER: _ClassVar[int]
     ORDER_FIELD_NUMBER: _ClassVar[int]
     RATING_FIELD_NUMBER: _ClassVar[int]
     BILL_FIELD_NUMBER: _ClassVar[int]
@@ -130,13 +132,15 @@ class Record(_message.Message):
     record_id: str
     subject_id: str
     event_time: _timestamp_pb2.Timestamp
+    revision: int
+    retracted: bool
     order: Order
     rating: Rating
     bill: Bill
     identity: IdentityTenure
     external: ExternalRecord
     loan_outcome: LoanOutcome
-    def __init__(self, record_id: _Optional[str] = ..., subject_id: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., order: _Optional[_Union[Order, _Mapping]] = ..., rating: _Optional[_Union[Rating, _Mapping]] = ..., bill: _Optional[_Union[Bill, _Mapping]] = ..., identity: _Optional[_Union[IdentityTenure, _Mapping]] = ..., external: _Optional[_Union[ExternalRecord, _Mapping]] = ..., loan_outcome: _Optional[_Union[LoanOutcome, _Mapping]] = ...) -> None: ...
+    def __init__(self, record_id: _Optional[str] = ..., subject_id: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revision: _Optional[int] = ..., retracted: _Optional[bool] = ..., order: _Optional[_Union[Order, _Mapping]] = ..., rating: _Optional[_Union[Rating, _Mapping]] = ..., bill: _Optional[_Union[Bill, _Mapping]] = ..., identity: _Optional[_Union[IdentityTenure, _Mapping]] = ..., external: _Optional[_Union[ExternalRecord, _Mapping]] = ..., loan_outcome: _Optional[_Union[LoanOutcome, _Mapping]] = ...) -> None: ...
 
 class Order(_message.Message):
     __slots__ = ("role", "amount", "placed_time", "outcome", "fulfilment_time")

@@ -1,0 +1,395 @@
+"""Ingest rate: records per second through the ingest service over gRPC, against
+the raw SQLAlchemy Core insert rate of the same rows.
+
+``python -m bench.ingest [--quick] [--postgres-url URL] [--only sqlite|postgresql]``
+
+A simulated population (``creditscore.sim``: bills, orders, ratings, identity,
+external records, loan outcomes; about 80 bytes a record) is enrolled and
+consented in a real consent service (``python -m consent_service``, its own
+SQLite file). Then, for each database (a SQLite file; a PostgreSQL database
+created on the server of ``--postgres-url`` and dropped afterwards) and each way
+of sending:
+
+- unary: ``IngestRecords`` batches of 1000, 4 calls in flight on one channel;
+- stream: ``IngestRecordStream``, one stream per producer (all at once), chunks
+  of 1000 sent without waiting;
+
+every record goes into a fresh ``python -m ingest_service`` process on a fresh
+database, with everything a producer relies on switched on: validation, one
+consent check per purpose per batch (a real gRPC call to the consent service),
+idempotency (insert-or-judge by (producer, record id)), the outbox row of every
+record in the same transaction. The replica runs with ``OUTBOX_DISPATCH=false``
+so that the clock covers taking records, not delivering them; delivery is timed
+apart (below). Requests are built before the clock starts; the clock stops when
+the last reply is in, every record ACCEPTED. The same records are then sent again
+(unary), every one answered DUPLICATE: the idempotent-retry rate.
+
+The raw rate is SQLAlchemy Core ``executemany`` of exactly the rows the service
+stores (``records`` table, same columns and values, payload and hash computed
+before the clock), 1000 rows a transaction, through the same async drivers
+(aiosqlite, asyncpg), into a fresh database, measured right before each
+end-to-end run. The ratio is end-to-end / raw of each such pair; the figures
+are medians over ``--repeat`` pairs (the machine is shared: its load moves).
+
+Delivery: the stream run's database (every record queued in the outbox) is then
+opened by an ingest replica with its dispatcher on and a real feature service
+(``python -m feature_service``, same kind of database): the time until the outbox
+is empty gives records/s applied to features.
+
+Every process runs on this machine (client, ingest, consent, feature and the
+PostgreSQL server share its CPUs). Ends with one ``RESULT ingest ...`` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench._common import code_version, describe_machine, result_line
+
+from creditscore.common.v1 import common_pb2
+from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
+from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from creditscore.records.v1 import records_pb2
+from creditscore.runtime import create_channel, create_schema, make_engine
+from creditscore.sim import simulate
+from ingest_service.ingestion import content_hash, serialize
+from ingest_service.store import RecordStore, records
+from ingest_service.validation import source_of
+
+BATCH = 1000
+UNARY_IN_FLIGHT = 4
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
+ACCEPTED = ingest_pb2.RECORD_STATUS_ACCEPTED
+DUPLICATE = ingest_pb2.RECORD_STATUS_DUPLICATE
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Service:
+    """A service running as its own process."""
+
+    proc: asyncio.subprocess.Process
+    port: int
+    log: Path
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 20)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+async def start_service(package: str, env: dict[str, str], log: Path) -> Service:
+    port = _free_port()
+    with open(log, "wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", package,
+            env={**os.environ, **env, "GRPC_HOST": "127.0.0.1", "GRPC_PORT": str(port), "LOG_LEVEL": "WARNING"},
+            stdout=out, stderr=asyncio.subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 60
+    while b"READY" not in log.read_bytes():
+        if proc.returncode is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{package} did not start:\n{log.read_text(errors='replace')[-3000:]}")
+        await asyncio.sleep(0.05)
+    return Service(proc, port, log)
+
+
+@asynccontextmanager
+async def fresh_database(kind: str, workdir: Path, admin_url: str, name: str) -> AsyncIterator[str]:
+    """A new empty database: a SQLite file, or a PostgreSQL database dropped afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite:///{workdir / (name + '.db')}"
+        return
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(admin_url)
+    db = f"bench_{name}_{uuid.uuid4().hex[:8]}"
+
+    async def admin_exec(sql: str) -> None:
+        conn = await asyncpg.connect(host=admin.host, port=admin.port or 5432, user=admin.username or "postgres",
+                                     password=admin.password, database=admin.database or "postgres")
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    await admin_exec(f'CREATE DATABASE "{db}"')
+    try:
+        yield admin.set(database=db).render_as_string(hide_password=False)
+    finally:
+        await admin_exec(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+async def enroll(consent_addr: str, subject_ids: Sequence[str]) -> None:
+    """Every subject enrolled, with consent to scoring for every scoring source
+    and to model development for the loan outcomes."""
+    channel = create_channel(consent_addr)
+    stub = consent_pb2_grpc.ConsentServiceStub(channel)
+    grants = [(s, common_pb2.PURPOSE_CREDIT_SCORING) for s in (
+        common_pb2.DATA_SOURCE_COMMERCE, common_pb2.DATA_SOURCE_PAYMENTS,
+        common_pb2.DATA_SOURCE_IDENTITY, common_pb2.DATA_SOURCE_EXTERNAL)]
+    grants.append((common_pb2.DATA_SOURCE_OUTCOMES, common_pb2.PURPOSE_MODEL_DEVELOPMENT))
+    sem = asyncio.Semaphore(16)
+
+    async def one(sid: str) -> None:
+        async with sem:
+            await stub.EnrollSubject(consent_pb2.EnrollSubjectRequest(request_id=f"e-{sid}", subject_id=sid),
+                                     timeout=10)
+            for source, purpose in grants:
+                await stub.GrantConsent(consent_pb2.GrantConsentRequest(
+                    request_id=f"g-{sid}-{source}-{purpose}", subject_id=sid, source=source, purpose=purpose),
+                    timeout=10)
+
+    try:
+        await asyncio.gather(*(one(s) for s in subject_ids))
+    finally:
+        await channel.close()
+
+
+def by_producer(population) -> dict[str, list[records_pb2.Record]]:
+    return {p: rs for p, rs in sorted(population.by_producer().items())}
+
+
+async def send_unary(addr: str, batches: list[ingest_pb2.IngestRecordsRequest], expect: int) -> float:
+    """Seconds to send every batch, ``UNARY_IN_FLIGHT`` at a time; checks that every
+    record got the status ``expect``."""
+    channel = create_channel(addr)
+    stub = ingest_pb2_grpc.IngestServiceStub(channel)
+    queue = list(reversed(batches))
+    bad: list[str] = []
+
+    async def worker() -> None:
+        while queue:
+            request = queue.pop()
+            reply = await stub.IngestRecords(request, timeout=120)
+            if any(r.status != expect for r in reply.results):
+                bad.append(next(f"{r.record_id}: {r.status} {r.reason}" for r in reply.results if r.status != expect))
+
+    try:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(UNARY_IN_FLIGHT)))
+        seconds = time.perf_counter() - start
+    finally:
+        await channel.close()
+    if bad:
+        raise RuntimeError(f"{len(bad)} batches had records not answered as expected, e.g. {bad[0]}")
+    return seconds
+
+
+async def send_streams(addr: str, streams: dict[str, list[ingest_pb2.IngestRecordStreamRequest]]) -> float:
+    """Seconds to send one stream per producer, all at once; every record must be ACCEPTED."""
+    channel = create_channel(addr)
+    stub = ingest_pb2_grpc.IngestServiceStub(channel)
+
+    async def one(chunks: list[ingest_pb2.IngestRecordStreamRequest]) -> None:
+        async def requests() -> AsyncIterator[ingest_pb2.IngestRecordStreamRequest]:
+            for chunk in chunks:
+                yield chunk
+
+        reply = await stub.IngestRecordStream(requests(), timeout=600)
+        wrong = [r for r in reply.results if r.status != ACCEPTED]
+        if wrong:
+            raise RuntimeError(f"{len(wrong)} records not accepted, e.g. {wrong[0]}")
+
+    try:
+        start = time.perf_counter()
+        await asyncio.gather(*(one(c) for c in streams.values()))
+        return time.perf_counter() - start
+    finally:
+        await channel.close()
+
+
+async def raw_insert_rate(url: str, rows: list[dict]) -> float:
+    """Rows per second of SQLAlchemy Core executemany into the ``records`` table,
+    ``BATCH`` rows a transaction, on a fresh database."""
+    engine = make_engine(url)
+    try:
+        await create_schema(engine, records.metadata)
+        start = time.perf_counter()
+        for i in range(0, len(rows), BATCH):
+            async with engine.begin() as conn:
+                await conn.execute(records.insert(), rows[i:i + BATCH])
+        return len(rows) / (time.perf_counter() - start)
+    finally:
+        await engine.dispose()
+
+
+async def drain_seconds(url: str, total: int, timeout: float = 600) -> float:
+    """Seconds until the outbox of the ingest database at ``url`` is empty."""
+    engine = make_engine(url)
+    store = RecordStore(engine)
+    try:
+        start = time.perf_counter()
+        while (backlog := await store.outbox_backlog()) > 0:
+            if time.perf_counter() - start > timeout:
+                raise TimeoutError(f"{backlog} of {total} records still in the outbox")
+            await asyncio.sleep(0.05)
+        return time.perf_counter() - start
+    finally:
+        await engine.dispose()
+
+
+async def run(args: argparse.Namespace) -> dict[str, object]:
+    print(describe_machine())
+    print(code_version())
+    now = datetime.now(UTC).replace(microsecond=0)
+    population = simulate(args.subjects, seed=args.seed, as_of=now)
+    groups = by_producer(population)
+    total = sum(len(v) for v in groups.values())
+    deliverable = sum(1 for v in groups.values() for r in v if r.WhichOneof("body") != "loan_outcome")
+    print(f"population: {len(population.subjects)} subjects, {total} records from {len(groups)} producers "
+          f"({deliverable} feed features; the rest are loan outcomes), seed {args.seed}")
+
+    unary = [ingest_pb2.IngestRecordsRequest(request_id=f"{p}-{i}", producer_id=p, records=rs[i:i + BATCH])
+             for p, rs in groups.items() for i in range(0, len(rs), BATCH)]
+    streams = {p: [ingest_pb2.IngestRecordStreamRequest(request_id=f"{p}-{i}", producer_id=p,
+                                                        records=rs[i:i + BATCH])
+                   for i in range(0, len(rs), BATCH)] for p, rs in groups.items()}
+    stamp = datetime.now(UTC)
+    rows = []
+    for producer, rs in groups.items():
+        for r in rs:
+            payload = serialize(r)
+            rows.append({"producer_id": producer, "record_id": r.record_id, "subject_id": r.subject_id,
+                         "source": source_of(r), "event_time": r.event_time.ToDatetime(tzinfo=UTC),
+                         "payload": payload, "content_hash": content_hash(payload), "ingest_time": stamp,
+                         "revision": 0, "retracted": False})
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    figures: dict[str, object] = {"records": total}
+    consent = await start_service("consent_service", {"DATABASE_URL": f"sqlite:///{workdir}/consent.db"},
+                                  workdir / "consent.log")
+    try:
+        t0 = time.perf_counter()
+        await enroll(consent.addr, [s.subject_id for s in population.subjects])
+        print(f"enrolled and consented {len(population.subjects)} subjects in {time.perf_counter() - t0:.1f} s")
+        for kind in args.databases:
+            short = "sqlite" if kind == "sqlite" else "pg"
+            raws: list[float] = []
+            for mode in ("unary", "stream"):
+                rates: list[float] = []
+                ratios: list[float] = []
+                for attempt in range(args.repeat):
+                    # The raw rate is measured right before each run and paired with
+                    # it: on a shared machine the load moves between runs.
+                    async with fresh_database(kind, workdir, args.postgres_url, f"raw{mode}{attempt}") as url:
+                        raw = await raw_insert_rate(url, rows)
+                    raws.append(raw)
+                    async with fresh_database(kind, workdir, args.postgres_url, f"{mode}{attempt}") as url:
+                        ingest = await start_service("ingest_service", {
+                            "DATABASE_URL": url, "CONSENT_SERVICE_ADDR": consent.addr,
+                            "FEATURE_SERVICE_ADDR": "127.0.0.1:9", "OUTBOX_DISPATCH": "false",
+                        }, workdir / f"ingest-{short}-{mode}-{attempt}.log")
+                        try:
+                            if mode == "unary":
+                                seconds = await send_unary(ingest.addr, unary, ACCEPTED)
+                            else:
+                                seconds = await send_streams(ingest.addr, streams)
+                            rates.append(total / seconds)
+                            ratios.append(total / seconds / raw)
+                            if mode == "unary" and attempt == 0:
+                                again = await send_unary(ingest.addr, unary, DUPLICATE)
+                                figures[f"{short}_duplicate"] = total / again
+                                print(f"[{kind}] the same records again (unary), all DUPLICATE: "
+                                      f"{total / again:,.0f} records/s")
+                        finally:
+                            await ingest.stop()
+                        if mode == "stream" and attempt == args.repeat - 1 and args.delivery:
+                            figures[f"{short}_delivery"] = await delivery_rate(
+                                kind, url, workdir, args, consent, deliverable)
+                    print(f"[{kind}] {mode} run {attempt + 1}: {rates[-1]:,.0f} records/s end to end, "
+                          f"raw just before {raw:,.0f} rows/s, ratio {ratios[-1]:.2f}")
+                rate = statistics.median(rates)
+                figures[f"{short}_{mode}"] = rate
+                figures[f"{short}_ratio_{mode}"] = statistics.median(ratios)
+                print(f"[{kind}] {mode}: median {rate:,.0f} records/s end to end, median paired ratio "
+                      f"{statistics.median(ratios):.2f}x raw")
+            figures[f"{short}_raw"] = statistics.median(raws)
+            print(f"[{kind}] raw Core executemany into records: median {statistics.median(raws):,.0f} rows/s "
+                  f"({', '.join(f'{r:,.0f}' for r in raws)})")
+    finally:
+        await consent.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    figures["goal_ratio"] = 0.25
+    return figures
+
+
+async def delivery_rate(kind: str, ingest_url: str, workdir: Path, args: argparse.Namespace, consent: Service,
+                        deliverable: int) -> float:
+    """Records/s from a full outbox into a real feature service."""
+    async with fresh_database(kind, workdir, args.postgres_url, "feature") as feature_url:
+        feature = await start_service("feature_service", {"DATABASE_URL": feature_url},
+                                      workdir / f"feature-{kind}.log")
+        try:
+            ingest = await start_service("ingest_service", {
+                "DATABASE_URL": ingest_url, "CONSENT_SERVICE_ADDR": consent.addr,
+                "FEATURE_SERVICE_ADDR": feature.addr, "OUTBOX_BATCH": "1000",
+            }, workdir / f"ingest-{kind}-delivery.log")
+            try:
+                seconds = await drain_seconds(ingest_url, deliverable)
+            finally:
+                await ingest.stop()
+        finally:
+            await feature.stop()
+    rate = deliverable / seconds
+    print(f"[{kind}] outbox delivery into a real feature service: {rate:,.0f} records/s "
+          f"({deliverable} records applied in {seconds:.1f} s, batches of 1000)")
+    return rate
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smaller population, one run each")
+    parser.add_argument("--subjects", type=int, help="subjects to simulate (default 1000; quick 200)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--repeat", type=int, help="runs per figure, the median kept (default 3; quick 1)")
+    parser.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_PG),
+                        help="a PostgreSQL server to create the bench databases on")
+    parser.add_argument("--only", choices=["sqlite", "postgresql"], help="one database only")
+    parser.add_argument("--no-delivery", dest="delivery", action="store_false",
+                        help="skip timing the outbox delivery into the feature service")
+    args = parser.parse_args(argv)
+    args.subjects = args.subjects or (200 if args.quick else 1000)
+    args.repeat = args.repeat or (1 if args.quick else 3)
+    args.databases = [args.only] if args.only else ["sqlite", "postgresql"]
+    print("how: records/s over gRPC into a fresh ingest process and database, validation, consent (real "
+          "consent service), idempotency and outbox on; raw = Core executemany of the same rows; "
+          "ratio = end-to-end / raw")
+    figures = asyncio.run(run(args))
+    ratios = [v for k, v in figures.items() if "_ratio_" in k]
+    print(f"\ngoal: end to end at least 0.25x raw; worst ratio {min(ratios):.2f}")
+    print(result_line("ingest", figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

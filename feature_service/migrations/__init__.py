@@ -1,0 +1,19 @@
+"""Schema migrations (Alembic) of the feature service's database: ``env.py`` runs the
+scripts in ``versions/``, whose newest revision makes exactly the tables of
+``feature_service.store.metadata`` (a test compares them on SQLite and PostgreSQL).
+
+Applied on start (``AUTO_MIGRATE``, default true) or by ``python -m feature_service
+migrate``. A change to the store's tables comes with a new revision here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from creditscore.runtime import Migrations
+
+from ..store import metadata
+
+__all__ = ["MIGRATIONS"]
+
+MIGRATIONS = Migrations("feature_service", Path(__file__).resolve().parent, metadata)
