@@ -9,9 +9,12 @@ population with a logistic ground truth; then 1M other subjects (``--quick``:
 - scores only: ``Scorecard.score_batch`` (score, probability of bad, coverage,
   INSUFFICIENT_DATA flag) on the whole float64 matrix;
 - with reasons: ``Scorecard.score_columns(..., reasons=True)``, the batch path
-  that also ranks up to four reason codes per subject (as the CSV scoring writes
-  them), and, for comparison, ``Scorecard.score_one`` (the per-request
-  pure-Python path: reasons with texts, and ways to improve) on a subsample.
+  that also ranks up to four reasons per subject, returned as an integer array
+  (indices into the scorecard's reason code table); turning every row's into
+  code strings (``BatchScores.reason_codes()``, what the CSV scoring writes) is
+  timed apart, as it is done only when asked;
+- for comparison, ``Scorecard.score_one`` (the per-request pure-Python path:
+  reasons with texts, and ways to improve) on a subsample.
 
 Each timing is repeated (``--repeat``, default 5; quick 3) and the median is
 reported with the best and the worst; the matrix is built before the clock
@@ -94,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         sample = batch_reasons({name: column[:2000] for name, column in columns.items()})
         for i in range(2000):
             one = card.score_one({name: float(X[i, j]) for j, name in enumerate(FEATURE_NAMES)})
-            if tuple(sample.reason_codes[i]) != tuple(r.code for r in one.reasons):
-                print(f"MISMATCH at row {i}: batch reasons {sample.reason_codes[i]} != score_one's "
+            if sample.reason_codes_of(i) != tuple(r.code for r in one.reasons):
+                print(f"MISMATCH at row {i}: batch reasons {sample.reason_codes_of(i)} != score_one's "
                       f"{[r.code for r in one.reasons]}", file=sys.stderr)
                 return 1
         print("check: batch reason codes equal score_one's on 2,000 subjects")
@@ -112,19 +115,42 @@ def main(argv: list[str] | None = None) -> int:
         times_r = _repeat(lambda: batch_reasons(columns), repeat)
         median_r = statistics.median(times_r)
         figures["with_reasons_per_s"] = n / median_r
-        print(f"with reasons (score_columns): median {median_r * 1000:.1f} ms "
+        print(f"with reasons (score_columns, reasons as integer codes): median {median_r * 1000:.1f} ms "
               f"(best {min(times_r) * 1000:.1f}, worst {max(times_r) * 1000:.1f} ms) "
               f"-> {n / median_r:,.0f} subjects/s")
+        scored = batch_reasons(columns)
+        times_s = _repeat(scored.reason_codes, max(1, repeat // 2))
+        median_s = statistics.median(times_s)
+        figures["codes_as_strings_per_s"] = n / median_s
+        print(f"  and turning every row's reasons into code strings (reason_codes()): median "
+              f"{median_s * 1000:.0f} ms more ({len(times_s)} runs) -> {n / (median_r + median_s):,.0f} subjects/s "
+              f"with strings")
     else:
         print("with reasons (batch): NOT AVAILABLE - the scorecard has no batch path that ranks reasons")
         figures["with_reasons_per_s"] = "na"
 
     rows = [{name: float(X[i, j]) for j, name in enumerate(FEATURE_NAMES)} for i in range(one_n)]
-    _, one_time = timed(lambda: [card.score_one(r) for r in rows])
+
+    def one_at_a_time() -> None:  # as a server does: score, answer, drop the result
+        for row in rows:
+            card.score_one(row)
+
+    # Best of 3: the machine is shared, and this path is single-threaded Python.
+    one_times = _repeat(one_at_a_time, 3)
+    one_time = min(one_times)
     figures["score_one_per_s"] = one_n / one_time
-    print(f"with reasons (score_one, one subject at a time, pure Python): {one_n:,} subjects in "
-          f"{one_time:.2f} s -> {one_n / one_time:,.0f} subjects/s ({one_time / one_n * 1e6:.1f} us each)")
+    print(f"with reasons (score_one, one subject at a time, pure Python, each result dropped): {one_n:,} "
+          f"subjects in {one_time:.2f} s, best of 3 (median {statistics.median(one_times):.2f} s) -> "
+          f"{one_n / one_time:,.0f} subjects/s ({one_time / one_n * 1e6:.1f} us each)")
+    kept_time = min(_repeat(lambda: [card.score_one(r) for r in rows], 3))
+    figures["score_one_kept_us"] = kept_time / one_n * 1e6
+    print(f"  the same keeping all {one_n:,} results in a list: {kept_time / one_n * 1e6:.1f} us each, best of 3 "
+          "(the garbage collector then walks the growing list of live results)")
+    with_reasons = figures.get("with_reasons_per_s")
     figures["aim_1M_per_s"] = "met" if rate >= 1_000_000 else "unmet"
+    figures["aim_1M_per_s_with_reasons"] = (
+        "met" if isinstance(with_reasons, float) and with_reasons >= 1_000_000 else "unmet"
+    )
     print(result_line("batch_score", figures))
     return 0
 

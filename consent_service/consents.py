@@ -55,7 +55,9 @@ __all__ = [
     "decide",
     "ensure_same_request",
     "grant",
+    "ingestion_purpose",
     "new_subject_id",
+    "starts_source_purge",
     "token_after",
     "withdraw",
 ]
@@ -192,6 +194,28 @@ def decide(
     with no consents, enrolled or not, simply gets False."""
     live = {(c.subject_id, c.source) for c in consents if c.is_live(now)}
     return [check in live for check in checks]
+
+
+def ingestion_purpose(source: int) -> int:
+    """The purpose a source's records are collected under: loan outcomes are
+    training labels (model development); everything else is collected to score."""
+    if source == common_pb2.DATA_SOURCE_OUTCOMES:
+        return common_pb2.PURPOSE_MODEL_DEVELOPMENT
+    return common_pb2.PURPOSE_CREDIT_SCORING
+
+
+def starts_source_purge(before: Consent | None, after: Consent) -> bool:
+    """Whether a withdrawal from ``before`` to ``after`` purges the source's data:
+    the consent its records are collected under went from granted (or expired) to
+    withdrawn now. Withdrawing model development for a scored source only keeps
+    its records out of training exports (checked when exporting); withdrawing
+    again changes nothing."""
+    return (
+        before is not None
+        and before.withdraw_time is None
+        and after.withdraw_time is not None
+        and after.purpose == ingestion_purpose(after.source)
+    )
 
 
 def new_subject_id() -> str:

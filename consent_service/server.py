@@ -1,31 +1,95 @@
-"""Builds the consent server from its settings: engine, store, servicer, server."""
+"""Builds the consent server from its settings: token key, engine, store, the
+purge worker and its channels, servicer, authentication, server."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+import grpc
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
 from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
+from creditscore.feature.v1 import feature_pb2_grpc
+from creditscore.ingest.v1 import ingest_pb2_grpc
 from creditscore.runtime import (
+    AUDIENCE_INTERNAL,
+    KIND_SERVICE,
+    PUBLIC,
+    AuthInterceptor,
     RegisteredService,
     ServerHandle,
+    TokenVerifier,
+    create_channel,
     create_server,
     make_engine,
     prepare_schema,
     utcnow,
+    warn_disabled,
 )
+from creditscore.scoring.v1 import scoring_pb2_grpc
 
+from .clients import FeatureData, IngestData, ScoringData, purgers, self_token_source
 from .config import Settings
+from .export import Exporter, HeldData
 from .migrations import MIGRATIONS
+from .purge import Purger, PurgeWorker
+from .registry import load_service_credentials
 from .servicer import ConsentServicer
 from .store import ConsentStore
+from .tokens import CredentialDesk, TokenIssuer, load_or_create_signing_key
 
-__all__ = ["DOMAIN", "build_server"]
+__all__ = ["DOMAIN", "POLICY", "ConsentApp", "build_consent", "build_server"]
 
 DOMAIN = "consent.creditscore"
+
+_SERVICE = consent_pb2.DESCRIPTOR.services_by_name["ConsentService"].full_name
+_SERVICES_ONLY = frozenset({KIND_SERVICE})
+
+#: Who may call what (``AUTH_MODE=required``); a method not named is refused.
+#: Subjects reach their own RPCs through a service (the gateway), partners and
+#: producers never call this service but for their tokens.
+POLICY: dict[str, frozenset[str]] = {
+    f"/{_SERVICE}/{method}": kinds
+    for method, kinds in {
+        # Credentials -> token: the one RPC without a token.
+        "IssueToken": PUBLIC,
+        # The subject's own, through the gateway (or an operator's tool).
+        "EnrollSubject": _SERVICES_ONLY,
+        "GetSubject": _SERVICES_ONLY,
+        "GrantConsent": _SERVICES_ONLY,
+        "WithdrawConsent": _SERVICES_ONLY,
+        "ListConsents": _SERVICES_ONLY,
+        "WithdrawAllConsents": _SERVICES_ONLY,
+        "CloseAccount": _SERVICES_ONLY,
+        "GetDeletionReceipt": _SERVICES_ONLY,
+        "ExportSubjectData": _SERVICES_ONLY,
+        "GrantAuthorization": _SERVICES_ONLY,
+        "RevokeAuthorization": _SERVICES_ONLY,
+        "ListAuthorizations": _SERVICES_ONLY,
+        "ListAccessLog": _SERVICES_ONLY,
+        # Registering partners and producers: an operator's service identity.
+        "RegisterPartner": _SERVICES_ONLY,
+        "RegisterProducer": _SERVICES_ONLY,
+        # Internal: ingest and the gateway.
+        "CheckConsents": _SERVICES_ONLY,
+        "CheckAuthorization": _SERVICES_ONLY,
+        "RecordAccess": _SERVICES_ONLY,
+        "GetAccessByTransaction": _SERVICES_ONLY,
+    }.items()
+}
+
+
+@dataclass(frozen=True)
+class ConsentApp:
+    """A built consent server and the parts tests reach into."""
+
+    handle: ServerHandle
+    store: ConsentStore
+    worker: PurgeWorker
+    issuer: TokenIssuer
 
 
 async def build_server(
@@ -35,28 +99,107 @@ async def build_server(
     meter_provider: MeterProvider | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> ServerHandle:
-    """A built, not yet started, consent server. Reads no environment. The engine
-    is disposed when the handle stops. ``clock`` (tests) is the time used for
-    grants, withdrawals and expiry."""
+    """A built, not yet started, consent server. Reads no environment. ``clock``
+    (tests) is the time used for grants, withdrawals, expiry and purge steps
+    (tokens always carry the real time: other services check them against it)."""
+    app = await build_consent(settings, tracer_provider=tracer_provider, meter_provider=meter_provider, clock=clock)
+    return app.handle
+
+
+async def build_consent(
+    settings: Settings,
+    *,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    purgers_override: Mapping[str, Purger] | None = None,
+    held_override: Mapping[str, HeldData] | None = None,
+) -> ConsentApp:
+    """``build_server`` with the store, worker and issuer handed back. Starting
+    the server starts the purge worker (``PURGE_WORKER``); stopping it stops the
+    worker, closes the channels and disposes of the engine. ``purgers_override``
+    and ``held_override`` (tests) replace the gRPC adapters to the other services."""
+    settings.auth.check()
+    settings.tls.check()
+    key = load_or_create_signing_key(
+        settings.signing_key_file, generate=settings.key_generate, public_out=settings.public_key_out
+    )
+    issuer = TokenIssuer(key, ttl=timedelta(seconds=settings.token_ttl_seconds))
+    services = load_service_credentials(settings.service_credentials_file)
     engine = make_engine(settings.database_url)
+    channels: list[grpc.aio.Channel] = []
     try:
         await prepare_schema(engine, MIGRATIONS, auto_migrate=settings.auto_migrate)
-        store = ConsentStore(engine)
+        store = ConsentStore(engine, sweep_delay=timedelta(seconds=settings.purge_sweep_seconds))
+        tokens = self_token_source(issuer)
+
+        def channel(target: str) -> grpc.aio.Channel:
+            made = create_channel(
+                target, settings.channel, tracer_provider=tracer_provider, tokens=tokens, tls=settings.tls
+            )
+            channels.append(made)
+            return made
+
+        ingest = ingest_pb2_grpc.IngestServiceStub(channel(settings.ingest_service_addr))
+        feature = feature_pb2_grpc.FeatureServiceStub(channel(settings.feature_service_addr))
+        scoring = scoring_pb2_grpc.ScoringServiceStub(channel(settings.scoring_service_addr))
+        worker = PurgeWorker(
+            store,
+            purgers_override or purgers(ingest, feature, scoring),
+            timeout=settings.downstream_timeout_seconds,
+            poll_seconds=settings.purge_poll_seconds,
+            backoff_max=settings.purge_backoff_max_seconds,
+            clock=clock,
+        )
+        exporter = Exporter(
+            store,
+            held_override or {
+                "ingest_service": IngestData(ingest),
+                "feature_service": FeatureData(feature),
+                "scoring_service": ScoringData(scoring),
+            },
+            clock=clock,
+        )
+        servicer = ConsentServicer(
+            store,
+            clock=clock,
+            desk=CredentialDesk(issuer, services, store),
+            exporter=exporter,
+            on_purge=worker.notify,
+            export_timeout=settings.downstream_timeout_seconds,
+        )
+        auth = None
+        if settings.auth.required:
+            # The consent service verifies with its own key: no public key file needed.
+            verifier = TokenVerifier(issuer.public_key_pem, AUDIENCE_INTERNAL, leeway=settings.auth.leeway_seconds)
+            auth = AuthInterceptor(verifier, POLICY)
+        else:
+            warn_disabled("consent_service")
         handle = create_server(
             [
                 RegisteredService(
                     consent_pb2.DESCRIPTOR.services_by_name["ConsentService"],
                     consent_pb2_grpc.add_ConsentServiceServicer_to_server,
-                    ConsentServicer(store, clock=clock),
+                    servicer,
                 )
             ],
             settings.server,
             domain=DOMAIN,
             tracer_provider=tracer_provider,
             meter_provider=meter_provider,
+            auth=auth,
+            tls=settings.tls,
         )
     except BaseException:
+        for made in channels:
+            await made.close()
         await engine.dispose()
         raise
+    # on_stop hooks run in reverse: the worker, the channels, then the engine.
     handle.on_stop.append(engine.dispose)
-    return handle
+    for made in channels:
+        handle.on_stop.append(made.close)
+    if settings.purge_worker:
+        handle.on_start.append(worker.start)
+    handle.on_stop.append(worker.stop)
+    return ConsentApp(handle, store, worker, issuer)

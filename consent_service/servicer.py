@@ -1,12 +1,16 @@
 """ConsentService over gRPC: validates each request, translates it to the rules
-in ``consents`` and the store, and the results back to protobuf. No SQL here.
+(``consents``, ``authorizations``, ``registry``) and the store, and the results
+back to protobuf. No SQL here.
 
 Errors are raised as domain errors; the runtime's interceptor turns them into
 statuses with ``ErrorInfo`` (domain ``consent.creditscore``) and ``BadRequest``.
+Who may call which RPC is the server's policy (``server.POLICY``), enforced by
+the runtime's ``AuthInterceptor`` before a request reaches this class.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -16,33 +20,69 @@ from google.protobuf.message import Message
 
 from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
 from creditscore.runtime import (
+    KIND_PARTNER,
+    KIND_PRODUCER,
+    AlreadyExists,
+    FailedPrecondition,
+    Deadline,
+    FieldViolation,
+    InvalidArgument,
     NotFound,
     Violations,
+    check_subject_id,
+    decode_page_token,
+    encode_page_token,
     from_timestamp,
     page_size,
     to_timestamp,
     utcnow,
 )
 
+from . import authorizations as auth_rules
 from . import consents as rules
-from .consents import Consent, Enrollment, RequestKey, Subject
-from .store import ConsentStore
+from . import registry, wire
+from .authorizations import Authorization
+from .consents import Consent, Enrollment, RequestKey
+from .export import Exporter
+from .purge import DeletionScope
+from .registry import Client
+from .store import ConsentStore, Withdrawal
+from .tokens import CredentialDesk
 
 __all__ = ["ConsentServicer"]
 
 _INVALID = "the request is not valid"
+_MAX_RECEIPT_ID_LENGTH = 40
 
 
 class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
-    """Thin adapter from ConsentService RPCs to ``ConsentStore`` and ``consents``.
+    """Thin adapter from ConsentService RPCs to the store and the rules.
 
-    ``clock`` gives "now" for grants, withdrawals, expiry checks and validation of
-    ``expire_time``; tests pass a controllable one.
+    ``clock`` gives "now" for grants, withdrawals, expiry checks and validation
+    of times; tests pass a controllable one. ``desk`` issues tokens (None: the
+    registry RPCs and IssueToken are unavailable); ``exporter`` builds exports;
+    ``on_purge`` is called after a purge job was made (the worker's wake-up);
+    ``export_timeout`` bounds an export whose caller set no deadline.
     """
 
-    def __init__(self, store: ConsentStore, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        store: ConsentStore,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        desk: CredentialDesk | None = None,
+        exporter: Exporter | None = None,
+        on_purge: Callable[[], None] | None = None,
+        export_timeout: float = 30.0,
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._desk = desk
+        self._exporter = exporter
+        self._on_purge = on_purge or (lambda: None)
+        self._export_timeout = export_timeout
+
+    # --- subjects and consents -------------------------------------------------
 
     async def EnrollSubject(
         self, request: consent_pb2.EnrollSubjectRequest, context: grpc.aio.ServicerContext
@@ -55,7 +95,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         def encode(enrollment: Enrollment) -> bytes:
             return _serialize(
                 consent_pb2.EnrollSubjectResponse(
-                    subject=_subject_pb(enrollment.subject), created=enrollment.created
+                    subject=wire.subject_pb(enrollment.subject), created=enrollment.created
                 )
             )
 
@@ -76,7 +116,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         subject = await self._store.get_subject(request.subject_id)
         if subject is None:
             raise NotFound("no subject is enrolled under this id", reason="SUBJECT_NOT_FOUND")
-        return consent_pb2.GetSubjectResponse(subject=_subject_pb(subject))
+        return consent_pb2.GetSubjectResponse(subject=wire.subject_pb(subject))
 
     async def GrantConsent(
         self, request: consent_pb2.GrantConsentRequest, context: grpc.aio.ServicerContext
@@ -92,7 +132,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         v.raise_if_any(_INVALID)
 
         def encode(consent: Consent) -> bytes:
-            return _serialize(consent_pb2.GrantConsentResponse(consent=_consent_pb(consent, now)))
+            return _serialize(consent_pb2.GrantConsentResponse(consent=wire.consent_pb(consent, now)))
 
         done = await self._store.grant_consent(
             _key("GrantConsent", request),
@@ -116,8 +156,13 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         v.raise_if_any(_INVALID)
         now = self._clock()
 
-        def encode(consent: Consent) -> bytes:
-            return _serialize(consent_pb2.WithdrawConsentResponse(consent=_consent_pb(consent, now)))
+        def encode(withdrawal: Withdrawal) -> bytes:
+            return _serialize(
+                consent_pb2.WithdrawConsentResponse(
+                    consent=wire.consent_pb(withdrawal.consent, now),
+                    receipt_id=withdrawal.receipt_id or "",
+                )
+            )
 
         done = await self._store.withdraw_consent(
             _key("WithdrawConsent", request),
@@ -127,6 +172,8 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
             now=now,
             encode=encode,
         )
+        if done.value is not None and done.value.receipt_id:
+            self._on_purge()
         return consent_pb2.WithdrawConsentResponse.FromString(done.response)
 
     async def CheckConsents(
@@ -165,9 +212,346 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         now = self._clock()
         page, more = await self._store.list_consents(request.subject_id, after=after, limit=limit)
         return consent_pb2.ListConsentsResponse(
-            consents=[_consent_pb(c, now) for c in page],
+            consents=[wire.consent_pb(c, now) for c in page],
             next_page_token=rules.token_after(page[-1]) if more and page else "",
         )
+
+    # --- withdrawal of everything, receipts, export ----------------------------
+
+    async def WithdrawAllConsents(
+        self, request: consent_pb2.WithdrawAllConsentsRequest, context: grpc.aio.ServicerContext
+    ) -> consent_pb2.WithdrawAllConsentsResponse:
+        receipt = await self._purge_all(request, "WithdrawAllConsents", DeletionScope.ALL_DATA)
+        return consent_pb2.WithdrawAllConsentsResponse(receipt=receipt)
+
+    async def CloseAccount(
+        self, request: consent_pb2.CloseAccountRequest, context: grpc.aio.ServicerContext
+    ) -> consent_pb2.CloseAccountResponse:
+        receipt = await self._purge_all(request, "CloseAccount", DeletionScope.ACCOUNT)
+        return consent_pb2.CloseAccountResponse(receipt=receipt)
+
+    async def _purge_all(self, request: Any, method: str, scope: DeletionScope) -> consent_pb2.DeletionReceipt:
+        v = Violations()
+        rules.check_request_id(v, request.request_id)
+        rules.check_subject_id(v, request.subject_id)
+        v.raise_if_any(_INVALID)
+        receipt, created = await self._store.purge_subject(
+            _key(method, request), subject_id=request.subject_id, scope=scope, now=self._clock()
+        )
+        if created:
+            self._on_purge()
+        return wire.receipt_pb(receipt)
+
+    async def GetDeletionReceipt(
+        self, request: consent_pb2.GetDeletionReceiptRequest, context: grpc.aio.ServicerContext
+    ) -> consent_pb2.GetDeletionReceiptResponse:
+        v = Violations()
+        v.check(bool(request.receipt_id), "receipt_id", "must be set")
+        v.check(len(request.receipt_id) <= _MAX_RECEIPT_ID_LENGTH, "receipt_id",
+                f"must be at most {_MAX_RECEIPT_ID_LENGTH} characters")
+        rules.check_subject_id(v, request.subject_id)
+        v.raise_if_any(_INVALID)
+        receipt = await self._store.receipt(request.receipt_id)
+        if receipt is None or receipt.subject_id != request.subject_id:
+            raise NotFound("no deletion receipt of this subject has this id", reason="RECEIPT_NOT_FOUND")
+        return consent_pb2.GetDeletionReceiptResponse(receipt=wire.receipt_pb(receipt))
+
+    async def ExportSubjectData(
+        self, request: consent_pb2.ExportSubjectDataRequest, context: grpc.aio.ServicerContext
+    ) -> consent_pb2.ExportSubjectDataResponse:
+        v = Violations()
+        rules.check_subject_id(v, request.subject_id)
+        v.raise_if_any(_INVALID)
+        exporter = _required(self._exporter, "export")
+        document, when = await exporter.export(
+            request.subject_id, Deadline.from_context(context, self._export_timeout)
+        )
+        return consent_pb2.ExportSubjectDataResponse(document=document, export_time=to_timestamp(when))
+
+    # --- partners, producers, tokens -------------------------------------------
+
+    async def RegisterPartner(
+        self, request: consent_pb2.RegisterPartnerRequest, context: grpc.aio.ServicerContext
+    ) -> consent_pb2.RegisterPartnerResponse:
+        v = Violations()
+        rules.check_request_id(v, request.request_id)
+        registry.check_client_id(v, request.partner_id, "partner_id", required=False)
+        registry.check_display_name(v, request.display_name)
+        v.raise_if_any(_INVALID)
+
+        def encode(client: Client) -> bytes:
+            return _serialize(
+                consent_pb2.RegisterPartnerResponse(
+                    partner=wire.partner_pb(client),
+                    credentials=consent_pb2.ClientCredentials(client_id=client.client_id),
+                )
+            )
+
+        secret, client = await self._new_client(request.partner_id, KIND_PARTNER, request.display_name, ())
+        done = await self._store.register_client(
+            _key("RegisterPartner", request), client,
+            generated_id=None if request.partner_id else registry.new_partner_id, encode=encode,
+        )
+        reply = consent_pb2.RegisterPartnerResponse.FromString(done.response)
+        if done.value is not None:
+            reply.credentials.client_secret = secret
+        return reply
+
+    async def RegisterProducer(
+        self, request: consent_pb2.RegisterProducerRequest, context: grpc.aio.ServicerContext
+    ) -> consent_pb2.RegisterProducerResponse:
+        v = Violations()
+        rules.check_request_id(v, request.request_id)
+        registry.check_client_id(v, request.producer_id, "producer_id")
+        registry.check_display_name(v, request.display_name)
+        registry.check_sources(v, request.sources)
+        v.raise_if_any(_INVALID)
+
+        def encode(client: Client) -> bytes:
+            return _serialize(
+                consent_pb2.RegisterProducerResponse(
+                    producer=wire.producer_pb(client),
+                    credentials=consent_pb2.ClientCredentials(client_id=client.client_id),
+                )
+            )
+
+        secret, client = await self._new_client(
+            request.producer_id, KIND_PRODUCER, request.display_name, request.sources
+        )
+        done = await self._store.register_client(
+            _key("RegisterProducer", request), client, generated_id=None, encode=encode
+        )
+        reply = consent_pb2.RegisterProducerResponse.FromString(done.response)
+        if done.value is not None:
+            reply.credentials.client_secret = secret
+        return reply
+
+    async def _new_client(
+        self, client_id: str, kind: str, display_name: str, sources: Any
+    ) -> tuple[str, Client]:
+        desk = _required(self._desk, "registration")
+        if client_id and desk.reserved(client_id):
+            raise AlreadyExists(f"a client is already registered as {client_id!r}", reason="CLIENT_EXISTS")
+        secret = registry.new_secret()
+        hashed = await asyncio.to_thread(registry.hash_secret, secret)
+        client = Client(
+            client_id=client_id, kind=kind, display_name=display_name.strip(), secret_hash=hashed,
+            register_time=self._clock(), sources=frozenset(sources),
+        )
+        return secret, client
+
+    async def IssueToken(
+        self, request: consent_pb2.IssueTokenRequest, context: grpc.aio.ServicerContext
+    ) -> consent_pb2.IssueTokenResponse:
+        v = Violations()
+        v.check(bool(request.client_id), "client_id", "must be set")
+        v.check(bool(request.client_secret), "client_secret", "must be set")
+        v.raise_if_any(_INVALID)
+        issued = await _required(self._desk, "token issuing").issue(request.client_id, request.client_secret)
+        return consent_pb2.IssueTokenResponse(
+            token=issued.token,
+            expire_time=to_timestamp(issued.expire_time),
+            audience=issued.audience,
+            kind=issued.kind,
+        )
+
+    # --- authorizations ----------------------------------------------------------
+
+    async def GrantAuthorization(
+        self, request: consent_pb2.GrantAuthorizationRequest, context: grpc.aio.ServicerContext
+    ) -> consent_pb2.GrantAuthorizationResponse:
+        now = self._clock()
+        v = Violations()
+        rules.check_request_id(v, request.request_id)
+        rules.check_subject_id(v, request.subject_id)
+        registry.check_client_id(v, request.partner_id, "partner_id")
+        auth_rules.check_access_purpose(v, request.purpose)
+        scope = auth_rules.check_scope(v, request.scope)
+        expire_time = auth_rules.resolve_expire_time(v, _optional_time(v, request, "expire_time"), now)
+        v.raise_if_any(_INVALID)
+
+        def encode(grant: Authorization) -> bytes:
+            return _serialize(
+                consent_pb2.GrantAuthorizationResponse(authorization=wire.authorization_pb(grant, now))
+            )
+
+        done = await self._store.grant_authorization(
+            _key("GrantAuthorization", request),
+            subject_id=request.subject_id, partner_id=request.partner_id, purpose=request.purpose,
+            scope=scope, expire_time=expire_time, now=now, encode=encode,
+        )
+        return consent_pb2.GrantAuthorizationResponse.FromString(done.response)
+
+    async def RevokeAuthorization(
+        self, request: consent_pb2.RevokeAuthorizationRequest, context: grpc.aio.ServicerContext
+    ) -> consent_pb2.RevokeAuthorizationResponse:
+        now = self._clock()
+        v = Violations()
+        rules.check_request_id(v, request.request_id)
+        rules.check_subject_id(v, request.subject_id)
+        registry.check_client_id(v, request.partner_id, "partner_id")
+        auth_rules.check_access_purpose(v, request.purpose)
+        v.raise_if_any(_INVALID)
+
+        def encode(grant: Authorization) -> bytes:
+            return _serialize(
+                consent_pb2.RevokeAuthorizationResponse(authorization=wire.authorization_pb(grant, now))
+            )
+
+        done = await self._store.revoke_authorization(
+            _key("RevokeAuthorization", request),
+            subject_id=request.subject_id, partner_id=request.partner_id, purpose=request.purpose,
+            now=now, encode=encode,
+        )
+        return consent_pb2.RevokeAuthorizationResponse.FromString(done.response)
+
+    async def ListAuthorizations(
+        self, request: consent_pb2.ListAuthorizationsRequest, context: grpc.aio.ServicerContext
+    ) -> consent_pb2.ListAuthorizationsResponse:
+        v = Violations()
+        rules.check_subject_id(v, request.subject_id)
+        rules.check_page_size(v, request.page_size)
+        v.raise_if_any(_INVALID)
+        limit = page_size(request.page_size, default=rules.PAGE_SIZE_DEFAULT, maximum=rules.PAGE_SIZE_MAX)
+        position = _position(request.page_token, request.subject_id, {"p": str, "u": int})
+        after = None if position is None else (position["p"], position["u"])
+        now = self._clock()
+        page, more = await self._store.list_authorizations(request.subject_id, after=after, limit=limit)
+        token = ""
+        if more and page:
+            token = encode_page_token({"s": request.subject_id, "p": page[-1].partner_id, "u": page[-1].purpose})
+        return consent_pb2.ListAuthorizationsResponse(
+            authorizations=[wire.authorization_pb(a, now) for a in page], next_page_token=token
+        )
+
+    async def CheckAuthorization(
+        self, request: consent_pb2.CheckAuthorizationRequest, context: grpc.aio.ServicerContext
+    ) -> consent_pb2.CheckAuthorizationResponse:
+        v = Violations()
+        check_subject_id(v, request.subject_id)
+        registry.check_client_id(v, request.partner_id, "partner_id")
+        auth_rules.check_access_purpose(v, request.purpose)
+        v.raise_if_any(_INVALID)
+        grant = await self._store.authorization(request.subject_id, request.partner_id, request.purpose)
+        # Unknown subject or partner, never authorized, expired, revoked: one answer.
+        if grant is None or not grant.is_live(self._clock()):
+            return consent_pb2.CheckAuthorizationResponse(authorized=False)
+        return consent_pb2.CheckAuthorizationResponse(
+            authorized=True, scope=grant.scope, expire_time=to_timestamp(grant.expire_time)  # type: ignore[arg-type]
+        )
+
+    # --- the access log ----------------------------------------------------------
+
+    async def RecordAccess(
+        self, request: consent_pb2.RecordAccessRequest, context: grpc.aio.ServicerContext
+    ) -> consent_pb2.RecordAccessResponse:
+        v = Violations()
+        check_subject_id(v, request.subject_id)
+        registry.check_client_id(v, request.partner_id, "partner_id")
+        auth_rules.check_access_purpose(v, request.purpose)
+        auth_rules.check_transaction_id(v, request.transaction_id)
+        kind = _check_answer(v, request)
+        v.check(len(request.response) <= auth_rules.MAX_RESPONSE_BYTES, "response",
+                f"must be at most {auth_rules.MAX_RESPONSE_BYTES} bytes")
+        v.raise_if_any(_INVALID)
+        entry, created = await self._store.record_access(
+            subject_id=request.subject_id,
+            partner_id=request.partner_id,
+            purpose=request.purpose,
+            transaction_id=request.transaction_id,
+            answer_kind=kind,
+            answer=_serialize(request.answer),
+            response=request.response,
+            now=self._clock(),
+        )
+        return consent_pb2.RecordAccessResponse(entry=wire.access_pb(entry, with_response=True), created=created)
+
+    async def GetAccessByTransaction(
+        self, request: consent_pb2.GetAccessByTransactionRequest, context: grpc.aio.ServicerContext
+    ) -> consent_pb2.GetAccessByTransactionResponse:
+        v = Violations()
+        registry.check_client_id(v, request.partner_id, "partner_id")
+        auth_rules.check_transaction_id(v, request.transaction_id)
+        check_subject_id(v, request.subject_id)
+        auth_rules.check_access_purpose(v, request.purpose)
+        v.raise_if_any(_INVALID)
+        entry = await self._store.access_by_transaction(
+            request.partner_id, request.transaction_id, now=self._clock()
+        )
+        if entry is None:
+            return consent_pb2.GetAccessByTransactionResponse(found=False)
+        auth_rules.ensure_same_lookup(entry, request.subject_id, request.purpose)
+        return consent_pb2.GetAccessByTransactionResponse(
+            found=True, entry=wire.access_pb(entry, with_response=True)
+        )
+
+    async def ListAccessLog(
+        self, request: consent_pb2.ListAccessLogRequest, context: grpc.aio.ServicerContext
+    ) -> consent_pb2.ListAccessLogResponse:
+        v = Violations()
+        rules.check_subject_id(v, request.subject_id)
+        rules.check_page_size(v, request.page_size)
+        v.raise_if_any(_INVALID)
+        limit = page_size(request.page_size, default=rules.PAGE_SIZE_DEFAULT, maximum=rules.PAGE_SIZE_MAX)
+        position = _position(request.page_token, request.subject_id, {"t": str, "a": str})
+        after = None
+        if position is not None:
+            try:
+                after = (datetime.fromisoformat(position["t"]), position["a"])
+            except ValueError:
+                raise _bad_token() from None
+        page, more = await self._store.list_access_log(request.subject_id, after=after, limit=limit)
+        token = ""
+        if more and page:
+            last = page[-1]
+            token = encode_page_token({"s": request.subject_id, "t": last.access_time.isoformat(), "a": last.access_id})
+        return consent_pb2.ListAccessLogResponse(
+            entries=[wire.access_pb(e, with_response=False) for e in page], next_page_token=token
+        )
+
+
+def _check_answer(v: Violations, request: consent_pb2.RecordAccessRequest) -> str:
+    """The kind of answer recorded (threshold or score), checking its fields."""
+    which = request.answer.WhichOneof("answer")
+    if which == "threshold":
+        answer = request.answer.threshold
+        v.check(350 <= answer.threshold <= 950, "answer.threshold.threshold", "must be 350-950")
+        v.check(answer.decision != 0, "answer.threshold.decision", "must be set")
+        return auth_rules.ANSWER_THRESHOLD
+    if which == "score":
+        score = request.answer.score
+        v.check(score.state != 0, "answer.score.state", "must be set")
+        v.check(score.score == 0 or 350 <= score.score <= 950, "answer.score.score", "must be 0 or 350-950")
+        return auth_rules.ANSWER_SCORE
+    v.add("answer", "must be a threshold or a score answer")
+    return ""
+
+
+def _position(token: str, subject_id: str, fields: dict[str, type]) -> dict[str, Any] | None:
+    """The position of a page token this service issued for ``subject_id``, with
+    ``fields`` of the given types; ``INVALID_PAGE_TOKEN`` otherwise."""
+    position = decode_page_token(token)
+    if position is None:
+        return None
+    if position.get("s") != subject_id or any(
+        type(position.get(name)) is not kind for name, kind in fields.items()
+    ):
+        raise _bad_token()
+    return position
+
+
+def _bad_token() -> InvalidArgument:
+    return InvalidArgument(
+        "page_token is not a token this service issued for this subject",
+        [FieldViolation("page_token", "not a valid page token for this subject")],
+        reason="INVALID_PAGE_TOKEN",
+    )
+
+
+def _required(part: Any, what: str) -> Any:
+    if part is None:
+        raise FailedPrecondition(f"{what} is not configured on this server", reason="NOT_CONFIGURED")
+    return part
 
 
 def _key(method: str, request: Message) -> RequestKey:
@@ -190,22 +574,3 @@ def _optional_time(v: Violations, message: Any, field: str) -> datetime | None:
     except (ValueError, OverflowError):
         v.add(field, "not a valid timestamp")
         return None
-
-
-def _subject_pb(subject: Subject) -> consent_pb2.Subject:
-    return consent_pb2.Subject(
-        subject_id=subject.subject_id, enroll_time=to_timestamp(subject.enroll_time)
-    )
-
-
-def _consent_pb(consent: Consent, now: datetime) -> consent_pb2.Consent:
-    """The wire form of ``consent`` with its state as of ``now``."""
-    return consent_pb2.Consent(
-        subject_id=consent.subject_id,
-        source=consent.source,  # type: ignore[arg-type]
-        purpose=consent.purpose,  # type: ignore[arg-type]
-        state=int(consent.state_at(now)),  # type: ignore[arg-type]
-        grant_time=to_timestamp(consent.grant_time),
-        expire_time=to_timestamp(consent.expire_time),
-        withdraw_time=to_timestamp(consent.withdraw_time),
-    )

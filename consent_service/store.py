@@ -1,35 +1,49 @@
-"""Persistence of subjects, consents and idempotent requests (SQLAlchemy Core,
-SQLite or PostgreSQL).
+"""Persistence of the consent service (SQLAlchemy Core, SQLite or PostgreSQL):
+subjects and consents, registered clients, authorizations, the access log, purge
+jobs (deletion receipts) and idempotent requests.
 
-Every mutation runs through ``ConsentStore._idempotent``: in one transaction it
-first claims the ``request_id`` (inserting its ``requests`` row), then applies the
-change, then stores the serialized response. A repeat of the request finds the
-row and gets the stored response back; the state change and the response commit
-together or not at all. Claiming the request first also serialises writers: on
-SQLite the insert takes the database write lock, on PostgreSQL a concurrent
-insert of the same id waits for the first to commit; consent rows are then read
-``FOR UPDATE`` (a no-op on SQLite) so read-modify-write does not race.
+Every mutation but the access log's and a purge's runs through
+``ConsentStore._idempotent``: in one transaction it first claims the
+``request_id`` (inserting its ``requests`` row), then applies the change, then
+stores the serialized response. A repeat of the request finds the row and gets
+the stored response back; the state change and the response commit together or
+not at all. Claiming the request first also serialises writers: on SQLite the
+insert takes the database write lock, on PostgreSQL a concurrent insert of the
+same id waits for the first to commit; rows are then read ``FOR UPDATE`` (a no-op
+on SQLite) so read-modify-write does not race. A request row names the subject
+it was about, so that a purge can delete it with the subject.
 
-The rules themselves (what a grant or withdrawal does, when a consent is live)
-are in ``consents``; this module only reads and writes what they decide.
+The access log is idempotent on (partner, transaction id) instead: a unique key,
+so that concurrent duplicates cannot make two entries. Account purges are
+idempotent on their request id through the job's own unique ``request_id``: the
+job is the receipt and outlives the subject.
+
+The rules themselves are in ``consents``, ``authorizations`` and ``purge``; this
+module only reads and writes what they decide.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass
-from datetime import datetime
+import json
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
     Column,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
     Table,
+    Text,
+    UniqueConstraint,
     and_,
+    delete,
+    func,
     or_,
     select,
     update,
@@ -37,12 +51,37 @@ from sqlalchemy import (
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from creditscore.runtime import NotFound, UtcDateTime, create_schema, dialect_insert
+from creditscore.runtime import (
+    KIND_PARTNER,
+    AlreadyExists,
+    FailedPrecondition,
+    NotFound,
+    UtcDateTime,
+    create_schema,
+    dialect_insert,
+)
 
+from . import authorizations as auth_rules
 from . import consents as rules
+from .authorizations import AccessEntry, Authorization
 from .consents import Consent, Enrollment, RequestKey, Subject
+from .purge import DeletionScope, Receipt, Step, StepTask, TableCount, new_receipt_id, plan_steps
+from .registry import Client
 
-__all__ = ["Committed", "ConsentStore", "metadata", "consents_table", "requests_table", "subjects_table"]
+__all__ = [
+    "Committed",
+    "ConsentStore",
+    "Withdrawal",
+    "access_log_table",
+    "authorizations_table",
+    "clients_table",
+    "consents_table",
+    "metadata",
+    "purge_jobs_table",
+    "purge_steps_table",
+    "requests_table",
+    "subjects_table",
+]
 
 T = TypeVar("T")
 
@@ -75,6 +114,88 @@ requests_table = Table(
     Column("request_sha256", String(64), nullable=False),
     Column("response", LargeBinary, nullable=False),
     Column("create_time", UtcDateTime(), nullable=False),
+    # The subject the request was about (its response names it): purged with it.
+    Column("subject_id", String(64), nullable=True),
+    Index("ix_requests_subject", "subject_id"),
+)
+
+clients_table = Table(
+    "clients",
+    metadata,
+    # Partners and producers (services are configured, not stored).
+    Column("client_id", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),  # "partner" | "producer"
+    Column("display_name", String(200), nullable=False),
+    # Producers: the DataSource numbers they may send, comma-separated; "" otherwise.
+    Column("sources", String(64), nullable=False),
+    Column("secret_hash", String(200), nullable=False),  # registry.hash_secret
+    Column("register_time", UtcDateTime(), nullable=False),
+)
+
+authorizations_table = Table(
+    "authorizations",
+    metadata,
+    Column("subject_id", String(64), ForeignKey("subjects.subject_id"), primary_key=True),
+    Column("partner_id", String(64), ForeignKey("clients.client_id"), primary_key=True),
+    Column("purpose", Integer, primary_key=True, autoincrement=False),  # common.v1.AccessPurpose
+    Column("scope", Integer, nullable=False),  # common.v1.AuthorizationScope
+    Column("grant_time", UtcDateTime(), nullable=False),
+    Column("expire_time", UtcDateTime(), nullable=False),
+    Column("revoke_time", UtcDateTime(), nullable=True),
+)
+
+access_log_table = Table(
+    "access_log",
+    metadata,
+    Column("access_id", String(40), primary_key=True),
+    Column("subject_id", String(64), ForeignKey("subjects.subject_id"), nullable=False),
+    Column("partner_id", String(64), ForeignKey("clients.client_id"), nullable=False),
+    Column("purpose", Integer, nullable=False),
+    Column("transaction_id", String(128), nullable=False),
+    # The transaction id while it dedupes (24 hours); cleared when a later lookup
+    # reuses it, so that the unique key holds one live entry per (partner, id).
+    Column("transaction_key", String(128), nullable=True),
+    Column("scope", Integer, nullable=False),
+    Column("answer", LargeBinary, nullable=False),  # consent.v1.AccessAnswer
+    Column("response", LargeBinary, nullable=False),  # as the partner got it
+    Column("access_time", UtcDateTime(), nullable=False),
+    UniqueConstraint("partner_id", "transaction_key", name="uq_access_log_transaction"),
+    Index("ix_access_log_subject_time", "subject_id", "access_time"),
+)
+
+purge_jobs_table = Table(
+    "purge_jobs",
+    metadata,
+    # A job is a deletion receipt: it outlives the subject it names.
+    Column("receipt_id", String(40), primary_key=True),
+    Column("subject_id", String(64), nullable=False),
+    Column("scope", Integer, nullable=False),  # purge.DeletionScope
+    Column("source", Integer, nullable=False),  # SOURCE scope: common.v1.DataSource
+    # Account and all-data purges: the request that asked, for idempotency.
+    Column("request_id", String(128), nullable=True, unique=True),
+    Column("method", String(64), nullable=True),
+    Column("request_sha256", String(64), nullable=True),
+    Column("request_time", UtcDateTime(), nullable=False),
+    Column("complete_time", UtcDateTime(), nullable=True),
+    Index("ix_purge_jobs_subject", "subject_id"),
+    Index("ix_purge_jobs_open", "complete_time"),
+)
+
+purge_steps_table = Table(
+    "purge_steps",
+    metadata,
+    Column("receipt_id", String(40), ForeignKey("purge_jobs.receipt_id"), primary_key=True),
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("service", String(32), nullable=False),
+    Column("pass", Integer, nullable=False),
+    Column("not_before", UtcDateTime(), nullable=False),
+    # When the step may next be tried: a failure's backoff, or a claim's lease.
+    Column("next_attempt_time", UtcDateTime(), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text, nullable=True),
+    # Done: [[table, deleted, rewritten], ...] as the service answered.
+    Column("result", Text, nullable=True),
+    Column("complete_time", UtcDateTime(), nullable=True),
 )
 
 
@@ -92,22 +213,32 @@ class Committed(Generic[T]):
         return self.value is None
 
 
-class ConsentStore:
-    """Subjects, consents and the request log in one database.
+@dataclass(frozen=True)
+class Withdrawal:
+    """What a withdrawal did: the consent after it, and the purge it started."""
 
-    Build with ``await ConsentStore.open(engine)``; the engine stays the caller's
-    to dispose.
+    consent: Consent
+    receipt_id: str | None = None
+
+
+class ConsentStore:
+    """Everything the consent service stores, in one database.
+
+    Build with ``await ConsentStore.open(engine)`` (tests) or ``ConsentStore(engine)``
+    on a migrated database; the engine stays the caller's to dispose.
+    ``sweep_delay`` is when a purge's second pass comes due (see ``purge``).
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, sweep_delay: timedelta = timedelta(seconds=30)) -> None:
         self._engine = engine
         self._dialect = engine.dialect.name
+        self._sweep_delay = sweep_delay
 
     @classmethod
-    async def open(cls, engine: AsyncEngine) -> ConsentStore:
+    async def open(cls, engine: AsyncEngine, **kwargs: Any) -> ConsentStore:
         """A store on ``engine``, creating missing tables."""
         await create_schema(engine, metadata)
-        return cls(engine)
+        return cls(engine, **kwargs)
 
     # --- reads ---------------------------------------------------------------
 
@@ -162,7 +293,8 @@ class ConsentStore:
     ) -> Committed[Enrollment]:
         """Enrolls ``subject_id`` (a fresh id when None) at ``now``. An id already
         enrolled is returned with ``created=False``; a generated id never lands on
-        an existing subject."""
+        an existing subject. An id whose account is still being purged is
+        ``FailedPrecondition`` (``PURGE_IN_PROGRESS``)."""
 
         async def change(conn: AsyncConnection) -> Enrollment:
             if subject_id is None:
@@ -171,12 +303,16 @@ class ConsentStore:
                     if await self._insert_subject(conn, candidate, now):
                         return Enrollment(Subject(candidate, now), created=True)
             if await self._insert_subject(conn, subject_id, now):
+                if await _open_purge(conn, subject_id, None, (DeletionScope.ACCOUNT,)):
+                    raise _purge_in_progress("this account is still being closed")
                 return Enrollment(Subject(subject_id, now), created=True)
             existing = await _subject(conn, subject_id)
             assert existing is not None
             return Enrollment(existing, created=False)
 
-        return await self._idempotent(key, now, change, encode)
+        return await self._idempotent(
+            key, now, change, encode, subject_of=lambda e: e.subject.subject_id
+        )
 
     async def grant_consent(
         self,
@@ -190,10 +326,17 @@ class ConsentStore:
         encode: Callable[[Consent], bytes],
     ) -> Committed[Consent]:
         """Grants (or re-grants) a consent at ``now`` per ``consents.grant``.
-        Raises ``NotFound`` (``SUBJECT_NOT_FOUND``) for an unknown subject."""
+        Raises ``NotFound`` (``SUBJECT_NOT_FOUND``) for an unknown subject, and
+        ``FailedPrecondition`` (``PURGE_IN_PROGRESS``) for the consent a source is
+        collected under while a purge of that source (or of everything) runs: its
+        second pass would delete what the new consent let in."""
 
         async def change(conn: AsyncConnection) -> Consent:
             existing = await self._locked_consent(conn, subject_id, source, purpose)
+            if purpose == rules.ingestion_purpose(source) and await _open_purge(
+                conn, subject_id, source, (DeletionScope.ALL_DATA, DeletionScope.ACCOUNT)
+            ):
+                raise _purge_in_progress("the data of this source is still being deleted")
             updated = rules.grant(
                 existing,
                 subject_id=subject_id,
@@ -206,7 +349,7 @@ class ConsentStore:
                 await self._upsert_consent(conn, updated)
             return updated
 
-        return await self._idempotent(key, now, change, encode)
+        return await self._idempotent(key, now, change, encode, subject_of=lambda _: subject_id)
 
     async def withdraw_consent(
         self,
@@ -216,19 +359,476 @@ class ConsentStore:
         source: int,
         purpose: int,
         now: datetime,
-        encode: Callable[[Consent], bytes],
-    ) -> Committed[Consent]:
-        """Withdraws a consent at ``now`` per ``consents.withdraw``. Raises
-        ``NotFound`` with ``SUBJECT_NOT_FOUND`` or ``CONSENT_NOT_FOUND``."""
+        encode: Callable[[Withdrawal], bytes],
+    ) -> Committed[Withdrawal]:
+        """Withdraws a consent at ``now`` per ``consents.withdraw``; when that
+        starts a purge of the source (``consents.starts_source_purge``), the job
+        is made in the same transaction. Raises ``NotFound`` with
+        ``SUBJECT_NOT_FOUND`` or ``CONSENT_NOT_FOUND``."""
 
-        async def change(conn: AsyncConnection) -> Consent:
+        async def change(conn: AsyncConnection) -> Withdrawal:
             existing = await self._locked_consent(conn, subject_id, source, purpose)
             updated = rules.withdraw(existing, now=now)
-            if updated != existing:
-                await self._upsert_consent(conn, updated)
-            return updated
+            if updated == existing:
+                return Withdrawal(updated)
+            await self._upsert_consent(conn, updated)
+            receipt_id = None
+            if rules.starts_source_purge(existing, updated):
+                receipt_id = new_receipt_id()
+                await self._insert_job(
+                    conn, receipt_id, subject_id, DeletionScope.SOURCE, source, now,
+                    plan_steps(now, self._sweep_delay),
+                )
+            return Withdrawal(updated, receipt_id)
+
+        return await self._idempotent(key, now, change, encode, subject_of=lambda _: subject_id)
+
+    # --- registry ------------------------------------------------------------
+
+    async def register_client(
+        self, key: RequestKey, client: Client, *, generated_id: Callable[[], str] | None,
+        encode: Callable[[Client], bytes],
+    ) -> Committed[Client]:
+        """Stores a new partner or producer. With ``generated_id``, ids are drawn
+        from it until one is free; otherwise ``client.client_id`` taken is
+        ``AlreadyExists`` (``CLIENT_EXISTS``)."""
+        now = client.register_time
+        assert now is not None
+
+        async def change(conn: AsyncConnection) -> Client:
+            candidate = client
+            while True:
+                if generated_id is not None:
+                    candidate = _replace_id(client, generated_id())
+                if await self._insert_client(conn, candidate):
+                    return candidate
+                if generated_id is None:
+                    raise AlreadyExists(
+                        f"a client is already registered as {client.client_id!r}", reason="CLIENT_EXISTS"
+                    )
 
         return await self._idempotent(key, now, change, encode)
+
+    async def get_client(self, client_id: str) -> Client | None:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(select(clients_table).where(clients_table.c.client_id == client_id))
+            ).first()
+        return None if row is None else _client(row)
+
+    # --- authorizations ------------------------------------------------------
+
+    async def grant_authorization(
+        self,
+        key: RequestKey,
+        *,
+        subject_id: str,
+        partner_id: str,
+        purpose: int,
+        scope: int,
+        expire_time: datetime,
+        now: datetime,
+        encode: Callable[[Authorization], bytes],
+    ) -> Committed[Authorization]:
+        """Grants per ``authorizations.grant_authorization``. ``NotFound`` with
+        ``SUBJECT_NOT_FOUND`` or ``PARTNER_NOT_FOUND``."""
+
+        async def change(conn: AsyncConnection) -> Authorization:
+            existing, partner_name = await self._locked_authorization(conn, subject_id, partner_id, purpose)
+            updated = auth_rules.grant_authorization(
+                existing, subject_id=subject_id, partner_id=partner_id, purpose=purpose,
+                scope=scope, expire_time=expire_time, now=now,
+            )
+            if updated != existing:
+                await self._upsert_authorization(conn, updated)
+            return replace(updated, partner_name=partner_name)
+
+        return await self._idempotent(key, now, change, encode, subject_of=lambda _: subject_id)
+
+    async def revoke_authorization(
+        self,
+        key: RequestKey,
+        *,
+        subject_id: str,
+        partner_id: str,
+        purpose: int,
+        now: datetime,
+        encode: Callable[[Authorization], bytes],
+    ) -> Committed[Authorization]:
+        """Revokes per ``authorizations.revoke_authorization``. ``NotFound`` with
+        ``SUBJECT_NOT_FOUND``, ``PARTNER_NOT_FOUND`` or ``AUTHORIZATION_NOT_FOUND``."""
+
+        async def change(conn: AsyncConnection) -> Authorization:
+            existing, _ = await self._locked_authorization(conn, subject_id, partner_id, purpose)
+            updated = auth_rules.revoke_authorization(existing, now=now)
+            if updated != existing:
+                await self._upsert_authorization(conn, updated)
+            return updated
+
+        return await self._idempotent(key, now, change, encode, subject_of=lambda _: subject_id)
+
+    async def authorization(self, subject_id: str, partner_id: str, purpose: int) -> Authorization | None:
+        """The stored authorization of (subject, partner, purpose), in any state."""
+        a = authorizations_table.c
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    _authorization_query().where(
+                        a.subject_id == subject_id, a.partner_id == partner_id, a.purpose == purpose
+                    )
+                )
+            ).first()
+        return None if row is None else _authorization(row)
+
+    async def list_authorizations(
+        self, subject_id: str, *, after: tuple[str, int] | None, limit: int
+    ) -> tuple[list[Authorization], bool]:
+        """Up to ``limit`` of the subject's authorizations in (partner, purpose)
+        order after ``after``, and whether more follow; ``SUBJECT_NOT_FOUND``."""
+        a = authorizations_table.c
+        query = _authorization_query().where(a.subject_id == subject_id)
+        if after is not None:
+            partner_id, purpose = after
+            query = query.where(
+                or_(a.partner_id > partner_id, and_(a.partner_id == partner_id, a.purpose > purpose))
+            )
+        query = query.order_by(a.partner_id, a.purpose).limit(limit + 1)
+        async with self._engine.connect() as conn:
+            if await _subject(conn, subject_id) is None:
+                raise _subject_not_found()
+            rows = (await conn.execute(query)).all()
+        return [_authorization(row) for row in rows[:limit]], len(rows) > limit
+
+    # --- the access log ------------------------------------------------------
+
+    async def record_access(
+        self,
+        *,
+        subject_id: str,
+        partner_id: str,
+        purpose: int,
+        transaction_id: str,
+        answer_kind: str,
+        answer: bytes,
+        response: bytes,
+        now: datetime,
+    ) -> tuple[AccessEntry, bool]:
+        """Writes one lookup to the log, in one transaction, and returns it with
+        True; or, when (partner, transaction id) was recorded in the last 24 hours,
+        returns that entry with False and writes nothing (a different subject or
+        purpose under it is ``TRANSACTION_ID_REUSED``). A new entry needs a live
+        authorization whose scope covers ``answer_kind``, read locked in the same
+        transaction, so a revocation committed first refuses it
+        (``NOT_AUTHORIZED``)."""
+        log = access_log_table.c
+        async with self._engine.begin() as conn:
+            # An entry older than the window no longer holds the transaction id.
+            await conn.execute(
+                update(access_log_table)
+                .where(
+                    log.partner_id == partner_id,
+                    log.transaction_key == transaction_id,
+                    log.access_time <= now - auth_rules.DEDUPE_WINDOW,
+                )
+                .values(transaction_key=None)
+            )
+            existing = await _access_by_key(conn, partner_id, transaction_id)
+            if existing is not None:
+                auth_rules.ensure_same_lookup(existing, subject_id, purpose)
+                return existing, False
+            a = authorizations_table.c
+            row = None
+            if await _subject(conn, subject_id, lock="share") is not None:
+                row = (
+                    await conn.execute(
+                        _authorization_query()
+                        .where(a.subject_id == subject_id, a.partner_id == partner_id, a.purpose == purpose)
+                        .with_for_update(of=authorizations_table)
+                    )
+                ).first()
+            granted = auth_rules.ensure_scope_covers(
+                None if row is None else _authorization(row), answer_kind, now
+            )
+            entry = AccessEntry(
+                access_id=auth_rules.new_access_id(),
+                subject_id=subject_id,
+                partner_id=partner_id,
+                purpose=purpose,
+                transaction_id=transaction_id,
+                scope=granted.scope,
+                answer=answer,
+                response=response,
+                access_time=now,
+                partner_name=granted.partner_name,
+            )
+            inserted = await conn.execute(
+                dialect_insert(self._dialect, access_log_table)
+                .values(
+                    access_id=entry.access_id,
+                    subject_id=subject_id,
+                    partner_id=partner_id,
+                    purpose=purpose,
+                    transaction_id=transaction_id,
+                    transaction_key=transaction_id,
+                    scope=entry.scope,
+                    answer=answer,
+                    response=response,
+                    access_time=now,
+                )
+                .on_conflict_do_nothing(index_elements=[log.partner_id, log.transaction_key])
+                .returning(log.access_id)
+            )
+            if inserted.first() is not None:
+                return entry, True
+            # A concurrent call with the same transaction id committed first.
+            existing = await _access_by_key(conn, partner_id, transaction_id)
+            assert existing is not None
+            auth_rules.ensure_same_lookup(existing, subject_id, purpose)
+            return existing, False
+
+    async def access_by_transaction(
+        self, partner_id: str, transaction_id: str, *, now: datetime
+    ) -> AccessEntry | None:
+        """The entry (partner, transaction id) was recorded under in the last 24 hours."""
+        async with self._engine.connect() as conn:
+            entry = await _access_by_key(conn, partner_id, transaction_id)
+        if entry is None or entry.access_time <= now - auth_rules.DEDUPE_WINDOW:
+            return None
+        return entry
+
+    async def list_access_log(
+        self, subject_id: str, *, after: tuple[datetime, str] | None, limit: int
+    ) -> tuple[list[AccessEntry], bool]:
+        """Up to ``limit`` of the subject's entries, newest first (ties by id,
+        descending), after ``after``; ``SUBJECT_NOT_FOUND`` for an unknown subject."""
+        log = access_log_table.c
+        query = _access_query().where(log.subject_id == subject_id)
+        if after is not None:
+            time, access_id = after
+            query = query.where(
+                or_(log.access_time < time, and_(log.access_time == time, log.access_id < access_id))
+            )
+        query = query.order_by(log.access_time.desc(), log.access_id.desc()).limit(limit + 1)
+        async with self._engine.connect() as conn:
+            if await _subject(conn, subject_id) is None:
+                raise _subject_not_found()
+            rows = (await conn.execute(query)).all()
+        return [_access(row) for row in rows[:limit]], len(rows) > limit
+
+    # --- purges --------------------------------------------------------------
+
+    async def purge_subject(
+        self, key: RequestKey, *, subject_id: str, scope: DeletionScope, now: datetime
+    ) -> tuple[Receipt, bool]:
+        """Withdraws everything of the subject: deletes the consent service's own
+        rows of it (the enrollment too for ``ACCOUNT``) and makes the job that
+        purges every other service, in one transaction; returns the receipt and
+        True. A repeat of the request returns its receipt and False; another
+        request under its id is ``REQUEST_ID_REUSED``; an unknown subject
+        ``SUBJECT_NOT_FOUND``."""
+        jobs = purge_jobs_table.c
+        receipt_id = new_receipt_id()
+        async with self._engine.begin() as conn:
+            claimed = await conn.execute(
+                dialect_insert(self._dialect, purge_jobs_table)
+                .values(
+                    receipt_id=receipt_id, subject_id=subject_id, scope=int(scope), source=0,
+                    request_id=key.request_id, method=key.method, request_sha256=key.digest,
+                    request_time=now, complete_time=None,
+                )
+                .on_conflict_do_nothing(index_elements=[jobs.request_id])
+                .returning(jobs.receipt_id)
+            )
+            if claimed.first() is None:
+                row = (
+                    await conn.execute(select(purge_jobs_table).where(jobs.request_id == key.request_id))
+                ).one()
+                rules.ensure_same_request(row.method or "", row.request_sha256 or "", key)
+                receipt = await _receipt(conn, row.receipt_id)
+                assert receipt is not None
+                return receipt, False
+            # Locked: a grant or a lookup being logged for the subject commits
+            # first (and its rows are deleted here) or waits and finds it gone.
+            if await _subject(conn, subject_id, lock="update") is None:
+                raise _subject_not_found()
+            tables = await self._delete_own_rows(conn, subject_id, account=scope is DeletionScope.ACCOUNT)
+            await _insert_steps(conn, receipt_id, plan_steps(now, self._sweep_delay, tables))
+            receipt = await _receipt(conn, receipt_id)
+            assert receipt is not None
+            return receipt, True
+
+    async def receipt(self, receipt_id: str) -> Receipt | None:
+        async with self._engine.connect() as conn:
+            return await _receipt(conn, receipt_id)
+
+    async def receipts_of(self, subject_id: str) -> list[Receipt]:
+        """Every deletion receipt of a subject, oldest first."""
+        jobs = purge_jobs_table.c
+        async with self._engine.connect() as conn:
+            ids = (
+                await conn.execute(
+                    select(jobs.receipt_id)
+                    .where(jobs.subject_id == subject_id)
+                    .order_by(jobs.request_time, jobs.receipt_id)
+                )
+            ).scalars().all()
+            receipts = [await _receipt(conn, receipt_id) for receipt_id in ids]
+        return [r for r in receipts if r is not None]
+
+    async def claim_due_steps(self, now: datetime, lease_until: datetime, limit: int) -> list[StepTask]:
+        """Leases, until ``lease_until``, the first unfinished step of each open job
+        when it is due at ``now`` (its ``not_before`` and ``next_attempt_time``
+        passed); at most ``limit``. The lease is a conditional update, so of two
+        workers claiming the same step one gets it."""
+        jobs, steps = purge_jobs_table.c, purge_steps_table.c
+        query = (
+            select(
+                steps.receipt_id, steps.position, steps.service, steps.not_before,
+                steps.next_attempt_time, steps.attempts, jobs.subject_id, jobs.source,
+            )
+            .join(purge_jobs_table, jobs.receipt_id == steps.receipt_id)
+            .where(jobs.complete_time.is_(None), steps.complete_time.is_(None))
+            .order_by(jobs.request_time, steps.receipt_id, steps.position)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        claimed: list[StepTask] = []
+        seen: set[str] = set()
+        for row in rows:
+            if row.receipt_id in seen:
+                continue  # only the first unfinished step of a job may run
+            seen.add(row.receipt_id)
+            if row.not_before > now or row.next_attempt_time > now:
+                continue
+            # Each lease is one conditional UPDATE of its own (a write first: no
+            # read-then-write transaction for SQLite's WAL to refuse).
+            async with self._engine.begin() as conn:
+                leased = await conn.execute(
+                    update(purge_steps_table)
+                    .where(
+                        steps.receipt_id == row.receipt_id,
+                        steps.position == row.position,
+                        steps.next_attempt_time == row.next_attempt_time,
+                        steps.complete_time.is_(None),
+                    )
+                    .values(next_attempt_time=lease_until)
+                )
+            if leased.rowcount == 1:
+                claimed.append(
+                    StepTask(row.receipt_id, row.position, row.service, row.subject_id,
+                             row.source, row.attempts)
+                )
+            if len(claimed) >= limit:
+                break
+        return claimed
+
+    async def complete_step(
+        self, receipt_id: str, position: int, tables: Sequence[TableCount], now: datetime
+    ) -> None:
+        """Records a step's result and, with its last step done, completes the job."""
+        steps = purge_steps_table.c
+        result = json.dumps([[t.table, t.deleted, t.rewritten] for t in tables])
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(purge_steps_table)
+                .where(
+                    steps.receipt_id == receipt_id,
+                    steps.position == position,
+                    steps.complete_time.is_(None),
+                )
+                .values(
+                    result=result, complete_time=now, last_error=None, attempts=steps.attempts + 1
+                )
+            )
+            left = (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(purge_steps_table)
+                    .where(steps.receipt_id == receipt_id, steps.complete_time.is_(None))
+                )
+            ).scalar_one()
+            if left == 0:
+                await conn.execute(
+                    update(purge_jobs_table)
+                    .where(
+                        purge_jobs_table.c.receipt_id == receipt_id,
+                        purge_jobs_table.c.complete_time.is_(None),
+                    )
+                    .values(complete_time=now)
+                )
+
+    async def fail_step(
+        self, receipt_id: str, position: int, attempts: int, retry_at: datetime, error: str
+    ) -> None:
+        steps = purge_steps_table.c
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(purge_steps_table)
+                .where(
+                    steps.receipt_id == receipt_id,
+                    steps.position == position,
+                    steps.complete_time.is_(None),
+                )
+                .values(attempts=attempts, next_attempt_time=retry_at, last_error=error)
+            )
+
+    async def release_step(self, receipt_id: str, position: int, now: datetime) -> None:
+        """Ends a lease early (a worker stopping): the step is due again at ``now``."""
+        steps = purge_steps_table.c
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(purge_steps_table)
+                .where(
+                    steps.receipt_id == receipt_id,
+                    steps.position == position,
+                    steps.complete_time.is_(None),
+                )
+                .values(next_attempt_time=now)
+            )
+
+    async def next_step_time(self) -> datetime | None:
+        """The earliest time an unfinished step may come due; None when none is left."""
+        steps = purge_steps_table.c
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(steps.not_before, steps.next_attempt_time).where(steps.complete_time.is_(None))
+                )
+            ).all()
+        times = [max(r.not_before, r.next_attempt_time) for r in rows]
+        return min(times) if times else None
+
+    # --- export --------------------------------------------------------------
+
+    async def subject_holdings(
+        self, subject_id: str
+    ) -> tuple[Subject, list[Consent], list[Authorization], list[AccessEntry], list[Receipt]]:
+        """Everything this service holds about a subject (the access log oldest
+        first); ``SUBJECT_NOT_FOUND`` for an unknown subject."""
+        c, a, log = consents_table.c, authorizations_table.c, access_log_table.c
+        async with self._engine.connect() as conn:
+            subject = await _subject(conn, subject_id)
+            if subject is None:
+                raise _subject_not_found()
+            consents = [
+                _consent(row)
+                for row in await conn.execute(
+                    select(consents_table).where(c.subject_id == subject_id).order_by(c.source, c.purpose)
+                )
+            ]
+            grants = [
+                _authorization(row)
+                for row in await conn.execute(
+                    _authorization_query().where(a.subject_id == subject_id).order_by(a.partner_id, a.purpose)
+                )
+            ]
+            accesses = [
+                _access(row)
+                for row in await conn.execute(
+                    _access_query().where(log.subject_id == subject_id).order_by(log.access_time, log.access_id)
+                )
+            ]
+        return subject, consents, grants, accesses, await self.receipts_of(subject_id)
 
     # --- internals -----------------------------------------------------------
 
@@ -238,12 +838,14 @@ class ConsentStore:
         now: datetime,
         change: Callable[[AsyncConnection], Awaitable[T]],
         encode: Callable[[T], bytes],
+        *,
+        subject_of: Callable[[T], str | None] = lambda _: None,
     ) -> Committed[T]:
         """Runs ``change`` once per request id: claims the id, applies the change,
-        stores ``encode(value)``, all in one transaction. A repeat returns the
-        stored response; a different request under the same id is
-        ``REQUEST_ID_REUSED``. If ``change`` raises, nothing is kept, the id
-        included, so a retry is evaluated afresh."""
+        stores ``encode(value)`` and the subject it was about (``subject_of``),
+        all in one transaction. A repeat returns the stored response; a different
+        request under the same id is ``REQUEST_ID_REUSED``. If ``change`` raises,
+        nothing is kept, the id included, so a retry is evaluated afresh."""
         r = requests_table.c
         async with self._engine.begin() as conn:
             claim = (
@@ -273,7 +875,7 @@ class ConsentStore:
             await conn.execute(
                 update(requests_table)
                 .where(r.request_id == key.request_id)
-                .values(response=response)
+                .values(response=response, subject_id=subject_of(value))
             )
             return Committed(response=response, value=value)
 
@@ -288,12 +890,29 @@ class ConsentStore:
         )
         return inserted.first() is not None
 
+    async def _insert_client(self, conn: AsyncConnection, client: Client) -> bool:
+        k = clients_table.c
+        inserted = await conn.execute(
+            dialect_insert(self._dialect, clients_table)
+            .values(
+                client_id=client.client_id,
+                kind=client.kind,
+                display_name=client.display_name,
+                sources=",".join(str(s) for s in sorted(client.sources)),
+                secret_hash=client.secret_hash,
+                register_time=client.register_time,
+            )
+            .on_conflict_do_nothing(index_elements=[k.client_id])
+            .returning(k.client_id)
+        )
+        return inserted.first() is not None
+
     async def _locked_consent(
         self, conn: AsyncConnection, subject_id: str, source: int, purpose: int
     ) -> Consent | None:
         """The consent row, locked for this transaction, after making sure the
         subject exists."""
-        if await _subject(conn, subject_id) is None:
+        if await _subject(conn, subject_id, lock="share") is None:
             raise _subject_not_found()
         c = consents_table.c
         row = (
@@ -323,10 +942,172 @@ class ConsentStore:
             .on_conflict_do_update(index_elements=[c.subject_id, c.source, c.purpose], set_=values)
         )
 
+    async def _locked_authorization(
+        self, conn: AsyncConnection, subject_id: str, partner_id: str, purpose: int
+    ) -> tuple[Authorization | None, str]:
+        """The authorization row, locked, and the partner's display name, after
+        making sure the subject and the partner exist."""
+        if await _subject(conn, subject_id, lock="share") is None:
+            raise _subject_not_found()
+        k = clients_table.c
+        partner = (
+            await conn.execute(
+                select(k.display_name).where(k.client_id == partner_id, k.kind == KIND_PARTNER)
+            )
+        ).first()
+        if partner is None:
+            raise NotFound("no partner is registered under this id", reason="PARTNER_NOT_FOUND")
+        a = authorizations_table.c
+        row = (
+            await conn.execute(
+                _authorization_query()
+                .where(a.subject_id == subject_id, a.partner_id == partner_id, a.purpose == purpose)
+                .with_for_update(of=authorizations_table)
+            )
+        ).first()
+        return (None if row is None else _authorization(row)), partner.display_name
 
-async def _subject(conn: AsyncConnection, subject_id: str) -> Subject | None:
+    async def _upsert_authorization(self, conn: AsyncConnection, grant: Authorization) -> None:
+        a = authorizations_table.c
+        values: dict[str, Any] = {
+            "scope": grant.scope,
+            "grant_time": grant.grant_time,
+            "expire_time": grant.expire_time,
+            "revoke_time": grant.revoke_time,
+        }
+        await conn.execute(
+            dialect_insert(self._dialect, authorizations_table)
+            .values(subject_id=grant.subject_id, partner_id=grant.partner_id, purpose=grant.purpose, **values)
+            .on_conflict_do_update(index_elements=[a.subject_id, a.partner_id, a.purpose], set_=values)
+        )
+
+    async def _insert_job(
+        self,
+        conn: AsyncConnection,
+        receipt_id: str,
+        subject_id: str,
+        scope: DeletionScope,
+        source: int,
+        now: datetime,
+        steps: Sequence[Step],
+    ) -> None:
+        await conn.execute(
+            purge_jobs_table.insert().values(
+                receipt_id=receipt_id, subject_id=subject_id, scope=int(scope), source=source,
+                request_id=None, method=None, request_sha256=None, request_time=now, complete_time=None,
+            )
+        )
+        await _insert_steps(conn, receipt_id, steps)
+
+    async def _delete_own_rows(
+        self, conn: AsyncConnection, subject_id: str, *, account: bool
+    ) -> list[TableCount]:
+        """Deletes the subject's rows of this service but the receipts (children
+        before parents); the enrollment too when ``account``."""
+        counts = []
+        for table in (requests_table, access_log_table, authorizations_table, consents_table):
+            result = await conn.execute(delete(table).where(table.c.subject_id == subject_id))
+            counts.append(TableCount(table.name, int(result.rowcount)))
+        if account:
+            result = await conn.execute(
+                delete(subjects_table).where(subjects_table.c.subject_id == subject_id)
+            )
+            counts.append(TableCount(subjects_table.name, int(result.rowcount)))
+        return counts
+
+
+async def _insert_steps(conn: AsyncConnection, receipt_id: str, steps: Sequence[Step]) -> None:
+    await conn.execute(
+        purge_steps_table.insert(),
+        [
+            {
+                "receipt_id": receipt_id,
+                "position": s.position,
+                "service": s.service,
+                "pass": s.pass_,
+                "not_before": s.not_before,
+                "next_attempt_time": s.next_attempt_time,
+                "attempts": s.attempts,
+                "last_error": s.last_error,
+                "result": None
+                if s.tables is None
+                else json.dumps([[t.table, t.deleted, t.rewritten] for t in s.tables]),
+                "complete_time": s.complete_time,
+            }
+            for s in steps
+        ],
+    )
+
+
+async def _open_purge(
+    conn: AsyncConnection, subject_id: str, source: int | None, whole: Collection[DeletionScope]
+) -> bool:
+    """Whether an unfinished purge of the subject covers ``source`` (a SOURCE purge
+    of it) or is of one of the ``whole`` scopes."""
+    jobs = purge_jobs_table.c
+    covers = jobs.scope.in_([int(s) for s in whole])
+    if source is not None:
+        covers = or_(covers, and_(jobs.scope == int(DeletionScope.SOURCE), jobs.source == source))
+    row = (
+        await conn.execute(
+            select(jobs.receipt_id)
+            .where(jobs.subject_id == subject_id, jobs.complete_time.is_(None), covers)
+            .limit(1)
+        )
+    ).first()
+    return row is not None
+
+
+async def _receipt(conn: AsyncConnection, receipt_id: str) -> Receipt | None:
+    jobs, steps = purge_jobs_table.c, purge_steps_table.c
+    job = (await conn.execute(select(purge_jobs_table).where(jobs.receipt_id == receipt_id))).first()
+    if job is None:
+        return None
+    rows = (
+        await conn.execute(
+            select(purge_steps_table).where(steps.receipt_id == receipt_id).order_by(steps.position)
+        )
+    ).all()
+    return Receipt(
+        receipt_id=job.receipt_id,
+        subject_id=job.subject_id,
+        scope=DeletionScope(job.scope),
+        source=job.source,
+        request_time=job.request_time,
+        complete_time=job.complete_time,
+        steps=tuple(_step(row) for row in rows),
+    )
+
+
+def _step(row: Row[Any]) -> Step:
+    tables = None
+    if row.result is not None:
+        tables = tuple(TableCount(t, int(d), int(w)) for t, d, w in json.loads(row.result))
+    return Step(
+        position=row.position,
+        service=row.service,
+        pass_=row._mapping["pass"],
+        not_before=row.not_before,
+        next_attempt_time=row.next_attempt_time,
+        attempts=row.attempts,
+        last_error=row.last_error,
+        tables=tables,
+        complete_time=row.complete_time,
+    )
+
+
+async def _subject(conn: AsyncConnection, subject_id: str, *, lock: str = "") -> Subject | None:
+    """The enrolled subject, or None. ``lock`` (PostgreSQL; SQLite has one writer):
+    ``"share"`` while this transaction adds rows of the subject (a purge waits for
+    it, then deletes them too), ``"update"`` for a purge (such writers wait for it,
+    then find the subject or its authorization gone)."""
     s = subjects_table.c
-    row = (await conn.execute(select(s.subject_id, s.enroll_time).where(s.subject_id == subject_id))).first()
+    query = select(s.subject_id, s.enroll_time).where(s.subject_id == subject_id)
+    if lock == "share":
+        query = query.with_for_update(read=True, key_share=True)
+    elif lock == "update":
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
     return None if row is None else Subject(row.subject_id, row.enroll_time)
 
 
@@ -341,5 +1122,78 @@ def _consent(row: Row[Any]) -> Consent:
     )
 
 
+def _client(row: Row[Any]) -> Client:
+    return Client(
+        client_id=row.client_id,
+        kind=row.kind,
+        display_name=row.display_name,
+        secret_hash=row.secret_hash,
+        register_time=row.register_time,
+        sources=frozenset(int(s) for s in row.sources.split(",") if s),
+    )
+
+
+def _replace_id(client: Client, client_id: str) -> Client:
+    return Client(client_id, client.kind, client.display_name, client.secret_hash,
+                  client.register_time, client.sources)
+
+
+def _authorization_query() -> Any:
+    a, k = authorizations_table.c, clients_table.c
+    return select(authorizations_table, k.display_name.label("partner_name")).join(
+        clients_table, k.client_id == a.partner_id
+    )
+
+
+def _authorization(row: Row[Any]) -> Authorization:
+    return Authorization(
+        subject_id=row.subject_id,
+        partner_id=row.partner_id,
+        purpose=row.purpose,
+        scope=row.scope,
+        grant_time=row.grant_time,
+        expire_time=row.expire_time,
+        revoke_time=row.revoke_time,
+        partner_name=row.partner_name,
+    )
+
+
+def _access_query() -> Any:
+    log, k = access_log_table.c, clients_table.c
+    return select(access_log_table, k.display_name.label("partner_name")).join(
+        clients_table, k.client_id == log.partner_id
+    )
+
+
+async def _access_by_key(conn: AsyncConnection, partner_id: str, transaction_id: str) -> AccessEntry | None:
+    log = access_log_table.c
+    row = (
+        await conn.execute(
+            _access_query().where(log.partner_id == partner_id, log.transaction_key == transaction_id)
+        )
+    ).first()
+    return None if row is None else _access(row)
+
+
+def _access(row: Row[Any]) -> AccessEntry:
+    return AccessEntry(
+        access_id=row.access_id,
+        subject_id=row.subject_id,
+        partner_id=row.partner_id,
+        purpose=row.purpose,
+        transaction_id=row.transaction_id,
+        scope=row.scope,
+        answer=bytes(row.answer),
+        response=bytes(row.response),
+        access_time=row.access_time,
+        partner_name=row.partner_name,
+    )
+
+
 def _subject_not_found() -> NotFound:
     return NotFound("no subject is enrolled under this id", reason="SUBJECT_NOT_FOUND")
+
+
+def _purge_in_progress(message: str) -> FailedPrecondition:
+    return FailedPrecondition(f"{message}; try again once its deletion receipt is complete",
+                              reason="PURGE_IN_PROGRESS")

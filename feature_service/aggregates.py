@@ -109,6 +109,7 @@ __all__ = [
     "month_index",
     "months_between",
     "point_in_time_matrix",
+    "rebuild_state",
     "repair",
     "unapply_record",
 ]
@@ -360,6 +361,16 @@ def repair(state: SubjectState, needs: Repairs, remaining: Iterable[_R.Record]) 
         identity.sort(key=lambda r: (r.event_time.seconds, r.record_id))
         for r in identity:
             _apply_identity(state, r.identity, r.event_time.seconds, needs.identity)
+
+
+def rebuild_state(records: Iterable[_R.Record]) -> SubjectState:
+    """A subject's state made afresh from ``records``, applied in event time order
+    (ties by record id): what the service keeps after forgetting one source of a
+    subject, the same as if only these records had ever been applied in that order."""
+    state = SubjectState()
+    for record in sorted(records, key=lambda r: (r.event_time.seconds, r.event_time.nanos, r.record_id)):
+        apply_record(state, record)
+    return state
 
 
 def _change(state: SubjectState, record: _R.Record, sign: int) -> Repairs:

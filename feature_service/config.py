@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from creditscore.runtime import ServerSettings, env_field
+from creditscore.runtime import AuthSettings, ServerSettings, TlsSettings, env_field
 
 __all__ = ["Settings"]
 
@@ -12,6 +12,9 @@ __all__ = ["Settings"]
 @dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=lambda: ServerSettings(port=50053))
+    # Services' tokens checked with TOKEN_PUBLIC_KEY_FILE (AUTH_MODE); mutual TLS (TLS_*).
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
     database_url: str = env_field("DATABASE_URL", "sqlite:///var/feature.db")
     auto_migrate: bool = env_field(
         "AUTO_MIGRATE",

@@ -9,17 +9,28 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from creditscore.catalog import FEATURE_NAMES
+from creditscore.catalog import FEATURE_NAMES, SOURCE_OF_BODY
+from creditscore.common.v1 import common_pb2
 from creditscore.records.v1 import records_pb2
-from creditscore.runtime import utcnow
+from creditscore.runtime import PurgedTable, Violations, check_purge_request, check_subject_id, utcnow
 
-from .aggregates import NO_REPAIRS, Repairs, apply_record, feature_vector, repair, unapply_record
-from .store import AppliedVersion, FeatureStore, RecordKey
+from .aggregates import (
+    NO_REPAIRS,
+    Repairs,
+    apply_record,
+    feature_vector,
+    rebuild_state,
+    repair,
+    unapply_record,
+)
+from .store import AppliedRow, AppliedVersion, FeatureStore, RecordKey, applied_records, subject_features
 
-__all__ = ["ApplyResult", "FeatureBook", "SubjectVector"]
+__all__ = ["ApplyResult", "FeatureBook", "SubjectHoldings", "SubjectVector"]
+
+_SOURCES = frozenset(v.number for v in common_pb2.DataSource.DESCRIPTOR.values if v.number)
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,20 @@ class ApplyResult:
 def _feeds_features(record: records_pb2.Record) -> bool:
     """A version that counts: it has a body, and is not a loan outcome (a label)."""
     return not record.retracted and record.WhichOneof("body") not in (None, "loan_outcome")
+
+
+def _source(record: records_pb2.Record) -> int:
+    """The record's data source by its body; 0 for a retraction (no body)."""
+    body = record.WhichOneof("body")
+    return 0 if body is None else SOURCE_OF_BODY[body]
+
+
+@dataclass(frozen=True)
+class SubjectHoldings:
+    """Everything this service holds about a subject (the consent service's export)."""
+
+    vector: SubjectVector
+    applied: list[AppliedRow]
 
 
 @dataclass(frozen=True)
@@ -92,6 +117,7 @@ class FeatureBook:
                 record.subject_id,
                 record.revision,
                 record.SerializeToString(deterministic=True) if _feeds_features(record) else None,
+                _source(record),
             )
             for key, record in unique.items()
         }
@@ -107,7 +133,8 @@ class FeatureBook:
                         changes.append((None, record))
                     elif record.revision > prior.revision:
                         changes.append((prior, record))
-                        newer[key] = incoming[key]
+                        # A retraction has no body: the record keeps its source.
+                        newer[key] = replace(incoming[key], source=incoming[key].source or prior.source)
                 await batch.replace(newer, now)
                 subjects = {record.subject_id for prior, record in changes if _feeds_features(record)}
                 subjects |= {prior.subject_id for prior, _ in changes if prior is not None and prior.payload}
@@ -139,3 +166,48 @@ class FeatureBook:
         if stored is None:
             return SubjectVector(subject_id, when, dict.fromkeys(FEATURE_NAMES), 0)
         return SubjectVector(subject_id, when, feature_vector(stored.state, when), stored.record_count)
+
+    async def purge(self, request_id: str, subject_id: str, source: int) -> list[PurgedTable]:
+        """Forgets a subject (``source`` 0) or one source of it, in one transaction,
+        idempotent on ``request_id`` (a retry answers the first call's counts).
+
+        For one source the versions of that source are deleted and the subject's
+        aggregates rebuilt from the versions of the other sources this service
+        keeps (``aggregates.rebuild_state``): exactly the state of a subject that
+        never had that source, with no call to the ingest service. A subject left
+        with nothing that feeds features has no aggregates row, as if never seen."""
+        v = Violations()
+        check_purge_request(v, request_id, subject_id, source, _SOURCES)
+        v.raise_if_any("the request is not valid")
+        async with self._lock:
+            now = self._clock()
+            async with self._store.batch() as batch:
+                done = await batch.claim_purge(request_id, now)
+                if done is not None:
+                    return done
+                # Lock the subject's aggregates first: an apply of another replica
+                # waits for this rebuild instead of overwriting it.
+                await batch.lock_state(subject_id)
+                deleted = await batch.delete_applied(subject_id, source or None)
+                rewritten = 0
+                remaining = []
+                if source:
+                    remaining = [records_pb2.Record.FromString(p) for p in await batch.feeding_payloads(subject_id)]
+                if remaining:
+                    await batch.put_state(subject_id, rebuild_state(remaining), now)
+                    removed, rewritten = 0, 1
+                else:
+                    removed = await batch.delete_state(subject_id)
+                tables = [
+                    PurgedTable(applied_records.name, deleted),
+                    PurgedTable(subject_features.name, removed, rewritten),
+                ]
+                await batch.record_purge(request_id, tables, now)
+        return tables
+
+    async def holdings(self, subject_id: str) -> SubjectHoldings:
+        """The subject's vector now and every record version held (export)."""
+        v = Violations()
+        check_subject_id(v, subject_id)
+        v.raise_if_any("the request is not valid")
+        return SubjectHoldings(await self.vector(subject_id), await self._store.applied_of(subject_id))

@@ -8,7 +8,16 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
 from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
-from creditscore.runtime import RegisteredService, ServerHandle, create_server, make_engine, prepare_schema
+from creditscore.runtime import (
+    AUDIENCE_INTERNAL,
+    KIND_SERVICE,
+    RegisteredService,
+    ServerHandle,
+    create_server,
+    make_engine,
+    prepare_schema,
+    server_auth,
+)
 
 from .config import Settings
 from .features import FeatureBook
@@ -16,9 +25,14 @@ from .migrations import MIGRATIONS
 from .servicer import FeatureServicer
 from .store import FeatureStore
 
-__all__ = ["DOMAIN", "build_server"]
+__all__ = ["DOMAIN", "POLICY", "build_server"]
 
 DOMAIN = "feature.creditscore"
+
+_SERVICE = feature_pb2.DESCRIPTOR.services_by_name["FeatureService"]
+#: Who may call what: services only (ingest applies records, the gateway reads
+#: vectors, the consent service purges and exports).
+POLICY = {f"/{_SERVICE.full_name}/{m.name}": {KIND_SERVICE} for m in _SERVICE.methods}
 
 
 async def build_server(
@@ -30,6 +44,7 @@ async def build_server(
     """The FeatureService on ``settings.server`` over ``settings.database_url``
     (migrated to this build's schema, or checked, per ``settings.auto_migrate``);
     not started. Stopping it disposes the engine."""
+    auth = server_auth(settings.auth, AUDIENCE_INTERNAL, POLICY, service="feature_service")
     engine = make_engine(settings.database_url)
     try:
         store = FeatureStore(engine)
@@ -38,7 +53,7 @@ async def build_server(
         handle = create_server(
             [
                 RegisteredService(
-                    feature_pb2.DESCRIPTOR.services_by_name["FeatureService"],
+                    _SERVICE,
                     feature_pb2_grpc.add_FeatureServiceServicer_to_server,
                     FeatureServicer(book),
                 )
@@ -47,6 +62,8 @@ async def build_server(
             domain=DOMAIN,
             tracer_provider=tracer_provider,
             meter_provider=meter_provider,
+            auth=auth,
+            tls=settings.tls,
         )
     except BaseException:
         await engine.dispose()

@@ -8,7 +8,7 @@ from creditscore.common.v1 import common_pb2
 from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
 from creditscore.runtime import to_timestamp
 
-from .features import FeatureBook
+from .features import FeatureBook, SubjectVector
 from .validation import validate_apply_records, validate_get_feature_vector
 
 __all__ = ["FeatureServicer"]
@@ -33,16 +33,46 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
     ) -> feature_pb2.GetFeatureVectorResponse:
         query = validate_get_feature_vector(request, latest_allowed=self._book.latest_allowed_time())
         vector = await self._book.vector(query.subject_id, query.as_of)
-        return feature_pb2.GetFeatureVectorResponse(
-            feature_vector=feature_pb2.FeatureVector(
-                subject_id=vector.subject_id,
-                as_of_time=to_timestamp(vector.as_of),
-                features=[
-                    common_pb2.FeatureValue(name=name)
-                    if value is None
-                    else common_pb2.FeatureValue(name=name, value=value)
-                    for name, value in vector.values.items()
-                ],
-                record_count=vector.record_count,
-            )
+        return feature_pb2.GetFeatureVectorResponse(feature_vector=_vector(vector))
+
+    async def PurgeSubject(
+        self, request: feature_pb2.PurgeSubjectRequest, context: grpc.aio.ServicerContext
+    ) -> feature_pb2.PurgeSubjectResponse:
+        tables = await self._book.purge(request.request_id, request.subject_id, request.source)
+        return feature_pb2.PurgeSubjectResponse(
+            tables=[
+                common_pb2.PurgedTable(table=t.table, deleted_rows=t.deleted, rewritten_rows=t.rewritten)
+                for t in tables
+            ]
         )
+
+    async def ExportSubject(
+        self, request: feature_pb2.ExportSubjectRequest, context: grpc.aio.ServicerContext
+    ) -> feature_pb2.ExportSubjectResponse:
+        held = await self._book.holdings(request.subject_id)
+        return feature_pb2.ExportSubjectResponse(
+            feature_vector=_vector(held.vector),
+            applied_records=[
+                feature_pb2.AppliedRecord(
+                    producer_id=r.producer_id,
+                    record_id=r.record_id,
+                    revision=r.revision,
+                    source=r.source,  # type: ignore[arg-type]
+                    feeds_features=r.feeds_features,
+                    apply_time=to_timestamp(r.applied_time),
+                )
+                for r in held.applied
+            ],
+        )
+
+
+def _vector(vector: SubjectVector) -> feature_pb2.FeatureVector:
+    return feature_pb2.FeatureVector(
+        subject_id=vector.subject_id,
+        as_of_time=to_timestamp(vector.as_of),
+        features=[
+            common_pb2.FeatureValue(name=name) if value is None else common_pb2.FeatureValue(name=name, value=value)
+            for name, value in vector.values.items()
+        ],
+        record_count=vector.record_count,
+    )

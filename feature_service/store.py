@@ -28,18 +28,27 @@ from datetime import datetime
 from sqlalchemy import (
     BigInteger,
     Column,
+    Integer,
     LargeBinary,
     MetaData,
     String,
     Table,
     Text,
     bindparam,
+    delete,
     select,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from creditscore.runtime import UtcDateTime, create_schema, dialect_insert
+from creditscore.runtime import (
+    PurgedTable,
+    PurgeLedger,
+    UtcDateTime,
+    create_schema,
+    dialect_insert,
+    purge_requests_table,
+)
 
 from .aggregates import SubjectState
 
@@ -52,6 +61,7 @@ __all__ = [
     "StoredState",
     "applied_records",
     "metadata",
+    "purge_requests",
     "subject_features",
 ]
 
@@ -70,6 +80,9 @@ applied_records = Table(
     Column("revision", BigInteger, nullable=False),  # Record.revision applied
     # The applied version (deterministic serialization) while it feeds features.
     Column("payload", LargeBinary, nullable=True),
+    # The record's common.v1.DataSource (kept through a retraction); 0 for a
+    # retraction of a version never applied here.
+    Column("source", Integer, nullable=False, server_default="0"),
 )
 
 subject_features = Table(
@@ -81,6 +94,9 @@ subject_features = Table(
     Column("updated_time", UtcDateTime(), nullable=False),
 )
 
+#: The answers of the consent service's purge requests (``creditscore.runtime.PurgeLedger``).
+purge_requests = purge_requests_table(metadata)
+
 #: (producer_id, record_id): the idempotency key of a record.
 RecordKey = tuple[str, str]
 
@@ -90,12 +106,26 @@ _IN_CHUNK = 500
 
 @dataclass(frozen=True)
 class AppliedVersion:
-    """A version of a record: its subject, revision, and serialization when it
-    feeds features (None for a retraction or a loan outcome)."""
+    """A version of a record: its subject, revision, serialization when it feeds
+    features (None for a retraction or a loan outcome), and data source (0 when
+    not known: a retraction of a version never applied here)."""
 
     subject_id: str
     revision: int
     payload: bytes | None
+    source: int = 0
+
+
+@dataclass(frozen=True)
+class AppliedRow:
+    """One row of ``applied_records`` as the export shows it."""
+
+    producer_id: str
+    record_id: str
+    revision: int
+    source: int
+    feeds_features: bool
+    applied_time: datetime
 
 
 @dataclass(frozen=True)
@@ -113,6 +143,22 @@ class FeatureStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+
+    async def applied_of(self, subject_id: str) -> list[AppliedRow]:
+        """Every record version held for the subject, in key order."""
+        t = applied_records.c
+        query = (
+            select(t.producer_id, t.record_id, t.revision, t.source, t.payload, t.applied_time)
+            .where(t.subject_id == subject_id)
+            .order_by(t.producer_id, t.record_id)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            AppliedRow(r.producer_id, r.record_id, int(r.revision), int(r.source), r.payload is not None,
+                       r.applied_time)
+            for r in rows
+        ]
 
     async def create_schema(self) -> None:
         await create_schema(self._engine, metadata)
@@ -142,6 +188,51 @@ class StoreBatch:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
         self._dialect = conn.dialect.name
+        self._purges = PurgeLedger(purge_requests)
+
+    # -- forgetting a subject (the consent service's purge) --------------------------
+
+    async def claim_purge(self, request_id: str, now: datetime) -> list[PurgedTable] | None:
+        """None when ``request_id`` is new (claimed by this transaction), else the
+        answer an earlier purge under it committed. The transaction's first statement."""
+        return await self._purges.claim(self._conn, request_id, now)
+
+    async def record_purge(self, request_id: str, tables: Sequence[PurgedTable], now: datetime) -> None:
+        await self._purges.record(self._conn, request_id, tables, now)
+
+    async def delete_applied(self, subject_id: str, source: int | None) -> int:
+        """Deletes the subject's record versions (of ``source``, or all when None)."""
+        t = applied_records.c
+        where = [t.subject_id == subject_id]
+        if source is not None:
+            where.append(t.source == source)
+        return int((await self._conn.execute(delete(applied_records).where(*where))).rowcount)
+
+    async def lock_state(self, subject_id: str) -> bool:
+        """Locks the subject's aggregates row until the transaction ends, when there
+        is one; whether there is."""
+        t = subject_features.c
+        row = (
+            await self._conn.execute(
+                select(t.subject_id).where(t.subject_id == subject_id).with_for_update()
+            )
+        ).first()
+        return row is not None
+
+    async def delete_state(self, subject_id: str) -> int:
+        """Deletes the subject's aggregates (0 or 1 row)."""
+        t = subject_features.c
+        return int((await self._conn.execute(delete(subject_features).where(t.subject_id == subject_id))).rowcount)
+
+    async def put_state(self, subject_id: str, state: SubjectState, now: datetime) -> None:
+        """Writes the subject's aggregates whether or not a row exists."""
+        t = subject_features.c
+        values = {"state": state.to_json(), "record_count": state.record_count, "updated_time": now}
+        await self._conn.execute(
+            dialect_insert(self._dialect, subject_features)
+            .values(subject_id=subject_id, **values)
+            .on_conflict_do_update(index_elements=[t.subject_id], set_=values)
+        )
 
     async def claim(
         self, versions: Mapping[RecordKey, AppliedVersion], now: datetime
@@ -169,6 +260,7 @@ class StoreBatch:
                 "applied_time": now,
                 "revision": versions[(p, r)].revision,
                 "payload": versions[(p, r)].payload,
+                "source": versions[(p, r)].source,
             }
             for p, r in keys
         ]
@@ -182,7 +274,8 @@ class StoreBatch:
                 by_producer.setdefault(producer_id, []).append(record_id)
             for producer_id, record_ids in by_producer.items():
                 query = (
-                    select(table.c.record_id, table.c.subject_id, table.c.revision, table.c.payload)
+                    select(table.c.record_id, table.c.subject_id, table.c.revision, table.c.payload,
+                           table.c.source)
                     .where(table.c.producer_id == producer_id, table.c.record_id.in_(record_ids))
                     .order_by(table.c.record_id)
                     .with_for_update()
@@ -190,7 +283,7 @@ class StoreBatch:
                 for row in await self._conn.execute(query):
                     payload = None if row.payload is None else bytes(row.payload)
                     out[(producer_id, row.record_id)] = AppliedVersion(
-                        row.subject_id, int(row.revision), payload
+                        row.subject_id, int(row.revision), payload, int(row.source)
                     )
         return out
 
@@ -206,6 +299,7 @@ class StoreBatch:
                 subject_id=bindparam("b_subject_id"),
                 revision=bindparam("b_revision", type_=BigInteger),
                 payload=bindparam("b_payload", type_=LargeBinary),
+                source=bindparam("b_source", type_=Integer),
                 applied_time=bindparam("b_applied_time", type_=UtcDateTime),
             )
         )
@@ -218,6 +312,7 @@ class StoreBatch:
                     "b_subject_id": v.subject_id,
                     "b_revision": v.revision,
                     "b_payload": v.payload,
+                    "b_source": v.source,
                     "b_applied_time": now,
                 }
                 for (p, r), v in sorted(versions.items())
@@ -227,8 +322,9 @@ class StoreBatch:
     async def feeding_payloads(self, subject_id: str) -> list[bytes]:
         """The serialized versions that feed the subject's features now (this
         transaction's changes included): what ``aggregates.repair`` recomputes
-        from. Reads the subject's whole history, so only a correction of its
-        earliest record or latest identity report asks."""
+        from (and a source purge rebuilds from). Reads the subject's whole
+        history, so only a correction of its earliest record or latest identity
+        report asks."""
         table = applied_records
         query = (
             select(table.c.payload)

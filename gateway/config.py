@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from creditscore.runtime import ChannelSettings, ServerSettings, env_field
+from creditscore.runtime import AuthSettings, ChannelSettings, ServerSettings, TlsSettings, env_field
 
 __all__ = ["Settings"]
 
 
 @dataclass(frozen=True)
 class Settings:
+    """``auth``: partners' tokens verified with ``TOKEN_PUBLIC_KEY_FILE``; the
+    gateway's own (``SERVICE_CLIENT_ID``/``SERVICE_CLIENT_SECRET``) for its calls.
+    ``tls``: mutual TLS on the gateway's port and on its calls (``TLS_*``)."""
+
     server: ServerSettings = field(default_factory=lambda: ServerSettings(port=50050))
     channel: ChannelSettings = field(default_factory=ChannelSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
     consent_service_addr: str = env_field("CONSENT_SERVICE_ADDR", "localhost:50051")
     feature_service_addr: str = env_field("FEATURE_SERVICE_ADDR", "localhost:50053")
     scoring_service_addr: str = env_field("SCORING_SERVICE_ADDR", "localhost:50054")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from creditscore.runtime import ChannelSettings, ServerSettings, env_field
+from creditscore.runtime import AuthSettings, ChannelSettings, ServerSettings, TlsSettings, env_field
 
 __all__ = ["Settings"]
 
@@ -15,6 +15,10 @@ class Settings:
 
     server: ServerSettings = field(default_factory=lambda: ServerSettings(port=50052))
     channel: ChannelSettings = field(default_factory=ChannelSettings)
+    # Producers' and services' tokens checked with TOKEN_PUBLIC_KEY_FILE; the
+    # service's own (SERVICE_CLIENT_ID/SECRET) for its calls; mutual TLS (TLS_*).
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
     database_url: str = env_field("DATABASE_URL", "sqlite:///var/ingest.db")
     auto_migrate: bool = env_field(
         "AUTO_MIGRATE",

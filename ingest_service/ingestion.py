@@ -3,8 +3,13 @@
 The steps of one batch (or one chunk of a stream), each answering every record
 on its own:
 
-1. the batch itself must be well formed, or the whole call is INVALID_ARGUMENT;
-2. each record is validated (REJECTED ``INVALID_RECORD`` with its violations);
+1. the batch itself must be well formed, or the whole call is INVALID_ARGUMENT,
+   and sent under the authenticated producer's own id, or the whole call is
+   PERMISSION_DENIED ``PRODUCER_MISMATCH`` (nothing of it is stored);
+2. each record is validated (REJECTED ``INVALID_RECORD`` with its violations) and
+   must be of a source the producer may send (REJECTED ``SOURCE_NOT_ALLOWED``; a
+   retraction, which only takes back one of the producer's own records, has no
+   source of its own and is not checked);
 3. a record id seen earlier in the batch is judged against the versions sent
    before it: the same content is a DUPLICATE, the same revision with other
    content ``CONFLICTING_DUPLICATE``, another revision a later version, stored
@@ -45,6 +50,7 @@ from creditscore.runtime import (
     DomainError,
     FieldViolation,
     InvalidArgument,
+    PermissionDenied,
     ResourceExhausted,
     Violations,
     check_subject_id,
@@ -69,7 +75,9 @@ __all__ = [
     "INVALID_RECORD",
     "MAX_RESULT_BYTES",
     "MAX_STREAM_RECORDS",
+    "SOURCE_NOT_ALLOWED",
     "STALE_REVISION",
+    "AuthorizedProducer",
     "BatchOutcome",
     "Chunk",
     "ConsentChecker",
@@ -103,6 +111,34 @@ CONSENT_REQUIRED = "CONSENT_REQUIRED"
 CONFLICTING_DUPLICATE = "CONFLICTING_DUPLICATE"
 STALE_REVISION = "STALE_REVISION"
 INVALID_CORRECTION = "INVALID_CORRECTION"
+SOURCE_NOT_ALLOWED = "SOURCE_NOT_ALLOWED"
+
+
+@dataclass(frozen=True)
+class AuthorizedProducer:
+    """The producer a call is authenticated as (its token): its id and the
+    ``DataSource`` numbers it may send. None where authentication is off."""
+
+    producer_id: str
+    sources: frozenset[int]
+
+    def check_sender(self, producer_id: str, field_path: str = "producer_id") -> None:
+        """``PermissionDenied`` (``PRODUCER_MISMATCH``) unless the batch is sent
+        under the authenticated producer's own id."""
+        if producer_id != self.producer_id:
+            raise PermissionDenied(
+                "a producer may send records only under its own producer_id",
+                reason="PRODUCER_MISMATCH",
+                metadata={"field": field_path},
+            )
+
+
+def _source_not_allowed(index: int, record_id: str, source: int) -> RecordOutcome:
+    name = common_pb2.DataSource.Name(source) if source in common_pb2.DataSource.values() else str(source)
+    return RecordOutcome(
+        index, record_id, Status.REJECTED, SOURCE_NOT_ALLOWED,
+        (FieldViolation("body", f"this producer may not send records of {name}"),),
+    )
 
 
 class ConsentChecker(Protocol):
@@ -297,16 +333,22 @@ class Ingestor:
         *,
         consent_timeout: float,
         first_index: int = 0,
+        producer: AuthorizedProducer | None = None,
     ) -> BatchOutcome:
         """Ingests one batch; see the module docstring for the steps. Results are
-        indexed from ``first_index`` (a chunk's place in its stream).
+        indexed from ``first_index`` (a chunk's place in its stream). ``producer``
+        is the authenticated sender (None: not checked, ``AUTH_MODE=disabled``).
 
-        Raises ``InvalidArgument`` for a malformed batch and ``Unavailable`` (from
-        the consent checker) when consent cannot be checked; nothing is stored then.
+        Raises ``InvalidArgument`` for a malformed batch, ``PermissionDenied``
+        (``PRODUCER_MISMATCH``) for a batch under another producer's id and
+        ``Unavailable`` (from the consent checker) when consent cannot be
+        checked; nothing is stored then.
         """
         problems = validate_batch(request_id, producer_id, len(batch))
         if problems:
             raise InvalidArgument("the batch is not valid", problems)
+        if producer is not None:
+            producer.check_sender(producer_id)
         now = self._clock()
 
         results: list[RecordOutcome | None] = [None] * len(batch)
@@ -319,6 +361,11 @@ class Ingestor:
                     index, _echo_id(record.record_id), Status.REJECTED, INVALID_RECORD,
                     tuple(violations),
                 )
+                continue
+            # A retraction has no body, hence no source of its own: it can only
+            # take back one of this producer's own records, and only takes data away.
+            if producer is not None and not record.retracted and source_of(record) not in producer.sources:
+                results[index] = _source_not_allowed(index, _echo_id(record.record_id), source_of(record))
                 continue
             payload = serialize(record)
             digest = content_hash(payload)
@@ -400,13 +447,15 @@ class Ingestor:
         *,
         consent_timeout: Callable[[], float],
         reply_budget: int,
+        producer: AuthorizedProducer | None = None,
     ) -> StreamOutcome:
         """Ingests a stream chunk by chunk, each committed (as one ``ingest``
         batch) before the next is read; returns every record's result, indexed
         from the first record of the stream.
 
         The producer is the first chunk's; a later chunk names the same producer
-        or none. ``consent_timeout()`` is asked before each chunk (the time left
+        or none; with ``producer`` (the authenticated sender) each chunk is checked
+        as ``ingest`` checks a batch. ``consent_timeout()`` is asked before each chunk (the time left
         of the caller's deadline). ``reply_budget`` is the most bytes the reply may
         take: a chunk is read only if the reply keeps room for its worst case.
 
@@ -417,18 +466,18 @@ class Ingestor:
         before it ended, which is all kept.
         """
         results: list[RecordOutcome] = []
-        producer = ""
+        producer_id = ""
         chunk_count = 0
         reply_bytes = 0
         try:
             async for chunk in chunks:
                 at = f"chunks[{chunk_count}]"
-                if not producer:
-                    producer = chunk.producer_id
-                elif chunk.producer_id and chunk.producer_id != producer:
+                if not producer_id:
+                    producer_id = chunk.producer_id
+                elif chunk.producer_id and chunk.producer_id != producer_id:
                     raise InvalidArgument(
                         "every chunk of a stream must come from the same producer",
-                        [FieldViolation(f"{at}.producer_id", f"must be empty or {producer!r}")],
+                        [FieldViolation(f"{at}.producer_id", f"must be empty or {producer_id!r}")],
                     )
                 if len(results) + len(chunk.records) > MAX_STREAM_RECORDS:
                     raise ResourceExhausted(
@@ -446,10 +495,11 @@ class Ingestor:
                 try:
                     outcome = await self.ingest(
                         chunk.request_id,
-                        producer,
+                        producer_id,
                         chunk.records,
                         consent_timeout=consent_timeout(),
                         first_index=len(results),
+                        producer=producer,
                     )
                 except InvalidArgument as bad:
                     raise InvalidArgument(

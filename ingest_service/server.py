@@ -12,6 +12,10 @@ from creditscore.consent.v1 import consent_pb2_grpc
 from creditscore.feature.v1 import feature_pb2_grpc
 from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from creditscore.runtime import (
+    AUDIENCE_INGEST,
+    AUDIENCE_INTERNAL,
+    KIND_PRODUCER,
+    KIND_SERVICE,
     AsyncGauge,
     RegisteredService,
     ServerHandle,
@@ -19,6 +23,8 @@ from creditscore.runtime import (
     create_server,
     make_engine,
     prepare_schema,
+    server_auth,
+    service_tokens,
 )
 
 from .clients import GrpcConsentChecker, GrpcFeatureSink
@@ -28,10 +34,24 @@ from .ingestion import Ingestor
 from .migrations import MIGRATIONS
 from .servicer import IngestServicer
 from .store import RecordStore
+from .subjects import SubjectData
 
-__all__ = ["DOMAIN", "IngestApp", "build_ingest", "build_server"]
+__all__ = ["DOMAIN", "POLICY", "IngestApp", "build_ingest", "build_server"]
 
 DOMAIN = "ingest.creditscore"
+
+_METHOD = "/creditscore.ingest.v1.IngestService/"
+#: Who may call what: producers send records (for their own sources, see
+#: ``ingestion``); everything else reads or deletes subjects' data and is for
+#: services only. A method not listed is refused.
+POLICY = {
+    _METHOD + "IngestRecords": {KIND_PRODUCER},
+    _METHOD + "IngestRecordStream": {KIND_PRODUCER},
+    _METHOD + "ListRecords": {KIND_SERVICE},
+    _METHOD + "ExportTrainingRecords": {KIND_SERVICE},
+    _METHOD + "PurgeSubject": {KIND_SERVICE},
+    _METHOD + "ExportSubject": {KIND_SERVICE},
+}
 
 _REPLY_MARGIN_BYTES = 64 * 1024
 
@@ -70,17 +90,27 @@ async def build_ingest(
     ``settings.channel`` (retries, keepalive) applies to both dependency channels.
     With a meter provider, the outbox backlog is the gauge
     ``creditscore.ingest.outbox.backlog``."""
+    auth = server_auth(
+        settings.auth, (AUDIENCE_INGEST, AUDIENCE_INTERNAL), POLICY, service="ingest_service"
+    )
     engine = make_engine(settings.database_url)
     channels: list[grpc.aio.Channel] = []
     try:
         store = RecordStore(engine)
         await prepare_schema(engine, MIGRATIONS, auto_migrate=settings.auto_migrate)
+        tokens, token_channel = service_tokens(
+            settings.auth, settings.consent_service_addr, settings.channel, tls=settings.tls
+        )
+        if token_channel is not None:
+            channels.append(token_channel)
         consent_channel = create_channel(
-            settings.consent_service_addr, settings.channel, tracer_provider=tracer_provider
+            settings.consent_service_addr, settings.channel, tracer_provider=tracer_provider,
+            tokens=tokens, tls=settings.tls,
         )
         channels.append(consent_channel)
         feature_channel = create_channel(
-            settings.feature_service_addr, settings.channel, tracer_provider=tracer_provider
+            settings.feature_service_addr, settings.channel, tracer_provider=tracer_provider,
+            tokens=tokens, tls=settings.tls,
         )
         channels.append(feature_channel)
         dispatcher = Dispatcher(
@@ -101,6 +131,7 @@ async def build_ingest(
             consent_timeout=settings.consent_timeout_seconds,
             # A stream's reply is one message: it keeps clear of the largest one.
             reply_budget=settings.server.max_message_bytes - _REPLY_MARGIN_BYTES,
+            subjects=SubjectData(store),
         )
         handle = create_server(
             [
@@ -114,6 +145,8 @@ async def build_ingest(
             domain=DOMAIN,
             tracer_provider=tracer_provider,
             meter_provider=meter_provider,
+            auth=auth,
+            tls=settings.tls,
         )
     except BaseException:
         for channel in channels:

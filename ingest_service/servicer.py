@@ -6,10 +6,12 @@ from collections.abc import AsyncIterable, AsyncIterator
 
 import grpc
 
+from creditscore.common.v1 import common_pb2
 from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from creditscore.runtime import derive_timeout, to_timestamp
+from creditscore.runtime import KIND_PRODUCER, current_principal, derive_timeout, to_timestamp
 
-from .ingestion import Chunk, Ingestor, RecordOutcome, Status, StoredRecordView
+from .ingestion import AuthorizedProducer, Chunk, Ingestor, RecordOutcome, Status, StoredRecordView
+from .subjects import SubjectData
 
 __all__ = ["IngestServicer"]
 
@@ -36,6 +38,21 @@ def _result(outcome: RecordOutcome) -> ingest_pb2.RecordResult:
     )
 
 
+def _producer() -> AuthorizedProducer | None:
+    """The producer the call is authenticated as, with the sources its token names
+    (names this build does not know are ignored); None when authentication is off.
+    The policy lets only producers call the ingesting RPCs."""
+    principal = current_principal()
+    if principal is None or principal.kind != KIND_PRODUCER:
+        return None
+    sources = frozenset(
+        common_pb2.DataSource.Value(name)
+        for name in principal.sources
+        if name in common_pb2.DataSource.keys() and name != "DATA_SOURCE_UNSPECIFIED"
+    )
+    return AuthorizedProducer(principal.id, sources)
+
+
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     """Thin: the work is ``Ingestor``'s. ``consent_timeout`` bounds the consent
     check when the caller set no deadline; otherwise the caller's deadline does
@@ -43,17 +60,26 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     ``reply_budget`` is the most bytes a stream's reply may take (the server's
     largest message, less a margin)."""
 
-    def __init__(self, ingestor: Ingestor, *, consent_timeout: float, reply_budget: int) -> None:
+    def __init__(
+        self,
+        ingestor: Ingestor,
+        *,
+        consent_timeout: float,
+        reply_budget: int,
+        subjects: SubjectData,
+    ) -> None:
         self._ingestor = ingestor
         self._consent_timeout = consent_timeout
         self._reply_budget = reply_budget
+        self._subjects = subjects
 
     async def IngestRecords(
         self, request: ingest_pb2.IngestRecordsRequest, context: grpc.aio.ServicerContext
     ) -> ingest_pb2.IngestRecordsResponse:
         timeout = derive_timeout(context, self._consent_timeout, reserve=_STORE_RESERVE_SECONDS)
         outcome = await self._ingestor.ingest(
-            request.request_id, request.producer_id, request.records, consent_timeout=timeout
+            request.request_id, request.producer_id, request.records, consent_timeout=timeout,
+            producer=_producer(),
         )
         return ingest_pb2.IngestRecordsResponse(
             results=[_result(r) for r in outcome.results],
@@ -77,7 +103,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             )
 
         outcome = await self._ingestor.ingest_stream(
-            chunks(), consent_timeout=consent_timeout, reply_budget=self._reply_budget
+            chunks(), consent_timeout=consent_timeout, reply_budget=self._reply_budget,
+            producer=_producer(),
         )
         return ingest_pb2.IngestRecordStreamResponse(
             results=[_result(r) for r in outcome.results],
@@ -107,6 +134,26 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                 records=[_stored(r) for r in chunk.records],
                 skipped_without_consent=chunk.skipped_without_consent,
             )
+
+
+    async def PurgeSubject(
+        self, request: ingest_pb2.PurgeSubjectRequest, context: grpc.aio.ServicerContext
+    ) -> ingest_pb2.PurgeSubjectResponse:
+        tables = await self._subjects.purge(request.request_id, request.subject_id, request.source)
+        return ingest_pb2.PurgeSubjectResponse(
+            tables=[
+                common_pb2.PurgedTable(table=t.table, deleted_rows=t.deleted, rewritten_rows=t.rewritten)
+                for t in tables
+            ]
+        )
+
+    async def ExportSubject(
+        self, request: ingest_pb2.ExportSubjectRequest, context: grpc.aio.ServicerContext
+    ) -> ingest_pb2.ExportSubjectResponse:
+        page = await self._subjects.export(request.subject_id, request.page_size, request.page_token)
+        return ingest_pb2.ExportSubjectResponse(
+            records=[_stored(r) for r in page.records], next_page_token=page.next_page_token
+        )
 
 
 def _stored(view: StoredRecordView) -> ingest_pb2.StoredRecord:

@@ -53,7 +53,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from creditscore.runtime import UtcDateTime, create_schema, dialect_insert
+from creditscore.runtime import (
+    PurgedTable,
+    PurgeLedger,
+    UtcDateTime,
+    create_schema,
+    dialect_insert,
+    purge_requests_table,
+)
 
 from .revisions import NewRecord, StoredVersion, StoreOutcome, judge
 
@@ -69,6 +76,7 @@ __all__ = [
     "StoredRow",
     "metadata",
     "outbox",
+    "purge_requests",
     "records",
 ]
 
@@ -104,6 +112,9 @@ outbox = Table(
     # The dispatcher's "what is due" and "when is the next one due" stay cheap on a long backlog.
     Index("ix_outbox_next_attempt", "next_attempt_time"),
 )
+
+#: The answers of the consent service's purge requests (``creditscore.runtime.PurgeLedger``).
+purge_requests = purge_requests_table(metadata)
 
 _LAST_ERROR_LIMIT = 1000
 # Keys per ``IN (...)`` list: well below every driver's bound-parameter limit.
@@ -181,6 +192,7 @@ class RecordStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._dialect = engine.dialect.name
+        self._purges = PurgeLedger(purge_requests)
 
     async def create_schema(self) -> None:
         """Creates the tables and indexes that are missing."""
@@ -395,6 +407,88 @@ class RecordStore:
         query = select(
             pid, rid, records.c.subject_id, records.c.source, records.c.payload, records.c.ingest_time
         ).where(records.c.retracted == false())
+        if after is not None:
+            query = query.where(or_(pid > after[0], and_(pid == after[0], rid > after[1])))
+        query = query.order_by(pid, rid).limit(limit)
+        async with self._engine.connect() as conn:
+            result = await conn.execute(query)
+            return [
+                ExportRow(
+                    producer_id=row.producer_id,
+                    record_id=row.record_id,
+                    subject_id=row.subject_id,
+                    source=row.source,
+                    payload=bytes(row.payload),
+                    ingest_time=row.ingest_time,
+                )
+                for row in result
+            ]
+
+    # -- forgetting a subject -----------------------------------------------------
+
+    async def purge_subject(
+        self, request_id: str, subject_id: str, source: int | None, now: datetime
+    ) -> list[PurgedTable]:
+        """Deletes the subject's records (of ``source``, or all when None),
+        retraction tombstones included, and takes them out of the outbox: a row
+        left without records is deleted, one that still lists other records is
+        rewritten without them. One transaction; the answer is kept under
+        ``request_id``, so a retry answers the same counts and deletes nothing
+        more. A delivery already claimed from the outbox may still reach the
+        feature service: the consent service's second pass takes care of it."""
+        c = records.c
+        where = [c.subject_id == subject_id]
+        if source is not None:
+            where.append(c.source == source)
+        async with self._engine.begin() as conn:
+            done = await self._purges.claim(conn, request_id, now)
+            if done is not None:
+                return done
+            gone: dict[str, set[str]] = {}
+            for row in await conn.execute(
+                select(c.producer_id, c.record_id).where(*where).order_by(c.producer_id, c.record_id)
+                .with_for_update()
+            ):
+                gone.setdefault(row.producer_id, set()).add(row.record_id)
+            deleted = (await conn.execute(delete(records).where(*where))).rowcount if gone else 0
+            rows_deleted = rows_rewritten = 0
+            for producer_id, record_ids in sorted(gone.items()):
+                queued = await conn.execute(
+                    select(outbox.c.id, outbox.c.record_ids)
+                    .where(outbox.c.producer_id == producer_id)
+                    .order_by(outbox.c.id)
+                    .with_for_update()
+                )
+                for row in queued.all():
+                    listed = row.record_ids.split("\n")
+                    kept = [record_id for record_id in listed if record_id not in record_ids]
+                    if len(kept) == len(listed):
+                        continue
+                    if kept:
+                        await conn.execute(
+                            update(outbox).where(outbox.c.id == row.id)
+                            .values(record_ids="\n".join(kept), record_count=len(kept))
+                        )
+                        rows_rewritten += 1
+                    else:
+                        await conn.execute(delete(outbox).where(outbox.c.id == row.id))
+                        rows_deleted += 1
+            tables = [
+                PurgedTable(records.name, int(deleted)),
+                PurgedTable(outbox.name, rows_deleted, rows_rewritten),
+            ]
+            await self._purges.record(conn, request_id, tables, now)
+        return tables
+
+    async def subject_records(
+        self, subject_id: str, after: tuple[str, str] | None, limit: int
+    ) -> list[ExportRow]:
+        """Up to ``limit`` of the subject's records (current versions, tombstones
+        included) in key order (producer, record id), after the key ``after``."""
+        pid, rid = records.c.producer_id, records.c.record_id
+        query = select(
+            pid, rid, records.c.subject_id, records.c.source, records.c.payload, records.c.ingest_time
+        ).where(records.c.subject_id == subject_id)
         if after is not None:
             query = query.where(or_(pid > after[0], and_(pid == after[0], rid > after[1])))
         query = query.order_by(pid, rid).limit(limit)

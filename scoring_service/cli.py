@@ -9,6 +9,10 @@ running scoring service through its API.
     creditscore models events [--limit N]            the activation history, newest first
     creditscore drift [--version V] [--since ISO] [--until ISO] [--min-scores N]
 
+The scoring service answers services only: the commands send the token in
+``CREDITSCORE_TOKEN`` (a service's, e.g. ``export CREDITSCORE_TOKEN=$(creditscore
+token --client-id operator --client-secret ...)``) and use ``TLS_*`` when set.
+
 Every command takes ``--scoring host:port`` (default localhost:50054). A change is
 sent with a fresh request id (or ``--request-id``), so that the channel's retry on
 UNAVAILABLE never applies it twice. A failed call prints the status, the reason and
@@ -27,7 +31,7 @@ from typing import Any
 
 import grpc
 
-from creditscore.runtime import CallError, create_channel, from_timestamp, to_timestamp
+from creditscore.runtime import CallError, from_timestamp, to_timestamp, tool_channel
 from creditscore.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 
 __all__ = ["DEFAULT_SCORING_ADDR", "drift", "drift_main", "models", "models_main", "parse_time"]
@@ -77,7 +81,8 @@ def _print_error(error: CallError) -> None:
 
 
 async def _call(address: str, work: Callable[[scoring_pb2_grpc.ScoringServiceStub], Awaitable[int]]) -> int:
-    channel = create_channel(address)
+    # A service's token (CREDITSCORE_TOKEN): the scoring service answers services only.
+    channel = tool_channel(address)
     try:
         return await work(scoring_pb2_grpc.ScoringServiceStub(channel))
     except grpc.aio.AioRpcError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from creditscore.runtime import ServerSettings, env_field
+from creditscore.runtime import AuthSettings, ServerSettings, TlsSettings, env_field
 
 __all__ = ["DEFAULT_MODEL_DIR", "DEFAULT_PORT", "Settings"]
 
@@ -17,7 +17,15 @@ DEFAULT_MODEL_DIR = str(Path(__file__).resolve().parent / "models")
 @dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=lambda: ServerSettings(port=DEFAULT_PORT))
+    # Services' tokens checked with TOKEN_PUBLIC_KEY_FILE (AUTH_MODE); mutual TLS (TLS_*).
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
     database_url: str = env_field("DATABASE_URL", "sqlite:///var/scoring.db")
+    auto_migrate: bool = env_field(
+        "AUTO_MIGRATE",
+        True,
+        help="migrate the database to this build's schema on start; false: only check it is there",
+    )
     model_dir: str = env_field(
         "MODEL_DIR", DEFAULT_MODEL_DIR, help="folder of scorecard-<version>.json artifacts"
     )

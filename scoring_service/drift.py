@@ -30,6 +30,11 @@ shifted (``status_for``).
   feature has any) and ``missing`` (the share with no data) — the layout the trainer
   writes. A ``bins`` list as long as all of the feature's bins, with no
   ``missing`` key, is read as already holding the special and "no data" shares.
+  Every kind of bin takes part: numeric ranges, categorical groups (an unseen
+  category falls where the model scores it), special values, "no data". A
+  feature whose entry is absent or does not match the model's bins is not
+  measured, and the report says so (``DriftReport.unmeasured``, with the reason)
+  instead of leaving it out silently.
 - Fewer than ``min_scores`` scores (default 100) give INSUFFICIENT_DATA and no
   PSI: the score PSI counts scored subjects, a feature PSI counts all scores.
 """
@@ -39,7 +44,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -156,6 +161,8 @@ class TrainingDistribution:
     insufficient_share: float
     # feature -> shares of its bins in the model's layout: regular, special, "no data"
     features: Mapping[str, tuple[float, ...]]
+    # model features whose drift cannot be measured -> why (no entry, other bins)
+    unmeasured: Mapping[str, str] = field(default_factory=dict)
 
 
 def _bin_count(feature: Mapping[str, Any]) -> int:
@@ -176,7 +183,8 @@ def training_distribution(card: Scorecard, min_share: float = SCORE_BIN_MIN_SHAR
     """Reads ``training_distribution`` from ``card``'s artifact.
     ``NoTrainingDistribution`` when the score histogram is absent or malformed; a
     feature whose entry is absent or does not match the model's bins is left out
-    (its drift cannot be measured, the others still can)."""
+    of ``features`` and named in ``unmeasured`` with the reason (its drift cannot
+    be measured, the others still can)."""
     section = card.artifact.get("training_distribution")
     if not isinstance(section, Mapping) or not isinstance(section.get("score"), Mapping):
         raise NoTrainingDistribution(
@@ -197,22 +205,30 @@ def training_distribution(card: Scorecard, min_share: float = SCORE_BIN_MIN_SHAR
     insufficient = float(insufficient) if isinstance(insufficient, (int, float)) else 0.0
 
     features: dict[str, tuple[float, ...]] = {}
+    unmeasured: dict[str, str] = {}
     recorded = section.get("features")
     recorded = recorded if isinstance(recorded, Mapping) else {}
     for feature in card.artifact["features"]:
-        entry = recorded.get(feature["name"])
+        name = feature["name"]
+        entry = recorded.get(name)
         if not isinstance(entry, Mapping):
+            unmeasured[name] = "no training distribution recorded"
             continue
         try:
             full = _shares(entry.get("bins"), "bins")
             if "missing" in entry:
                 full += _shares(entry.get("special", []), "special") + _shares([entry["missing"]], "missing")
-        except NoTrainingDistribution:
+        except NoTrainingDistribution as exc:
+            unmeasured[name] = f"training distribution malformed: {exc}"
             continue
         if len(full) != _bin_count(feature) or sum(full) <= 0:
-            continue  # recorded for other bins than the model's
-        features[feature["name"]] = tuple(full)
-    return TrainingDistribution(tuple(merged_edges), tuple(merged_shares), insufficient, features)
+            unmeasured[name] = (
+                f"training distribution has {len(full)} shares for the model's {_bin_count(feature)} bins"
+                if len(full) != _bin_count(feature) else "training distribution is all zero"
+            )
+            continue
+        features[name] = tuple(full)
+    return TrainingDistribution(tuple(merged_edges), tuple(merged_shares), insufficient, features, unmeasured)
 
 
 def _columns(
@@ -249,6 +265,8 @@ class DriftReport:
     scores_used: int  # any state
     insufficient_share: float  # share of scores_used that were INSUFFICIENT_DATA
     training_insufficient_share: float
+    # the features left out, and why (``TrainingDistribution.unmeasured``)
+    unmeasured: Mapping[str, str] = field(default_factory=dict)
 
 
 def compute_drift(
@@ -296,4 +314,5 @@ def compute_drift(
         scores_used=n,
         insufficient_share=insufficient_share,
         training_insufficient_share=dist.insufficient_share,
+        unmeasured=dict(dist.unmeasured),
     )

@@ -8,6 +8,14 @@ history yet; afterwards the history decides which version is active
 scorecard, a file whose name disagrees with the version inside it, or an asked-for
 version that is not there are all ``ModelLoadError``: the service refuses to start
 rather than score with a model nobody chose.
+
+The service scores feature vectors of catalog features (numbers, by catalog name).
+A scorecard with a feature that is not a catalog feature (one trained on an
+analyst's CSV with ``creditscore train --csv``), or that treats a catalog feature
+as categorical, could never see its data through the service: every request would
+come out INSUFFICIENT_DATA or score the feature as "no data". Such a file is
+refused at load with an error naming the file and the features (score it with
+``creditscore score --csv`` instead).
 """
 
 from __future__ import annotations
@@ -15,9 +23,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from creditscore.catalog import FEATURE_NAMES
+
+from .binning import NUMERIC
 from .scorecard import Scorecard, ScorecardError, version_key
 
-__all__ = ["ARTIFACT_GLOB", "ModelLoadError", "ModelRegistry"]
+__all__ = ["ARTIFACT_GLOB", "ModelLoadError", "ModelRegistry", "servable_problem"]
 
 ARTIFACT_GLOB = "scorecard-*.json"
 
@@ -26,8 +37,28 @@ class ModelLoadError(RuntimeError):
     """The model folder cannot give the service a scorecard to score with."""
 
 
+_CATALOG = frozenset(FEATURE_NAMES)
+
+
+def servable_problem(card: Scorecard) -> str | None:
+    """Why the scoring service cannot serve ``card`` (features that are not catalog
+    features, catalog features it treats as categorical), or None when it can."""
+    unknown = [name for name in card.features if name not in _CATALOG]
+    categorical = [name for name in card.features if name in _CATALOG and card.kinds[name] != NUMERIC]
+    problems = []
+    if unknown:
+        problems.append(
+            f"feature(s) {', '.join(repr(n) for n in unknown)} are not catalog features "
+            "(a model trained on a CSV table scores CSV files: creditscore score --csv)"
+        )
+    if categorical:
+        problems.append(f"catalog feature(s) {', '.join(repr(n) for n in categorical)} must be numeric, not categorical")
+    return "; ".join(problems) or None
+
+
 class ModelRegistry:
-    """Loaded scorecards by version, newest first, and the initial one."""
+    """Loaded scorecards by version, newest first, and the initial one. Every one
+    must be servable (``servable_problem``): ``ModelLoadError`` otherwise."""
 
     def __init__(self, models: Mapping[str, Scorecard], initial_version: str = "") -> None:
         if not models:
@@ -35,6 +66,9 @@ class ModelRegistry:
         for version, card in models.items():
             if card.version != version:
                 raise ModelLoadError(f"scorecard {card.version!r} registered as {version!r}")
+            problem = servable_problem(card)
+            if problem:
+                raise ModelLoadError(f"scorecard {version} cannot be served: {problem}")
         self._ordered = tuple(sorted(models.values(), key=lambda c: version_key(c.version), reverse=True))
         self._by_version = dict(models)
         if initial_version:
@@ -62,6 +96,9 @@ class ModelRegistry:
             expected = f"scorecard-{card.version}.json"
             if path.name != expected:
                 raise ModelLoadError(f"{path} holds version {card.version!r}; name it {expected}")
+            problem = servable_problem(card)
+            if problem:
+                raise ModelLoadError(f"cannot serve scorecard {path}: {problem}")
             models[card.version] = card
         if not models:
             raise ModelLoadError(

@@ -5,7 +5,11 @@ coverage, up to four reasons and up to three ways to improve.
 Pure Python and numpy: no gRPC, no SQL. One subject is scored in pure Python
 (``Scorecard.score_one``: a few microseconds for 20 features), many at once in numpy
 (``Scorecard.score_batch`` for a numeric matrix, ``Scorecard.score_columns`` for
-named columns, categorical ones included, with reasons); all give the same scores.
+named columns, categorical ones included, with reasons as integer indices into
+``Scorecard.reason_table``, turned into strings only when asked); all give the
+same scores and the same reasons. Everything a score needs per bin (points, the
+rank of its points lost among all bins, its way to improve) is worked out once,
+when the artifact is loaded.
 
 The arithmetic
 --------------
@@ -120,8 +124,7 @@ import json
 import math
 import re
 from bisect import bisect_right
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -130,7 +133,7 @@ import numpy as np
 
 from creditscore.catalog import CATALOG, FEATURE_NAMES
 
-from .binning import CATALOG_LABELS, CATEGORICAL, NUMERIC, categorical_keys
+from .binning import CATALOG_LABELS, CATEGORICAL, NUMERIC, categorical_keys, regular_bins
 
 __all__ = [
     "ARTIFACT_FORMAT",
@@ -255,11 +258,12 @@ class Reason(NamedTuple):
     feature: str
 
 
-@dataclass(frozen=True)
-class Improvement:
+class Improvement(NamedTuple):
     """A change to one actionable feature that would lift the score: reach
     ``target_value`` (at least it when higher is better, below it when lower is
-    better; see the module docstring) to gain about ``points_gain`` points."""
+    better; see the module docstring) to gain about ``points_gain`` points. (A
+    named tuple, like ``Reason``: three are built per score, and a tuple is built
+    three times faster than a frozen dataclass.)"""
 
     feature: str
     code: str
@@ -287,14 +291,33 @@ class ScoreResult(NamedTuple):
 class BatchScores(NamedTuple):
     """Many subjects at once. ``scores`` int32 (0 where insufficient),
     ``pd`` float64 (NaN where insufficient), ``coverage`` float64, ``insufficient``
-    bool, ``reason_codes`` one tuple of up to four codes per row (empty where
-    insufficient) or None when reasons were not asked for."""
+    bool; ``reasons`` (when asked for, else None) an ``(n, MAX_REASONS)`` integer
+    array per row of up to four reasons as indices into ``reason_table`` (the
+    codes), ranked as ``score_one`` ranks them, padded with -1 (all -1 where
+    insufficient). ``reason_codes()`` turns them into code strings, only when
+    asked: numbers are what the batch path makes fast."""
 
     scores: np.ndarray
     pd: np.ndarray
     coverage: np.ndarray
     insufficient: np.ndarray
-    reason_codes: list[tuple[str, ...]] | None
+    reasons: np.ndarray | None = None
+    reason_table: tuple[str, ...] = ()
+
+    def reason_codes(self) -> list[tuple[str, ...]] | None:
+        """One tuple of up to four reason codes per row (empty where insufficient
+        or nothing was lost); None when reasons were not asked for."""
+        if self.reasons is None:
+            return None
+        table = np.array([*self.reason_table, ""], dtype=object)  # -1 -> ""
+        counts = (self.reasons >= 0).sum(axis=1).tolist()
+        return [tuple(row[:c]) for row, c in zip(table[self.reasons].tolist(), counts)]
+
+    def reason_codes_of(self, row: int) -> tuple[str, ...]:
+        """The reason codes of one row (empty without reasons)."""
+        if self.reasons is None:
+            return ()
+        return tuple(self.reason_table[i] for i in self.reasons[row].tolist() if i >= 0)
 
 
 class Scaling(NamedTuple):
@@ -410,9 +433,9 @@ class _Feature:
     __slots__ = (
         "name", "kind", "direction", "value_type", "label", "reason_code", "reason_text",
         "missing_reason_code", "missing_text", "actionable", "improve_hint", "used", "tie_rank",
-        "edges", "edges_np", "edges_nan", "lo", "hi", "specials", "categories", "unseen_index",
-        "points", "points_np", "lost", "lost_np", "missing_index", "n_regular", "present_np",
-        "reasons", "improvements", "codes", "fast",
+        "edges", "lo", "hi", "specials", "categories", "unseen_index",
+        "points", "points_np", "lost", "missing_index", "n_regular",
+        "improvements", "fast", "reason_keys", "reason_keys_np", "offer_keys",
     )
 
     def __init__(self, **values: Any) -> None:
@@ -452,12 +475,7 @@ class _Feature:
                 raise FeatureValueError(self.name, "numeric values expected (NaN for no data)") from None
             if x.ndim != 1:
                 raise FeatureValueError(self.name, "a column must be one-dimensional")
-            if not self.specials:
-                # NaN sorts after every edge: with NaN appended as the last edge it
-                # lands one past the last regular bin, which is the missing bin.
-                return np.searchsorted(self.edges_nan, x, side="right")
-            index = np.searchsorted(self.edges_np, x, side="right")
-            index[np.isnan(x)] = self.missing_index
+            index = regular_bins(x, self.edges, missing=self.missing_index)
             for value, bin_index in self.specials.items():
                 index[x == value] = bin_index
             return index
@@ -589,43 +607,23 @@ def _compile_feature(raw: Any, index: int, fmt: str) -> _Feature:
     lost = [best - p if used else 0.0 for p in points]
     tie_rank = _CATALOG_ORDER.get(name, len(_CATALOG_ORDER) + index)
     reason_code, reason_text, missing_code, missing_text = texts
-    reasons: list[tuple[tuple[float, int], Reason] | None] = []
-    for i, loss in enumerate(lost):
-        if loss > 0.0:
-            code, text = (missing_code, missing_text) if i == missing_index else (reason_code, reason_text)
-            reasons.append(((-loss, tie_rank), Reason(code, text, round(loss, 4), name)))
-        else:
-            reasons.append(None)
     feature = _Feature(
         name=name, kind=kind, direction=direction, value_type=value_type, label=label,
         reason_code=reason_code, reason_text=reason_text, missing_reason_code=missing_code,
         missing_text=missing_text, actionable=actionable, improve_hint=hint, used=used,
-        tie_rank=tie_rank, edges=edges, edges_np=np.asarray(edges, dtype=np.float64),
-        edges_nan=np.asarray([*edges, math.nan], dtype=np.float64), lo=los, hi=his,
+        tie_rank=tie_rank, edges=edges, lo=los, hi=his,
         specials=specials, categories=categories,
         unseen_index=other if other is not None else missing_index,
         points=points, points_np=np.asarray(points, dtype=np.float64), lost=lost,
-        lost_np=np.asarray(lost, dtype=np.float64), missing_index=missing_index, n_regular=n_regular,
-        present_np=np.arange(len(points)) != missing_index, reasons=reasons, improvements=[],
-        codes=[missing_code if i == missing_index else reason_code for i in range(len(points))],
+        missing_index=missing_index, n_regular=n_regular, improvements=[],
         fast=kind == NUMERIC and not specials,  # score_one's inline path: bisect only
+        reason_keys=[], reason_keys_np=None, offer_keys=[],
     )
     feature.improvements = _improvements_of(feature)
     return feature
 
 
 _Offer = tuple[tuple[float, int], str, str, str, float, float]
-
-
-def _improvements(offers: list[tuple[tuple[float, int], _Offer, Any]]) -> tuple[Improvement, ...]:
-    """The best ``MAX_IMPROVEMENTS`` offers (most points first, ties in reason
-    order: the sort keys are distinct), each with the subject's current value."""
-    offers.sort()
-    out = []
-    for _, (_, name, code, text, target, gain), value in offers[:MAX_IMPROVEMENTS]:
-        current = _parse_number(name, value) if isinstance(value, str) else float(value)
-        out.append(Improvement(name, code, text, current, target, round(gain, 4)))
-    return tuple(out)
 
 
 def _improvements_of(f: _Feature) -> list[_Offer | None]:
@@ -727,18 +725,61 @@ class Scorecard:
 
         self._known = frozenset(FEATURE_NAMES) | frozenset(names)
         self._n = len(compiled)
-        # Plain tuples for score_one's loop (improvements None where a feature offers none).
+        self._rank_reasons_and_offers(compiled)
+        # Plain tuples for score_one's loop: per feature, per bin (points, reason
+        # rank key, offer key or None), all worked out here once.
         self._lookup = tuple(
-            (c.name, c.fast, c.edges, c.points, c.missing_index, c.reasons,
-             c.improvements if any(i is not None for i in c.improvements) else None, c)
+            (c.name, c.fast, c.edges, c.missing_index, tuple(zip(c.points, c.reason_keys, c.offer_keys)), c)
             for c in compiled
         )
-        # Features in reason order (catalog order, then the others in artifact
-        # order), and per bin of each its reason code, for score_columns.
-        self._tie_order = sorted(range(self._n), key=lambda k: compiled[k].tie_rank)
-        offsets = np.cumsum([0] + [len(compiled[k].points) for k in self._tie_order])
-        self._code_offsets = offsets[:-1]
-        self._codes = np.array([code for k in self._tie_order for code in compiled[k].codes], dtype=object)
+
+    def _rank_reasons_and_offers(self, compiled: Sequence[_Feature]) -> None:
+        """Ranks, once, every (feature, bin) that loses points the way reasons are
+        ranked (most points lost first, ties in reason order: catalog order, then
+        artifact order) and every way to improve (most points gained first, ties in
+        reason order). A row's bins come from distinct features, so ranking its
+        bins by these integer keys ranks them as comparing the losses would:
+        ``score_one`` sorts a few integers and the batch path keeps the four
+        smallest keys per row with vectorised min/max."""
+        losing = sorted(
+            (-f.lost[b], f.tie_rank, b, k)
+            for k, f in enumerate(compiled)
+            for b in range(len(f.points))
+            if f.lost[b] > 0.0
+        )
+        self._no_reason = len(losing)  # the key of a bin that loses nothing: after every real one
+        key_dtype = np.int16 if len(losing) < np.iinfo(np.int16).max else np.int32
+        codes: dict[str, int] = {}
+        for f in compiled:
+            f.reason_keys = [self._no_reason] * len(f.points)
+            for code in (f.reason_code, f.missing_reason_code):
+                codes.setdefault(code, len(codes))
+        self.reason_table: tuple[str, ...] = tuple(codes)
+        self._reason_by_key: list[Reason] = []
+        key_code = np.full(len(losing) + 1, -1, dtype=np.int16 if len(codes) < 2**15 else np.int32)
+        for key, (minus_lost, _, b, k) in enumerate(losing):
+            f = compiled[k]
+            f.reason_keys[b] = key
+            missing = b == f.missing_index
+            code, text = (f.missing_reason_code, f.missing_text) if missing else (f.reason_code, f.reason_text)
+            self._reason_by_key.append(Reason(code, text, round(-minus_lost, 4), f.name))
+            key_code[key] = codes[code]
+        self._key_code = key_code
+        for f in compiled:
+            f.reason_keys_np = np.asarray(f.reason_keys, dtype=key_dtype)
+        self._key_dtype = key_dtype
+
+        offers = sorted(
+            (offer[0], b, k) for k, f in enumerate(compiled) for b, offer in enumerate(f.improvements) if offer
+        )
+        self._offer_by_key: list[tuple[str, str, str, float, float]] = []
+        for f in compiled:
+            f.offer_keys = [None] * len(f.points)
+        for key, (_, b, k) in enumerate(offers):
+            f = compiled[k]
+            f.offer_keys[b] = key
+            _, name, code, text, target, gain = f.improvements[b]
+            self._offer_by_key.append((name, code, text, target, round(gain, 4)))
 
     # -- construction
 
@@ -783,10 +824,11 @@ class Scorecard:
             raise UnknownFeatureError(sorted(set(values) - self._known))
         get = values.get
         total = self.intercept_points
-        have = 0
-        candidates = []  # per bin a prepared (sort key, Reason), where the bin loses points
-        offers = []  # per bin a prepared improvement, where there is one
-        for name, fast, edges, points, missing_index, reasons, improvements, f in self._lookup:
+        missing = 0
+        no_reason = self._no_reason
+        ranked = []  # the rank keys of the subject's bins that lose points
+        offers = []  # the keys of the ways to improve the subject's bins offer
+        for name, fast, edges, missing_index, slots, f in self._lookup:
             value = get(name)
             if value is None:
                 index = missing_index
@@ -794,30 +836,47 @@ class Scorecard:
                 index = missing_index if value != value else bisect_right(edges, value)
             else:
                 index = f.locate(value)
-            if index != missing_index:
-                have += 1
-            total += points[index]
-            if (reason := reasons[index]) is not None:
-                candidates.append(reason)
-            if improvements is not None and (offer := improvements[index]) is not None:
-                offers.append((offer[0], offer, value))
-        coverage = have / self._n
+            if index == missing_index:
+                missing += 1
+            points, key, offer = slots[index]
+            total += points
+            if key < no_reason:
+                ranked.append(key)
+            if offer is not None:
+                offers.append(offer)
+        coverage = (self._n - missing) / self._n
         if coverage < self.min_coverage:
             return ScoreResult(
                 ScoreState.INSUFFICIENT_DATA, None, Band.UNSPECIFIED, None, coverage, (), self.version
             )
-        candidates.sort()
-        score = self.scaling.clamp(total)
+        ranked.sort()
+        by_key = self._reason_by_key
+        reasons = tuple([by_key[key] for key in ranked[:MAX_REASONS]])
+        score = math.floor(total + 0.5)  # Scaling.clamp, inline
+        score = SCORE_MIN if score < SCORE_MIN else SCORE_MAX if score > SCORE_MAX else score
         return ScoreResult(
             ScoreState.SCORED,
             score,
             band_for(score),
             self.scaling.probability_of_bad(total),
             coverage,
-            tuple([reason for _, reason in candidates[:MAX_REASONS]]),
+            reasons,
             self.version,
-            _improvements(offers) if offers else (),
+            self._improvements(offers, get) if offers else (),
         )
+
+    def _improvements(self, offers: list[int], get: Callable[[str], Any]) -> tuple[Improvement, ...]:
+        """The best ``MAX_IMPROVEMENTS`` offers (most points first, ties in reason
+        order: their keys), each with the subject's current value."""
+        offers.sort()
+        out = []
+        by_key = self._offer_by_key
+        for key in offers[:MAX_IMPROVEMENTS]:
+            name, code, text, target, gain = by_key[key]
+            value = get(name)
+            current = _parse_number(name, value) if isinstance(value, str) else float(value)
+            out.append(Improvement(name, code, text, current, target, gain))
+        return tuple(out)
 
     # -- many subjects
 
@@ -842,7 +901,7 @@ class Scorecard:
         cannot be in a numeric matrix (``FeatureValueError``); absent, they are
         "no data"."""
         columns = self._matrix_columns(X, feature_names)
-        total, have, _ = self._accumulate(columns, X.shape[0], keep_index=False)
+        total, have, _ = self._accumulate(self._column_bins(columns, X.shape[0]), X.shape[0], reasons=False)
         return total, have / self._n
 
     def score_batch(
@@ -865,28 +924,65 @@ class Scorecard:
         features, str (None or "" = no data) for categorical ones. Model features
         absent from ``columns`` are "no data" for every row; other names are
         ignored (``n_rows`` is needed only when no column is given). With
-        ``reasons`` each row gets its reason codes, ranked as ``score_one`` ranks
-        them."""
+        ``reasons`` each row gets up to four reasons (``BatchScores.reasons``:
+        indices into ``reason_table``), ranked as ``score_one`` ranks them."""
         n = _rows_of(columns, n_rows)
-        total, have, index = self._accumulate(columns, n, keep_index=reasons)
-        coverage = have / self._n
-        scores, pd, coverage, insufficient = self._finish(total, coverage)
-        codes = self._reason_codes(index, insufficient) if index is not None else None
-        return BatchScores(scores, pd, coverage, insufficient, codes)
+        return self._score(self._column_bins(columns, n), n, reasons)
 
-    def score_bins(self, index: np.ndarray, *, reasons: bool = False) -> BatchScores:
-        """Scores rows already binned by ``bin_index`` (n x features)."""
-        index = np.asarray(index)
-        if index.ndim != 2 or index.shape[1] != self._n:
-            raise ValueError(f"index must be (n, {self._n}), not {index.shape}")
-        total = np.full(index.shape[0], self.intercept_points, dtype=np.float64)
-        have = np.zeros(index.shape[0], dtype=np.int64)
-        for k, f in enumerate(self._features):
-            total += f.points_np[index[:, k]]
-            have += index[:, k] != f.missing_index
+    def score_bins(self, index: np.ndarray | Sequence[np.ndarray], *, reasons: bool = False) -> BatchScores:
+        """Scores rows already binned: ``bin_index``'s n x features matrix, or one
+        array of bins per model feature (in ``self.features`` order)."""
+        if isinstance(index, np.ndarray):
+            if index.ndim != 2 or index.shape[1] != self._n:
+                raise ValueError(f"index must be (n, {self._n}), not {index.shape}")
+            per_feature: list[np.ndarray] = [index[:, k] for k in range(self._n)]
+        else:
+            per_feature = [np.asarray(bins) for bins in index]
+            if len(per_feature) != self._n or len({b.shape for b in per_feature}) != 1 or per_feature[0].ndim != 1:
+                raise ValueError(f"index must hold {self._n} equally long one-dimensional arrays of bins")
+        n = per_feature[0].shape[0]
+        for f, bins in zip(self._features, per_feature):
+            if bins.size and (int(bins.min()) < 0 or int(bins.max()) > f.missing_index):
+                raise ValueError(f"feature {f.name!r}: bins must be within 0-{f.missing_index}")
+        return self._score(
+            [lambda start, stop, bins=bins: bins[start:stop] for bins in per_feature], n, reasons
+        )
+
+    # The batch kernel works through the rows a block at a time, so that the
+    # per-feature temporaries (bins, points, rank keys) stay in the CPU cache.
+    _BLOCK = 32_768
+
+    def _score(self, bins_of: Sequence[_BinSource], n: int, reasons: bool) -> BatchScores:
+        total, have, top = self._accumulate(bins_of, n, reasons=reasons)
         scores, pd, coverage, insufficient = self._finish(total, have / self._n)
-        codes = self._reason_codes(index, insufficient) if reasons else None
-        return BatchScores(scores, pd, coverage, insufficient, codes)
+        if top is not None:
+            top[insufficient] = -1
+        return BatchScores(scores, pd, coverage, insufficient, top, self.reason_table if reasons else ())
+
+    def _column_bins(self, columns: Mapping[str, Any], n: int) -> list[_BinSource]:
+        """Per model feature, what gives the bins of rows ``[start, stop)``: a
+        numeric column is located block by block; a categorical one once (its
+        categories are looked up per distinct value); an absent one is "no data"."""
+        sources: list[_BinSource] = []
+        for f in self._features:
+            column = columns.get(f.name)
+            if column is None:
+                sources.append(_constant_bins(f.missing_index))
+            elif f.kind == NUMERIC:
+                try:
+                    x = np.asarray(column, dtype=np.float64)
+                except (TypeError, ValueError):
+                    raise FeatureValueError(f.name, "numeric values expected (NaN for no data)") from None
+                if x.ndim != 1:
+                    raise FeatureValueError(f.name, "a column must be one-dimensional")
+                _checked(x, n, f.name)
+                # A column of a row-major matrix is strided: one copy of the block
+                # makes the comparisons that locate its bins run on contiguous values.
+                sources.append(lambda start, stop, x=x, f=f: f.locate_np(np.ascontiguousarray(x[start:stop])))
+            else:
+                bins = _checked(f.locate_np(column), n, f.name)
+                sources.append(lambda start, stop, bins=bins: bins[start:stop])
+        return sources
 
     def _matrix_columns(self, X: np.ndarray, feature_names: Sequence[str]) -> dict[str, np.ndarray]:
         X = np.asarray(X, dtype=np.float64)
@@ -902,24 +998,43 @@ class Scorecard:
         return columns
 
     def _accumulate(
-        self, columns: Mapping[str, Any], n: int, *, keep_index: bool
+        self, bins_of: Sequence[_BinSource], n: int, *, reasons: bool
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        total = np.full(n, self.intercept_points, dtype=np.float64)
-        have = np.zeros(n, dtype=np.int64)
-        index = np.empty((n, self._n), dtype=np.intp) if keep_index else None
-        for k, f in enumerate(self._features):
-            column = columns.get(f.name)
-            if column is None:  # the column is absent: no data for everyone
-                total += f.points[f.missing_index]
-                if index is not None:
-                    index[:, k] = f.missing_index
-                continue
-            bins = _checked(f.locate_np(column), n, f.name)
-            total += f.points_np[bins]
-            have += bins != f.missing_index
-            if index is not None:
-                index[:, k] = bins
-        return total, have, index
+        """Per row the unclamped points, how many features have data, and (with
+        ``reasons``) the reason table indices of the four best-ranked losing bins
+        (-1 padded).
+
+        Points are added in model order, as ``score_one`` adds them, so both give
+        bit-identical totals. The reasons keep, per row, the four smallest rank
+        keys (``_rank_reasons_and_offers``) seen so far, sorted, and insert each
+        feature's key with four element-wise min/max steps: a sorting network, no
+        per-row sort."""
+        total = np.empty(n, dtype=np.float64)
+        have = np.empty(n, dtype=np.int32)
+        top = np.empty((n, MAX_REASONS), dtype=self._key_code.dtype) if reasons else None
+        for start in range(0, n, self._BLOCK):
+            stop = min(n, start + self._BLOCK)
+            block_total = total[start:stop]
+            block_total.fill(self.intercept_points)
+            block_have = have[start:stop]
+            block_have.fill(0)
+            if top is not None:
+                kept = [np.full(stop - start, self._no_reason, dtype=self._key_dtype) for _ in range(MAX_REASONS)]
+                spare = np.empty(stop - start, dtype=self._key_dtype)
+            for f, source in zip(self._features, bins_of):
+                bins = source(start, stop)
+                block_total += f.points_np[bins]
+                block_have += bins != f.missing_index
+                if top is not None:
+                    key = f.reason_keys_np[bins]
+                    for j in range(MAX_REASONS):
+                        np.minimum(kept[j], key, out=spare)
+                        np.maximum(kept[j], key, out=key)
+                        kept[j], spare = spare, kept[j]
+            if top is not None:
+                for j in range(MAX_REASONS):
+                    top[start:stop, j] = self._key_code[kept[j]]
+        return total, have, top
 
     def _finish(
         self, total: np.ndarray, coverage: np.ndarray
@@ -932,23 +1047,16 @@ class Scorecard:
         pd[insufficient] = np.nan
         return scores, pd, coverage, insufficient
 
-    def _reason_codes(self, index: np.ndarray, insufficient: np.ndarray) -> list[tuple[str, ...]]:
-        """Up to four codes per row: points lost per feature (features in reason
-        order), a stable sort by points lost, the codes of the top four that lost
-        more than nothing."""
-        n = index.shape[0]
-        order = self._tie_order
-        lost = np.empty((n, self._n), dtype=np.float64)
-        for position, k in enumerate(order):
-            lost[:, position] = self._features[k].lost_np[index[:, k]]
-        top = np.argsort(-lost, axis=1, kind="stable")[:, :MAX_REASONS]
-        top_lost = np.take_along_axis(lost, top, axis=1)
-        counts = (top_lost > 0.0).sum(axis=1)
-        counts[insufficient] = 0
-        tie_index = index[:, order]
-        global_bin = self._code_offsets[top] + np.take_along_axis(tie_index, top, axis=1)
-        codes = self._codes[global_bin].tolist()
-        return [tuple(row[:c]) for row, c in zip(codes, counts.tolist())]
+
+_BinSource = Callable[[int, int], np.ndarray]
+"""``source(start, stop)``: the bins of rows ``[start, stop)`` of one feature."""
+
+
+def _constant_bins(index: int) -> _BinSource:
+    def source(start: int, stop: int) -> np.ndarray:
+        return np.full(stop - start, index, dtype=np.intp)
+
+    return source
 
 
 def _rows_of(columns: Mapping[str, Any], n_rows: int | None) -> int:

@@ -16,13 +16,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from creditscore.catalog import FEATURE_NAMES
+from creditscore.catalog import FEATURE_NAMES, features_of_source
+from creditscore.common.v1 import common_pb2
 from creditscore.runtime import (
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     NotFound,
+    PurgedTable,
     Violations,
+    check_purge_request,
     check_subject_id,
     decode_page_token,
     encode_page_token,
@@ -53,6 +56,7 @@ MAX_PAGE_SIZE = 100
 # scores differs from the whole window's by far less than its thresholds.
 DEFAULT_DRIFT_MAX_SCORES = 20_000
 _KNOWN = frozenset(FEATURE_NAMES)
+_SOURCES = frozenset(v.number for v in common_pb2.DataSource.DESCRIPTOR.values if v.number)
 
 
 def validate_score_request(
@@ -207,6 +211,16 @@ class Scorer:
             last = page[-1]
             token = encode_page_token({"s": subject_id, "t": last.score_time.isoformat(), "id": last.id})
         return page, token
+
+    async def purge(self, request_id: str, subject_id: str, source: int) -> list[PurgedTable]:
+        """Deletes the subject's scores (``source`` 0), or those that used a value
+        of a feature of ``source`` (its records are being forgotten); idempotent on
+        ``request_id`` (the consent service's purge step)."""
+        v = Violations()
+        check_purge_request(v, request_id, subject_id, source, _SOURCES)
+        v.raise_if_any("the request is not valid")
+        features = features_of_source(source) if source else None
+        return await self._store.purge_subject(request_id, subject_id, features, self._clock())
 
     async def recompute_score(self, score_id: int) -> Recomputed:
         """The stored score ``score_id`` and its vector scored again by its model

@@ -8,19 +8,35 @@ import contextlib
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
-from creditscore.runtime import RegisteredService, ServerHandle, create_server, make_engine
+from creditscore.runtime import (
+    AUDIENCE_INTERNAL,
+    KIND_SERVICE,
+    RegisteredService,
+    ServerHandle,
+    create_server,
+    make_engine,
+    prepare_schema,
+    server_auth,
+)
 from creditscore.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 
 from .config import Settings
 from .lifecycle import Lifecycle
+from .migrations import MIGRATIONS
 from .registry import ModelRegistry
 from .scoring import Scorer
 from .servicer import ScoringServicer
 from .store import ModelEventStore, ScoreStore
 
-__all__ = ["DOMAIN", "build_server"]
+__all__ = ["DOMAIN", "POLICY", "build_server"]
 
 DOMAIN = "scoring.creditscore"
+
+_SERVICE = scoring_pb2.DESCRIPTOR.services_by_name["ScoringService"]
+#: Who may call what: services only (the gateway scores; operators' tools list,
+#: activate and roll back models with a service's credentials; the consent
+#: service purges and exports). Partners and producers never reach it.
+POLICY = {f"/{_SERVICE.full_name}/{m.name}": {KIND_SERVICE} for m in _SERVICE.methods}
 
 
 async def build_server(
@@ -30,24 +46,26 @@ async def build_server(
     meter_provider: MeterProvider | None = None,
 ) -> ServerHandle:
     """Loads the scorecards (``ModelLoadError`` when there is none to score with:
-    the service refuses to start), opens the store, reads the champion and
-    challenger from the model history (writing the first activation on an empty
-    one) and builds the server. Started, the server re-reads the model history
-    every ``settings.model_refresh_seconds``."""
+    the service refuses to start), brings the database to this build's schema
+    (migrated, or only checked, per ``settings.auto_migrate``), reads the
+    champion and challenger from the model history (writing the first activation
+    on an empty one) and builds the server. Started, the server re-reads the
+    model history every ``settings.model_refresh_seconds``."""
     if settings.model_refresh_seconds <= 0:
         raise ValueError("MODEL_REFRESH_SECONDS must be positive")
+    auth = server_auth(settings.auth, AUDIENCE_INTERNAL, POLICY, service="scoring_service")
     registry = ModelRegistry.load(settings.model_dir, settings.model_version)
     engine = make_engine(settings.database_url)
     try:
+        await prepare_schema(engine, MIGRATIONS, auto_migrate=settings.auto_migrate)
         store = ScoreStore(engine)
-        await store.create_schema()
         lifecycle = await Lifecycle.open(registry, ModelEventStore(engine))
         scorer = Scorer(lifecycle, store, drift_max_scores=settings.drift_max_scores)
         servicer = ScoringServicer(scorer)
         handle = create_server(
             [
                 RegisteredService(
-                    scoring_pb2.DESCRIPTOR.services_by_name["ScoringService"],
+                    _SERVICE,
                     scoring_pb2_grpc.add_ScoringServiceServicer_to_server,
                     servicer,
                 )
@@ -56,6 +74,8 @@ async def build_server(
             domain=DOMAIN,
             tracer_provider=tracer_provider,
             meter_provider=meter_provider,
+            auth=auth,
+            tls=settings.tls,
         )
     except BaseException:
         await engine.dispose()

@@ -200,6 +200,26 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             scores=[_stored_to_proto(r) for r in records], next_page_token=token
         )
 
+    async def PurgeSubject(
+        self, request: scoring_pb2.PurgeSubjectRequest, context: grpc.aio.ServicerContext
+    ) -> scoring_pb2.PurgeSubjectResponse:
+        tables = await self._scorer.purge(request.request_id, request.subject_id, request.source)
+        return scoring_pb2.PurgeSubjectResponse(
+            tables=[
+                common_pb2.PurgedTable(table=t.table, deleted_rows=t.deleted, rewritten_rows=t.rewritten)
+                for t in tables
+            ]
+        )
+
+    async def ExportSubject(
+        self, request: scoring_pb2.ExportSubjectRequest, context: grpc.aio.ServicerContext
+    ) -> scoring_pb2.ExportSubjectResponse:
+        # The score history, every role, as ListScores pages it (reasons, improvements, vectors).
+        records, token = await self._scorer.list_scores(request.subject_id, request.page_size, request.page_token)
+        return scoring_pb2.ExportSubjectResponse(
+            scores=[_stored_to_proto(r) for r in records], next_page_token=token
+        )
+
     async def RecomputeScore(
         self, request: scoring_pb2.RecomputeScoreRequest, context: grpc.aio.ServicerContext
     ) -> scoring_pb2.RecomputeScoreResponse:

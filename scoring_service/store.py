@@ -14,9 +14,10 @@ Two tables, written with SQLAlchemy Core on SQLite or PostgreSQL:
   the state at the same moment collide instead of both winning (the loser re-reads
   and retries, see ``lifecycle.Lifecycle``).
 
-``create_schema`` creates missing tables and adds the columns and index this
-version introduced to a ``score_history`` table made by an earlier one (until the
-migrations of a later issue take over).
+The schema is made and changed by the Alembic revisions in ``migrations/`` (run on
+start or by ``python -m scoring_service migrate``): a change to these tables comes
+with a new revision there. ``ScoreStore.create_schema`` only creates missing
+tables, for tests and benchmarks on a scratch database.
 """
 
 from __future__ import annotations
@@ -42,16 +43,14 @@ from sqlalchemy import (
     Text,
     and_,
     func,
-    inspect,
     or_,
     select,
-    text,
     type_coerce,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from creditscore.runtime import UtcDateTime, create_schema
+from creditscore.runtime import PurgedTable, PurgeLedger, UtcDateTime, create_schema, purge_requests_table
 
 from .scorecard import Band, Improvement, Reason, ScoreResult, ScoreState
 
@@ -64,6 +63,7 @@ __all__ = [
     "ScoreStore",
     "metadata",
     "model_events",
+    "purge_requests",
     "score_history",
 ]
 
@@ -107,22 +107,8 @@ model_events = Table(
     Column("request_digest", String(64), nullable=True),
 )
 
-# Columns added to score_history after its first release: name -> DDL to add it.
-_ADDED_COLUMNS = {
-    "role": "role VARCHAR(16) NOT NULL DEFAULT 'CHAMPION'",
-    "improvements": "improvements JSON",
-    "shadow_of": "shadow_of BIGINT",
-}
-
-
-def _upgrade(sync_conn: Any) -> None:
-    """Adds the columns and index this version introduced to an older table."""
-    present = {c["name"] for c in inspect(sync_conn).get_columns("score_history")}
-    for name, ddl in _ADDED_COLUMNS.items():
-        if name not in present:
-            sync_conn.execute(text(f"ALTER TABLE score_history ADD COLUMN {ddl}"))
-    for index in score_history.indexes:
-        index.create(sync_conn, checkfirst=True)
+#: The answers of the consent service's purge requests (``creditscore.runtime.PurgeLedger``).
+purge_requests = purge_requests_table(metadata)
 
 
 class ScoreRole(enum.Enum):
@@ -257,11 +243,48 @@ class ScoreStore:
         self._engine = engine
 
     async def create_schema(self) -> None:
-        """Creates missing tables (both of this module) and upgrades an older
-        ``score_history``."""
+        """Creates the missing tables and indexes (both tables of this module),
+        without migrations: the service migrates instead (``migrations/``)."""
         await create_schema(self._engine, metadata)
+
+    async def purge_subject(
+        self, request_id: str, subject_id: str, features: frozenset[str] | None, now: datetime
+    ) -> list[PurgedTable]:
+        """Deletes the subject's scores: all (``features`` None), or those whose
+        stored vector holds a value of one of ``features`` (a purged source's), with
+        the challenger scores that shadowed them. One transaction, idempotent on
+        ``request_id`` (a retry answers the first call's counts)."""
+        h = score_history.c
+        ledger = PurgeLedger(purge_requests)
         async with self._engine.begin() as conn:
-            await conn.run_sync(_upgrade)
+            done = await ledger.claim(conn, request_id, now)
+            if done is not None:
+                return done
+            if features is None:
+                deleted = int((await conn.execute(score_history.delete().where(h.subject_id == subject_id))).rowcount)
+            else:
+                rows = (
+                    await conn.execute(
+                        select(h.id, h.shadow_of, type_coerce(h.features, Text).label("vector"))
+                        .where(h.subject_id == subject_id)
+                        .order_by(h.id)
+                        .with_for_update()
+                    )
+                ).all()
+                doomed = set()
+                for row in rows:
+                    vector = row.vector if isinstance(row.vector, dict) else json.loads(row.vector)
+                    if any(vector.get(name) is not None for name in features):
+                        doomed.add(row.id)
+                doomed |= {row.id for row in rows if row.shadow_of in doomed}
+                ids = sorted(doomed)
+                deleted = 0
+                for start in range(0, len(ids), 500):
+                    result = await conn.execute(score_history.delete().where(h.id.in_(ids[start:start + 500])))
+                    deleted += int(result.rowcount)
+            tables = [PurgedTable(score_history.name, deleted)]
+            await ledger.record(conn, request_id, tables, now)
+        return tables
 
     async def record(self, record: ScoreRecord) -> int:
         """Stores one score; returns its id."""
@@ -391,8 +414,8 @@ def _event(row: Any) -> ModelEventRecord:
 
 
 class ModelEventStore:
-    """The activation history (``model_events``); the schema is created by
-    ``ScoreStore.create_schema`` (one metadata)."""
+    """The activation history (``model_events``); its table is made with
+    ``score_history``'s (one metadata, one migration environment)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine

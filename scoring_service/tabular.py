@@ -334,7 +334,7 @@ def write_scored_csv(source: str | Path, out: str | Path, batch: BatchScores) ->
     source, out = Path(source), Path(out)
     if source.resolve() == out.resolve():
         raise TabularError("the output file must not be the input file", "out")
-    codes = batch.reason_codes or [()] * len(batch.scores)
+    codes = batch.reason_codes() or [()] * len(batch.scores)
     scores = batch.scores.tolist()
     pds = batch.pd.tolist()
     insufficient = batch.insufficient.tolist()

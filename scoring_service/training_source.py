@@ -15,7 +15,7 @@ import grpc
 
 from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from creditscore.records.v1 import records_pb2
-from creditscore.runtime import CallError, create_channel
+from creditscore.runtime import CallError, tool_channel
 
 __all__ = ["TrainingRecords", "fetch_training_records"]
 
@@ -35,11 +35,13 @@ async def fetch_training_records(
     *,
     timeout: float = 3600.0,
     progress: Callable[[int], None] | None = None,
+    token: str | None = None,
 ) -> TrainingRecords:
     """Streams ``IngestService.ExportTrainingRecords`` from ``ingest_addr``;
-    ``progress`` is told the running count of records received."""
+    ``progress`` is told the running count of records received. The export is for
+    services only: ``token`` (default ``CREDITSCORE_TOKEN``) is a service's token."""
     out = TrainingRecords()
-    async with create_channel(ingest_addr) as channel:
+    async with tool_channel(ingest_addr, token) as channel:
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
         call = stub.ExportTrainingRecords(
             ingest_pb2.ExportTrainingRecordsRequest(chunk_size=1000), timeout=timeout

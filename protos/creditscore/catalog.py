@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from creditscore.common.v1 import common_pb2
 
-__all__ = ["CATALOG", "FEATURE_NAMES", "Feature", "by_name"]
+__all__ = ["CATALOG", "FEATURE_NAMES", "SOURCE_OF_BODY", "Feature", "by_name", "features_of_source"]
 
 _S = common_pb2.DataSource
 
@@ -150,3 +150,19 @@ assert len(_BY_NAME) == len(CATALOG), "feature names must be unique"
 def by_name(name: str) -> Feature:
     """The catalog entry for ``name``; KeyError for a name not in the catalog."""
     return _BY_NAME[name]
+
+
+#: The data source a record belongs to, by its body (records.v1.Record's oneof).
+SOURCE_OF_BODY: dict[str, int] = {
+    "order": _S.DATA_SOURCE_COMMERCE,
+    "rating": _S.DATA_SOURCE_COMMERCE,
+    "bill": _S.DATA_SOURCE_PAYMENTS,
+    "identity": _S.DATA_SOURCE_IDENTITY,
+    "external": _S.DATA_SOURCE_EXTERNAL,
+    "loan_outcome": _S.DATA_SOURCE_OUTCOMES,
+}
+
+
+def features_of_source(source: int) -> frozenset[str]:
+    """The names of the catalog features computed from records of ``source``."""
+    return frozenset(f.name for f in CATALOG if f.source == source)

@@ -15,11 +15,19 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from consent_service.config import Settings
-from consent_service.server import build_server
+from consent_service.server import ConsentApp, build_consent
 from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2 as pb
 from creditscore.consent.v1 import consent_pb2_grpc
-from creditscore.runtime import CallError, ServerSettings, create_channel, encode_page_token, from_timestamp
+from creditscore.runtime import (
+    KIND_SERVICE,
+    CallError,
+    ServerSettings,
+    TokenSource,
+    create_channel,
+    encode_page_token,
+    from_timestamp,
+)
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -45,18 +53,49 @@ class Clock:
 class Served:
     stub: consent_pb2_grpc.ConsentServiceStub
     clock: Clock
+    app: ConsentApp
+
+    async def finish_purges(self) -> None:
+        """Runs every purge step (the services are fakes), its second pass included."""
+        self.clock.now += timedelta(minutes=5)
+        while await self.app.worker.run_once():
+            pass
+
+
+class NothingHeld:
+    """A service that holds nothing: purges delete nothing, exports are empty."""
+
+    async def purge(self, request_id: str, subject_id: str, source: int, timeout: float) -> list:
+        return []
+
+    async def export(self, subject_id: str, timeout: float) -> list:
+        return []
+
+
+NOTHING = {name: NothingHeld() for name in ("ingest_service", "feature_service", "scoring_service")}
 
 
 @pytest.fixture
-async def served(database_url: str) -> AsyncIterator[Served]:
+async def served(database_url: str, tmp_path) -> AsyncIterator[Served]:
+    """The server as deployed (AUTH_MODE=required), called as a service would call it."""
     clock = Clock()
-    handle = await build_server(
-        Settings(server=ServerSettings(host="127.0.0.1", port=0), database_url=database_url), clock=clock
+    app = await build_consent(
+        Settings(
+            server=ServerSettings(host="127.0.0.1", port=0),
+            database_url=database_url,
+            signing_key_file=str(tmp_path / "keys" / "signing.pem"),
+            purge_worker=False,
+        ),
+        clock=clock,
+        purgers_override=NOTHING,
+        held_override=NOTHING,
     )
+    handle = app.handle
     await handle.start()
-    channel = create_channel(f"127.0.0.1:{handle.port}")
+    service_token = TokenSource.static(app.issuer.issue(KIND_SERVICE, "gateway").token)
+    channel = create_channel(f"127.0.0.1:{handle.port}", tokens=service_token)
     try:
-        yield Served(consent_pb2_grpc.ConsentServiceStub(channel), clock)
+        yield Served(consent_pb2_grpc.ConsentServiceStub(channel), clock, app)
     finally:
         await channel.close()
         await handle.stop(0)
@@ -181,6 +220,13 @@ async def test_grant_withdraw_expire_and_regrant(served: Served) -> None:
     assert await check(served, SCORING, ("alice", COMMERCE)) == [False]
     served.clock.now = T0 + 5 * HOUR
     assert await withdraw(served, "w-2", "alice") == withdrawn
+
+    # Withdrawing the consent commerce records are collected under purges them:
+    # until that is done (both passes), the consent cannot be granted again.
+    error = await fails(grant(served, "g-3", "alice"))
+    assert (error.code, error.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "PURGE_IN_PROGRESS")
+    await served.finish_purges()
+    served.clock.now = T0 + 5 * HOUR
 
     # Re-granting after withdrawal clears the withdrawal.
     again = await grant(served, "g-3", "alice")

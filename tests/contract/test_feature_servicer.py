@@ -14,6 +14,7 @@ from creditscore.records.v1 import records_pb2 as R
 from creditscore.runtime import CallError, ServerSettings, create_channel, to_timestamp
 from feature_service.config import Settings
 from feature_service.server import build_server
+from tests.authkit import NO_AUTH
 
 AS_OF = datetime(2026, 2, 1, tzinfo=UTC)
 
@@ -21,7 +22,7 @@ AS_OF = datetime(2026, 2, 1, tzinfo=UTC)
 @pytest.fixture
 async def stub(database_url: str) -> AsyncIterator[feature_pb2_grpc.FeatureServiceStub]:
     handle = await build_server(
-        Settings(server=ServerSettings(host="127.0.0.1", port=0), database_url=database_url)
+        Settings(server=ServerSettings(host="127.0.0.1", port=0), database_url=database_url, auth=NO_AUTH)
     )
     await handle.start()
     channel = create_channel(f"127.0.0.1:{handle.port}")

@@ -25,6 +25,7 @@ from creditscore.runtime import (
 )
 from ingest_service.config import Settings
 from ingest_service.server import build_ingest
+from tests.authkit import NO_AUTH
 
 LOCAL = ServerSettings(host="127.0.0.1", port=0)
 BACKLOG = "creditscore.ingest.outbox.backlog"
@@ -87,7 +88,7 @@ async def test_outbox_backlog_gauge_and_rpc_counts(sqlite_url):
     settings = Settings(
         server=LOCAL, database_url=sqlite_url,
         consent_service_addr=f"127.0.0.1:{consent.port}", feature_service_addr=f"127.0.0.1:{feature.port}",
-        outbox_poll_seconds=0.05, outbox_delivery_timeout_seconds=1.0)
+        outbox_poll_seconds=0.05, outbox_delivery_timeout_seconds=1.0, auth=NO_AUTH)
     app = await build_ingest(settings, meter_provider=provider)
     await app.handle.start()
     channel = create_channel(f"127.0.0.1:{app.handle.port}")

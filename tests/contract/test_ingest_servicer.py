@@ -31,6 +31,7 @@ from creditscore.runtime import (
 )
 from ingest_service.config import Settings
 from ingest_service.server import IngestApp, build_ingest
+from tests.authkit import NO_AUTH
 
 SCORING, DEVELOPMENT = common_pb2.PURPOSE_CREDIT_SCORING, common_pb2.PURPOSE_MODEL_DEVELOPMENT
 ACCEPTED, DUPLICATE, REJECTED = (
@@ -110,7 +111,7 @@ async def start_ingest(database_url: str, consent_port: int, feature_port: int) 
     settings = Settings(
         server=LOCAL, database_url=database_url,
         consent_service_addr=f"127.0.0.1:{consent_port}", feature_service_addr=f"127.0.0.1:{feature_port}",
-        outbox_poll_seconds=0.05, outbox_delivery_timeout_seconds=2.0)
+        outbox_poll_seconds=0.05, outbox_delivery_timeout_seconds=2.0, auth=NO_AUTH)
     # Two attempts per call, so that a failing fake shows the dispatcher's own retries.
     app = await build_ingest(dataclasses.replace(settings, channel=ChannelSettings(retry_max_attempts=2)))
     await app.handle.start()

@@ -17,6 +17,7 @@ from creditscore.runtime import CallError, ChannelSettings, create_channel, to_t
 from ingest_service import ingestion
 from ingest_service.config import Settings
 from ingest_service.server import build_ingest
+from tests.authkit import NO_AUTH
 from tests.contract.test_ingest_servicer import (  # noqa: F401 - fixtures
     ACCEPTED,
     DUPLICATE,
@@ -159,7 +160,7 @@ async def test_a_stream_whose_reply_would_outgrow_a_message_stops_before_the_chu
     small = dataclasses.replace(LOCAL, max_message_bytes=64 * 1024 + 50 * ingestion.MAX_RESULT_BYTES + 500)
     app = await build_ingest(Settings(
         server=small, database_url=database_url, consent_service_addr=f"127.0.0.1:{consent_port}",
-        feature_service_addr=f"127.0.0.1:{feature_port}"))
+        feature_service_addr=f"127.0.0.1:{feature_port}", auth=NO_AUTH))
     await app.handle.start()
     channel = create_channel(f"127.0.0.1:{app.handle.port}")
     try:
@@ -178,7 +179,8 @@ async def test_a_message_over_the_size_limit_is_resource_exhausted_and_nothing_b
     _, _, consent_port, feature_port = fakes
     app = await build_ingest(Settings(
         server=dataclasses.replace(LOCAL, max_message_bytes=256 * 1024), database_url=database_url,
-        consent_service_addr=f"127.0.0.1:{consent_port}", feature_service_addr=f"127.0.0.1:{feature_port}"))
+        consent_service_addr=f"127.0.0.1:{consent_port}", feature_service_addr=f"127.0.0.1:{feature_port}",
+        auth=NO_AUTH))
     await app.handle.start()
     channel = create_channel(f"127.0.0.1:{app.handle.port}", ChannelSettings(max_message_bytes=4 * 1024 * 1024))
     try:
@@ -317,7 +319,8 @@ async def test_a_replica_without_its_dispatcher_only_takes_records(database_url,
     _, feature, consent_port, feature_port = fakes
     app = await build_ingest(Settings(
         server=LOCAL, database_url=database_url, consent_service_addr=f"127.0.0.1:{consent_port}",
-        feature_service_addr=f"127.0.0.1:{feature_port}", outbox_dispatch=False, outbox_poll_seconds=0.01))
+        feature_service_addr=f"127.0.0.1:{feature_port}", outbox_dispatch=False, outbox_poll_seconds=0.01,
+        auth=NO_AUTH))
     await app.handle.start()
     channel = create_channel(f"127.0.0.1:{app.handle.port}")
     try:

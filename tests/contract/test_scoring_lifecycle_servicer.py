@@ -33,6 +33,7 @@ from creditscore.scoring.v1 import scoring_pb2 as pb
 from creditscore.scoring.v1 import scoring_pb2_grpc
 from scoring_service.config import Settings
 from scoring_service.server import build_server
+from tests.authkit import NO_AUTH
 
 # Two kinds of subject: "low" (0.5, 0) and "high" (0.9, 1). The training population
 # was 40% low, 60% high.
@@ -100,6 +101,7 @@ async def serve(database_url: str, model_dir: Path, refresh: float = 5.0) -> Ser
         database_url=database_url,
         model_dir=str(model_dir),
         model_refresh_seconds=refresh,
+        auth=NO_AUTH,
     )
     handle = await build_server(settings)
     await handle.start()

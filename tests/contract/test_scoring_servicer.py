@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,22 @@ import grpc
 import pytest
 
 from creditscore.common.v1 import common_pb2
-from creditscore.runtime import CallError, ServerSettings, create_channel, from_timestamp, make_engine
+from creditscore.runtime import (
+    CallError,
+    SchemaError,
+    ServerSettings,
+    create_channel,
+    from_timestamp,
+    make_engine,
+    upgrade_schema,
+)
 from creditscore.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from scoring_service.config import Settings
+from scoring_service.migrations import MIGRATIONS
 from scoring_service.registry import ModelLoadError
 from scoring_service.server import build_server
 from scoring_service.store import ScoreStore
+from tests.authkit import NO_AUTH
 
 
 def artifact(version: str, auc: float) -> dict[str, Any]:
@@ -64,6 +75,7 @@ def settings(database_url: str, model_dir: Path, model_version: str = "") -> Set
         database_url=database_url,
         model_dir=str(model_dir),
         model_version=model_version,
+        auth=NO_AUTH,
     )
 
 
@@ -227,3 +239,26 @@ async def test_the_server_refuses_to_start_without_a_model(tmp_path, sqlite_url)
     (empty / "scorecard-1.0.0.json").write_text(json.dumps(artifact("1.0.0", 0.7)))
     with pytest.raises(ModelLoadError, match="MODEL_VERSION '9.9.9'"):
         await build_server(settings(sqlite_url, empty, model_version="9.9.9"))
+
+
+async def test_without_auto_migrate_the_server_needs_a_migrated_database(database_url, model_dir):
+    checked = replace(settings(database_url, model_dir), auto_migrate=False)
+    with pytest.raises(SchemaError, match="python -m scoring_service migrate"):
+        await build_server(checked)
+    engine = make_engine(database_url)
+    try:
+        await upgrade_schema(engine, MIGRATIONS)  # what the migration Job does
+    finally:
+        await engine.dispose()
+    handle = await build_server(checked)
+    await handle.start()
+    channel = create_channel(f"127.0.0.1:{handle.port}")
+    try:
+        stub = scoring_pb2_grpc.ScoringServiceStub(channel)
+        score = (await stub.ScoreFeatures(
+            scoring_pb2.ScoreFeaturesRequest(subject_id="s", features=[fv("identity_verified", 1)]), timeout=5
+        )).score
+        assert score.model_version == "1.1.0"
+    finally:
+        await channel.close()
+        await handle.stop(0)

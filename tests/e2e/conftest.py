@@ -1,6 +1,7 @@
-"""The whole suite in one process: five real servers on port 0, each with its own
-database (SQLite files, or PostgreSQL databases when CI provides them) and its own
-tracer provider, all exporting to one in-memory exporter."""
+"""The whole suite in one process: five real servers on free ports, each with its
+own database (SQLite files, or PostgreSQL databases when CI provides them) and its
+own tracer provider, all exporting to one in-memory exporter; authentication
+required everywhere, as ``creditscore run`` sets it up (``DemoAuth``)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,16 @@ import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from creditscore.demo import Suite
+from creditscore.demo import DemoAuth, Suite, _free_port
 from creditscore.runtime import ServerSettings, configure_tracing, from_env
+from tests.authkit import Ca
 from tests.pg import POSTGRES_URL, create_pg_database, drop_pg_database
 
 LOCAL = ServerSettings(host="127.0.0.1", port=0, grace_seconds=1.0)
 PACKAGES = ("consent_service", "feature_service", "scoring_service", "ingest_service", "gateway")
+#: Settings that make tests quick: a purge's second pass (30 s after the first in
+#: production, to catch what was in flight) comes due at once.
+QUICK = {"consent_service": {"PURGE_SWEEP_SECONDS": "0.2", "PURGE_POLL_SECONDS": "0.05"}}
 
 
 @dataclasses.dataclass
@@ -25,9 +30,13 @@ class InProcessSuite:
     suite: Suite  # addresses, as the demo's helpers expect
     exporter: InMemorySpanExporter
     handles: dict
+    # Each service's database (tests read the stores directly).
+    database_urls: dict = dataclasses.field(default_factory=dict)
 
 
-async def _start(database_urls: dict[str, str]) -> InProcessSuite:
+async def _start(database_urls: dict[str, str], folder: Path, ca: Ca | None = None) -> InProcessSuite:
+    """The five servers; with ``ca``, every service and the test's own calls speak
+    mutual TLS with certificates of that CA (each naming its service)."""
     import consent_service.config, consent_service.server  # noqa: E401
     import feature_service.config, feature_service.server  # noqa: E401
     import gateway.config, gateway.server  # noqa: E401
@@ -43,11 +52,18 @@ async def _start(database_urls: dict[str, str]) -> InProcessSuite:
     }
     exporter = InMemorySpanExporter()
     handles: dict = {}
-    ports: dict[str, int] = {}
+    auth = DemoAuth.create(folder)
+    # Every port known up front: the consent service (started first, it makes the
+    # token keys) calls the others to purge and export.
+    ports = {package: _free_port() for package in PACKAGES}
     for package in PACKAGES:
         config, server = modules[package]
-        settings = from_env(config.Settings, {})
-        changes: dict = {"server": LOCAL}
+        env = {**auth.env_for(package), **QUICK.get(package, {})}
+        if ca is not None:
+            tls = ca.issue(package)
+            env.update(TLS_CERT_FILE=tls.cert_file, TLS_KEY_FILE=tls.key_file, TLS_CA_FILE=tls.ca_file)
+        settings = from_env(config.Settings, env)
+        changes: dict = {"server": dataclasses.replace(LOCAL, port=ports[package])}
         if package in database_urls:
             changes["database_url"] = database_urls[package]
         for field in dataclasses.fields(settings):
@@ -60,7 +76,9 @@ async def _start(database_urls: dict[str, str]) -> InProcessSuite:
         await handle.start()
         handles[package] = handle
         ports[package] = handle.port
-    return InProcessSuite(Suite(data_dir=Path("."), ports=ports, procs={}), exporter, handles)
+    suite = Suite(data_dir=folder, ports=ports, procs={}, auth=auth,
+                  tls=ca.issue("operator") if ca is not None else None)
+    return InProcessSuite(suite, exporter, handles, dict(database_urls))
 
 
 async def _stop(running: InProcessSuite) -> None:
@@ -79,10 +97,22 @@ async def inprocess_suite(request, tmp_path) -> AsyncIterator[InProcessSuite]:
             pytest.skip("TEST_POSTGRES_URL not set (CI sets it; see .ci/run)")
         created = [await create_pg_database() for _ in databases]
         urls = dict(zip(databases, created, strict=True))
-    running = await _start(urls)
+    running = await _start(urls, tmp_path)
     try:
         yield running
     finally:
         await _stop(running)
         for url in created:
             await drop_pg_database(url)
+
+
+@pytest.fixture
+async def mtls_suite(tmp_path) -> AsyncIterator[tuple[InProcessSuite, Ca]]:
+    """The suite on SQLite, every service behind mutual TLS (``TLS_*``), and the CA."""
+    ca = Ca(tmp_path / "pki")
+    databases = [p for p in PACKAGES if p != "gateway"]
+    running = await _start({p: f"sqlite:///{tmp_path}/{p}.db" for p in databases}, tmp_path, ca)
+    try:
+        yield running, ca
+    finally:
+        await _stop(running)

@@ -35,6 +35,7 @@ from feature_service.migrations import MIGRATIONS as FEATURE_MIGRATIONS
 from feature_service.servicer import FeatureServicer
 from feature_service.store import FeatureStore, applied_records
 from ingest_service.store import RecordStore
+from tests.authkit import NO_AUTH
 from tests.pg import POSTGRES_URL, create_pg_database, drop_pg_database
 
 LOCAL = ServerSettings(host="127.0.0.1", port=0)
@@ -157,6 +158,8 @@ async def test_the_dispatcher_killed_mid_delivery_loses_nothing_and_counts_nothi
         "CONSENT_SERVICE_ADDR": f"127.0.0.1:{servers[0].port}",
         "FEATURE_SERVICE_ADDR": f"127.0.0.1:{servers[1].port}",
         "OUTBOX_BATCH": "50", "OUTBOX_POLL_SECONDS": "0.05",
+        # The crash is the subject here, not authentication (the fakes take no tokens).
+        "AUTH_MODE": "disabled",
         # Long enough for the hung delivery to be in flight when the process dies;
         # its rows come due again 3.2 s after they were claimed.
         "OUTBOX_DELIVERY_TIMEOUT_SECONDS": "3", "OUTBOX_LEASE_MARGIN_SECONDS": "0.2",
@@ -243,7 +246,8 @@ async def test_a_stream_cut_off_half_way_then_resumed_counts_each_record_once(tw
         await server.start()
     app = await build_ingest(Settings(
         server=LOCAL, database_url=ingest_url, consent_service_addr=f"127.0.0.1:{servers[0].port}",
-        feature_service_addr=f"127.0.0.1:{servers[1].port}", outbox_batch=100, outbox_poll_seconds=0.05))
+        feature_service_addr=f"127.0.0.1:{servers[1].port}", outbox_batch=100, outbox_poll_seconds=0.05,
+        auth=NO_AUTH))
     await app.handle.start()
     channel = create_channel(f"127.0.0.1:{app.handle.port}")
     population = simulate(10, seed=23)

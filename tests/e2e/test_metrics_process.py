@@ -21,7 +21,8 @@ def test_a_service_process_exports_rpc_metrics(tmp_path):
     port = _free_port()
     env = {**os.environ, "GRPC_PORT": str(port), "GRPC_HOST": "127.0.0.1", "GRPC_GRACE_SECONDS": "1",
            "OTEL_METRICS_EXPORTER": "console", "OTEL_METRIC_EXPORT_INTERVAL": "60000",
-           "OTEL_TRACES_EXPORTER": "none", "OTEL_SERVICE_NAME": "gateway-under-test"}
+           "OTEL_TRACES_EXPORTER": "none", "OTEL_SERVICE_NAME": "gateway-under-test",
+           "AUTH_MODE": "disabled"}  # health calls only: no token key needed
     for key in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SDK_DISABLED"):
         env.pop(key, None)
     proc = subprocess.Popen([sys.executable, "-m", "gateway"], env=env, text=True, cwd=tmp_path,

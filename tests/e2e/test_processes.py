@@ -32,7 +32,8 @@ def test_sigterm_stops_a_service_cleanly(tmp_path):
     port = _free_port()
     env = {**os.environ, "GRPC_PORT": str(port), "GRPC_HOST": "127.0.0.1",
            "DATABASE_URL": f"sqlite:///{tmp_path}/consent.db", "GRPC_GRACE_SECONDS": "2"}
-    proc = subprocess.Popen([sys.executable, "-m", "consent_service"], env=env, text=True,
+    # In tmp_path: the consent service writes its development token keys under var/.
+    proc = subprocess.Popen([sys.executable, "-m", "consent_service"], env=env, text=True, cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         assert f"port={port}" in _wait_ready(proc)
@@ -61,5 +62,9 @@ def test_run_command_ends_in_lookups_through_the_gateway(tmp_path):
     assert "services SERVING" in out.stdout
     assert "RECORD_STATUS_DUPLICATE" in out.stdout
     assert " score " in out.stdout, out.stdout
-    assert "PERMISSION_DENIED [CONSENT_REQUIRED]" in out.stdout
+    assert "threshold 600: " in out.stdout
+    # The revoked authorization, the unknown subject and the threshold-only scope
+    # are refused alike.
+    assert out.stdout.count("PERMISSION_DENIED [NOT_AUTHORIZED]") == 3, out.stdout
+    assert "lists 3 lookups" in out.stdout
     assert "exit 0" in out.stdout and "exit 1" not in out.stdout

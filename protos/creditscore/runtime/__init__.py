@@ -1,13 +1,41 @@
 """creditscore.runtime: the one shared library of the services.
 
 Server bootstrap (health, reflection, graceful stop), the error model and its
-interceptor, client channels with deadlines and retries, tracing and metrics
+interceptor, authentication (bearer tokens, ``_auth``) and mutual TLS (``_tls``), client channels with deadlines and retries, tracing and metrics
 (calls, errors, latency per RPC; gauges) from ``OTEL_*``,
 settings from the environment, database engines and their schema migrations,
 and small protobuf helpers.
 """
 
-from ._channels import ChannelSettings, Deadline, create_channel, derive_timeout, downstream_errors
+from ._auth import (
+    AUDIENCE_GATEWAY,
+    AUDIENCE_INGEST,
+    AUDIENCE_INTERNAL,
+    ISSUER,
+    KIND_PARTNER,
+    KIND_PRODUCER,
+    KIND_SERVICE,
+    PUBLIC,
+    AuthInterceptor,
+    AuthSettings,
+    BearerTokenInterceptor,
+    Principal,
+    TokenSource,
+    TokenVerifier,
+    current_principal,
+    server_auth,
+    token_expiry,
+    warn_disabled,
+)
+from ._channels import (
+    ChannelSettings,
+    Deadline,
+    create_channel,
+    derive_timeout,
+    downstream_errors,
+    service_tokens,
+    tool_channel,
+)
 from ._config import SettingsError, env_field, from_env
 from ._db import UtcDateTime, create_schema, dialect_insert, make_engine, normalize_database_url
 from ._errors import (
@@ -40,6 +68,13 @@ from ._migrations import (
     schema_differences,
     upgrade_schema,
 )
+from ._purge import (
+    PURGE_REQUEST_ID_LENGTH,
+    PurgedTable,
+    PurgeLedger,
+    check_purge_request,
+    purge_requests_table,
+)
 from ._proto import (
     decode_page_token,
     encode_page_token,
@@ -57,8 +92,36 @@ from ._server import (
     serve,
 )
 from ._telemetry import configure_metrics, configure_tracing
+from ._tls import SERVICE_SPIFFE_PREFIX, TlsSettings, service_name_of
 
 __all__ = [
+    "PURGE_REQUEST_ID_LENGTH",
+    "PurgeLedger",
+    "PurgedTable",
+    "check_purge_request",
+    "purge_requests_table",
+    "AUDIENCE_GATEWAY",
+    "AUDIENCE_INGEST",
+    "AUDIENCE_INTERNAL",
+    "ISSUER",
+    "KIND_PARTNER",
+    "KIND_PRODUCER",
+    "KIND_SERVICE",
+    "PUBLIC",
+    "SERVICE_SPIFFE_PREFIX",
+    "AuthInterceptor",
+    "AuthSettings",
+    "BearerTokenInterceptor",
+    "Principal",
+    "TlsSettings",
+    "TokenSource",
+    "TokenVerifier",
+    "current_principal",
+    "server_auth",
+    "service_tokens",
+    "service_name_of",
+    "token_expiry",
+    "warn_disabled",
     "CALLS_METRIC",
     "DURATION_METRIC",
     "MAX_SUBJECT_ID_LENGTH",
@@ -115,6 +178,7 @@ __all__ = [
     "serve",
     "to_status",
     "to_timestamp",
+    "tool_channel",
     "upgrade_schema",
     "utcnow",
 ]

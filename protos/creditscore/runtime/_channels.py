@@ -5,18 +5,31 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import grpc
 from opentelemetry.sdk.trace import TracerProvider
 
-from ._config import env_field
+from ._auth import AuthSettings, BearerTokenInterceptor, TokenSource
+from ._config import SettingsError, env_field
 from ._errors import CallError, DeadlineExceeded, DomainError, Unavailable
+from ._tls import TlsSettings
 
-__all__ = ["ChannelSettings", "Deadline", "create_channel", "derive_timeout", "downstream_errors"]
+__all__ = [
+    "ChannelSettings",
+    "Deadline",
+    "create_channel",
+    "derive_timeout",
+    "downstream_errors",
+    "service_tokens",
+    "tool_channel",
+]
+
+log = logging.getLogger("creditscore.runtime")
 
 
 @dataclass(frozen=True)
@@ -99,20 +112,57 @@ class _DefaultTimeout(
         return await continuation(self._details(details), requests)
 
 
+_KINDS = (
+    (grpc.aio.UnaryUnaryClientInterceptor, "intercept_unary_unary"),
+    (grpc.aio.UnaryStreamClientInterceptor, "intercept_unary_stream"),
+    (grpc.aio.StreamUnaryClientInterceptor, "intercept_stream_unary"),
+    (grpc.aio.StreamStreamClientInterceptor, "intercept_stream_stream"),
+)
+
+
+def _per_call_kind(interceptor: Any) -> list[Any]:
+    """One interceptor object per kind of call it intercepts: a ``grpc.aio`` channel
+    files an interceptor under the first of the four interfaces it implements only,
+    so an object implementing all four would see unary-unary calls alone."""
+    out = []
+    for base, method in _KINDS:
+        if isinstance(interceptor, base):
+            bound = getattr(interceptor, method)
+            out.append(type(f"_{type(interceptor).__name__}_{method}", (base,), {
+                method: lambda self, continuation, details, request, _bound=bound: _bound(
+                    continuation, details, request),
+            })())
+    return out
+
+
 def create_channel(
     target: str,
     settings: ChannelSettings = ChannelSettings.default,
     *,
     tracer_provider: TracerProvider | None = None,
+    tokens: TokenSource | None = None,
+    tls: TlsSettings | None = None,
 ) -> grpc.aio.Channel:
-    """An insecure ``grpc.aio`` channel to ``target`` with retry and keepalive; a
-    call made without ``timeout=`` gets ``settings.timeout_seconds``; with a tracer
-    provider, calls carry the trace context to the server."""
-    interceptors: list[Any] = [_DefaultTimeout(settings.timeout_seconds)]
+    """A ``grpc.aio`` channel to ``target`` with retry and keepalive; a call made
+    without ``timeout=`` gets ``settings.timeout_seconds``; with a tracer provider,
+    calls carry the trace context to the server; with ``tokens``, every call carries
+    ``authorization: Bearer <token>`` from that source. ``tls`` enabled: TLS only,
+    the server's certificate checked against ``tls.ca_file`` and ours presented
+    (mutual TLS); otherwise plaintext."""
+    interceptors: list[Any] = _per_call_kind(_DefaultTimeout(settings.timeout_seconds))
+    if tokens is not None:
+        interceptors.extend(_per_call_kind(BearerTokenInterceptor(tokens)))
     if tracer_provider is not None:
         from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
         interceptors.extend(aio_client_interceptors(tracer_provider=tracer_provider))
+    if tls is not None and tls.enabled:
+        return grpc.aio.secure_channel(
+            target,
+            tls.channel_credentials(),
+            options=settings.channel_options() + tls.channel_options(),
+            interceptors=interceptors,
+        )
     return grpc.aio.insecure_channel(
         target, options=settings.channel_options(), interceptors=interceptors
     )
@@ -202,3 +252,72 @@ def downstream_errors(service: str) -> Iterator[None]:
         raise DomainError(
             f"{service} failed: {err.code.name}", reason="DOWNSTREAM_ERROR", metadata=meta
         ) from None
+
+
+def service_tokens(
+    auth: AuthSettings,
+    consent_addr: str,
+    settings: ChannelSettings = ChannelSettings.default,
+    *,
+    tls: TlsSettings | None = None,
+) -> tuple[TokenSource | None, grpc.aio.Channel | None]:
+    """A service's own tokens, for the calls it makes to other services: a
+    ``TokenSource`` that asks the consent service at ``consent_addr`` for a token
+    (``IssueToken`` with ``SERVICE_CLIENT_ID`` / ``SERVICE_CLIENT_SECRET``) and the
+    channel it asks on (the caller closes it). ``(None, None)`` when auth is
+    disabled: calls then carry no token. ``SettingsError`` when auth is required and
+    the credentials are not set."""
+    auth.check()
+    if not auth.required:
+        return None, None
+    if not auth.client_id or not auth.client_secret:
+        raise SettingsError(
+            "AUTH_MODE=required: set SERVICE_CLIENT_ID and SERVICE_CLIENT_SECRET, this "
+            "service's credentials for its tokens (the consent service's IssueToken)"
+        )
+    from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
+
+    channel = create_channel(consent_addr, settings, tls=tls)
+    stub = consent_pb2_grpc.ConsentServiceStub(channel)
+    request = consent_pb2.IssueTokenRequest(client_id=auth.client_id, client_secret=auth.client_secret)
+
+    async def fetch() -> str:
+        try:
+            reply = await stub.IssueToken(request, timeout=settings.timeout_seconds)
+        except grpc.aio.AioRpcError as exc:
+            err = CallError.from_rpc_error(exc)
+            if err.code == grpc.StatusCode.UNAUTHENTICATED:
+                log.error("the consent service refused this service's credentials (SERVICE_CLIENT_ID=%s)",
+                          auth.client_id)
+            raise Unavailable(
+                "could not obtain this service's token from the consent service",
+                reason="TOKEN_UNAVAILABLE",
+                metadata={"service": "consent_service", "code": err.code.name},
+            ) from None
+        return reply.token
+
+    return TokenSource(fetch), channel
+
+
+def tool_channel(
+    target: str,
+    token: str | None = None,
+    settings: ChannelSettings = ChannelSettings.default,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> grpc.aio.Channel:
+    """A channel for a command-line tool (``creditscore models``, ``lookup``, the
+    trainer's export): every call carries ``token``, or ``CREDITSCORE_TOKEN`` from
+    the environment when none is given (no token when neither is set); TLS per the
+    ``TLS_*`` variables. ``creditscore token`` prints a token for client credentials."""
+    import os
+
+    from ._config import from_env
+
+    env = os.environ if environ is None else environ
+    token = token or env.get("CREDITSCORE_TOKEN", "")
+    return create_channel(
+        target, settings,
+        tokens=TokenSource.static(token) if token else None,
+        tls=from_env(TlsSettings, env),
+    )

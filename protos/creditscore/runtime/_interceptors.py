@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -77,13 +78,25 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             except Exception as exc:  # noqa: BLE001 - mapped to a status
                 await abort(context, exc, method)
 
+        async def written_response(request: Any, context: grpc.aio.ServicerContext) -> None:
+            # A streaming handler may be a coroutine that answers through
+            # ``context.write`` (the health service's Watch is one) rather than an
+            # async generator: it is awaited, not iterated.
+            try:
+                await inner_stream(request, context)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - mapped to a status
+                await abort(context, exc, method)
+
+        wrapper = stream_response if inspect.isasyncgenfunction(inner_stream) else written_response
         factory = (
             grpc.unary_stream_rpc_method_handler
             if handler.unary_stream
             else grpc.stream_stream_rpc_method_handler
         )
         return factory(
-            stream_response,
+            wrapper,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )

@@ -15,8 +15,10 @@ Each service keeps an Alembic environment beside its store
 An upgrade runs in one transaction (PostgreSQL's DDL is transactional) under an
 advisory lock, so replicas starting together migrate once. A database whose
 tables a service created before it had migrations is adopted: stamped at the
-newest revision when its schema is exactly what that revision makes, refused
-with the differences otherwise.
+newest revision when its schema is exactly what that revision makes, or at the
+service's baseline revision (``Migrations.baseline``: the first revision, whose
+schema those releases made) when it is exactly that one, and then upgraded;
+refused with the differences otherwise.
 
 ``env.py`` of each service is two lines: it calls ``run_migrations_env`` with the
 store's metadata, which runs the scripts on the connection handed in (or, from
@@ -30,7 +32,7 @@ import asyncio
 import hashlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,11 +66,14 @@ class SchemaError(RuntimeError):
 class Migrations:
     """A service's migration environment: its name (for messages and the lock),
     the folder holding ``env.py`` and ``versions/``, and the metadata the newest
-    revision produces (the store's)."""
+    revision produces (the store's). ``baseline``, when given, is the revision
+    that databases made before migrations are at, and a function making the
+    metadata of that revision's schema (for adopting them)."""
 
     service: str
     script_location: Path
     metadata: MetaData
+    baseline: tuple[str, Callable[[], MetaData]] | None = None
 
     def config(self, url: str | None = None) -> Any:
         """An ``alembic.config.Config`` for this environment (no ini file)."""
@@ -135,14 +140,19 @@ def _upgrade(connection: Connection, migrations: Migrations, revision: str) -> t
         present = set(inspect(connection).get_table_names()) & set(migrations.metadata.tables)
         if present:
             differences = schema_differences(connection, migrations.metadata)
+            adopt_at = "head"
+            if differences and migrations.baseline is not None:
+                baseline, baseline_metadata = migrations.baseline
+                if not schema_differences(connection, baseline_metadata()):
+                    differences, adopt_at = [], baseline
             if differences:
                 raise SchemaError(
                     f"{migrations.service}: the database holds tables ({', '.join(sorted(present))}) "
                     "made without migrations, and they differ from this build's schema: "
                     f"{differences}. Move the data to a new database, or drop these tables."
                 )
-            log.info("%s: adopting tables made without migrations at revision head", migrations.service)
-            command.stamp(config, "head")
+            log.info("%s: adopting tables made without migrations at revision %s", migrations.service, adopt_at)
+            command.stamp(config, adopt_at)
     command.upgrade(config, revision)
     after = _current(connection)
     assert after is not None

@@ -21,9 +21,11 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
+from ._auth import AuthInterceptor
 from ._config import env_field
 from ._interceptors import ErrorInterceptor
 from ._metrics import MetricsInterceptor
+from ._tls import TlsSettings
 
 __all__ = ["RegisteredService", "ServerHandle", "ServerSettings", "create_server", "run_main", "serve"]
 
@@ -108,12 +110,27 @@ def create_server(
     tracer_provider: TracerProvider | None = None,
     meter_provider: MeterProvider | None = None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    auth: AuthInterceptor | None = None,
+    tls: TlsSettings | None = None,
 ) -> ServerHandle:
     """Builds (does not start) a ``grpc.aio`` server with the given services, the
     health service, reflection, the error interceptor and, when a tracer provider
     is given, the OpenTelemetry server interceptor; when a meter provider is given,
     the metrics interceptor (calls, status codes, durations) comes first. Binds
-    ``settings.port`` (0 picks a free port, returned in the handle)."""
+    ``settings.port`` (0 picks a free port, returned in the handle).
+
+    ``auth`` (see ``_auth``) authenticates every call but health and reflection and
+    refuses methods its policy does not name; it runs inside the error interceptor,
+    so its refusals travel as statuses with ``ErrorInfo``. ``tls`` enabled: the port
+    serves TLS only, with client certificates required unless
+    ``tls.require_client_auth`` is false; then callers authenticated as services
+    must also present a service's certificate."""
+    if tls is not None and tls.enabled:
+        credentials = tls.server_credentials()  # a half setting fails here, before binding
+        if auth is not None and tls.require_client_auth:
+            auth = auth.requiring_service_certificates()
+    else:
+        credentials = None
     chain: list[grpc.aio.ServerInterceptor] = []
     if meter_provider is not None:
         chain.append(MetricsInterceptor(meter_provider))
@@ -122,6 +139,8 @@ def create_server(
 
         chain.append(aio_server_interceptor(tracer_provider=tracer_provider))
     chain.append(ErrorInterceptor(domain))
+    if auth is not None:
+        chain.append(auth)
     chain.extend(interceptors)
     server = grpc.aio.server(interceptors=chain, options=settings.server_options())
     for service in services:
@@ -131,7 +150,11 @@ def create_server(
     names = tuple(s.name for s in services)
     health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
     reflection.enable_server_reflection((*names, health_name, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    address = f"{settings.host}:{settings.port}"
+    if credentials is not None:
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"could not bind {settings.host}:{settings.port}")
     return ServerHandle(

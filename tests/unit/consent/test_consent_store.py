@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import event
 
 from consent_service.consents import Consent, Enrollment, RequestKey
-from consent_service.store import ConsentStore
+from consent_service.store import ConsentStore, Withdrawal
 from creditscore.common.v1 import common_pb2
-from creditscore.runtime import InvalidArgument, NotFound, make_engine
+from creditscore.runtime import FailedPrecondition, InvalidArgument, NotFound, make_engine
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -47,6 +47,17 @@ def enc_consent(c: Consent) -> bytes:
     return json.dumps([c.subject_id, c.source, c.purpose, str(c.withdraw_time)]).encode()
 
 
+def enc_withdrawal(w: Withdrawal) -> bytes:
+    return enc_consent(w.consent) + (w.receipt_id or "").encode()
+
+
+async def finish_purges(store: ConsentStore, now: datetime) -> None:
+    """Completes every purge step as if each service had nothing to delete."""
+    while tasks := await store.claim_due_steps(now, now + HOUR, 100):
+        for task in tasks:
+            await store.complete_step(task.receipt_id, task.position, [], now)
+
+
 def key(request_id: str, method: str = "M", payload: bytes = b"p") -> RequestKey:
     return RequestKey.of(request_id, method, payload)
 
@@ -71,7 +82,7 @@ async def withdraw(store: ConsentStore, request_id: str, subject_id: str = "s1",
                    purpose: int = SCORING, now: datetime = T0) -> Any:
     return await store.withdraw_consent(
         key(request_id, "Withdraw", f"{subject_id}/{source}/{purpose}".encode()),
-        subject_id=subject_id, source=source, purpose=purpose, now=now, encode=enc_consent,
+        subject_id=subject_id, source=source, purpose=purpose, now=now, encode=enc_withdrawal,
     )
 
 
@@ -136,10 +147,18 @@ async def test_grant_withdraw_regrant_is_persisted(store: ConsentStore) -> None:
     assert granted == Consent("s1", COMMERCE, SCORING, T0, T0 + 2 * HOUR, None)
     extended = (await grant(store, "g2", expire_time=T0 + 9 * HOUR, now=T0 + HOUR)).value
     assert extended.grant_time == T0 and extended.expire_time == T0 + 9 * HOUR
-    withdrawn = (await withdraw(store, "w1", now=T0 + 2 * HOUR)).value
+    first = (await withdraw(store, "w1", now=T0 + 2 * HOUR)).value
+    withdrawn = first.consent
     assert withdrawn.withdraw_time == T0 + 2 * HOUR
-    unchanged = (await withdraw(store, "w2", now=T0 + 3 * HOUR)).value
-    assert unchanged == withdrawn
+    assert first.receipt_id  # the consent commerce is collected under: its records are purged
+    again = (await withdraw(store, "w2", now=T0 + 3 * HOUR)).value
+    assert again.consent == withdrawn and again.receipt_id is None
+    # Not granted again while the purge (both passes) runs.
+    with pytest.raises(FailedPrecondition) as info:
+        await grant(store, "g3", now=T0 + 3 * HOUR)
+    assert info.value.reason == "PURGE_IN_PROGRESS"
+    await finish_purges(store, T0 + 4 * HOUR)
+    assert (await store.receipt(first.receipt_id)).complete
     regranted = (await grant(store, "g3", now=T0 + 4 * HOUR)).value
     assert regranted == Consent("s1", COMMERCE, SCORING, T0 + 4 * HOUR, None, None)
     assert await store.list_consents("s1", after=None, limit=10) == ([regranted], False)

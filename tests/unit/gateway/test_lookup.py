@@ -1,14 +1,44 @@
-"""The lookup's composition with fakes: no gRPC."""
+"""The partner's lookup composed over fakes: no gRPC. Authorization before any
+read, one refusal for every unauthorized path, the access log written before the
+answer, transaction ids answered once."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
 from creditscore.catalog import FEATURE_NAMES, by_name
 from creditscore.common.v1 import common_pb2
-from creditscore.runtime import Deadline, DeadlineExceeded, PermissionDenied
+from creditscore.runtime import (
+    Deadline,
+    DeadlineExceeded,
+    InvalidArgument,
+    PermissionDenied,
+    Unavailable,
+    to_timestamp,
+    utcnow,
+)
 from creditscore.scoring.v1 import scoring_pb2
-from gateway.lookup import SCORED_SOURCES, get_credit_score, mask_unconsented
+from gateway.lookup import (
+    NOT_AUTHORIZED_MESSAGE,
+    SCORED_SOURCES,
+    Authorization,
+    Recorded,
+    ScoreQuestion,
+    ThresholdQuestion,
+    answer_score,
+    answer_threshold,
+    decide,
+    mask_unconsented,
+    not_authorized,
+    transaction_reused,
+)
+
+LOAN = common_pb2.ACCESS_PURPOSE_CREDIT_APPLICATION
+RENTAL = common_pb2.ACCESS_PURPOSE_RENTAL
+FULL = common_pb2.AUTHORIZATION_SCOPE_FULL_SCORE
+THRESHOLD = common_pb2.AUTHORIZATION_SCOPE_THRESHOLD
 
 
 def _vector() -> list[common_pb2.FeatureValue]:
@@ -16,13 +46,50 @@ def _vector() -> list[common_pb2.FeatureValue]:
 
 
 class FakeConsent:
-    def __init__(self, granted):
-        self.granted = frozenset(granted)
+    """Authorizations, consents and an access log keyed as the consent service keys them."""
+
+    def __init__(self):
+        self.scopes: dict[tuple[str, str, int], int] = {}
+        self.granted: dict[str, frozenset[int]] = {}
+        self.log: dict[tuple[str, str], tuple[str, int, Recorded]] = {}
+        self.entries = 0
+        self.fail_log = False
         self.timeouts: list[float] = []
+        self.revoke_before_write = False
+
+    def authorize(self, subject, partner="p1", purpose=LOAN, scope=FULL, sources=SCORED_SOURCES):
+        self.scopes[(subject, partner, purpose)] = scope
+        self.granted[subject] = frozenset(sources)
+
+    async def authorization(self, subject_id, partner_id, purpose, timeout):
+        self.timeouts.append(timeout)
+        scope = self.scopes.get((subject_id, partner_id, purpose))
+        return Authorization(scope is not None, scope or 0)
 
     async def granted_sources(self, subject_id, timeout):
-        self.timeouts.append(timeout)
-        return self.granted
+        return self.granted.get(subject_id, frozenset())
+
+    async def recorded(self, partner_id, transaction_id, subject_id, purpose, timeout):
+        found = self.log.get((partner_id, transaction_id))
+        if found is None:
+            return None
+        if found[:2] != (subject_id, purpose):
+            raise transaction_reused()
+        return found[2]
+
+    async def record_access(self, subject_id, partner_id, purpose, transaction_id, answer, response, timeout):
+        if self.fail_log:
+            raise Unavailable("the access log is down", reason="ACCESS_LOG_UNAVAILABLE")
+        if self.revoke_before_write:
+            self.scopes.pop((subject_id, partner_id, purpose), None)
+        scope = self.scopes.get((subject_id, partner_id, purpose))
+        if scope is None or (answer.WhichOneof("answer") == "score" and scope != FULL):
+            raise not_authorized()
+        key = (partner_id, transaction_id)
+        if key not in self.log:
+            self.entries += 1
+            self.log[key] = (subject_id, purpose, Recorded(answer, response))
+        return self.log[key][2]
 
 
 class FakeFeatures:
@@ -35,31 +102,193 @@ class FakeFeatures:
 
 
 class FakeScoring:
-    def __init__(self):
+    def __init__(self, score=700, state=common_pb2.SCORE_STATE_SCORED):
         self.seen = None
+        self.calls = 0
+        self.result = (score, state)
 
     async def score(self, subject_id, features, timeout):
+        self.calls += 1
         self.seen = list(features)
-        return scoring_pb2.Score(subject_id=subject_id, score=700,
-                                 state=common_pb2.SCORE_STATE_SCORED)
+        score, state = self.result
+        return scoring_pb2.Score(
+            subject_id=subject_id, score=score if state == common_pb2.SCORE_STATE_SCORED else 0,
+            state=state, band=common_pb2.SCORE_BAND_EXCELLENT, probability_of_bad=0.03,
+            model_version="2.0.0", coverage=0.9, score_time=to_timestamp(utcnow()),
+            reasons=[common_pb2.Reason(code="PAY_ONTIME_RATIO_12M", text="t", points_lost=12, feature="f")],
+            improvements=[common_pb2.Improvement(feature="f", code="C", text="pay on time", points_gain=9)])
 
 
-async def test_no_consent_is_denied_before_any_data_is_read():
-    features = FakeFeatures()
+@pytest.fixture
+def ports():
+    return {"consent": FakeConsent(), "features": FakeFeatures(), "scoring": FakeScoring()}
+
+
+def _score(ports, subject="s1", txn="t-1", purpose=LOAN, partner="p1", deadline=1.0):
+    return answer_score(ScoreQuestion(subject, purpose, txn), partner, deadline=Deadline(deadline), **ports)
+
+
+def _threshold(ports, threshold, subject="s1", txn="t-1", purpose=LOAN, partner="p1"):
+    return answer_threshold(ThresholdQuestion(subject, purpose, txn, threshold), partner,
+                            deadline=Deadline(1.0), **ports)
+
+
+async def test_full_score_gives_score_band_reasons_and_nothing_for_the_subject_alone(ports):
+    ports["consent"].authorize("s1")
+    reply = await _score(ports)
+    cs = reply.credit_score
+    assert (cs.subject_id, cs.state, cs.score, cs.band) == (
+        "s1", common_pb2.SCORE_STATE_SCORED, 700, common_pb2.SCORE_BAND_EXCELLENT)
+    assert [r.code for r in cs.reasons] == ["PAY_ONTIME_RATIO_12M"] and cs.model_version == "2.0.0"
+    assert reply.transaction_id == "t-1"
+    # The subject's own advice and the model's internals are not the partner's.
+    assert not cs.improvements and cs.probability_of_bad == 0 and cs.coverage == 0
+    # The log holds what was answered and the answer as sent.
+    (subject, purpose, entry), = ports["consent"].log.values()
+    assert (subject, purpose) == ("s1", LOAN)
+    assert entry.answer.score.score == 700 and list(entry.answer.score.reason_codes) == ["PAY_ONTIME_RATIO_12M"]
+    assert entry.response == reply.SerializeToString(deterministic=True)
+
+
+@pytest.mark.parametrize(("score", "state", "decision"), [
+    (700, common_pb2.SCORE_STATE_SCORED, common_pb2.THRESHOLD_DECISION_MEETS),
+    (650, common_pb2.SCORE_STATE_SCORED, common_pb2.THRESHOLD_DECISION_MEETS),
+    (649, common_pb2.SCORE_STATE_SCORED, common_pb2.THRESHOLD_DECISION_BELOW),
+    (0, common_pb2.SCORE_STATE_INSUFFICIENT_DATA, common_pb2.THRESHOLD_DECISION_INSUFFICIENT_DATA),
+])
+async def test_threshold_answers_yes_no_or_insufficient_data_and_nothing_else(ports, score, state, decision):
+    ports["consent"].authorize("s1", scope=THRESHOLD)
+    ports["scoring"].result = (score, state)
+    reply = await _threshold(ports, 650)
+    assert (reply.subject_id, reply.threshold, reply.decision, reply.transaction_id) == ("s1", 650, decision, "t-1")
+    assert {f.name for f, _ in reply.ListFields()} <= {
+        "subject_id", "threshold", "decision", "transaction_id", "decision_time"}
+    (_, _, entry), = ports["consent"].log.values()
+    assert (entry.answer.threshold.threshold, entry.answer.threshold.decision) == (650, decision)
+
+
+async def test_a_full_score_authorization_covers_a_threshold(ports):
+    ports["consent"].authorize("s1", scope=FULL)
+    reply = await _threshold(ports, 600)
+    assert reply.decision == common_pb2.THRESHOLD_DECISION_MEETS
+
+
+async def _refusal(call) -> PermissionDenied:
     with pytest.raises(PermissionDenied) as info:
-        await get_credit_score("s1", consent=FakeConsent([]), features=features,
-                               scoring=FakeScoring(), deadline=Deadline(1.0))
-    assert info.value.reason == "CONSENT_REQUIRED"
-    assert features.calls == 0
+        await call
+    return info.value
 
 
-async def test_features_of_unconsented_sources_never_reach_the_scorecard():
-    scoring = FakeScoring()
-    granted = [common_pb2.DATA_SOURCE_PAYMENTS]
-    score = await get_credit_score("s1", consent=FakeConsent(granted), features=FakeFeatures(),
-                                   scoring=scoring, deadline=Deadline(1.0))
-    assert score.score == 700
-    for feature in scoring.seen:
+async def test_every_unauthorized_path_is_the_same_refusal_and_reads_nothing(ports):
+    consent = ports["consent"]
+    consent.authorize("threshold-only", scope=THRESHOLD)
+    consent.authorize("other-partner", partner="p2")
+    consent.authorize("other-purpose", purpose=RENTAL)
+    consent.authorize("no-consent", sources=())
+    refusals = [
+        await _refusal(_score(ports, subject="never-enrolled")),
+        await _refusal(_score(ports, subject="threshold-only")),
+        await _refusal(_score(ports, subject="other-partner")),
+        await _refusal(_score(ports, subject="other-purpose")),
+        await _refusal(_score(ports, subject="no-consent")),
+        await _refusal(_threshold(ports, 600, subject="never-enrolled")),
+        await _refusal(_threshold(ports, 600, subject="no-consent")),
+    ]
+    assert {(e.code, e.reason, e.message, tuple(e.metadata.items())) for e in refusals} == {
+        (PermissionDenied.code, "NOT_AUTHORIZED", NOT_AUTHORIZED_MESSAGE, ())}
+    assert ports["features"].calls == 0 and ports["scoring"].calls == 0
+    assert consent.entries == 0
+
+
+async def test_revocation_takes_effect_on_the_next_lookup_even_for_a_replay(ports):
+    consent = ports["consent"]
+    consent.authorize("s1")
+    await _score(ports, txn="a")
+    del consent.scopes[("s1", "p1", LOAN)]
+    await _refusal(_score(ports, txn="b"))
+    await _refusal(_score(ports, txn="a"))
+    assert consent.entries == 1
+
+
+async def test_a_transaction_id_is_answered_once(ports):
+    consent = ports["consent"]
+    consent.authorize("s1")
+    first = await _score(ports, txn="t-9")
+    ports["scoring"].result = (420, common_pb2.SCORE_STATE_SCORED)  # the score moved meanwhile
+    again = await _score(ports, txn="t-9")
+    assert again.SerializeToString() == first.SerializeToString()
+    assert consent.entries == 1 and ports["scoring"].calls == 1
+    # The same id for another question of the same partner: refused, not answered.
+    consent.authorize("s1", purpose=RENTAL)
+    for call in (_threshold(ports, 600, txn="t-9"), _score(ports, txn="t-9", purpose=RENTAL)):
+        with pytest.raises(InvalidArgument) as info:
+            await call
+        assert info.value.reason == "TRANSACTION_ID_REUSED"
+    # Another partner's transaction ids are its own.
+    consent.authorize("s1", partner="p2")
+    other = await _score(ports, txn="t-9", partner="p2")
+    assert other.credit_score.score == 420 and consent.entries == 2
+
+
+async def test_a_threshold_replay_must_ask_the_same_threshold(ports):
+    ports["consent"].authorize("s1", scope=THRESHOLD)
+    first = await _threshold(ports, 600, txn="x")
+    assert (await _threshold(ports, 600, txn="x")).SerializeToString() == first.SerializeToString()
+    with pytest.raises(InvalidArgument) as info:
+        await _threshold(ports, 700, txn="x")
+    assert info.value.reason == "TRANSACTION_ID_REUSED"
+
+
+async def test_no_answer_without_its_log_entry(ports):
+    consent = ports["consent"]
+    consent.authorize("s1")
+    consent.fail_log = True
+    with pytest.raises(Unavailable) as info:
+        await _score(ports)
+    assert info.value.reason == "ACCESS_LOG_UNAVAILABLE"
+    # Revoked between the check and the write: the consent service refuses the
+    # entry in the same transaction; the partner gets the one refusal.
+    consent.fail_log = False
+    consent.revoke_before_write = True
+    refusal = await _refusal(_score(ports, txn="t-2"))
+    assert (refusal.reason, refusal.message) == ("NOT_AUTHORIZED", NOT_AUTHORIZED_MESSAGE)
+    assert consent.entries == 0
+
+
+async def test_concurrent_calls_with_one_transaction_id_get_one_answer(ports):
+    consent = ports["consent"]
+    consent.authorize("s1")
+    scores = iter([700, 710, 720, 730])
+
+    class Moving(FakeScoring):
+        async def score(self, subject_id, features, timeout):
+            await asyncio.sleep(0)
+            self.result = (next(scores), common_pb2.SCORE_STATE_SCORED)
+            return await super().score(subject_id, features, timeout)
+
+    ports["scoring"] = Moving()
+    replies = await asyncio.gather(*(_score(ports, txn="same") for _ in range(4)))
+    assert len({r.SerializeToString() for r in replies}) == 1
+    assert consent.entries == 1
+
+
+async def test_questions_are_validated_before_anything_is_asked(ports):
+    with pytest.raises(InvalidArgument) as info:
+        await answer_threshold(ThresholdQuestion("bad id", 0, "", 200), "p1", deadline=Deadline(1.0), **ports)
+    assert [v.field for v in info.value.violations] == ["subject_id", "purpose", "transaction_id", "threshold"]
+    for txn in ("x" * 129, "tab\there", "caf\u00e9"):
+        with pytest.raises(InvalidArgument) as info:
+            await _score(ports, txn=txn)
+        assert [v.field for v in info.value.violations] == ["transaction_id"]
+    with pytest.raises(InvalidArgument):
+        await _score(ports, purpose=99)
+    assert ports["consent"].timeouts == []
+
+
+async def test_features_of_unconsented_sources_never_reach_the_scorecard(ports):
+    ports["consent"].authorize("s1", sources=[common_pb2.DATA_SOURCE_PAYMENTS])
+    await _score(ports)
+    for feature in ports["scoring"].seen:
         source = by_name(feature.name).source
         if source in (common_pb2.DATA_SOURCE_PAYMENTS, common_pb2.DATA_SOURCE_UNSPECIFIED):
             assert feature.HasField("value"), feature.name
@@ -72,11 +301,18 @@ def test_mask_keeps_everything_with_every_source_granted():
     assert mask_unconsented(vector, frozenset(SCORED_SOURCES)) == vector
 
 
-async def test_each_call_gets_what_is_left_of_one_deadline():
-    consent = FakeConsent(SCORED_SOURCES)
-    await get_credit_score("s1", consent=consent, features=FakeFeatures(),
-                           scoring=FakeScoring(), deadline=Deadline(0.5))
-    assert 0 < consent.timeouts[0] <= 0.5
+def test_decide():
+    scored = scoring_pb2.Score(state=common_pb2.SCORE_STATE_SCORED, score=600)
+    assert decide(scored, 600) == common_pb2.THRESHOLD_DECISION_MEETS
+    assert decide(scored, 601) == common_pb2.THRESHOLD_DECISION_BELOW
+    assert decide(scoring_pb2.Score(state=common_pb2.SCORE_STATE_INSUFFICIENT_DATA), 350) == (
+        common_pb2.THRESHOLD_DECISION_INSUFFICIENT_DATA)
+
+
+async def test_each_call_gets_what_is_left_of_one_deadline(ports):
+    ports["consent"].authorize("s1")
+    await _score(ports, deadline=0.5)
+    assert 0 < ports["consent"].timeouts[0] <= 0.5
     with pytest.raises(DeadlineExceeded):
-        await get_credit_score("s1", consent=consent, features=FakeFeatures(),
-                               scoring=FakeScoring(), deadline=Deadline(0.0))
+        await _score(ports, txn="t-late", deadline=0.0)
+

@@ -252,3 +252,58 @@ async def test_a_consent_failure_mid_stream_says_what_was_committed(ingestor, co
                                   consent_timeout=lambda: 1.0, reply_budget=10**6)
     assert info.value.metadata == {"records_committed": "1", "chunks_committed": "1"}
     assert [v.record.record_id for v in (await flaky.list_records("s1", 0, "")).records] == ["b1"]
+
+
+# --- the authenticated producer -------------------------------------------------
+
+async def test_a_producer_sends_only_under_its_own_id(ingestor, store):
+    from creditscore.runtime import PermissionDenied
+    from ingest_service.ingestion import AuthorizedProducer
+
+    wallet = AuthorizedProducer("wallet", frozenset({PAYMENTS}))
+    with pytest.raises(PermissionDenied) as info:
+        await ingestor.ingest("req", "marketplace", [bill("b1")], consent_timeout=1, producer=wallet)
+    assert info.value.reason == "PRODUCER_MISMATCH"
+    assert await store.list_by_subject("s1", 10, None) == []
+    out = await ingestor.ingest("req", "wallet", [bill("b1")], consent_timeout=1, producer=wallet)
+    assert summary(out) == [(0, "b1", Status.ACCEPTED, "")]
+
+
+async def test_a_record_of_a_source_the_producer_may_not_send_is_rejected(ingestor, consent, store):
+    from ingest_service.ingestion import AuthorizedProducer
+
+    wallet = AuthorizedProducer("wallet", frozenset({PAYMENTS}))
+    out = await ingestor.ingest("req", "wallet", [bill("b1"), rating("r1"), outcome("o1")],
+                                consent_timeout=1, producer=wallet)
+    assert summary(out) == [(0, "b1", Status.ACCEPTED, ""), (1, "r1", Status.REJECTED, "SOURCE_NOT_ALLOWED"),
+                            (2, "o1", Status.REJECTED, "SOURCE_NOT_ALLOWED")]
+    assert [v.field for v in out.results[1].violations] == ["body"]
+    assert "DATA_SOURCE_COMMERCE" in out.results[1].violations[0].description
+    # Consent was asked only about what the producer may send.
+    assert [pairs for _, pairs, _ in consent.calls] == [[("s1", PAYMENTS)]]
+    assert [row.record_id for row in await store.list_by_subject("s1", 10, None)] == ["b1"]
+    # A retraction has no body: it takes back the producer's own record.
+    retract = r.Record(record_id="b1", subject_id="s1", event_time=to_timestamp(NOW), revision=1, retracted=True)
+    out = await ingestor.ingest("req2", "wallet", [retract], consent_timeout=1, producer=wallet)
+    assert summary(out) == [(0, "b1", Status.ACCEPTED, "")]
+
+
+async def test_a_stream_is_checked_chunk_by_chunk(ingestor):
+    from creditscore.runtime import PermissionDenied
+    from ingest_service.ingestion import AuthorizedProducer, Chunk
+
+    wallet = AuthorizedProducer("wallet", frozenset({PAYMENTS}))
+
+    async def chunks(*items):
+        for item in items:
+            yield item
+
+    with pytest.raises(PermissionDenied) as info:
+        await ingestor.ingest_stream(chunks(Chunk("c0", "marketplace", [bill("b1")])),
+                                     consent_timeout=lambda: 1.0, reply_budget=1 << 20, producer=wallet)
+    assert info.value.reason == "PRODUCER_MISMATCH"
+    assert info.value.metadata["records_committed"] == "0"
+    out = await ingestor.ingest_stream(
+        chunks(Chunk("c0", "wallet", [bill("b1")]), Chunk("c1", "", [rating("r1")])),
+        consent_timeout=lambda: 1.0, reply_budget=1 << 20, producer=wallet)
+    assert summary(out) == [(0, "b1", Status.ACCEPTED, ""), (1, "r1", Status.REJECTED, "SOURCE_NOT_ALLOWED")]

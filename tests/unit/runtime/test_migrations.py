@@ -9,14 +9,16 @@ import importlib
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import pytest
 from alembic import command
-from sqlalchemy import Column, Integer, MetaData, Table, inspect
+from sqlalchemy import JSON, BigInteger, Column, Double, Index, Integer, MetaData, String, Table, inspect, text
 
 from creditscore.runtime import (
     Migrations,
     SchemaError,
+    UtcDateTime,
     check_schema,
     create_schema,
     make_engine,
@@ -25,8 +27,9 @@ from creditscore.runtime import (
     schema_differences,
     upgrade_schema,
 )
+from scoring_service.store import ScoreRole, ScoreStore, model_events
 
-SERVICES = ("consent_service", "ingest_service", "feature_service")
+SERVICES = ("consent_service", "ingest_service", "feature_service", "scoring_service")
 
 
 def migrations_of(package: str) -> Migrations:
@@ -93,11 +96,72 @@ async def test_the_comparison_sees_a_schema_that_differs(engine):
     assert [d[0] for d in found] == ["add_column"] and found[0][3].name == "extra"
 
 
-async def test_a_database_made_before_migrations_is_adopted_when_it_matches(engine):
-    migrations = migrations_of("feature_service")
+@pytest.mark.parametrize("package", SERVICES)
+async def test_a_database_made_before_migrations_is_adopted_when_it_matches(engine, package):
+    migrations = migrations_of(package)
     await create_schema(engine, migrations.metadata)
     assert await upgrade_schema(engine, migrations) == (None, migrations.head())
     assert await check_schema(engine, migrations) == migrations.head()
+
+
+def first_score_history(metadata: MetaData) -> Table:
+    """``score_history`` as the scoring service's first release made it: without
+    the role, improvements and shadow_of columns and the version index."""
+    return Table(
+        "score_history",
+        metadata,
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+        Column("subject_id", String(64), nullable=False),
+        Column("model_version", String(64), nullable=False),
+        Column("state", String(32), nullable=False),
+        Column("score", Integer, nullable=True),
+        Column("band", String(16), nullable=False),
+        Column("probability_of_bad", Double, nullable=True),
+        Column("coverage", Double, nullable=False),
+        Column("reasons", JSON, nullable=False),
+        Column("features", JSON, nullable=False),
+        Column("score_time", UtcDateTime, nullable=False),
+        Index("ix_score_history_subject_time", "subject_id", "score_time"),
+    )
+
+
+async def test_a_scoring_database_its_previous_release_upgraded_in_place_is_adopted_with_its_scores(engine):
+    """Before migrations the scoring service added its second release's columns
+    and index to an older ``score_history`` on start: such a database is exactly
+    the initial revision's, and keeps its scores."""
+    old = MetaData()
+    history = first_score_history(old)
+    model_events.to_metadata(old)
+    await create_schema(engine, old)
+    when = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
+    async with engine.begin() as conn:
+        await conn.execute(history.insert().values(
+            id=7, subject_id="s-1", model_version="1.0.0", state="SCORED", score=600, band="GOOD",
+            probability_of_bad=0.5, coverage=1.0, reasons=[], features={"identity_verified": 1.0}, score_time=when,
+        ))
+        # What the second release ran on start (its ScoreStore.create_schema).
+        for ddl in ("role VARCHAR(16) NOT NULL DEFAULT 'CHAMPION'", "improvements JSON", "shadow_of BIGINT"):
+            await conn.execute(text(f"ALTER TABLE score_history ADD COLUMN {ddl}"))
+        await conn.execute(text("CREATE INDEX ix_score_history_version_time ON score_history (model_version, score_time)"))
+    migrations = migrations_of("scoring_service")
+    assert await upgrade_schema(engine, migrations) == (None, migrations.head())
+    kept = await ScoreStore(engine).get(7)
+    assert kept is not None
+    assert (kept.role, kept.improvements, kept.shadow_of, kept.score, kept.score_time) == (
+        ScoreRole.CHAMPION, (), None, 600, when
+    )
+    assert kept.features == {"identity_verified": 1.0}
+
+
+async def test_a_scoring_database_of_its_first_release_is_refused(engine):
+    """Never started by the second release (which upgraded it in place): it differs,
+    and is left as it was."""
+    old = MetaData()
+    first_score_history(old)
+    await create_schema(engine, old)
+    with pytest.raises(SchemaError, match="score_history"):
+        await upgrade_schema(engine, migrations_of("scoring_service"))
+    assert await tables(engine) == {"score_history"}
 
 
 async def test_a_database_made_before_migrations_that_differs_is_refused(engine):
@@ -126,12 +190,13 @@ def _migrate(package: str, database_url: str, *args: str) -> subprocess.Complete
     )
 
 
-def test_the_migrate_command_upgrades_then_reports_current(tmp_path):
-    url = f"sqlite:///{tmp_path}/ingest.db"
-    done = _migrate("ingest_service", url)
+@pytest.mark.parametrize("package", ["ingest_service", "scoring_service"])
+def test_the_migrate_command_upgrades_then_reports_current(tmp_path, package):
+    url = f"sqlite:///{tmp_path}/{package}.db"
+    done = _migrate(package, url)
     assert done.returncode == 0, done.stderr
-    assert "migrated from empty to ingest_0001" in done.stdout
-    check = _migrate("ingest_service", url, "--check")
+    assert f"migrated from empty to {migrations_of(package).head()}" in done.stdout
+    check = _migrate(package, url, "--check")
     assert check.returncode == 0 and "(current)" in check.stdout
 
 

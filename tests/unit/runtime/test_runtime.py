@@ -179,3 +179,29 @@ def test_subject_ids_are_checked_the_same_everywhere(value, ok):
     v = Violations()
     check_subject_id(v, value)
     assert (not v.items) is ok
+
+
+async def test_a_streaming_call_without_timeout_gets_the_channel_default_too():
+    """grpc.aio files a multi-kind interceptor under one kind only: the default
+    deadline must reach server-streaming calls as well."""
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    handle = create_server(
+        [RegisteredService(consent_pb2.DESCRIPTOR.services_by_name["ConsentService"],
+                           consent_pb2_grpc.add_ConsentServiceServicer_to_server, _Servicer())],
+        ServerSettings(host="127.0.0.1", port=0), domain="test.creditscore")
+    await handle.start()
+    channel = create_channel(f"127.0.0.1:{handle.port}", ChannelSettings(timeout_seconds=0.5))
+    try:
+        # Reflection is bidirectional streaming; health Watch is server streaming and
+        # never ends on its own: without a default deadline it would wait forever.
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            async for _ in watch:
+                pass
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    finally:
+        await channel.close()
+        await handle.stop(0)

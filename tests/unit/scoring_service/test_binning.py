@@ -14,6 +14,8 @@ from creditscore.catalog import by_name
 from scoring_service.binning import (
     CATEGORICAL,
     NUMERIC,
+    PEAK,
+    VALLEY,
     FeatureSpec,
     _best_partition,
     code_for,
@@ -72,12 +74,15 @@ def test_woe_iv_of_a_table_with_an_empty_bin():
 
 
 def brute_force(rows_: np.ndarray, bads: np.ndarray, extra: list[tuple[int, int]], min_count: int,
-                max_bins: int, trend: int | None) -> float | None:
-    """The best IV over every partition of the pre-bins into contiguous groups."""
+                max_bins: int, trend: int | str | None, only: tuple[int, ...] | None = None) -> float | None:
+    """The best IV over every partition of the pre-bins into contiguous groups
+    (``only``: just the partition with these cuts) that keeps the trend."""
     m = len(rows_)
     best = None
     for k in range(1, min(max_bins, m) + 1):
         for cuts in itertools.combinations(range(1, m), k - 1):
+            if only is not None and cuts != only:
+                continue
             bounds = [0, *cuts, m]
             groups = [(int(rows_[a:b].sum()), int(bads[a:b].sum())) for a, b in zip(bounds, bounds[1:])]
             if min(n for n, _ in groups) < min_count:
@@ -85,10 +90,16 @@ def brute_force(rows_: np.ndarray, bads: np.ndarray, extra: list[tuple[int, int]
             rates = [b / n for n, b in groups]
             odds = [math.log((n - b + 0.5) / (b + 0.5)) for n, b in groups]
             steps = list(zip(zip(rates, odds), zip(rates[1:], odds[1:])))
-            if trend == 1 and not all(r2 < r1 and o2 > o1 for (r1, o1), (r2, o2) in steps):
+            falls = [r2 < r1 and o2 > o1 for (r1, o1), (r2, o2) in steps]
+            rises = [r2 > r1 and o2 < o1 for (r1, o1), (r2, o2) in steps]
+            if trend == 1 and not all(falls):
                 continue
-            if trend == -1 and not all(r2 > r1 and o2 < o1 for (r1, o1), (r2, o2) in steps):
+            if trend == -1 and not all(rises):
                 continue
+            if trend in (VALLEY, PEAK):
+                down, up = (falls, rises) if trend == VALLEY else (rises, falls)
+                if not any(all(down[:t]) and all(up[t:]) for t in range(len(steps) + 1)):
+                    continue
             table = [(n - b, b) for n, b in groups] + [(g, b) for g, b in extra if g + b > 0]
             value = iv_by_hand(table)
             if best is None or value > best:
@@ -96,7 +107,7 @@ def brute_force(rows_: np.ndarray, bads: np.ndarray, extra: list[tuple[int, int]
     return best
 
 
-@pytest.mark.parametrize("trend", [1, -1, None])
+@pytest.mark.parametrize("trend", [1, -1, None, VALLEY, PEAK])
 def test_the_dynamic_programme_finds_the_best_partition_that_brute_force_finds(trend):
     rng = np.random.default_rng(17)
     for _ in range(60):
@@ -114,6 +125,11 @@ def test_the_dynamic_programme_finds_the_best_partition_that_brute_force_finds(t
             assert found.starts == (0,)
         else:
             assert found.iv == pytest.approx(expected, abs=1e-9)
+            # The partition returned is one that brute force accepts, with that IV.
+            bounds = [*found.starts, m]
+            assert len(found.starts) <= max_bins and found.starts[0] == 0
+            assert brute_force(counts[: m], bads[: m], list(zip(extra_rows - extra_bads, extra_bads)), min_count,
+                               max_bins, trend, only=tuple(bounds[1:-1])) == pytest.approx(found.iv, abs=1e-9)
 
 
 def u_shaped(n: int = 20000, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -225,3 +241,35 @@ def test_specs_derive_codes_and_texts_from_the_name_or_the_catalog():
         FeatureSpec("x", CATEGORICAL, special_values=(-1,))
     with pytest.raises(ValueError, match="direction"):
         FeatureSpec("x", NUMERIC, direction=2)
+
+
+def test_regular_bins_are_searchsorted_bins_for_any_number_of_edges():
+    from scoring_service.binning import COMPARE_EDGES, regular_bins
+
+    rng = np.random.default_rng(3)
+    grid = np.linspace(-3, 3, 61)
+    for n_edges in (0, 1, 5, COMPARE_EDGES, COMPARE_EDGES + 1, 40):
+        edges = np.sort(rng.choice(grid, size=n_edges, replace=False))
+        x = rng.choice(np.r_[grid, grid + 0.05, np.nan, -np.inf, np.inf], size=5000)  # on and between edges
+        expected = np.searchsorted(edges, x, side="right")
+        nan = np.isnan(x)
+        for missing in (0, 1, n_edges + 1, n_edges + 3, 300):
+            got = regular_bins(x, edges.tolist(), missing=missing)
+            assert got.dtype == np.intp
+            assert np.array_equal(got[~nan], expected[~nan]) and (got[nan] == missing).all()
+        assert np.array_equal(regular_bins(x, edges.tolist())[~nan], expected[~nan])
+
+
+def test_a_valley_when_asked_for_and_monotone_bins_otherwise():
+    x, y = u_shaped()
+    valley = fit_binning(x, y, FeatureSpec("x", NUMERIC), max_bins=6, min_bin_share=0.05, unimodal=True)
+    rates = np.array(valley.bad_rates()[: valley.n_regular])
+    turn = int(np.argmin(rates))
+    assert 0 < turn < len(rates) - 1  # it falls, then rises
+    assert (np.diff(rates[: turn + 1]) < 0).all() and (np.diff(rates[turn:]) > 0).all()
+    assert valley.direction == 0 and min(valley.counts[:-1]) >= 0.05 * len(x)
+    monotone = fit_binning(x, y, FeatureSpec("x", NUMERIC), max_bins=6, min_bin_share=0.05)
+    assert monotone.direction in (1, -1) and valley.iv > monotone.iv
+    # A known direction is kept whatever is asked.
+    known = fit_binning(x, y, FeatureSpec("x", NUMERIC, direction=1), max_bins=6, unimodal=True)
+    assert known.direction == 1 and (np.diff(np.array(known.bad_rates()[: known.n_regular])) < 0).all()

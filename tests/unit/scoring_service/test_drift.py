@@ -253,3 +253,57 @@ def test_special_values_and_categories_are_binned_as_the_model_bins_them():
     # Housing absent everywhere: all in its "no data" bin, which training never saw.
     expected = 2 * (1e-4 - 0.5) * math.log(1e-4 / 0.5) + (1.0 - 1e-4) * math.log(1.0 / 1e-4)
     assert special.features[1].psi == pytest.approx(expected)
+
+
+def test_every_kind_of_bin_of_a_trained_model_drifts():
+    """A model trained on a table with a categorical feature (a rare category
+    pooled into "other"), a numeric one with a special code with a bin of its own
+    and one pooled with "no data", and missing values: every feature gets a PSI,
+    about 0 on the training population itself, and the one that moves shifts."""
+    from scoring_service.binning import CATEGORICAL, NUMERIC, FeatureSpec
+    from scoring_service.training import stratified_split, train_table
+
+    rng = np.random.default_rng(12)
+    n = 20_000
+    income = rng.lognormal(10, 0.5, n)
+    income[rng.random(n) < 0.1] = -999.0
+    income[:50] = -1.0  # too rare for a bin: scored as no data
+    income[rng.random(n) < 0.05] = np.nan
+    housing = rng.choice(np.array(["own", "rent", "family", "boat"], dtype=object), n, p=[0.5, 0.3, 0.18, 0.02])
+    housing[rng.random(n) < 0.05] = None
+    logit = -1.5 - np.log(np.where(income > 0, income, 22000) / 22000) + np.where(housing == "rent", 0.9, 0.0)
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    result = train_table(
+        {"income": income, "housing": housing}, y,
+        [FeatureSpec("income", NUMERIC, special_values=(-999, -1)), FeatureSpec("housing", CATEGORICAL)],
+        version="5.0.0", description="drift of every bin kind", min_iv=0.0, seed=3,
+    )
+    card = result.scorecard
+    binning = result.binnings["income"]
+    assert binning.specials == (-999.0,) and binning.pooled_specials == (-1.0,)
+    assert result.binnings["housing"].other_bin is not None
+    dist = training_distribution(card)
+    assert set(dist.features) == {"income", "housing"} and dist.unmeasured == {}
+
+    train, _ = stratified_split(y, 0.3, seed=3)
+
+    def vector(i: int, moved: bool = False) -> dict[str, Any]:
+        value = float(income[i])
+        return {
+            "income": None if np.isnan(value) else (-999.0 if moved else value),
+            "housing": "castle" if moved else housing[i],  # unseen: the "other" bin
+        }
+
+    same = compute_drift(card, [600] * len(train), [vector(i) for i in train], distribution=dist)
+    assert [f.feature for f in same.features] == list(card.features)
+    assert all(f.psi is not None and f.psi < 1e-9 for f in same.features)
+    moved = compute_drift(card, [600] * 2000, [vector(i, moved=True) for i in train[:2000]], distribution=dist)
+    assert all(f.status is DriftStatus.SHIFTED for f in moved.features)
+
+
+def test_features_that_cannot_be_measured_are_named_with_the_reason():
+    report = compute_drift(card(TRAINING), [600] * 10, [{}] * 10, min_scores=10)
+    assert report.unmeasured == {
+        "ext_delinquencies_24m": "no training distribution recorded",
+        "pay_bills_paid_count": "training distribution has 3 shares for the model's 4 bins",
+    }

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from creditscore.runtime import FailedPrecondition, InvalidArgument, NotFound, make_engine
@@ -308,31 +307,6 @@ def test_points_table_labels_every_bin():
         ("no data", 4.0, None, False, (), False, True),
     ]
     assert {a.value for a in ModelAction} == {"ACTIVATED", "ROLLED_BACK", "CHALLENGER_SET", "CHALLENGER_CLEARED"}
-
-
-async def test_an_older_score_table_is_upgraded_in_place(database_url):
-    engine = make_engine(database_url)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text(
-                "CREATE TABLE score_history (id INTEGER PRIMARY KEY, subject_id VARCHAR(64) NOT NULL, "
-                "model_version VARCHAR(64) NOT NULL, state VARCHAR(32) NOT NULL, score INTEGER, "
-                "band VARCHAR(16) NOT NULL, probability_of_bad FLOAT, coverage FLOAT NOT NULL, "
-                "reasons JSON NOT NULL, features JSON NOT NULL, score_time TIMESTAMP NOT NULL)"
-            ))
-            await conn.execute(text(
-                "INSERT INTO score_history VALUES (7, 's-1', '1.0.0', 'SCORED', 600, 'GOOD', 0.5, 1.0, "
-                "'[]', '{\"identity_verified\": 1.0}', '2026-11-01 10:00:00')"
-            ))
-        store = ScoreStore(engine)
-        await store.create_schema()
-        await store.create_schema()  # twice: nothing left to do
-        old = await store.get(7)
-        assert old is not None
-        assert (old.role, old.improvements, old.shadow_of, old.score) == (ScoreRole.CHAMPION, (), None, 600)
-        assert old.features == {"identity_verified": 1.0}
-    finally:
-        await engine.dispose()
 
 
 async def test_champion_and_shadow_scores_are_stored_together_or_not_at_all(registry, engine):

@@ -142,19 +142,24 @@ def test_score_columns_agrees_with_score_one():
     columns = random_columns(np.random.default_rng(5), 2000)
     batch = card.score_columns(columns)
     assert batch.insufficient.any() and not batch.insufficient.all()
+    codes = batch.reason_codes()
+    assert batch.reasons is not None and batch.reasons.shape == (2000, 4)
     for i in range(2000):
         one = card.score_one(as_row(columns, i))
         assert batch.coverage[i] == one.coverage
         if one.state is ScoreState.INSUFFICIENT_DATA:
             assert batch.insufficient[i] and batch.scores[i] == 0 and np.isnan(batch.pd[i])
-            assert batch.reason_codes[i] == ()
+            assert codes[i] == () and batch.reasons[i].tolist() == [-1] * 4
         else:
             assert batch.scores[i] == one.score and batch.pd[i] == pytest.approx(one.probability_of_bad, rel=1e-12)
-            assert batch.reason_codes[i] == tuple(r.code for r in one.reasons)
-    assert card.score_columns(columns, reasons=False).reason_codes is None
+            assert codes[i] == tuple(r.code for r in one.reasons) == batch.reason_codes_of(i)
+    plain = card.score_columns(columns, reasons=False)
+    assert plain.reasons is None and plain.reason_codes() is None and np.array_equal(plain.scores, batch.scores)
     bins = card.bin_index(columns)
     again = card.score_bins(bins, reasons=True)
-    assert np.array_equal(again.scores, batch.scores) and again.reason_codes == batch.reason_codes
+    assert np.array_equal(again.scores, batch.scores) and np.array_equal(again.reasons, batch.reasons)
+    per_feature = card.score_bins([bins[:, k] for k in range(bins.shape[1])], reasons=True)
+    assert np.array_equal(per_feature.scores, batch.scores) and np.array_equal(per_feature.reasons, batch.reasons)
 
 
 def test_a_numeric_matrix_cannot_carry_a_categorical_feature():
@@ -173,7 +178,7 @@ def test_format_2_round_trips_through_the_file(tmp_path):
     assert loaded.to_dict() == original and loaded.format == "creditscore.scorecard/2"
     columns = random_columns(np.random.default_rng(9), 300)
     first, second = Scorecard.from_dict(original).score_columns(columns), loaded.score_columns(columns)
-    assert np.array_equal(first.scores, second.scores) and first.reason_codes == second.reason_codes
+    assert np.array_equal(first.scores, second.scores) and first.reason_codes() == second.reason_codes()
     assert loaded.kinds == {"on time": "numeric", "late days": "numeric", "housing": "categorical",
                             "verified": "numeric", "unused": "numeric"}
 
@@ -261,3 +266,48 @@ def test_scores_stay_within_350_and_950(bin_points, intercept, pdo, offset, valu
     assert 0.0 <= result.probability_of_bad <= 1.0
     batch = card.score_columns({k: np.array([np.nan if v is None else v]) for k, v in row.items()})
     assert batch.scores[0] == result.score
+
+
+def test_batch_reasons_rank_ties_as_score_one_across_blocks():
+    """Many features losing exactly the same points: the four reasons and their
+    order (most points lost first, ties in catalog order, then artifact order)
+    must be score_one's, row by row, across the batch kernel's row blocks."""
+    from creditscore.catalog import FEATURE_NAMES
+
+    rng = np.random.default_rng(11)
+    catalog = list(FEATURE_NAMES[:8])
+    names = ["zeta", *reversed(catalog), "alpha", "mid"]  # catalog features out of catalog order
+    features = []
+    for i, name in enumerate(names):
+        levels = [float(v) for v in rng.choice([0.0, 10.0, 20.0, 30.0], size=3)]
+        levels[-1] = 30.0  # every feature can give 30: points lost are 0, 10, 20 or 30
+        code = f"F{i}"
+        feature = numeric(name, code, [(None, 0.0, levels[0]), (0.0, 1.0, levels[1]), (1.0, None, levels[2])],
+                          float(rng.choice([0.0, 10.0, 20.0])))
+        features.append(feature)
+    features[0]["special"] = [{"value": -9.0, "points": 0.0}]
+    card = Scorecard.from_dict(artifact(features, min_coverage=0.3))
+    n = card._BLOCK + 1234  # crosses a block boundary
+    columns = {name: rng.choice([-1.0, 0.5, 2.0, np.nan, -9.0], size=n) for name in names}
+    batch = card.score_columns(columns)
+    codes = batch.reason_codes()
+    catalog_rank = {name: FEATURE_NAMES.index(name) for name in catalog}
+    tied_at_the_cut = 0
+    for i in range(0, n, 7):
+        row = {name: (None if np.isnan(columns[name][i]) else float(columns[name][i])) for name in names}
+        one = card.score_one(row)
+        if one.state is ScoreState.INSUFFICIENT_DATA:
+            assert codes[i] == ()
+            continue
+        assert codes[i] == tuple(r.code for r in one.reasons)
+        # score_one's own order, written out: most lost first, then catalog order, then artifact order.
+        keys = [(-r.points_lost, catalog_rank.get(r.feature, 100 + names.index(r.feature))) for r in one.reasons]
+        assert keys == sorted(keys)
+        losing = sorted(
+            (round(30.0 - card._features[k].points[card._features[k].locate(row.get(name))], 4), name)
+            for k, name in enumerate(names)
+        )
+        lost_values = [lost for lost, _ in losing if lost > 0]
+        if len(lost_values) > 4 and sorted(lost_values, reverse=True)[3] == sorted(lost_values, reverse=True)[4]:
+            tied_at_the_cut += 1
+    assert tied_at_the_cut > 100  # the ties the ranking has to break were really there

@@ -19,6 +19,7 @@ from creditscore.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from scoring_service.cli import drift, models, parse_time
 from scoring_service.config import Settings
 from scoring_service.server import build_server
+from tests.authkit import NO_AUTH
 
 
 def artifact(version: str) -> dict[str, Any]:
@@ -49,7 +50,8 @@ async def address(tmp_path, sqlite_url) -> AsyncIterator[str]:
     for version in ("1.0.0", "1.1.0"):
         (folder / f"scorecard-{version}.json").write_text(json.dumps(artifact(version)))
     handle = await build_server(Settings(
-        server=ServerSettings(host="127.0.0.1", port=0), database_url=sqlite_url, model_dir=str(folder)
+        server=ServerSettings(host="127.0.0.1", port=0), database_url=sqlite_url, model_dir=str(folder),
+        auth=NO_AUTH,
     ))
     await handle.start()
     try:

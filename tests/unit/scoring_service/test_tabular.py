@@ -173,7 +173,7 @@ def test_train_then_score_a_csv_end_to_end(tmp_path, capsys):
         assert after[: len(before)] == before  # every original field, as written
         assert after[column["state"]] == "SCORED" and int(after[column["score"]]) == batch.scores[i]
         assert float(after[column["probability_of_bad"]]) == pytest.approx(batch.pd[i], abs=1e-6)
-        assert after[column["reasons"]] == ";".join(batch.reason_codes[i])
+        assert after[column["reasons"]] == ";".join(batch.reason_codes_of(i))
         assert after[column["band"]] in {"POOR", "FAIR", "GOOD", "VERY_GOOD", "EXCELLENT"}
     assert any(";" in row[column["reasons"]] for row in result[1:])
 

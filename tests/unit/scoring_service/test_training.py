@@ -18,14 +18,20 @@ from creditscore.runtime import InvalidArgument
 from scoring_service.binning import CATEGORICAL, NUMERIC, FeatureSpec
 from scoring_service.scorecard import Scorecard, ScoreState
 from scoring_service.training import (
+    L2_CV_MAX_ROWS,
+    L2_GRID,
+    LARGE_FIT_ROWS,
+    LogisticFit,
     TrainingError,
     auc_score,
     bin_feature,
+    choose_l2,
     fit_logistic,
     fit_logistic_detailed,
     ks_score,
     main,
     stratified_split,
+    train_matrix,
     train_scorecard,
     train_table,
     woe_iv,
@@ -405,3 +411,97 @@ def test_training_errors_name_every_bad_field():
     assert isinstance(info.value, InvalidArgument) and isinstance(info.value, ValueError)
     with pytest.raises(TrainingError, match="bads"):
         train_table(columns, np.zeros(500), [FeatureSpec("income", NUMERIC)], version="1", description="x")
+
+
+def reference_fit(Z: np.ndarray, y: np.ndarray, *, l2: float = 1.0, **_: object) -> LogisticFit:
+    """Textbook Newton in float64 on the whole design matrix, step halving, run
+    until a step moves no weight by 1e-13: the exact optimum, slowly."""
+    n, k = Z.shape
+    A = np.column_stack([np.ones(n), Z])
+    penalty = np.r_[0.0, np.full(k, l2)]
+    w = np.zeros(k + 1)
+
+    def loss(weights: np.ndarray) -> float:
+        z = A @ weights
+        return float(np.logaddexp(0.0, z).sum() - y @ z + 0.5 * penalty @ weights**2)
+
+    for iteration in range(1, 200):
+        p = 1.0 / (1.0 + np.exp(-(A @ w)))
+        step = np.linalg.solve((A * (p * (1 - p))[:, None]).T @ A + np.diag(penalty), A.T @ (y - p) - penalty * w)
+        scale = 1.0
+        while loss(w + scale * step) > loss(w) and scale > 1e-6:
+            scale /= 2
+        w = w + scale * step
+        if np.max(np.abs(step)) < 1e-13:
+            break
+    return LogisticFit(float(w[0]), w[1:], iteration, True, loss(w))
+
+
+def test_the_fast_fit_gives_the_points_an_exact_fit_gives(monkeypatch):
+    # Enough training rows for the large-fit path: a warm start on a subsample,
+    # float32 curvature, the curvature kept once the steps are small.
+    X, y, _ = synthetic(220_000, seed=21)
+    assert 0.7 * len(y) > LARGE_FIT_ROWS
+    fast = train_matrix(X, y, FEATURE_NAMES, version="1", description="fast fit", seed=3)
+    assert fast.artifact["training"]["converged"]
+    monkeypatch.setattr("scoring_service.training.fit_logistic_detailed", reference_fit)
+    exact = train_matrix(X, y, FEATURE_NAMES, version="1", description="exact fit", seed=3)
+    a, b = fast.artifact, exact.artifact
+    assert [f["name"] for f in a["features"]] == [f["name"] for f in b["features"]]
+    assert a["training"]["intercept"] == b["training"]["intercept"]
+    for fa, fb in zip(a["features"], b["features"]):
+        assert fa["coefficient"] == fb["coefficient"]
+        rows_a = [*fa["bins"], *fa.get("special", []), fa["missing"]]
+        rows_b = [*fb["bins"], *fb.get("special", []), fb["missing"]]
+        # Points are stored to 1e-4: equal as stored.
+        assert [r["points"] for r in rows_a] == [r["points"] for r in rows_b]
+    # Unrounded, the scaling agrees far below what the stored points can show.
+    for key in ("factor", "offset"):
+        assert a["scaling"][key] == pytest.approx(b["scaling"][key], rel=1e-9)
+    assert a["metrics"] == b["metrics"] and a["training_distribution"] == b["training_distribution"]
+
+
+def test_the_training_rows_bins_are_the_artifacts_bins():
+    columns, y = categorical_table(6000, seed=8)
+    columns["income"][:40] = -1.0  # a special code too rare for a bin of its own: pooled with no data
+    specs = [
+        FeatureSpec("income", NUMERIC, special_values=(-999, -1)),
+        FeatureSpec.for_column("housing", CATEGORICAL),
+        FeatureSpec.for_column("noise", NUMERIC),
+    ]
+    result = train_table(columns, y, specs, version="1", description="bins", min_iv=0.0)
+    card = result.scorecard
+    train, _ = stratified_split(y.astype(np.int64), 0.3, seed=7)
+    rows = {name: column[train] for name, column in columns.items()}
+    index = card.bin_index(rows)
+    recorded = result.artifact["training_distribution"]["features"]
+    for k, name in enumerate(card.features):
+        binning = result.binnings[name]
+        assert np.array_equal(binning.transform(rows[name]), index[:, k])
+        shares = np.bincount(index[:, k], minlength=binning.n_bins) / len(train)
+        entry = recorded[name]
+        flat = [*entry["bins"], *entry.get("special", []), entry["missing"]]
+        assert flat == [round(float(s), 6) for s in shares]
+    assert result.binnings["income"].pooled_specials == (-1.0,)
+    assert "special" in recorded["income"] and any(b.get("other") for b in result.artifact["features"][1]["bins"])
+
+
+def test_the_l2_penalty_of_a_small_table_is_chosen_by_cross_validation():
+    rng = np.random.default_rng(1)
+    n = 300
+    Z = rng.normal(size=(n, 16)) * 0.5  # one real signal, fifteen noise columns: a fit that overfits
+    y = (rng.random(n) < 1 / (1 + np.exp(1 + Z[:, 0]))).astype(float)
+    chosen, how = choose_l2(Z, y, seed=3)
+    losses = {float(k): v for k, v in how["log_loss"].items()}
+    assert set(losses) == set(L2_GRID) and chosen == min(losses, key=losses.__getitem__)
+    assert chosen >= 10.0 and losses[chosen] < losses[1.0]  # more penalty than the default predicts better
+    assert choose_l2(Z, y, seed=3) == (chosen, how)  # the folds are seeded
+    big = np.zeros((L2_CV_MAX_ROWS + 1, 1))
+    assert choose_l2(big, np.r_[np.zeros(L2_CV_MAX_ROWS), 1.0], seed=3) == (1.0, {})
+
+    columns, y_table = categorical_table(4000, seed=5)
+    specs = [FeatureSpec("income", NUMERIC, special_values=(-999,)), FeatureSpec.for_column("housing", CATEGORICAL)]
+    auto = train_table(columns, y_table, specs, version="1", description="auto l2").artifact["training"]
+    assert auto["l2"] in L2_GRID and auto["l2_cv"]["log_loss"]
+    fixed = train_table(columns, y_table, specs, version="1", description="l2 1", l2=1.0).artifact["training"]
+    assert fixed["l2"] == 1.0 and "l2_cv" not in fixed

@@ -24,25 +24,33 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"creditscore/common/v1/common.proto\x12\x15\x63reditscore.common.v1\"J\n\x06Reason\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x13\n\x0bpoints_lost\x18\x03 \x01(\x01\x12\x0f\n\x07\x66\x65\x61ture\x18\x04 \x01(\t\":\n\x0c\x46\x65\x61tureValue\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\x05value\x18\x02 \x01(\x01H\x00\x88\x01\x01\x42\x08\n\x06_value\"\xa9\x01\n\x0bImprovement\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x1a\n\rcurrent_value\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x19\n\x0ctarget_value\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x0bpoints_gain\x18\x06 \x01(\x01\x42\x10\n\x0e_current_valueB\x0f\n\r_target_value*\xab\x01\n\nDataSource\x12\x1b\n\x17\x44\x41TA_SOURCE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x41TA_SOURCE_COMMERCE\x10\x01\x12\x18\n\x14\x44\x41TA_SOURCE_PAYMENTS\x10\x02\x12\x18\n\x14\x44\x41TA_SOURCE_IDENTITY\x10\x03\x12\x18\n\x14\x44\x41TA_SOURCE_EXTERNAL\x10\x04\x12\x18\n\x14\x44\x41TA_SOURCE_OUTCOMES\x10\x05*]\n\x07Purpose\x12\x17\n\x13PURPOSE_UNSPECIFIED\x10\x00\x12\x1a\n\x16PURPOSE_CREDIT_SCORING\x10\x01\x12\x1d\n\x19PURPOSE_MODEL_DEVELOPMENT\x10\x02*\x9a\x01\n\tScoreBand\x12\x1a\n\x16SCORE_BAND_UNSPECIFIED\x10\x00\x12\x13\n\x0fSCORE_BAND_POOR\x10\x01\x12\x13\n\x0fSCORE_BAND_FAIR\x10\x02\x12\x13\n\x0fSCORE_BAND_GOOD\x10\x03\x12\x18\n\x14SCORE_BAND_VERY_GOOD\x10\x04\x12\x18\n\x14SCORE_BAND_EXCELLENT\x10\x05*d\n\nScoreState\x12\x1b\n\x17SCORE_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12SCORE_STATE_SCORED\x10\x01\x12!\n\x1dSCORE_STATE_INSUFFICIENT_DATA\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"creditscore/common/v1/common.proto\x12\x15\x63reditscore.common.v1\"J\n\x06Reason\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x13\n\x0bpoints_lost\x18\x03 \x01(\x01\x12\x0f\n\x07\x66\x65\x61ture\x18\x04 \x01(\t\":\n\x0c\x46\x65\x61tureValue\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\x05value\x18\x02 \x01(\x01H\x00\x88\x01\x01\x42\x08\n\x06_value\"\xa9\x01\n\x0bImprovement\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x1a\n\rcurrent_value\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x19\n\x0ctarget_value\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x0bpoints_gain\x18\x06 \x01(\x01\x42\x10\n\x0e_current_valueB\x0f\n\r_target_value\"J\n\x0bPurgedTable\x12\r\n\x05table\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65leted_rows\x18\x02 \x01(\x03\x12\x16\n\x0erewritten_rows\x18\x03 \x01(\x03*\xab\x01\n\nDataSource\x12\x1b\n\x17\x44\x41TA_SOURCE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x41TA_SOURCE_COMMERCE\x10\x01\x12\x18\n\x14\x44\x41TA_SOURCE_PAYMENTS\x10\x02\x12\x18\n\x14\x44\x41TA_SOURCE_IDENTITY\x10\x03\x12\x18\n\x14\x44\x41TA_SOURCE_EXTERNAL\x10\x04\x12\x18\n\x14\x44\x41TA_SOURCE_OUTCOMES\x10\x05*]\n\x07Purpose\x12\x17\n\x13PURPOSE_UNSPECIFIED\x10\x00\x12\x1a\n\x16PURPOSE_CREDIT_SCORING\x10\x01\x12\x1d\n\x19PURPOSE_MODEL_DEVELOPMENT\x10\x02*\x9a\x01\n\tScoreBand\x12\x1a\n\x16SCORE_BAND_UNSPECIFIED\x10\x00\x12\x13\n\x0fSCORE_BAND_POOR\x10\x01\x12\x13\n\x0fSCORE_BAND_FAIR\x10\x02\x12\x13\n\x0fSCORE_BAND_GOOD\x10\x03\x12\x18\n\x14SCORE_BAND_VERY_GOOD\x10\x04\x12\x18\n\x14SCORE_BAND_EXCELLENT\x10\x05*d\n\nScoreState\x12\x1b\n\x17SCORE_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12SCORE_STATE_SCORED\x10\x01\x12!\n\x1dSCORE_STATE_INSUFFICIENT_DATA\x10\x02*\xe1\x01\n\rAccessPurpose\x12\x1e\n\x1a\x41\x43\x43\x45SS_PURPOSE_UNSPECIFIED\x10\x00\x12%\n!ACCESS_PURPOSE_CREDIT_APPLICATION\x10\x01\x12&\n\"ACCESS_PURPOSE_INSTALMENT_PURCHASE\x10\x02\x12\x19\n\x15\x41\x43\x43\x45SS_PURPOSE_RENTAL\x10\x03\x12#\n\x1f\x41\x43\x43\x45SS_PURPOSE_TELECOM_CONTRACT\x10\x04\x12!\n\x1d\x41\x43\x43\x45SS_PURPOSE_ACCOUNT_REVIEW\x10\x05*\x80\x01\n\x12\x41uthorizationScope\x12#\n\x1f\x41UTHORIZATION_SCOPE_UNSPECIFIED\x10\x00\x12!\n\x1d\x41UTHORIZATION_SCOPE_THRESHOLD\x10\x01\x12\"\n\x1e\x41UTHORIZATION_SCOPE_FULL_SCORE\x10\x02*\x9d\x01\n\x11ThresholdDecision\x12\"\n\x1eTHRESHOLD_DECISION_UNSPECIFIED\x10\x00\x12\x1c\n\x18THRESHOLD_DECISION_MEETS\x10\x01\x12\x1c\n\x18THRESHOLD_DECISION_BELOW\x10\x02\x12(\n$THRESHOLD_DECISION_INSUFFICIENT_DATA\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'creditscore.common.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DATASOURCE']._serialized_start=370
-  _globals['_DATASOURCE']._serialized_end=541
-  _globals['_PURPOSE']._serialized_start=543
-  _globals['_PURPOSE']._serialized_end=636
-  _globals['_SCOREBAND']._serialized_start=639
-  _globals['_SCOREBAND']._serialized_end=793
-  _globals['_SCORESTATE']._serialized_start=795
-  _globals['_SCORESTATE']._serialized_end=895
+  _globals['_DATASOURCE']._serialized_start=446
+  _globals['_DATASOURCE']._serialized_end=617
+  _globals['_PURPOSE']._serialized_start=619
+  _globals['_PURPOSE']._serialized_end=712
+  _globals['_SCOREBAND']._serialized_start=715
+  _globals['_SCOREBAND']._serialized_end=869
+  _globals['_SCORESTATE']._serialized_start=871
+  _globals['_SCORESTATE']._serialized_end=971
+  _globals['_ACCESSPURPOSE']._serialized_start=974
+  _globals['_ACCESSPURPOSE']._serialized_end=1199
+  _globals['_AUTHORIZATIONSCOPE']._serialized_start=1202
+  _globals['_AUTHORIZATIONSCOPE']._serialized_end=1330
+  _globals['_THRESHOLDDECISION']._serialized_start=1333
+  _globals['_THRESHOLDDECISION']._serialized_end=1490
   _globals['_REASON']._serialized_start=61
   _globals['_REASON']._serialized_end=135
   _globals['_FEATUREVALUE']._serialized_start=137
   _globals['_FEATUREVALUE']._serialized_end=195
   _globals['_IMPROVEMENT']._serialized_start=198
   _globals['_IMPROVEMENT']._serialized_end=367
+  _globals['_PURGEDTABLE']._serialized_start=369
+  _globals['_PURGEDTABLE']._serialized_end=443
 # @@protoc_insertion_point(module_scope)

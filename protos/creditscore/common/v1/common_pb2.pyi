@@ -34,6 +34,28 @@ class ScoreState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SCORE_STATE_UNSPECIFIED: _ClassVar[ScoreState]
     SCORE_STATE_SCORED: _ClassVar[ScoreState]
     SCORE_STATE_INSUFFICIENT_DATA: _ClassVar[ScoreState]
+
+class AccessPurpose(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ACCESS_PURPOSE_UNSPECIFIED: _ClassVar[AccessPurpose]
+    ACCESS_PURPOSE_CREDIT_APPLICATION: _ClassVar[AccessPurpose]
+    ACCESS_PURPOSE_INSTALMENT_PURCHASE: _ClassVar[AccessPurpose]
+    ACCESS_PURPOSE_RENTAL: _ClassVar[AccessPurpose]
+    ACCESS_PURPOSE_TELECOM_CONTRACT: _ClassVar[AccessPurpose]
+    ACCESS_PURPOSE_ACCOUNT_REVIEW: _ClassVar[AccessPurpose]
+
+class AuthorizationScope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    AUTHORIZATION_SCOPE_UNSPECIFIED: _ClassVar[AuthorizationScope]
+    AUTHORIZATION_SCOPE_THRESHOLD: _ClassVar[AuthorizationScope]
+    AUTHORIZATION_SCOPE_FULL_SCORE: _ClassVar[AuthorizationScope]
+
+class ThresholdDecision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    THRESHOLD_DECISION_UNSPECIFIED: _ClassVar[ThresholdDecision]
+    THRESHOLD_DECISION_MEETS: _ClassVar[ThresholdDecision]
+    THRESHOLD_DECISION_BELOW: _ClassVar[ThresholdDecision]
+    THRESHOLD_DECISION_INSUFFICIENT_DATA: _ClassVar[ThresholdDecision]
 DATA_SOURCE_UNSPECIFIED: DataSource
 DATA_SOURCE_COMMERCE: DataSource
 DATA_SOURCE_PAYMENTS: DataSource
@@ -52,6 +74,19 @@ SCORE_BAND_EXCELLENT: ScoreBand
 SCORE_STATE_UNSPECIFIED: ScoreState
 SCORE_STATE_SCORED: ScoreState
 SCORE_STATE_INSUFFICIENT_DATA: ScoreState
+ACCESS_PURPOSE_UNSPECIFIED: AccessPurpose
+ACCESS_PURPOSE_CREDIT_APPLICATION: AccessPurpose
+ACCESS_PURPOSE_INSTALMENT_PURCHASE: AccessPurpose
+ACCESS_PURPOSE_RENTAL: AccessPurpose
+ACCESS_PURPOSE_TELECOM_CONTRACT: AccessPurpose
+ACCESS_PURPOSE_ACCOUNT_REVIEW: AccessPurpose
+AUTHORIZATION_SCOPE_UNSPECIFIED: AuthorizationScope
+AUTHORIZATION_SCOPE_THRESHOLD: AuthorizationScope
+AUTHORIZATION_SCOPE_FULL_SCORE: AuthorizationScope
+THRESHOLD_DECISION_UNSPECIFIED: ThresholdDecision
+THRESHOLD_DECISION_MEETS: ThresholdDecision
+THRESHOLD_DECISION_BELOW: ThresholdDecision
+THRESHOLD_DECISION_INSUFFICIENT_DATA: ThresholdDecision
 
 class Reason(_message.Message):
     __slots__ = ("code", "text", "points_lost", "feature")
@@ -88,3 +123,13 @@ class Improvement(_message.Message):
     target_value: float
     points_gain: float
     def __init__(self, feature: _Optional[str] = ..., code: _Optional[str] = ..., text: _Optional[str] = ..., current_value: _Optional[float] = ..., target_value: _Optional[float] = ..., points_gain: _Optional[float] = ...) -> None: ...
+
+class PurgedTable(_message.Message):
+    __slots__ = ("table", "deleted_rows", "rewritten_rows")
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    DELETED_ROWS_FIELD_NUMBER: _ClassVar[int]
+    REWRITTEN_ROWS_FIELD_NUMBER: _ClassVar[int]
+    table: str
+    deleted_rows: int
+    rewritten_rows: int
+    def __init__(self, table: _Optional[str] = ..., deleted_rows: _Optional[int] = ..., rewritten_rows: _Optional[int] = ...) -> None: ...

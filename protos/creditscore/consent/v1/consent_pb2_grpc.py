@@ -26,8 +26,15 @@ if _version_not_supported:
 
 
 class ConsentServiceStub:
-    """Owns subjects and their consents: the one place that answers
-    "may this data be used for this purpose?".
+    """Owns subjects and their consents, partner authorizations, the access log,
+    registered partners and producers with their credentials, and deletion
+    receipts: the one place that answers "may X do Y with Z's data?".
+
+    Who may call what (AUTH_MODE=required): IssueToken needs no token; the
+    subject's own RPCs (enrollment, consents, authorizations, access log, export,
+    closing the account, receipts) and the registry take a service token (the
+    gateway, an operator); CheckConsents, CheckAuthorization, RecordAccess and
+    GetAccessByTransaction are internal (service tokens only).
     """
 
     def __init__(self, channel):
@@ -66,11 +73,88 @@ class ConsentServiceStub:
                 request_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.ListConsentsRequest.SerializeToString,
                 response_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.ListConsentsResponse.FromString,
                 _registered_method=True)
+        self.WithdrawAllConsents = channel.unary_unary(
+                '/creditscore.consent.v1.ConsentService/WithdrawAllConsents',
+                request_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.WithdrawAllConsentsRequest.SerializeToString,
+                response_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.WithdrawAllConsentsResponse.FromString,
+                _registered_method=True)
+        self.CloseAccount = channel.unary_unary(
+                '/creditscore.consent.v1.ConsentService/CloseAccount',
+                request_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.CloseAccountRequest.SerializeToString,
+                response_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.CloseAccountResponse.FromString,
+                _registered_method=True)
+        self.GetDeletionReceipt = channel.unary_unary(
+                '/creditscore.consent.v1.ConsentService/GetDeletionReceipt',
+                request_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.GetDeletionReceiptRequest.SerializeToString,
+                response_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.GetDeletionReceiptResponse.FromString,
+                _registered_method=True)
+        self.ExportSubjectData = channel.unary_unary(
+                '/creditscore.consent.v1.ConsentService/ExportSubjectData',
+                request_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.ExportSubjectDataRequest.SerializeToString,
+                response_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.ExportSubjectDataResponse.FromString,
+                _registered_method=True)
+        self.RegisterPartner = channel.unary_unary(
+                '/creditscore.consent.v1.ConsentService/RegisterPartner',
+                request_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RegisterPartnerRequest.SerializeToString,
+                response_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RegisterPartnerResponse.FromString,
+                _registered_method=True)
+        self.RegisterProducer = channel.unary_unary(
+                '/creditscore.consent.v1.ConsentService/RegisterProducer',
+                request_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RegisterProducerRequest.SerializeToString,
+                response_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RegisterProducerResponse.FromString,
+                _registered_method=True)
+        self.IssueToken = channel.unary_unary(
+                '/creditscore.consent.v1.ConsentService/IssueToken',
+                request_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.IssueTokenRequest.SerializeToString,
+                response_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.IssueTokenResponse.FromString,
+                _registered_method=True)
+        self.GrantAuthorization = channel.unary_unary(
+                '/creditscore.consent.v1.ConsentService/GrantAuthorization',
+                request_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.GrantAuthorizationRequest.SerializeToString,
+                response_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.GrantAuthorizationResponse.FromString,
+                _registered_method=True)
+        self.RevokeAuthorization = channel.unary_unary(
+                '/creditscore.consent.v1.ConsentService/RevokeAuthorization',
+                request_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RevokeAuthorizationRequest.SerializeToString,
+                response_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RevokeAuthorizationResponse.FromString,
+                _registered_method=True)
+        self.ListAuthorizations = channel.unary_unary(
+                '/creditscore.consent.v1.ConsentService/ListAuthorizations',
+                request_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.ListAuthorizationsRequest.SerializeToString,
+                response_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.ListAuthorizationsResponse.FromString,
+                _registered_method=True)
+        self.CheckAuthorization = channel.unary_unary(
+                '/creditscore.consent.v1.ConsentService/CheckAuthorization',
+                request_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.CheckAuthorizationRequest.SerializeToString,
+                response_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.CheckAuthorizationResponse.FromString,
+                _registered_method=True)
+        self.RecordAccess = channel.unary_unary(
+                '/creditscore.consent.v1.ConsentService/RecordAccess',
+                request_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RecordAccessRequest.SerializeToString,
+                response_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RecordAccessResponse.FromString,
+                _registered_method=True)
+        self.GetAccessByTransaction = channel.unary_unary(
+                '/creditscore.consent.v1.ConsentService/GetAccessByTransaction',
+                request_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.GetAccessByTransactionRequest.SerializeToString,
+                response_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.GetAccessByTransactionResponse.FromString,
+                _registered_method=True)
+        self.ListAccessLog = channel.unary_unary(
+                '/creditscore.consent.v1.ConsentService/ListAccessLog',
+                request_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.ListAccessLogRequest.SerializeToString,
+                response_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.ListAccessLogResponse.FromString,
+                _registered_method=True)
 
 
 class ConsentServiceServicer:
-    """Owns subjects and their consents: the one place that answers
-    "may this data be used for this purpose?".
+    """Owns subjects and their consents, partner authorizations, the access log,
+    registered partners and producers with their credentials, and deletion
+    receipts: the one place that answers "may X do Y with Z's data?".
+
+    Who may call what (AUTH_MODE=required): IssueToken needs no token; the
+    subject's own RPCs (enrollment, consents, authorizations, access log, export,
+    closing the account, receipts) and the registry take a service token (the
+    gateway, an operator); CheckConsents, CheckAuthorization, RecordAccess and
+    GetAccessByTransaction are internal (service tokens only).
     """
 
     def EnrollSubject(self, request, context):
@@ -96,6 +180,10 @@ class ConsentServiceServicer:
 
     def WithdrawConsent(self, request, context):
         """Withdraws consent for one data source and purpose; as easy as granting.
+        Withdrawing the consent a source's records are collected under
+        (PURPOSE_CREDIT_SCORING; PURPOSE_MODEL_DEVELOPMENT for loan outcomes) stops
+        their ingestion at once and starts a purge of that source's records and of
+        what was derived from them (features, scores), with a deletion receipt.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -110,6 +198,122 @@ class ConsentServiceServicer:
 
     def ListConsents(self, request, context):
         """Lists a subject's consents, granted and withdrawn.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WithdrawAllConsents(self, request, context):
+        """Withdraws every consent of the subject and purges the subject's data from
+        every store of every service (records, features, scores, consents,
+        authorizations, access log); the enrollment stays. Idempotent on request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloseAccount(self, request, context):
+        """As WithdrawAllConsents, and the enrollment goes too: nothing of the subject is
+        left but the deletion receipt. Idempotent on request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDeletionReceipt(self, request, context):
+        """A deletion receipt: what was deleted, where, how many rows, when; complete
+        once every service has purged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportSubjectData(self, request, context):
+        """Everything held about the subject, in every service, as one JSON document.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterPartner(self, request, context):
+        """Registers a partner (a lender, merchant, rental or phone company) and issues
+        its client credentials; the secret is shown in this reply only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterProducer(self, request, context):
+        """Registers a data producer with the sources it may send, and issues its client
+        credentials; the secret is shown in this reply only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IssueToken(self, request, context):
+        """Client credentials -> a signed token (JWT, Ed25519) for the audience of the
+        client's kind: partners "gateway", producers "ingest", services "internal".
+        A wrong secret and an unknown client get the same UNAUTHENTICATED
+        (INVALID_CLIENT). Needs no token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GrantAuthorization(self, request, context):
+        """The subject authorizes a partner for a purpose and a scope until expire_time.
+        Granting again replaces the scope and expiry of a live authorization.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeAuthorization(self, request, context):
+        """The subject revokes an authorization, at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuthorizations(self, request, context):
+        """Lists the subject's authorizations, live, expired and revoked.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckAuthorization(self, request, context):
+        """Internal (the gateway): the scope of the live authorization of (subject,
+        partner, purpose), or none. An unknown subject or partner, no authorization,
+        an expired and a revoked one all get the same answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordAccess(self, request, context):
+        """Internal (the gateway): writes one partner lookup to the access log, durably,
+        before the answer goes to the partner. Idempotent on (partner_id,
+        transaction_id) for 24 hours: a repeat returns the entry stored first (and
+        its answer) and writes nothing. Refused (PERMISSION_DENIED, NOT_AUTHORIZED)
+        unless the authorization is live and its scope covers the answer, checked in
+        the same transaction as the write.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAccessByTransaction(self, request, context):
+        """Internal (the gateway): the entry a partner's transaction id was recorded
+        under in the last 24 hours, if any, with its stored answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAccessLog(self, request, context):
+        """The subject's access log: every partner lookup, newest first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -148,6 +352,76 @@ def add_ConsentServiceServicer_to_server(servicer, server):
                     request_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.ListConsentsRequest.FromString,
                     response_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.ListConsentsResponse.SerializeToString,
             ),
+            'WithdrawAllConsents': grpc.unary_unary_rpc_method_handler(
+                    servicer.WithdrawAllConsents,
+                    request_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.WithdrawAllConsentsRequest.FromString,
+                    response_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.WithdrawAllConsentsResponse.SerializeToString,
+            ),
+            'CloseAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseAccount,
+                    request_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.CloseAccountRequest.FromString,
+                    response_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.CloseAccountResponse.SerializeToString,
+            ),
+            'GetDeletionReceipt': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDeletionReceipt,
+                    request_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.GetDeletionReceiptRequest.FromString,
+                    response_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.GetDeletionReceiptResponse.SerializeToString,
+            ),
+            'ExportSubjectData': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportSubjectData,
+                    request_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.ExportSubjectDataRequest.FromString,
+                    response_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.ExportSubjectDataResponse.SerializeToString,
+            ),
+            'RegisterPartner': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterPartner,
+                    request_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RegisterPartnerRequest.FromString,
+                    response_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RegisterPartnerResponse.SerializeToString,
+            ),
+            'RegisterProducer': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterProducer,
+                    request_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RegisterProducerRequest.FromString,
+                    response_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RegisterProducerResponse.SerializeToString,
+            ),
+            'IssueToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueToken,
+                    request_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.IssueTokenRequest.FromString,
+                    response_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.IssueTokenResponse.SerializeToString,
+            ),
+            'GrantAuthorization': grpc.unary_unary_rpc_method_handler(
+                    servicer.GrantAuthorization,
+                    request_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.GrantAuthorizationRequest.FromString,
+                    response_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.GrantAuthorizationResponse.SerializeToString,
+            ),
+            'RevokeAuthorization': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeAuthorization,
+                    request_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RevokeAuthorizationRequest.FromString,
+                    response_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RevokeAuthorizationResponse.SerializeToString,
+            ),
+            'ListAuthorizations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuthorizations,
+                    request_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.ListAuthorizationsRequest.FromString,
+                    response_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.ListAuthorizationsResponse.SerializeToString,
+            ),
+            'CheckAuthorization': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckAuthorization,
+                    request_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.CheckAuthorizationRequest.FromString,
+                    response_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.CheckAuthorizationResponse.SerializeToString,
+            ),
+            'RecordAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordAccess,
+                    request_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RecordAccessRequest.FromString,
+                    response_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RecordAccessResponse.SerializeToString,
+            ),
+            'GetAccessByTransaction': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAccessByTransaction,
+                    request_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.GetAccessByTransactionRequest.FromString,
+                    response_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.GetAccessByTransactionResponse.SerializeToString,
+            ),
+            'ListAccessLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAccessLog,
+                    request_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.ListAccessLogRequest.FromString,
+                    response_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.ListAccessLogResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'creditscore.consent.v1.ConsentService', rpc_method_handlers)
@@ -157,8 +431,15 @@ def add_ConsentServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ConsentService:
-    """Owns subjects and their consents: the one place that answers
-    "may this data be used for this purpose?".
+    """Owns subjects and their consents, partner authorizations, the access log,
+    registered partners and producers with their credentials, and deletion
+    receipts: the one place that answers "may X do Y with Z's data?".
+
+    Who may call what (AUTH_MODE=required): IssueToken needs no token; the
+    subject's own RPCs (enrollment, consents, authorizations, access log, export,
+    closing the account, receipts) and the registry take a service token (the
+    gateway, an operator); CheckConsents, CheckAuthorization, RecordAccess and
+    GetAccessByTransaction are internal (service tokens only).
     """
 
     @staticmethod
@@ -313,6 +594,384 @@ class ConsentService:
             '/creditscore.consent.v1.ConsentService/ListConsents',
             creditscore_dot_consent_dot_v1_dot_consent__pb2.ListConsentsRequest.SerializeToString,
             creditscore_dot_consent_dot_v1_dot_consent__pb2.ListConsentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WithdrawAllConsents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.consent.v1.ConsentService/WithdrawAllConsents',
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.WithdrawAllConsentsRequest.SerializeToString,
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.WithdrawAllConsentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.consent.v1.ConsentService/CloseAccount',
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.CloseAccountRequest.SerializeToString,
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.CloseAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDeletionReceipt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.consent.v1.ConsentService/GetDeletionReceipt',
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.GetDeletionReceiptRequest.SerializeToString,
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.GetDeletionReceiptResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportSubjectData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.consent.v1.ConsentService/ExportSubjectData',
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.ExportSubjectDataRequest.SerializeToString,
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.ExportSubjectDataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterPartner(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.consent.v1.ConsentService/RegisterPartner',
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.RegisterPartnerRequest.SerializeToString,
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.RegisterPartnerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterProducer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.consent.v1.ConsentService/RegisterProducer',
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.RegisterProducerRequest.SerializeToString,
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.RegisterProducerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.consent.v1.ConsentService/IssueToken',
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.IssueTokenRequest.SerializeToString,
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.IssueTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GrantAuthorization(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.consent.v1.ConsentService/GrantAuthorization',
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.GrantAuthorizationRequest.SerializeToString,
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.GrantAuthorizationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeAuthorization(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.consent.v1.ConsentService/RevokeAuthorization',
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.RevokeAuthorizationRequest.SerializeToString,
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.RevokeAuthorizationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuthorizations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.consent.v1.ConsentService/ListAuthorizations',
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.ListAuthorizationsRequest.SerializeToString,
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.ListAuthorizationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckAuthorization(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.consent.v1.ConsentService/CheckAuthorization',
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.CheckAuthorizationRequest.SerializeToString,
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.CheckAuthorizationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.consent.v1.ConsentService/RecordAccess',
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.RecordAccessRequest.SerializeToString,
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.RecordAccessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAccessByTransaction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.consent.v1.ConsentService/GetAccessByTransaction',
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.GetAccessByTransactionRequest.SerializeToString,
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.GetAccessByTransactionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccessLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.consent.v1.ConsentService/ListAccessLog',
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.ListAccessLogRequest.SerializeToString,
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.ListAccessLogResponse.FromString,
             options,
             channel_credentials,
             insecure,

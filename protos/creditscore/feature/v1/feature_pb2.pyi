@@ -60,3 +60,49 @@ class GetFeatureVectorResponse(_message.Message):
     FEATURE_VECTOR_FIELD_NUMBER: _ClassVar[int]
     feature_vector: FeatureVector
     def __init__(self, feature_vector: _Optional[_Union[FeatureVector, _Mapping]] = ...) -> None: ...
+
+class PurgeSubjectRequest(_message.Message):
+    __slots__ = ("request_id", "subject_id", "source")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    subject_id: str
+    source: _common_pb2.DataSource
+    def __init__(self, request_id: _Optional[str] = ..., subject_id: _Optional[str] = ..., source: _Optional[_Union[_common_pb2.DataSource, str]] = ...) -> None: ...
+
+class PurgeSubjectResponse(_message.Message):
+    __slots__ = ("tables",)
+    TABLES_FIELD_NUMBER: _ClassVar[int]
+    tables: _containers.RepeatedCompositeFieldContainer[_common_pb2.PurgedTable]
+    def __init__(self, tables: _Optional[_Iterable[_Union[_common_pb2.PurgedTable, _Mapping]]] = ...) -> None: ...
+
+class ExportSubjectRequest(_message.Message):
+    __slots__ = ("subject_id",)
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    def __init__(self, subject_id: _Optional[str] = ...) -> None: ...
+
+class AppliedRecord(_message.Message):
+    __slots__ = ("producer_id", "record_id", "revision", "source", "feeds_features", "apply_time")
+    PRODUCER_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORD_ID_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    FEEDS_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    APPLY_TIME_FIELD_NUMBER: _ClassVar[int]
+    producer_id: str
+    record_id: str
+    revision: int
+    source: _common_pb2.DataSource
+    feeds_features: bool
+    apply_time: _timestamp_pb2.Timestamp
+    def __init__(self, producer_id: _Optional[str] = ..., record_id: _Optional[str] = ..., revision: _Optional[int] = ..., source: _Optional[_Union[_common_pb2.DataSource, str]] = ..., feeds_features: _Optional[bool] = ..., apply_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ExportSubjectResponse(_message.Message):
+    __slots__ = ("feature_vector", "applied_records")
+    FEATURE_VECTOR_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    feature_vector: FeatureVector
+    applied_records: _containers.RepeatedCompositeFieldContainer[AppliedRecord]
+    def __init__(self, feature_vector: _Optional[_Union[FeatureVector, _Mapping]] = ..., applied_records: _Optional[_Iterable[_Union[AppliedRecord, _Mapping]]] = ...) -> None: ...

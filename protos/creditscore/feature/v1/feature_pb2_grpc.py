@@ -45,6 +45,16 @@ class FeatureServiceStub:
                 request_serializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.GetFeatureVectorRequest.SerializeToString,
                 response_deserializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.GetFeatureVectorResponse.FromString,
                 _registered_method=True)
+        self.PurgeSubject = channel.unary_unary(
+                '/creditscore.feature.v1.FeatureService/PurgeSubject',
+                request_serializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.PurgeSubjectRequest.SerializeToString,
+                response_deserializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.PurgeSubjectResponse.FromString,
+                _registered_method=True)
+        self.ExportSubject = channel.unary_unary(
+                '/creditscore.feature.v1.FeatureService/ExportSubject',
+                request_serializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.ExportSubjectRequest.SerializeToString,
+                response_deserializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.ExportSubjectResponse.FromString,
+                _registered_method=True)
 
 
 class FeatureServiceServicer:
@@ -70,6 +80,25 @@ class FeatureServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PurgeSubject(self, request, context):
+        """Internal (services only; the consent service's purge): forgets a subject,
+        or one source of it. For one source, the records of that source are
+        forgotten and the subject's aggregates are recomputed from the records
+        applied from the other sources, as if that source had never sent anything.
+        Idempotent on request_id: a retry answers the counts of the first call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportSubject(self, request, context):
+        """Internal (services only; the consent service's export): what this service
+        holds about a subject: its feature vector now and the records applied.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FeatureServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -82,6 +111,16 @@ def add_FeatureServiceServicer_to_server(servicer, server):
                     servicer.GetFeatureVector,
                     request_deserializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.GetFeatureVectorRequest.FromString,
                     response_serializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.GetFeatureVectorResponse.SerializeToString,
+            ),
+            'PurgeSubject': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeSubject,
+                    request_deserializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.PurgeSubjectRequest.FromString,
+                    response_serializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.PurgeSubjectResponse.SerializeToString,
+            ),
+            'ExportSubject': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportSubject,
+                    request_deserializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.ExportSubjectRequest.FromString,
+                    response_serializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.ExportSubjectResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -139,6 +178,60 @@ class FeatureService:
             '/creditscore.feature.v1.FeatureService/GetFeatureVector',
             creditscore_dot_feature_dot_v1_dot_feature__pb2.GetFeatureVectorRequest.SerializeToString,
             creditscore_dot_feature_dot_v1_dot_feature__pb2.GetFeatureVectorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeSubject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.feature.v1.FeatureService/PurgeSubject',
+            creditscore_dot_feature_dot_v1_dot_feature__pb2.PurgeSubjectRequest.SerializeToString,
+            creditscore_dot_feature_dot_v1_dot_feature__pb2.PurgeSubjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportSubject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.feature.v1.FeatureService/ExportSubject',
+            creditscore_dot_feature_dot_v1_dot_feature__pb2.ExportSubjectRequest.SerializeToString,
+            creditscore_dot_feature_dot_v1_dot_feature__pb2.ExportSubjectResponse.FromString,
             options,
             channel_credentials,
             insecure,

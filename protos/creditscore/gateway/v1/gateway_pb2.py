@@ -26,7 +26,7 @@ from creditscore.common.v1 import common_pb2 as creditscore_dot_common_dot_v1_do
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$creditscore/gateway/v1/gateway.proto\x12\x16\x63reditscore.gateway.v1\x1a\"creditscore/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"+\n\x15GetCreditScoreRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\"\xf1\x02\n\x0b\x43reditScore\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x30\n\x05state\x18\x02 \x01(\x0e\x32!.creditscore.common.v1.ScoreState\x12\r\n\x05score\x18\x03 \x01(\x05\x12.\n\x04\x62\x61nd\x18\x04 \x01(\x0e\x32 .creditscore.common.v1.ScoreBand\x12\x1a\n\x12probability_of_bad\x18\x05 \x01(\x01\x12.\n\x07reasons\x18\x06 \x03(\x0b\x32\x1d.creditscore.common.v1.Reason\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12\x10\n\x08\x63overage\x18\x08 \x01(\x01\x12.\n\nscore_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x0cimprovements\x18\n \x03(\x0b\x32\".creditscore.common.v1.Improvement\"S\n\x16GetCreditScoreResponse\x12\x39\n\x0c\x63redit_score\x18\x01 \x01(\x0b\x32#.creditscore.gateway.v1.CreditScore2\x85\x01\n\x12\x43reditScoreService\x12o\n\x0eGetCreditScore\x12-.creditscore.gateway.v1.GetCreditScoreRequest\x1a..creditscore.gateway.v1.GetCreditScoreResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$creditscore/gateway/v1/gateway.proto\x12\x16\x63reditscore.gateway.v1\x1a\"creditscore/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"z\n\x15GetCreditScoreRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x35\n\x07purpose\x18\x02 \x01(\x0e\x32$.creditscore.common.v1.AccessPurpose\x12\x16\n\x0etransaction_id\x18\x03 \x01(\t\"\xf1\x02\n\x0b\x43reditScore\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x30\n\x05state\x18\x02 \x01(\x0e\x32!.creditscore.common.v1.ScoreState\x12\r\n\x05score\x18\x03 \x01(\x05\x12.\n\x04\x62\x61nd\x18\x04 \x01(\x0e\x32 .creditscore.common.v1.ScoreBand\x12\x1a\n\x12probability_of_bad\x18\x05 \x01(\x01\x12.\n\x07reasons\x18\x06 \x03(\x0b\x32\x1d.creditscore.common.v1.Reason\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12\x10\n\x08\x63overage\x18\x08 \x01(\x01\x12.\n\nscore_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x0cimprovements\x18\n \x03(\x0b\x32\".creditscore.common.v1.Improvement\"k\n\x16GetCreditScoreResponse\x12\x39\n\x0c\x63redit_score\x18\x01 \x01(\x0b\x32#.creditscore.gateway.v1.CreditScore\x12\x16\n\x0etransaction_id\x18\x02 \x01(\t\"\x93\x01\n\x1b\x43heckCreditThresholdRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x35\n\x07purpose\x18\x02 \x01(\x0e\x32$.creditscore.common.v1.AccessPurpose\x12\x11\n\tthreshold\x18\x03 \x01(\x05\x12\x16\n\x0etransaction_id\x18\x04 \x01(\t\"\xcc\x01\n\x1c\x43heckCreditThresholdResponse\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x11\n\tthreshold\x18\x02 \x01(\x05\x12:\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0e\x32(.creditscore.common.v1.ThresholdDecision\x12\x16\n\x0etransaction_id\x18\x04 \x01(\t\x12\x31\n\rdecision_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\x89\x02\n\x12\x43reditScoreService\x12o\n\x0eGetCreditScore\x12-.creditscore.gateway.v1.GetCreditScoreRequest\x1a..creditscore.gateway.v1.GetCreditScoreResponse\x12\x81\x01\n\x14\x43heckCreditThreshold\x12\x33.creditscore.gateway.v1.CheckCreditThresholdRequest\x1a\x34.creditscore.gateway.v1.CheckCreditThresholdResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,11 +34,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'creditscore.gateway.v1.gate
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GETCREDITSCOREREQUEST']._serialized_start=133
-  _globals['_GETCREDITSCOREREQUEST']._serialized_end=176
-  _globals['_CREDITSCORE']._serialized_start=179
-  _globals['_CREDITSCORE']._serialized_end=548
-  _globals['_GETCREDITSCORERESPONSE']._serialized_start=550
-  _globals['_GETCREDITSCORERESPONSE']._serialized_end=633
-  _globals['_CREDITSCORESERVICE']._serialized_start=636
-  _globals['_CREDITSCORESERVICE']._serialized_end=769
+  _globals['_GETCREDITSCOREREQUEST']._serialized_end=255
+  _globals['_CREDITSCORE']._serialized_start=258
+  _globals['_CREDITSCORE']._serialized_end=627
+  _globals['_GETCREDITSCORERESPONSE']._serialized_start=629
+  _globals['_GETCREDITSCORERESPONSE']._serialized_end=736
+  _globals['_CHECKCREDITTHRESHOLDREQUEST']._serialized_start=739
+  _globals['_CHECKCREDITTHRESHOLDREQUEST']._serialized_end=886
+  _globals['_CHECKCREDITTHRESHOLDRESPONSE']._serialized_start=889
+  _globals['_CHECKCREDITTHRESHOLDRESPONSE']._serialized_end=1093
+  _globals['_CREDITSCORESERVICE']._serialized_start=1096
+  _globals['_CREDITSCORESERVICE']._serialized_end=1361
 # @@protoc_insertion_point(module_scope)

@@ -11,10 +11,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GetCreditScoreRequest(_message.Message):
-    __slots__ = ("subject_id",)
+    __slots__ = ("subject_id", "purpose", "transaction_id")
     SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     subject_id: str
-    def __init__(self, subject_id: _Optional[str] = ...) -> None: ...
+    purpose: _common_pb2.AccessPurpose
+    transaction_id: str
+    def __init__(self, subject_id: _Optional[str] = ..., purpose: _Optional[_Union[_common_pb2.AccessPurpose, str]] = ..., transaction_id: _Optional[str] = ...) -> None: ...
 
 class CreditScore(_message.Message):
     __slots__ = ("subject_id", "state", "score", "band", "probability_of_bad", "reasons", "model_version", "coverage", "score_time", "improvements")
@@ -41,7 +45,35 @@ class CreditScore(_message.Message):
     def __init__(self, subject_id: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.ScoreState, str]] = ..., score: _Optional[int] = ..., band: _Optional[_Union[_common_pb2.ScoreBand, str]] = ..., probability_of_bad: _Optional[float] = ..., reasons: _Optional[_Iterable[_Union[_common_pb2.Reason, _Mapping]]] = ..., model_version: _Optional[str] = ..., coverage: _Optional[float] = ..., score_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., improvements: _Optional[_Iterable[_Union[_common_pb2.Improvement, _Mapping]]] = ...) -> None: ...
 
 class GetCreditScoreResponse(_message.Message):
-    __slots__ = ("credit_score",)
+    __slots__ = ("credit_score", "transaction_id")
     CREDIT_SCORE_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     credit_score: CreditScore
-    def __init__(self, credit_score: _Optional[_Union[CreditScore, _Mapping]] = ...) -> None: ...
+    transaction_id: str
+    def __init__(self, credit_score: _Optional[_Union[CreditScore, _Mapping]] = ..., transaction_id: _Optional[str] = ...) -> None: ...
+
+class CheckCreditThresholdRequest(_message.Message):
+    __slots__ = ("subject_id", "purpose", "threshold", "transaction_id")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    purpose: _common_pb2.AccessPurpose
+    threshold: int
+    transaction_id: str
+    def __init__(self, subject_id: _Optional[str] = ..., purpose: _Optional[_Union[_common_pb2.AccessPurpose, str]] = ..., threshold: _Optional[int] = ..., transaction_id: _Optional[str] = ...) -> None: ...
+
+class CheckCreditThresholdResponse(_message.Message):
+    __slots__ = ("subject_id", "threshold", "decision", "transaction_id", "decision_time")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    DECISION_TIME_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    threshold: int
+    decision: _common_pb2.ThresholdDecision
+    transaction_id: str
+    decision_time: _timestamp_pb2.Timestamp
+    def __init__(self, subject_id: _Optional[str] = ..., threshold: _Optional[int] = ..., decision: _Optional[_Union[_common_pb2.ThresholdDecision, str]] = ..., transaction_id: _Optional[str] = ..., decision_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -26,7 +26,21 @@ if _version_not_supported:
 
 
 class CreditScoreServiceStub:
-    """The one API that apps and partners reach: composes consent, features and score.
+    """The one API that partners reach. Every call is a partner's (a token of kind
+    "partner", audience "gateway", in the metadata "authorization: Bearer <token>")
+    and is answered only within the subject's live authorization of that partner
+    for the purpose named:
+
+    - an unknown subject, no authorization, an expired or revoked one, a scope that
+    does not cover the call, and a subject without a live consent to be scored
+    all get the same PERMISSION_DENIED (reason NOT_AUTHORIZED) with the same
+    message: a partner cannot tell who exists;
+    - every answer is written to the subject's access log before it leaves; when the
+    log cannot be written the call fails with UNAVAILABLE (reason
+    ACCESS_LOG_UNAVAILABLE) and nothing is answered;
+    - the same transaction_id within 24 hours (for the same subject, purpose and
+    question) returns the same answer, byte for byte, and writes no second entry;
+    reused for another question it is INVALID_ARGUMENT (TRANSACTION_ID_REUSED).
     """
 
     def __init__(self, channel):
@@ -40,14 +54,41 @@ class CreditScoreServiceStub:
                 request_serializer=creditscore_dot_gateway_dot_v1_dot_gateway__pb2.GetCreditScoreRequest.SerializeToString,
                 response_deserializer=creditscore_dot_gateway_dot_v1_dot_gateway__pb2.GetCreditScoreResponse.FromString,
                 _registered_method=True)
+        self.CheckCreditThreshold = channel.unary_unary(
+                '/creditscore.gateway.v1.CreditScoreService/CheckCreditThreshold',
+                request_serializer=creditscore_dot_gateway_dot_v1_dot_gateway__pb2.CheckCreditThresholdRequest.SerializeToString,
+                response_deserializer=creditscore_dot_gateway_dot_v1_dot_gateway__pb2.CheckCreditThresholdResponse.FromString,
+                _registered_method=True)
 
 
 class CreditScoreServiceServicer:
-    """The one API that apps and partners reach: composes consent, features and score.
+    """The one API that partners reach. Every call is a partner's (a token of kind
+    "partner", audience "gateway", in the metadata "authorization: Bearer <token>")
+    and is answered only within the subject's live authorization of that partner
+    for the purpose named:
+
+    - an unknown subject, no authorization, an expired or revoked one, a scope that
+    does not cover the call, and a subject without a live consent to be scored
+    all get the same PERMISSION_DENIED (reason NOT_AUTHORIZED) with the same
+    message: a partner cannot tell who exists;
+    - every answer is written to the subject's access log before it leaves; when the
+    log cannot be written the call fails with UNAVAILABLE (reason
+    ACCESS_LOG_UNAVAILABLE) and nothing is answered;
+    - the same transaction_id within 24 hours (for the same subject, purpose and
+    question) returns the same answer, byte for byte, and writes no second entry;
+    reused for another question it is INVALID_ARGUMENT (TRANSACTION_ID_REUSED).
     """
 
     def GetCreditScore(self, request, context):
-        """Consent check -> feature vector -> score, each with a deadline derived from this call's.
+        """The score, band and reasons. Needs an authorization of scope FULL_SCORE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckCreditThreshold(self, request, context):
+        """Only whether the score meets the partner's threshold: MEETS, BELOW or
+        INSUFFICIENT_DATA. Needs an authorization of scope THRESHOLD (or FULL_SCORE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -61,6 +102,11 @@ def add_CreditScoreServiceServicer_to_server(servicer, server):
                     request_deserializer=creditscore_dot_gateway_dot_v1_dot_gateway__pb2.GetCreditScoreRequest.FromString,
                     response_serializer=creditscore_dot_gateway_dot_v1_dot_gateway__pb2.GetCreditScoreResponse.SerializeToString,
             ),
+            'CheckCreditThreshold': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckCreditThreshold,
+                    request_deserializer=creditscore_dot_gateway_dot_v1_dot_gateway__pb2.CheckCreditThresholdRequest.FromString,
+                    response_serializer=creditscore_dot_gateway_dot_v1_dot_gateway__pb2.CheckCreditThresholdResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'creditscore.gateway.v1.CreditScoreService', rpc_method_handlers)
@@ -70,7 +116,21 @@ def add_CreditScoreServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class CreditScoreService:
-    """The one API that apps and partners reach: composes consent, features and score.
+    """The one API that partners reach. Every call is a partner's (a token of kind
+    "partner", audience "gateway", in the metadata "authorization: Bearer <token>")
+    and is answered only within the subject's live authorization of that partner
+    for the purpose named:
+
+    - an unknown subject, no authorization, an expired or revoked one, a scope that
+    does not cover the call, and a subject without a live consent to be scored
+    all get the same PERMISSION_DENIED (reason NOT_AUTHORIZED) with the same
+    message: a partner cannot tell who exists;
+    - every answer is written to the subject's access log before it leaves; when the
+    log cannot be written the call fails with UNAVAILABLE (reason
+    ACCESS_LOG_UNAVAILABLE) and nothing is answered;
+    - the same transaction_id within 24 hours (for the same subject, purpose and
+    question) returns the same answer, byte for byte, and writes no second entry;
+    reused for another question it is INVALID_ARGUMENT (TRANSACTION_ID_REUSED).
     """
 
     @staticmethod
@@ -90,6 +150,33 @@ class CreditScoreService:
             '/creditscore.gateway.v1.CreditScoreService/GetCreditScore',
             creditscore_dot_gateway_dot_v1_dot_gateway__pb2.GetCreditScoreRequest.SerializeToString,
             creditscore_dot_gateway_dot_v1_dot_gateway__pb2.GetCreditScoreResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckCreditThreshold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.gateway.v1.CreditScoreService/CheckCreditThreshold',
+            creditscore_dot_gateway_dot_v1_dot_gateway__pb2.CheckCreditThresholdRequest.SerializeToString,
+            creditscore_dot_gateway_dot_v1_dot_gateway__pb2.CheckCreditThresholdResponse.FromString,
             options,
             channel_credentials,
             insecure,

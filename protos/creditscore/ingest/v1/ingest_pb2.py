@@ -22,41 +22,50 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from creditscore.common.v1 import common_pb2 as creditscore_dot_common_dot_v1_dot_common__pb2
 from creditscore.records.v1 import records_pb2 as creditscore_dot_records_dot_v1_dot_records__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"creditscore/ingest/v1/ingest.proto\x12\x15\x63reditscore.ingest.v1\x1a$creditscore/records/v1/records.proto\x1a\x1fgoogle/protobuf/timestamp.proto\":\n\x14RecordFieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"\xbc\x01\n\x0cRecordResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x11\n\trecord_id\x18\x02 \x01(\t\x12\x33\n\x06status\x18\x03 \x01(\x0e\x32#.creditscore.ingest.v1.RecordStatus\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x45\n\x10\x66ield_violations\x18\x05 \x03(\x0b\x32+.creditscore.ingest.v1.RecordFieldViolation\"p\n\x14IngestRecordsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0bproducer_id\x18\x02 \x01(\t\x12/\n\x07records\x18\x03 \x03(\x0b\x32\x1e.creditscore.records.v1.Record\"\x96\x01\n\x15IngestRecordsResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.creditscore.ingest.v1.RecordResult\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x02 \x01(\x05\x12\x17\n\x0f\x64uplicate_count\x18\x03 \x01(\x05\x12\x16\n\x0erejected_count\x18\x04 \x01(\x05\"u\n\x19IngestRecordStreamRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0bproducer_id\x18\x02 \x01(\t\x12/\n\x07records\x18\x03 \x03(\x0b\x32\x1e.creditscore.records.v1.Record\"\xb0\x01\n\x1aIngestRecordStreamResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.creditscore.ingest.v1.RecordResult\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x02 \x01(\x05\x12\x17\n\x0f\x64uplicate_count\x18\x03 \x01(\x05\x12\x16\n\x0erejected_count\x18\x04 \x01(\x05\x12\x13\n\x0b\x63hunk_count\x18\x05 \x01(\x05\"\x84\x01\n\x0cStoredRecord\x12\x13\n\x0bproducer_id\x18\x01 \x01(\t\x12.\n\x06record\x18\x02 \x01(\x0b\x32\x1e.creditscore.records.v1.Record\x12/\n\x0bingest_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"O\n\x12ListRecordsRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"d\n\x13ListRecordsResponse\x12\x34\n\x07records\x18\x01 \x03(\x0b\x32#.creditscore.ingest.v1.StoredRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"2\n\x1c\x45xportTrainingRecordsRequest\x12\x12\n\nchunk_size\x18\x01 \x01(\x05\"v\n\x1d\x45xportTrainingRecordsResponse\x12\x34\n\x07records\x18\x01 \x03(\x0b\x32#.creditscore.ingest.v1.StoredRecord\x12\x1f\n\x17skipped_without_consent\x18\x02 \x01(\x05*\x82\x01\n\x0cRecordStatus\x12\x1d\n\x19RECORD_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16RECORD_STATUS_ACCEPTED\x10\x01\x12\x1b\n\x17RECORD_STATUS_DUPLICATE\x10\x02\x12\x1a\n\x16RECORD_STATUS_REJECTED\x10\x03\x32\xe5\x03\n\rIngestService\x12j\n\rIngestRecords\x12+.creditscore.ingest.v1.IngestRecordsRequest\x1a,.creditscore.ingest.v1.IngestRecordsResponse\x12{\n\x12IngestRecordStream\x12\x30.creditscore.ingest.v1.IngestRecordStreamRequest\x1a\x31.creditscore.ingest.v1.IngestRecordStreamResponse(\x01\x12\x64\n\x0bListRecords\x12).creditscore.ingest.v1.ListRecordsRequest\x1a*.creditscore.ingest.v1.ListRecordsResponse\x12\x84\x01\n\x15\x45xportTrainingRecords\x12\x33.creditscore.ingest.v1.ExportTrainingRecordsRequest\x1a\x34.creditscore.ingest.v1.ExportTrainingRecordsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"creditscore/ingest/v1/ingest.proto\x12\x15\x63reditscore.ingest.v1\x1a\"creditscore/common/v1/common.proto\x1a$creditscore/records/v1/records.proto\x1a\x1fgoogle/protobuf/timestamp.proto\":\n\x14RecordFieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"\xbc\x01\n\x0cRecordResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x11\n\trecord_id\x18\x02 \x01(\t\x12\x33\n\x06status\x18\x03 \x01(\x0e\x32#.creditscore.ingest.v1.RecordStatus\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x45\n\x10\x66ield_violations\x18\x05 \x03(\x0b\x32+.creditscore.ingest.v1.RecordFieldViolation\"p\n\x14IngestRecordsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0bproducer_id\x18\x02 \x01(\t\x12/\n\x07records\x18\x03 \x03(\x0b\x32\x1e.creditscore.records.v1.Record\"\x96\x01\n\x15IngestRecordsResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.creditscore.ingest.v1.RecordResult\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x02 \x01(\x05\x12\x17\n\x0f\x64uplicate_count\x18\x03 \x01(\x05\x12\x16\n\x0erejected_count\x18\x04 \x01(\x05\"u\n\x19IngestRecordStreamRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0bproducer_id\x18\x02 \x01(\t\x12/\n\x07records\x18\x03 \x03(\x0b\x32\x1e.creditscore.records.v1.Record\"\xb0\x01\n\x1aIngestRecordStreamResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.creditscore.ingest.v1.RecordResult\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x02 \x01(\x05\x12\x17\n\x0f\x64uplicate_count\x18\x03 \x01(\x05\x12\x16\n\x0erejected_count\x18\x04 \x01(\x05\x12\x13\n\x0b\x63hunk_count\x18\x05 \x01(\x05\"\x84\x01\n\x0cStoredRecord\x12\x13\n\x0bproducer_id\x18\x01 \x01(\t\x12.\n\x06record\x18\x02 \x01(\x0b\x32\x1e.creditscore.records.v1.Record\x12/\n\x0bingest_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"O\n\x12ListRecordsRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"d\n\x13ListRecordsResponse\x12\x34\n\x07records\x18\x01 \x03(\x0b\x32#.creditscore.ingest.v1.StoredRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"2\n\x1c\x45xportTrainingRecordsRequest\x12\x12\n\nchunk_size\x18\x01 \x01(\x05\"v\n\x1d\x45xportTrainingRecordsResponse\x12\x34\n\x07records\x18\x01 \x03(\x0b\x32#.creditscore.ingest.v1.StoredRecord\x12\x1f\n\x17skipped_without_consent\x18\x02 \x01(\x05\"p\n\x13PurgeSubjectRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\x12\x31\n\x06source\x18\x03 \x01(\x0e\x32!.creditscore.common.v1.DataSource\"J\n\x14PurgeSubjectResponse\x12\x32\n\x06tables\x18\x01 \x03(\x0b\x32\".creditscore.common.v1.PurgedTable\"Q\n\x14\x45xportSubjectRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"f\n\x15\x45xportSubjectResponse\x12\x34\n\x07records\x18\x01 \x03(\x0b\x32#.creditscore.ingest.v1.StoredRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x82\x01\n\x0cRecordStatus\x12\x1d\n\x19RECORD_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16RECORD_STATUS_ACCEPTED\x10\x01\x12\x1b\n\x17RECORD_STATUS_DUPLICATE\x10\x02\x12\x1a\n\x16RECORD_STATUS_REJECTED\x10\x03\x32\xba\x05\n\rIngestService\x12j\n\rIngestRecords\x12+.creditscore.ingest.v1.IngestRecordsRequest\x1a,.creditscore.ingest.v1.IngestRecordsResponse\x12{\n\x12IngestRecordStream\x12\x30.creditscore.ingest.v1.IngestRecordStreamRequest\x1a\x31.creditscore.ingest.v1.IngestRecordStreamResponse(\x01\x12\x64\n\x0bListRecords\x12).creditscore.ingest.v1.ListRecordsRequest\x1a*.creditscore.ingest.v1.ListRecordsResponse\x12\x84\x01\n\x15\x45xportTrainingRecords\x12\x33.creditscore.ingest.v1.ExportTrainingRecordsRequest\x1a\x34.creditscore.ingest.v1.ExportTrainingRecordsResponse0\x01\x12g\n\x0cPurgeSubject\x12*.creditscore.ingest.v1.PurgeSubjectRequest\x1a+.creditscore.ingest.v1.PurgeSubjectResponse\x12j\n\rExportSubject\x12+.creditscore.ingest.v1.ExportSubjectRequest\x1a,.creditscore.ingest.v1.ExportSubjectResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'creditscore.ingest.v1.ingest_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RECORDSTATUS']._serialized_start=1439
-  _globals['_RECORDSTATUS']._serialized_end=1569
-  _globals['_RECORDFIELDVIOLATION']._serialized_start=132
-  _globals['_RECORDFIELDVIOLATION']._serialized_end=190
-  _globals['_RECORDRESULT']._serialized_start=193
-  _globals['_RECORDRESULT']._serialized_end=381
-  _globals['_INGESTRECORDSREQUEST']._serialized_start=383
-  _globals['_INGESTRECORDSREQUEST']._serialized_end=495
-  _globals['_INGESTRECORDSRESPONSE']._serialized_start=498
-  _globals['_INGESTRECORDSRESPONSE']._serialized_end=648
-  _globals['_INGESTRECORDSTREAMREQUEST']._serialized_start=650
-  _globals['_INGESTRECORDSTREAMREQUEST']._serialized_end=767
-  _globals['_INGESTRECORDSTREAMRESPONSE']._serialized_start=770
-  _globals['_INGESTRECORDSTREAMRESPONSE']._serialized_end=946
-  _globals['_STOREDRECORD']._serialized_start=949
-  _globals['_STOREDRECORD']._serialized_end=1081
-  _globals['_LISTRECORDSREQUEST']._serialized_start=1083
-  _globals['_LISTRECORDSREQUEST']._serialized_end=1162
-  _globals['_LISTRECORDSRESPONSE']._serialized_start=1164
-  _globals['_LISTRECORDSRESPONSE']._serialized_end=1264
-  _globals['_EXPORTTRAININGRECORDSREQUEST']._serialized_start=1266
-  _globals['_EXPORTTRAININGRECORDSREQUEST']._serialized_end=1316
-  _globals['_EXPORTTRAININGRECORDSRESPONSE']._serialized_start=1318
-  _globals['_EXPORTTRAININGRECORDSRESPONSE']._serialized_end=1436
-  _globals['_INGESTSERVICE']._serialized_start=1572
-  _globals['_INGESTSERVICE']._serialized_end=2057
+  _globals['_RECORDSTATUS']._serialized_start=1852
+  _globals['_RECORDSTATUS']._serialized_end=1982
+  _globals['_RECORDFIELDVIOLATION']._serialized_start=168
+  _globals['_RECORDFIELDVIOLATION']._serialized_end=226
+  _globals['_RECORDRESULT']._serialized_start=229
+  _globals['_RECORDRESULT']._serialized_end=417
+  _globals['_INGESTRECORDSREQUEST']._serialized_start=419
+  _globals['_INGESTRECORDSREQUEST']._serialized_end=531
+  _globals['_INGESTRECORDSRESPONSE']._serialized_start=534
+  _globals['_INGESTRECORDSRESPONSE']._serialized_end=684
+  _globals['_INGESTRECORDSTREAMREQUEST']._serialized_start=686
+  _globals['_INGESTRECORDSTREAMREQUEST']._serialized_end=803
+  _globals['_INGESTRECORDSTREAMRESPONSE']._serialized_start=806
+  _globals['_INGESTRECORDSTREAMRESPONSE']._serialized_end=982
+  _globals['_STOREDRECORD']._serialized_start=985
+  _globals['_STOREDRECORD']._serialized_end=1117
+  _globals['_LISTRECORDSREQUEST']._serialized_start=1119
+  _globals['_LISTRECORDSREQUEST']._serialized_end=1198
+  _globals['_LISTRECORDSRESPONSE']._serialized_start=1200
+  _globals['_LISTRECORDSRESPONSE']._serialized_end=1300
+  _globals['_EXPORTTRAININGRECORDSREQUEST']._serialized_start=1302
+  _globals['_EXPORTTRAININGRECORDSREQUEST']._serialized_end=1352
+  _globals['_EXPORTTRAININGRECORDSRESPONSE']._serialized_start=1354
+  _globals['_EXPORTTRAININGRECORDSRESPONSE']._serialized_end=1472
+  _globals['_PURGESUBJECTREQUEST']._serialized_start=1474
+  _globals['_PURGESUBJECTREQUEST']._serialized_end=1586
+  _globals['_PURGESUBJECTRESPONSE']._serialized_start=1588
+  _globals['_PURGESUBJECTRESPONSE']._serialized_end=1662
+  _globals['_EXPORTSUBJECTREQUEST']._serialized_start=1664
+  _globals['_EXPORTSUBJECTREQUEST']._serialized_end=1745
+  _globals['_EXPORTSUBJECTRESPONSE']._serialized_start=1747
+  _globals['_EXPORTSUBJECTRESPONSE']._serialized_end=1849
+  _globals['_INGESTSERVICE']._serialized_start=1985
+  _globals['_INGESTSERVICE']._serialized_end=2683
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 import datetime
 
+from creditscore.common.v1 import common_pb2 as _common_pb2
 from creditscore.records.v1 import records_pb2 as _records_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -131,3 +132,37 @@ class ExportTrainingRecordsResponse(_message.Message):
     records: _containers.RepeatedCompositeFieldContainer[StoredRecord]
     skipped_without_consent: int
     def __init__(self, records: _Optional[_Iterable[_Union[StoredRecord, _Mapping]]] = ..., skipped_without_consent: _Optional[int] = ...) -> None: ...
+
+class PurgeSubjectRequest(_message.Message):
+    __slots__ = ("request_id", "subject_id", "source")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    subject_id: str
+    source: _common_pb2.DataSource
+    def __init__(self, request_id: _Optional[str] = ..., subject_id: _Optional[str] = ..., source: _Optional[_Union[_common_pb2.DataSource, str]] = ...) -> None: ...
+
+class PurgeSubjectResponse(_message.Message):
+    __slots__ = ("tables",)
+    TABLES_FIELD_NUMBER: _ClassVar[int]
+    tables: _containers.RepeatedCompositeFieldContainer[_common_pb2.PurgedTable]
+    def __init__(self, tables: _Optional[_Iterable[_Union[_common_pb2.PurgedTable, _Mapping]]] = ...) -> None: ...
+
+class ExportSubjectRequest(_message.Message):
+    __slots__ = ("subject_id", "page_size", "page_token")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, subject_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ExportSubjectResponse(_message.Message):
+    __slots__ = ("records", "next_page_token")
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[StoredRecord]
+    next_page_token: str
+    def __init__(self, records: _Optional[_Iterable[_Union[StoredRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -28,6 +28,14 @@ if _version_not_supported:
 class IngestServiceStub:
     """Owns raw records: validates, checks consent, stores idempotently and hands
     accepted records to the feature service through a transactional outbox.
+
+    Who may call what (AUTH_MODE=required; a token in the metadata
+    "authorization: Bearer <token>"): IngestRecords and IngestRecordStream take a
+    producer's token (audience "ingest") and only under the producer's own
+    producer_id (else PERMISSION_DENIED, reason PRODUCER_MISMATCH, nothing stored),
+    for the sources the token lists (else that record is REJECTED,
+    SOURCE_NOT_ALLOWED); every other RPC takes a service's token (audience
+    "internal").
     """
 
     def __init__(self, channel):
@@ -56,11 +64,29 @@ class IngestServiceStub:
                 request_serializer=creditscore_dot_ingest_dot_v1_dot_ingest__pb2.ExportTrainingRecordsRequest.SerializeToString,
                 response_deserializer=creditscore_dot_ingest_dot_v1_dot_ingest__pb2.ExportTrainingRecordsResponse.FromString,
                 _registered_method=True)
+        self.PurgeSubject = channel.unary_unary(
+                '/creditscore.ingest.v1.IngestService/PurgeSubject',
+                request_serializer=creditscore_dot_ingest_dot_v1_dot_ingest__pb2.PurgeSubjectRequest.SerializeToString,
+                response_deserializer=creditscore_dot_ingest_dot_v1_dot_ingest__pb2.PurgeSubjectResponse.FromString,
+                _registered_method=True)
+        self.ExportSubject = channel.unary_unary(
+                '/creditscore.ingest.v1.IngestService/ExportSubject',
+                request_serializer=creditscore_dot_ingest_dot_v1_dot_ingest__pb2.ExportSubjectRequest.SerializeToString,
+                response_deserializer=creditscore_dot_ingest_dot_v1_dot_ingest__pb2.ExportSubjectResponse.FromString,
+                _registered_method=True)
 
 
 class IngestServiceServicer:
     """Owns raw records: validates, checks consent, stores idempotently and hands
     accepted records to the feature service through a transactional outbox.
+
+    Who may call what (AUTH_MODE=required; a token in the metadata
+    "authorization: Bearer <token>"): IngestRecords and IngestRecordStream take a
+    producer's token (audience "ingest") and only under the producer's own
+    producer_id (else PERMISSION_DENIED, reason PRODUCER_MISMATCH, nothing stored),
+    for the sources the token lists (else that record is REJECTED,
+    SOURCE_NOT_ALLOWED); every other RPC takes a service's token (audience
+    "internal").
     """
 
     def IngestRecords(self, request, context):
@@ -102,6 +128,24 @@ class IngestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PurgeSubject(self, request, context):
+        """Internal (services only; the consent service's purge): deletes a subject's
+        records, of one source or all, and takes them out of the outbox, in one
+        transaction. Idempotent on request_id: a retry answers the counts of the
+        first call; the same purge under a new request_id deletes (and counts) nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportSubject(self, request, context):
+        """Internal (services only; the consent service's export): every record held
+        for a subject, retraction tombstones included, in pages.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -125,6 +169,16 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     request_deserializer=creditscore_dot_ingest_dot_v1_dot_ingest__pb2.ExportTrainingRecordsRequest.FromString,
                     response_serializer=creditscore_dot_ingest_dot_v1_dot_ingest__pb2.ExportTrainingRecordsResponse.SerializeToString,
             ),
+            'PurgeSubject': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeSubject,
+                    request_deserializer=creditscore_dot_ingest_dot_v1_dot_ingest__pb2.PurgeSubjectRequest.FromString,
+                    response_serializer=creditscore_dot_ingest_dot_v1_dot_ingest__pb2.PurgeSubjectResponse.SerializeToString,
+            ),
+            'ExportSubject': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportSubject,
+                    request_deserializer=creditscore_dot_ingest_dot_v1_dot_ingest__pb2.ExportSubjectRequest.FromString,
+                    response_serializer=creditscore_dot_ingest_dot_v1_dot_ingest__pb2.ExportSubjectResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'creditscore.ingest.v1.IngestService', rpc_method_handlers)
@@ -136,6 +190,14 @@ def add_IngestServiceServicer_to_server(servicer, server):
 class IngestService:
     """Owns raw records: validates, checks consent, stores idempotently and hands
     accepted records to the feature service through a transactional outbox.
+
+    Who may call what (AUTH_MODE=required; a token in the metadata
+    "authorization: Bearer <token>"): IngestRecords and IngestRecordStream take a
+    producer's token (audience "ingest") and only under the producer's own
+    producer_id (else PERMISSION_DENIED, reason PRODUCER_MISMATCH, nothing stored),
+    for the sources the token lists (else that record is REJECTED,
+    SOURCE_NOT_ALLOWED); every other RPC takes a service's token (audience
+    "internal").
     """
 
     @staticmethod
@@ -236,6 +298,60 @@ class IngestService:
             '/creditscore.ingest.v1.IngestService/ExportTrainingRecords',
             creditscore_dot_ingest_dot_v1_dot_ingest__pb2.ExportTrainingRecordsRequest.SerializeToString,
             creditscore_dot_ingest_dot_v1_dot_ingest__pb2.ExportTrainingRecordsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeSubject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.ingest.v1.IngestService/PurgeSubject',
+            creditscore_dot_ingest_dot_v1_dot_ingest__pb2.PurgeSubjectRequest.SerializeToString,
+            creditscore_dot_ingest_dot_v1_dot_ingest__pb2.PurgeSubjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportSubject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.ingest.v1.IngestService/ExportSubject',
+            creditscore_dot_ingest_dot_v1_dot_ingest__pb2.ExportSubjectRequest.SerializeToString,
+            creditscore_dot_ingest_dot_v1_dot_ingest__pb2.ExportSubjectResponse.FromString,
             options,
             channel_credentials,
             insecure,

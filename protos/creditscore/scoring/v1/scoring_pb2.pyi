@@ -355,3 +355,37 @@ class RecomputeScoreResponse(_message.Message):
     recomputed: Score
     identical: bool
     def __init__(self, stored: _Optional[_Union[StoredScore, _Mapping]] = ..., recomputed: _Optional[_Union[Score, _Mapping]] = ..., identical: _Optional[bool] = ...) -> None: ...
+
+class PurgeSubjectRequest(_message.Message):
+    __slots__ = ("request_id", "subject_id", "source")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    subject_id: str
+    source: _common_pb2.DataSource
+    def __init__(self, request_id: _Optional[str] = ..., subject_id: _Optional[str] = ..., source: _Optional[_Union[_common_pb2.DataSource, str]] = ...) -> None: ...
+
+class PurgeSubjectResponse(_message.Message):
+    __slots__ = ("tables",)
+    TABLES_FIELD_NUMBER: _ClassVar[int]
+    tables: _containers.RepeatedCompositeFieldContainer[_common_pb2.PurgedTable]
+    def __init__(self, tables: _Optional[_Iterable[_Union[_common_pb2.PurgedTable, _Mapping]]] = ...) -> None: ...
+
+class ExportSubjectRequest(_message.Message):
+    __slots__ = ("subject_id", "page_size", "page_token")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, subject_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ExportSubjectResponse(_message.Message):
+    __slots__ = ("scores", "next_page_token")
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    scores: _containers.RepeatedCompositeFieldContainer[StoredScore]
+    next_page_token: str
+    def __init__(self, scores: _Optional[_Iterable[_Union[StoredScore, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

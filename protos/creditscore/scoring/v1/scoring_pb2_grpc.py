@@ -93,6 +93,16 @@ class ScoringServiceStub:
                 request_serializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.RecomputeScoreRequest.SerializeToString,
                 response_deserializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.RecomputeScoreResponse.FromString,
                 _registered_method=True)
+        self.PurgeSubject = channel.unary_unary(
+                '/creditscore.scoring.v1.ScoringService/PurgeSubject',
+                request_serializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.PurgeSubjectRequest.SerializeToString,
+                response_deserializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.PurgeSubjectResponse.FromString,
+                _registered_method=True)
+        self.ExportSubject = channel.unary_unary(
+                '/creditscore.scoring.v1.ScoringService/ExportSubject',
+                request_serializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ExportSubjectRequest.SerializeToString,
+                response_deserializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ExportSubjectResponse.FromString,
+                _registered_method=True)
 
 
 class ScoringServiceServicer:
@@ -186,6 +196,24 @@ class ScoringServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PurgeSubject(self, request, context):
+        """Internal (services only; the consent service's purge): deletes a subject's
+        scores: all of them, or (for one source) those whose stored feature vector
+        holds a value of a feature of that source. Idempotent on request_id: a retry
+        answers the counts of the first call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportSubject(self, request, context):
+        """Internal (services only; the consent service's export): every stored score of
+        a subject with its reasons, improvements and feature vector, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ScoringServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -238,6 +266,16 @@ def add_ScoringServiceServicer_to_server(servicer, server):
                     servicer.RecomputeScore,
                     request_deserializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.RecomputeScoreRequest.FromString,
                     response_serializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.RecomputeScoreResponse.SerializeToString,
+            ),
+            'PurgeSubject': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeSubject,
+                    request_deserializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.PurgeSubjectRequest.FromString,
+                    response_serializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.PurgeSubjectResponse.SerializeToString,
+            ),
+            'ExportSubject': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportSubject,
+                    request_deserializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ExportSubjectRequest.FromString,
+                    response_serializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ExportSubjectResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -519,6 +557,60 @@ class ScoringService:
             '/creditscore.scoring.v1.ScoringService/RecomputeScore',
             creditscore_dot_scoring_dot_v1_dot_scoring__pb2.RecomputeScoreRequest.SerializeToString,
             creditscore_dot_scoring_dot_v1_dot_scoring__pb2.RecomputeScoreResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeSubject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.scoring.v1.ScoringService/PurgeSubject',
+            creditscore_dot_scoring_dot_v1_dot_scoring__pb2.PurgeSubjectRequest.SerializeToString,
+            creditscore_dot_scoring_dot_v1_dot_scoring__pb2.PurgeSubjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportSubject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.scoring.v1.ScoringService/ExportSubject',
+            creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ExportSubjectRequest.SerializeToString,
+            creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ExportSubjectResponse.FromString,
             options,
             channel_credentials,
             insecure,

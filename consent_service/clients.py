@@ -1,0 +1,141 @@
+"""gRPC adapters for the services a purge and an export reach: each one's internal
+``PurgeSubject`` (``purge.Purger``) and ``ExportSubject`` (``export.HeldData``).
+With the interceptor's policy, only callers of kind ``service`` may call them;
+the consent service calls with its own service token (``self_token_source``).
+The only modules of the consent service besides the servicer that know gRPC.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
+from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from creditscore.runtime import KIND_SERVICE, TokenSource, downstream_errors
+from creditscore.scoring.v1 import scoring_pb2, scoring_pb2_grpc
+
+from .export import message_dict
+from .purge import TableCount
+from .tokens import TokenIssuer
+
+__all__ = [
+    "SELF_SERVICE_ID",
+    "FeatureData",
+    "GrpcPurger",
+    "IngestData",
+    "ScoringData",
+    "purgers",
+    "self_token_source",
+]
+
+#: The id the consent service's own service tokens name.
+SELF_SERVICE_ID = "consent"
+_EXPORT_PAGE = 500
+
+
+def self_token_source(issuer: TokenIssuer) -> TokenSource:
+    """The consent service's own service tokens, signed locally (it holds the key)."""
+
+    async def fetch() -> str:
+        return issuer.issue(KIND_SERVICE, SELF_SERVICE_ID).token
+
+    return TokenSource(fetch)
+
+
+class GrpcPurger:
+    """One service's ``PurgeSubject``; ``service`` names it in errors."""
+
+    def __init__(self, service: str, call: Callable[..., Awaitable[Any]], request_type: Any) -> None:
+        self._service = service
+        self._call = call
+        self._request_type = request_type
+
+    async def purge(
+        self, request_id: str, subject_id: str, source: int, timeout: float
+    ) -> Sequence[TableCount]:
+        request = self._request_type(request_id=request_id, subject_id=subject_id, source=source)
+        with downstream_errors(self._service):
+            reply = await self._call(request, timeout=timeout)
+        return [TableCount(t.table, t.deleted_rows, t.rewritten_rows) for t in reply.tables]
+
+
+def purgers(
+    ingest: ingest_pb2_grpc.IngestServiceStub,
+    feature: feature_pb2_grpc.FeatureServiceStub,
+    scoring: scoring_pb2_grpc.ScoringServiceStub,
+) -> dict[str, GrpcPurger]:
+    return {
+        "ingest_service": GrpcPurger("ingest_service", ingest.PurgeSubject, ingest_pb2.PurgeSubjectRequest),
+        "feature_service": GrpcPurger("feature_service", feature.PurgeSubject, feature_pb2.PurgeSubjectRequest),
+        "scoring_service": GrpcPurger("scoring_service", scoring.PurgeSubject, scoring_pb2.PurgeSubjectRequest),
+    }
+
+
+class IngestData:
+    """Every record the ingest service holds for a subject (all pages)."""
+
+    def __init__(self, stub: ingest_pb2_grpc.IngestServiceStub) -> None:
+        self._stub = stub
+
+    async def export(self, subject_id: str, timeout: float) -> Any:
+        records: list[dict[str, Any]] = []
+        token = ""
+        budget = _Budget(timeout)
+        with downstream_errors("ingest_service"):
+            while True:
+                page = await self._stub.ExportSubject(
+                    ingest_pb2.ExportSubjectRequest(subject_id=subject_id, page_size=_EXPORT_PAGE, page_token=token),
+                    timeout=budget.left(),
+                )
+                records.extend(message_dict(r) for r in page.records)
+                token = page.next_page_token
+                if not token:
+                    return records
+
+
+class FeatureData:
+    """The feature vector and applied records the feature service holds."""
+
+    def __init__(self, stub: feature_pb2_grpc.FeatureServiceStub) -> None:
+        self._stub = stub
+
+    async def export(self, subject_id: str, timeout: float) -> Any:
+        with downstream_errors("feature_service"):
+            reply = await self._stub.ExportSubject(
+                feature_pb2.ExportSubjectRequest(subject_id=subject_id), timeout=timeout
+            )
+        return message_dict(reply)
+
+
+class ScoringData:
+    """Every score the scoring service holds for a subject, with reasons (all pages)."""
+
+    def __init__(self, stub: scoring_pb2_grpc.ScoringServiceStub) -> None:
+        self._stub = stub
+
+    async def export(self, subject_id: str, timeout: float) -> Any:
+        scores: list[dict[str, Any]] = []
+        token = ""
+        budget = _Budget(timeout)
+        with downstream_errors("scoring_service"):
+            while True:
+                page = await self._stub.ExportSubject(
+                    scoring_pb2.ExportSubjectRequest(subject_id=subject_id, page_size=_EXPORT_PAGE, page_token=token),
+                    timeout=budget.left(),
+                )
+                scores.extend(message_dict(s) for s in page.scores)
+                token = page.next_page_token
+                if not token:
+                    return scores
+
+
+class _Budget:
+    """One timeout shared by the pages of an export: each call gets what is left."""
+
+    def __init__(self, seconds: float) -> None:
+        self._end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return max(0.001, self._end - time.monotonic())

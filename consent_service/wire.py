@@ -1,0 +1,124 @@
+"""The consent service's domain values as protobuf messages (the servicer's replies
+and the export document use the same forms)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from creditscore.common.v1 import common_pb2
+from creditscore.consent.v1 import consent_pb2
+from creditscore.runtime import to_timestamp
+
+from .authorizations import AccessEntry, Authorization
+from .consents import Consent, Subject
+from .purge import Receipt, Step, TableCount
+from .registry import Client
+
+__all__ = [
+    "access_pb",
+    "authorization_pb",
+    "consent_pb",
+    "partner_pb",
+    "producer_pb",
+    "purged_tables_pb",
+    "receipt_pb",
+    "subject_pb",
+]
+
+
+def subject_pb(subject: Subject) -> consent_pb2.Subject:
+    return consent_pb2.Subject(
+        subject_id=subject.subject_id, enroll_time=to_timestamp(subject.enroll_time)
+    )
+
+
+def consent_pb(consent: Consent, now: datetime) -> consent_pb2.Consent:
+    """The wire form of ``consent`` with its state as of ``now``."""
+    return consent_pb2.Consent(
+        subject_id=consent.subject_id,
+        source=consent.source,  # type: ignore[arg-type]
+        purpose=consent.purpose,  # type: ignore[arg-type]
+        state=int(consent.state_at(now)),  # type: ignore[arg-type]
+        grant_time=to_timestamp(consent.grant_time),
+        expire_time=to_timestamp(consent.expire_time),
+        withdraw_time=to_timestamp(consent.withdraw_time),
+    )
+
+
+def partner_pb(client: Client) -> consent_pb2.Partner:
+    return consent_pb2.Partner(
+        partner_id=client.client_id,
+        display_name=client.display_name,
+        register_time=to_timestamp(client.register_time),
+    )
+
+
+def producer_pb(client: Client) -> consent_pb2.Producer:
+    return consent_pb2.Producer(
+        producer_id=client.client_id,
+        display_name=client.display_name,
+        sources=sorted(client.sources),  # type: ignore[arg-type]
+        register_time=to_timestamp(client.register_time),
+    )
+
+
+def authorization_pb(grant: Authorization, now: datetime) -> consent_pb2.Authorization:
+    return consent_pb2.Authorization(
+        subject_id=grant.subject_id,
+        partner_id=grant.partner_id,
+        partner_name=grant.partner_name,
+        purpose=grant.purpose,  # type: ignore[arg-type]
+        scope=grant.scope,  # type: ignore[arg-type]
+        state=int(grant.state_at(now)),  # type: ignore[arg-type]
+        grant_time=to_timestamp(grant.grant_time),
+        expire_time=to_timestamp(grant.expire_time),
+        revoke_time=to_timestamp(grant.revoke_time),
+    )
+
+
+def access_pb(entry: AccessEntry, *, with_response: bool) -> consent_pb2.AccessEntry:
+    return consent_pb2.AccessEntry(
+        access_id=entry.access_id,
+        subject_id=entry.subject_id,
+        partner_id=entry.partner_id,
+        partner_name=entry.partner_name,
+        purpose=entry.purpose,  # type: ignore[arg-type]
+        transaction_id=entry.transaction_id,
+        scope=entry.scope,  # type: ignore[arg-type]
+        answer=consent_pb2.AccessAnswer.FromString(entry.answer),
+        access_time=to_timestamp(entry.access_time),
+        response=entry.response if with_response else b"",
+    )
+
+
+def purged_tables_pb(tables: tuple[TableCount, ...] | list[TableCount]) -> list[common_pb2.PurgedTable]:
+    return [
+        common_pb2.PurgedTable(table=t.table, deleted_rows=t.deleted, rewritten_rows=t.rewritten)
+        for t in tables
+    ]
+
+
+def _step_pb(step: Step) -> consent_pb2.DeletionStep:
+    return consent_pb2.DeletionStep(
+        service=step.service,
+        done=step.done,
+        tables=purged_tables_pb(step.tables or ()),
+        complete_time=to_timestamp(step.complete_time),
+        attempts=step.attempts,
+        last_error=step.last_error or "",
+        pass_number=step.pass_,
+    )
+
+
+def receipt_pb(receipt: Receipt) -> consent_pb2.DeletionReceipt:
+    return consent_pb2.DeletionReceipt(
+        receipt_id=receipt.receipt_id,
+        subject_id=receipt.subject_id,
+        scope=int(receipt.scope),  # type: ignore[arg-type]
+        source=receipt.source,  # type: ignore[arg-type]
+        request_time=to_timestamp(receipt.request_time),
+        complete=receipt.complete,
+        complete_time=to_timestamp(receipt.complete_time),
+        steps=[_step_pb(s) for s in receipt.steps],
+        deleted_rows=receipt.deleted_rows,
+    )

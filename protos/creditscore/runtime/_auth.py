@@ -1,0 +1,590 @@
+"""Who is calling: bearer tokens verified once, here, for every service.
+
+Tokens are JWTs signed with Ed25519 (``EdDSA``), issued only by the consent service
+(which alone holds the private key); every other service verifies them with the
+public key (``TOKEN_PUBLIC_KEY_FILE``). Claims::
+
+    iss   "creditscore-consent"
+    sub   the caller's id (partner id, producer id, service name)
+    aud   "gateway" | "ingest" | "internal"   (the service(s) the token is for)
+    kind  "partner" | "producer" | "service"
+    iat, exp, jti
+    sources  (producers only) the DataSource enum names the producer may send
+
+A call carries its token in the metadata ``authorization: Bearer <token>``.
+
+Server side::
+
+    verifier = TokenVerifier(public_key_pem, AUDIENCE_INTERNAL)
+    policy = {"/creditscore.feature.v1.FeatureService/ApplyRecords": {KIND_SERVICE}, ...}
+    create_server(..., auth=AuthInterceptor(verifier, policy))
+    # in a servicer:
+    principal = current_principal()        # Principal(kind, id, sources, token_id)
+
+Every method of the server must be in the policy: one that is not is refused
+(PERMISSION_DENIED, ``METHOD_NOT_ALLOWED``), so a new RPC is closed until someone
+decides who may call it. A method mapped to ``PUBLIC`` needs no token (the consent
+service's ``IssueToken``); health and reflection are always open. The errors:
+
+    no token                          UNAUTHENTICATED    TOKEN_MISSING
+    bad signature, malformed, other   UNAUTHENTICATED    TOKEN_INVALID
+    expired                           UNAUTHENTICATED    TOKEN_EXPIRED
+    for another audience              UNAUTHENTICATED    TOKEN_WRONG_AUDIENCE
+    kind not allowed / not in policy  PERMISSION_DENIED  METHOD_NOT_ALLOWED
+    service token, no service cert    PERMISSION_DENIED  SERVICE_CERTIFICATE_REQUIRED
+      (only where mutual TLS requires client certificates)
+
+The messages never say which part of a token failed beyond the reason.
+
+Service identity under mutual TLS: a caller whose token is of kind ``service`` must
+also present a client certificate naming a service (URI SAN
+``spiffe://creditscore/service/<name>``, see ``_tls``) whenever the server requires
+client certificates; a stolen service token is useless from anywhere else.
+
+Client side: ``TokenSource`` fetches a token (for a service: from the consent
+service's ``IssueToken`` with the service's own credentials), caches it and fetches
+the next one before it expires; ``create_channel(..., tokens=source)`` adds it to
+every call through ``BearerTokenInterceptor``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import jwt
+
+from ._config import SettingsError, env_field
+from ._errors import DomainError, PermissionDenied, Unauthenticated, Unavailable
+from ._tls import service_name_of
+
+__all__ = [
+    "AUDIENCES",
+    "AUDIENCE_GATEWAY",
+    "AUDIENCE_INGEST",
+    "AUDIENCE_INTERNAL",
+    "AUDIENCE_OF_KIND",
+    "AUTH_MODES",
+    "AuthInterceptor",
+    "AuthSettings",
+    "BearerTokenInterceptor",
+    "ISSUER",
+    "KINDS",
+    "KIND_PARTNER",
+    "KIND_PRODUCER",
+    "KIND_SERVICE",
+    "OPEN_SERVICES",
+    "PUBLIC",
+    "Principal",
+    "TokenSource",
+    "TokenVerifier",
+    "current_principal",
+    "server_auth",
+    "token_expiry",
+]
+
+log = logging.getLogger("creditscore.runtime")
+
+ISSUER = "creditscore-consent"
+AUDIENCE_GATEWAY = "gateway"
+AUDIENCE_INGEST = "ingest"
+AUDIENCE_INTERNAL = "internal"
+AUDIENCES = frozenset({AUDIENCE_GATEWAY, AUDIENCE_INGEST, AUDIENCE_INTERNAL})
+KIND_PARTNER = "partner"
+KIND_PRODUCER = "producer"
+KIND_SERVICE = "service"
+KINDS = frozenset({KIND_PARTNER, KIND_PRODUCER, KIND_SERVICE})
+#: The audience the consent service issues each kind's tokens for.
+AUDIENCE_OF_KIND = {
+    KIND_PARTNER: AUDIENCE_GATEWAY,
+    KIND_PRODUCER: AUDIENCE_INGEST,
+    KIND_SERVICE: AUDIENCE_INTERNAL,
+}
+AUTH_MODES = ("required", "disabled")
+
+#: A policy value meaning "no token needed" (only the consent service's IssueToken).
+PUBLIC: frozenset[str] = frozenset({"*"})
+#: Services open on every server: health and reflection.
+OPEN_SERVICES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+
+_ALGORITHMS = ["EdDSA"]
+_REQUIRED_CLAIMS = ["iss", "sub", "aud", "iat", "exp", "jti"]
+_MAX_TOKEN_CHARS = 8192
+_CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller: its kind, id (the token's ``sub``), for a producer the
+    DataSource names it may send, and the token's id (``jti``)."""
+
+    kind: str
+    id: str
+    sources: frozenset[str] = frozenset()
+    token_id: str = ""
+
+
+_current: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "creditscore_principal", default=None
+)
+
+
+def current_principal() -> Principal | None:
+    """The caller of the call being served; None where no ``AuthInterceptor`` runs
+    (``AUTH_MODE=disabled``) or outside a call."""
+    return _current.get()
+
+
+def _invalid() -> Unauthenticated:
+    return Unauthenticated("the token is not valid", reason="TOKEN_INVALID")
+
+
+class TokenVerifier:
+    """Verifies tokens for one audience (or a few: the ingest service takes
+    producers' "ingest" and services' "internal") with the issuer's public key
+    (PEM, Ed25519). A token's audience must also be the one its kind is issued for.
+
+    ``verify`` checks the signature (EdDSA only; ``none`` and every other algorithm
+    are refused), issuer, audience, expiry and the claims' shapes. ``leeway`` seconds
+    of clock skew are tolerated on ``exp``/``iat``, read against ``clock``. Verified tokens are remembered
+    (bounded) so that a caller reusing its token costs a dict lookup and an expiry
+    check, not a signature check."""
+
+    def __init__(
+        self,
+        public_key_pem: bytes | str,
+        audience: str | Collection[str],
+        *,
+        leeway: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        audiences = (audience,) if isinstance(audience, str) else tuple(audience)
+        if not audiences or not set(audiences) <= AUDIENCES:
+            raise ValueError(f"unknown audience {audience!r}; one or more of {sorted(AUDIENCES)}")
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+        pem = public_key_pem.encode() if isinstance(public_key_pem, str) else public_key_pem
+        key = load_pem_public_key(pem)
+        if not isinstance(key, Ed25519PublicKey):
+            raise ValueError("the token public key must be an Ed25519 key (PEM)")
+        self._key = key
+        self.audiences = frozenset(audiences)
+        self._leeway = leeway
+        self._clock = clock
+        self._cache: dict[str, tuple[Principal, float]] = {}
+
+    def verify(self, token: str) -> Principal:
+        """The caller the token names; ``Unauthenticated`` (``TOKEN_INVALID``,
+        ``TOKEN_EXPIRED`` or ``TOKEN_WRONG_AUDIENCE``) otherwise."""
+        now = self._clock()
+        hit = self._cache.get(token)
+        if hit is not None:
+            principal, expires = hit
+            if now <= expires + self._leeway:
+                return principal
+            del self._cache[token]
+            raise Unauthenticated("the token has expired", reason="TOKEN_EXPIRED")
+        if not token or len(token) > _MAX_TOKEN_CHARS:
+            raise _invalid()
+        try:
+            # Signature first (PyJWT checks it before any claim), so a forged
+            # token never gets an answer about its claims.
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=_ALGORITHMS,
+                audience=list(self.audiences),
+                issuer=ISSUER,
+                # Times are checked below against this verifier's clock.
+                options={"require": _REQUIRED_CLAIMS, "verify_iat": False, "verify_exp": False},
+            )
+        except jwt.InvalidAudienceError:
+            raise Unauthenticated(
+                "the token is not meant for this service", reason="TOKEN_WRONG_AUDIENCE"
+            ) from None
+        except (jwt.PyJWTError, ValueError, TypeError):
+            raise _invalid() from None
+        principal = _principal(claims)
+        if claims.get("aud") != AUDIENCE_OF_KIND[principal.kind]:
+            # Each kind's tokens are issued for one audience only: anything else
+            # was not issued by the consent service.
+            raise _invalid()
+        iat, exp = claims.get("iat"), claims["exp"]
+        if not _is_number(exp) or not _is_number(iat) or iat > now + self._leeway:
+            raise _invalid()
+        if now > exp + self._leeway:
+            raise Unauthenticated("the token has expired", reason="TOKEN_EXPIRED")
+        if len(self._cache) >= _CACHE_SIZE:
+            self._cache.clear()
+        self._cache[token] = (principal, float(exp))
+        return principal
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _principal(claims: Mapping[str, Any]) -> Principal:
+    kind, sub, jti = claims.get("kind"), claims.get("sub"), claims.get("jti")
+    if kind not in KINDS or not isinstance(sub, str) or not sub or not isinstance(jti, str):
+        raise _invalid()
+    sources: frozenset[str] = frozenset()
+    if kind == KIND_PRODUCER:
+        raw = claims.get("sources", [])
+        if not isinstance(raw, list) or not all(isinstance(s, str) for s in raw):
+            raise _invalid()
+        sources = frozenset(raw)
+    return Principal(kind=kind, id=sub, sources=sources, token_id=jti)
+
+
+def token_expiry(token: str) -> float | None:
+    """The ``exp`` of a token, read without verifying it (a client's own token, to
+    know when to fetch the next); None when it has none or is not a JWT."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    exp = claims.get("exp")
+    return float(exp) if _is_number(exp) else None
+
+
+def _bearer(metadata: Any) -> str | None:
+    """The token of ``authorization: Bearer <token>``; "" for a malformed or repeated
+    header; None when there is none."""
+    values = [v for k, v in (metadata or ()) if k == "authorization"]
+    if not values:
+        return None
+    if len(values) > 1 or not isinstance(values[0], str):
+        return ""
+    scheme, _, token = values[0].strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return ""
+    return token.strip()
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Authenticates every call but health, reflection and ``PUBLIC`` methods, and
+    lets it through only when the policy allows the caller's kind for the method.
+    The principal is readable in the servicer through ``current_principal()``.
+
+    ``policy`` maps a full method name (``/package.Service/Method``) to the kinds
+    allowed (or ``PUBLIC``). With ``service_certificates`` (``create_server`` turns it
+    on where mutual TLS requires client certificates), a caller of kind ``service``
+    must also present a service's certificate.
+
+    Put it after the ``ErrorInterceptor`` (``create_server(auth=...)`` does): it
+    raises domain errors."""
+
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        policy: Mapping[str, Collection[str]],
+        *,
+        service_certificates: bool = False,
+    ) -> None:
+        for method, kinds in policy.items():
+            if not method.startswith("/") or method.count("/") != 2:
+                raise ValueError(f"policy: {method!r} is not a full method name (/pkg.Service/Method)")
+            if kinds != PUBLIC and not set(kinds) <= KINDS:
+                raise ValueError(f"policy: {method}: unknown kinds {sorted(set(kinds) - KINDS)}")
+        self.verifier = verifier
+        self.policy = {m: frozenset(k) for m, k in policy.items()}
+        self.service_certificates = service_certificates
+
+    def requiring_service_certificates(self) -> AuthInterceptor:
+        return AuthInterceptor(self.verifier, self.policy, service_certificates=True)
+
+    def authenticate(self, method: str, metadata: Any, context: grpc.aio.ServicerContext | None) -> Principal:
+        """The caller of ``method``, or the domain error that refuses it."""
+        kinds = self.policy.get(method)
+        if kinds is None:
+            raise PermissionDenied("this method may not be called", reason="METHOD_NOT_ALLOWED")
+        token = _bearer(metadata)
+        if token is None:
+            raise Unauthenticated(
+                "a token is required: metadata 'authorization: Bearer <token>'", reason="TOKEN_MISSING"
+            )
+        principal = self.verifier.verify(token)
+        if principal.kind not in kinds:
+            raise PermissionDenied("this caller may not call this method", reason="METHOD_NOT_ALLOWED")
+        if principal.kind == KIND_SERVICE and self.service_certificates:
+            peer = context.auth_context() if context is not None else {}
+            if service_name_of(peer) is None:
+                raise PermissionDenied(
+                    "a service must call with a service's certificate",
+                    reason="SERVICE_CERTIFICATE_REQUIRED",
+                )
+        return principal
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(OPEN_SERVICES) or self.policy.get(method) == PUBLIC:
+            return handler
+        metadata = handler_call_details.invocation_metadata
+        authenticate = self.authenticate
+
+        if handler.unary_unary or handler.stream_unary:
+            inner = handler.unary_unary or handler.stream_unary
+
+            async def unary_response(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                reset = _current.set(authenticate(method, metadata, context))
+                try:
+                    return await inner(request, context)
+                finally:
+                    _current.reset(reset)
+
+            factory = (
+                grpc.unary_unary_rpc_method_handler
+                if handler.unary_unary
+                else grpc.stream_unary_rpc_method_handler
+            )
+            return factory(
+                unary_response,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+
+        inner_stream = handler.unary_stream or handler.stream_stream
+
+        async def stream_response(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            principal = authenticate(method, metadata, context)
+            reset = _current.set(principal)
+            try:
+                async for item in inner_stream(request, context):
+                    yield item
+            finally:
+                # A generator closed from elsewhere runs this in another context.
+                with contextlib.suppress(ValueError):
+                    _current.reset(reset)
+
+        factory = (
+            grpc.unary_stream_rpc_method_handler
+            if handler.unary_stream
+            else grpc.stream_stream_rpc_method_handler
+        )
+        return factory(
+            stream_response,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+# --- settings ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """How a service authenticates its callers and itself.
+
+    ``AUTH_MODE=required`` (the default) verifies every call with the public key in
+    ``TOKEN_PUBLIC_KEY_FILE``; ``disabled`` lets every call through unauthenticated
+    and is for tests of unrelated behaviour only (a service started so logs a loud
+    warning). ``SERVICE_CLIENT_ID`` / ``SERVICE_CLIENT_SECRET`` are the credentials a
+    service presents to the consent service's ``IssueToken`` for its own tokens
+    (the calls it makes to other services)."""
+
+    mode: str = env_field("AUTH_MODE", "required", help="required | disabled (tests only)")
+    public_key_file: str = env_field(
+        "TOKEN_PUBLIC_KEY_FILE", "", help="PEM of the consent service's Ed25519 token key"
+    )
+    client_id: str = env_field(
+        "SERVICE_CLIENT_ID", "", help="this service's id for IssueToken (its own tokens)"
+    )
+    client_secret: str = env_field(
+        "SERVICE_CLIENT_SECRET", "", help="this service's secret for IssueToken"
+    )
+    leeway_seconds: float = env_field(
+        "TOKEN_LEEWAY_SECONDS", 5.0, help="clock skew tolerated on a token's expiry"
+    )
+
+    @property
+    def required(self) -> bool:
+        return self.mode == "required"
+
+    def check(self) -> None:
+        if self.mode not in AUTH_MODES:
+            raise SettingsError(f"AUTH_MODE={self.mode!r}: expected one of {', '.join(AUTH_MODES)}")
+
+    def public_key(self) -> bytes:
+        self.check()
+        if not self.public_key_file:
+            raise SettingsError(
+                "AUTH_MODE=required needs TOKEN_PUBLIC_KEY_FILE (the consent service's public key)"
+            )
+        path = Path(self.public_key_file)
+        if not path.is_file():
+            raise SettingsError(f"TOKEN_PUBLIC_KEY_FILE={self.public_key_file!r}: no such file")
+        return path.read_bytes()
+
+
+def warn_disabled(service: str) -> None:
+    """The loud warning of a service started with ``AUTH_MODE=disabled``."""
+    log.warning(
+        "AUTH_MODE=disabled: %s answers EVERY caller without a token. This mode is for "
+        "tests of unrelated behaviour only; never run it where anyone else can reach it.",
+        service,
+    )
+
+
+def server_auth(
+    settings: AuthSettings,
+    audience: str | Collection[str],
+    policy: Mapping[str, Collection[str]],
+    *,
+    service: str,
+) -> AuthInterceptor | None:
+    """The interceptor a service's ``build_server`` hands to ``create_server``: None
+    (with the loud warning) when auth is disabled; ``SettingsError`` when it is
+    required and the public key is missing."""
+    settings.check()
+    if not settings.required:
+        warn_disabled(service)
+        return None
+    verifier = TokenVerifier(settings.public_key(), audience, leeway=settings.leeway_seconds)
+    return AuthInterceptor(verifier, policy)
+
+
+# --- client side ---------------------------------------------------------------
+
+
+class TokenSource:
+    """A token to call with, fetched by ``fetch`` and cached until it nears expiry.
+
+    ``fetch`` returns a fresh token (a service's: ``IssueToken`` with its own
+    credentials). The token is fetched again once less than ``refresh_margin``
+    seconds (at most a third of its lifetime) are left, by one caller at a time; if
+    that fetch fails while the cached token is still valid, the cached one is used.
+    A failure with no valid token is ``Unavailable`` (``TOKEN_UNAVAILABLE``) unless
+    ``fetch`` raised a domain error of its own. ``TokenSource.static(token)`` always
+    gives the same token (a partner's or a test's)."""
+
+    def __init__(
+        self,
+        fetch: Callable[[], Awaitable[str]],
+        *,
+        refresh_margin: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._fetch = fetch
+        self._margin = refresh_margin
+        self._clock = clock
+        self._token: str | None = None
+        self._expires = 0.0
+        self._refresh_at = 0.0
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def static(cls, token: str) -> TokenSource:
+        async def fetch() -> str:
+            return token
+
+        source = cls(fetch)
+        source._token, source._expires, source._refresh_at = token, float("inf"), float("inf")
+        return source
+
+    def invalidate(self) -> None:
+        """Forget the cached token (the server refused it): the next call fetches."""
+        if self._refresh_at != float("inf"):
+            self._refresh_at = 0.0
+
+    async def token(self) -> str:
+        now = self._clock()
+        if self._token is not None and now < self._refresh_at:
+            return self._token
+        async with self._lock:
+            now = self._clock()
+            if self._token is not None and now < self._refresh_at:
+                return self._token
+            try:
+                token = await self._fetch()
+            except Exception as exc:  # noqa: BLE001 - a still valid token is used
+                if self._token is not None and now < self._expires:
+                    log.warning("could not refresh the service token (%s); using the cached one", exc)
+                    return self._token
+                if isinstance(exc, DomainError):
+                    raise
+                raise Unavailable(
+                    "could not obtain a token for this call", reason="TOKEN_UNAVAILABLE"
+                ) from exc
+            issued = self._clock()
+            expires = token_expiry(token) or issued + self._margin
+            lifetime = max(0.0, expires - issued)
+            self._token, self._expires = token, expires
+            self._refresh_at = expires - min(self._margin, lifetime / 3)
+            return token
+
+
+class BearerTokenInterceptor(
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,
+    grpc.aio.StreamStreamClientInterceptor,
+):
+    """Adds ``authorization: Bearer <token>`` from a ``TokenSource`` to every call
+    that does not carry one already; a call refused as UNAUTHENTICATED makes the
+    source fetch a new token next time. (``create_channel`` files it once per kind of
+    call: see ``_per_call_kind``.)"""
+
+    def __init__(self, source: TokenSource) -> None:
+        self._source = source
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        if any(k == "authorization" for k, _ in (details.metadata or ())):
+            return details  # a token given with the call itself wins
+        token = await self._source.token()
+        metadata = grpc.aio.Metadata(*(details.metadata or ()))
+        metadata.add("authorization", f"Bearer {token}")
+        return grpc.aio.ClientCallDetails(
+            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+        )
+
+    def _watch(self, call: Any) -> Any:
+        source = self._source
+
+        async def check(finished: Any) -> None:
+            with contextlib.suppress(Exception):  # a cancelled call: nothing to learn
+                if await finished.code() == grpc.StatusCode.UNAUTHENTICATED:
+                    source.invalidate()
+
+        def done(finished: Any) -> None:
+            task = asyncio.get_running_loop().create_task(check(finished))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+        if hasattr(call, "add_done_callback"):
+            call.add_done_callback(done)
+        return call
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return self._watch(await continuation(await self._details(details), request))
+
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return self._watch(await continuation(await self._details(details), request))
+
+    async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return self._watch(await continuation(await self._details(details), requests))
+
+    async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return self._watch(await continuation(await self._details(details), requests))
+
+
+__all__ += ["warn_disabled"]
