@@ -122,6 +122,53 @@ def container_env(rendered: Rendered, workload: Obj, container: Obj) -> dict[str
     return env
 
 
+def secret_refs(workload: Obj) -> set[tuple[str, str]]:
+    """Every (Secret, key) the workload's pods read: Secret volumes (the keys they
+    project; all keys, "*", when they project everything) and env/envFrom
+    secretKeyRef/secretRef, over every container."""
+    refs: set[tuple[str, str]] = set()
+    for volume in pod_spec(workload).get("volumes", []):
+        secret = volume.get("secret")
+        if secret:
+            items = secret.get("items")
+            refs |= {(secret["secretName"], i["key"]) for i in items} if items else {(secret["secretName"], "*")}
+    for c in containers(workload):
+        for item in c.get("env", []):
+            ref = item.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                refs.add((ref["name"], ref["key"]))
+        for source in c.get("envFrom", []):
+            if "secretRef" in source:
+                refs.add((source["secretRef"]["name"], "*"))
+    return refs
+
+
+def mount_of(workload: Obj, container: Obj, path: str) -> tuple[Obj, Obj, str]:
+    """The volume mount a file path lies under (the deepest), its volume, and the
+    path relative to the mount; AssertionError when it lies under none."""
+    candidates = [m for m in container.get("volumeMounts", [])
+                  if path.startswith(m["mountPath"].rstrip("/") + "/")]
+    assert candidates, f"{workload['metadata']['name']}: {path} is under no volume mount"
+    mount = max(candidates, key=lambda m: len(m["mountPath"]))
+    [volume] = [v for v in pod_spec(workload).get("volumes", []) if v["name"] == mount["name"]]
+    return mount, volume, path[len(mount["mountPath"].rstrip("/")) + 1:]
+
+
+def secret_file(workload: Obj, container: Obj, path: str) -> tuple[str, str]:
+    """The (Secret, key) whose content the file at ``path`` is; AssertionError when
+    the path is not a file projected from a Secret volume."""
+    mount, volume, relative = mount_of(workload, container, path)
+    secret = volume.get("secret")
+    assert secret, f"{workload['metadata']['name']}: {path} is on volume {volume['name']}, not a Secret"
+    assert "subPath" not in mount, "a subPath mount never sees the Secret change"
+    items = secret.get("items")
+    if not items:
+        return secret["secretName"], relative
+    keys = [i["key"] for i in items if i["path"] == relative]
+    assert keys, f"{workload['metadata']['name']}: {path}: Secret {secret['secretName']} projects no {relative}"
+    return secret["secretName"], keys[0]
+
+
 # --- NetworkPolicy evaluation ----------------------------------------------------
 
 

@@ -68,3 +68,12 @@ def test_the_evaluator_sees_an_open_door():
     extra = allowed_edges(rendered) - expected_edges("dev")
     assert ("gateway", "ingest", 50052, "TCP") in extra
     assert ("scoring", "postgres", 5432, "TCP") in extra
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_only_the_callers_reach_the_token_issuer(variant):
+    """Tokens come from the consent service's IssueToken, yet partners and producers
+    reach only the gateway and ingest: no edge from outside to consent (relaying
+    IssueToken through the gateway and ingest is issue 6; docs/deploy.md)."""
+    allowed = allowed_edges(Rendered(variant))
+    assert {src for src, dst, _, _ in allowed if dst == "consent"} == {"gateway", "ingest"}
