@@ -62,6 +62,10 @@ SERVICES: tuple[tuple[str, int], ...] = (
     ("gateway", 50050),
 )
 BATCH = 500
+# Loading a population is bulk work: 16 subjects at a time, each a write on SQLite,
+# on a machine that may be busy. A generous deadline per call (each is idempotent on
+# its request_id) keeps a slow moment from failing the whole load.
+SETUP_CALL_TIMEOUT = 20.0
 
 #: The services that call others (the consent service signs its own tokens) and
 #: the demo itself as an operator: each has a service identity
@@ -327,7 +331,7 @@ async def load_population(suite: Suite, n_subjects: int, seed: int, out=print) -
             async with sem:
                 sid = subject.subject_id
                 await consent.EnrollSubject(consent_pb2.EnrollSubjectRequest(
-                    request_id=f"demo-enroll-{sid}", subject_id=sid), timeout=5)
+                    request_id=f"demo-enroll-{sid}", subject_id=sid), timeout=SETUP_CALL_TIMEOUT)
                 grants = [(s, common_pb2.PURPOSE_CREDIT_SCORING) for s in (
                     common_pb2.DATA_SOURCE_COMMERCE, common_pb2.DATA_SOURCE_PAYMENTS,
                     common_pb2.DATA_SOURCE_IDENTITY, common_pb2.DATA_SOURCE_EXTERNAL)
@@ -339,7 +343,7 @@ async def load_population(suite: Suite, n_subjects: int, seed: int, out=print) -
                 for source, purpose in grants:
                     await consent.GrantConsent(consent_pb2.GrantConsentRequest(
                         request_id=f"demo-grant-{sid}-{source}-{purpose}", subject_id=sid,
-                        source=source, purpose=purpose), timeout=5)
+                        source=source, purpose=purpose), timeout=SETUP_CALL_TIMEOUT)
 
         t0 = time.perf_counter()
         await asyncio.gather(*(enroll(s) for s in population.subjects))
