@@ -263,6 +263,16 @@ class ConsentStore:
             rows = (await conn.execute(query)).all()
         return [_consent(row) for row in rows]
 
+    async def _subject_page(self, subject_id: str, query: Any, limit: int) -> tuple[list[Any], bool]:
+        """One page of an ordered per-subject ``query``: up to ``limit`` rows and
+        whether more follow (one extra row is read to know). ``SUBJECT_NOT_FOUND``
+        for a subject never enrolled, so an empty page means "none", not "nobody"."""
+        async with self._engine.connect() as conn:
+            if await _subject(conn, subject_id) is None:
+                raise _subject_not_found()
+            rows = (await conn.execute(query.limit(limit + 1))).all()
+        return rows[:limit], len(rows) > limit
+
     async def list_consents(
         self, subject_id: str, *, after: tuple[int, int] | None, limit: int
     ) -> tuple[list[Consent], bool]:
@@ -274,12 +284,8 @@ class ConsentStore:
         if after is not None:
             source, purpose = after
             query = query.where(or_(c.source > source, and_(c.source == source, c.purpose > purpose)))
-        query = query.order_by(c.source, c.purpose).limit(limit + 1)
-        async with self._engine.connect() as conn:
-            if await _subject(conn, subject_id) is None:
-                raise _subject_not_found()
-            rows = (await conn.execute(query)).all()
-        return [_consent(row) for row in rows[:limit]], len(rows) > limit
+        rows, more = await self._subject_page(subject_id, query.order_by(c.source, c.purpose), limit)
+        return [_consent(row) for row in rows], more
 
     # --- mutations (idempotent on the request key) ---------------------------
 
@@ -492,12 +498,10 @@ class ConsentStore:
             query = query.where(
                 or_(a.partner_id > partner_id, and_(a.partner_id == partner_id, a.purpose > purpose))
             )
-        query = query.order_by(a.partner_id, a.purpose).limit(limit + 1)
-        async with self._engine.connect() as conn:
-            if await _subject(conn, subject_id) is None:
-                raise _subject_not_found()
-            rows = (await conn.execute(query)).all()
-        return [_authorization(row) for row in rows[:limit]], len(rows) > limit
+        rows, more = await self._subject_page(
+            subject_id, query.order_by(a.partner_id, a.purpose), limit
+        )
+        return [_authorization(row) for row in rows], more
 
     # --- the access log ------------------------------------------------------
 
@@ -608,12 +612,10 @@ class ConsentStore:
             query = query.where(
                 or_(log.access_time < time, and_(log.access_time == time, log.access_id < access_id))
             )
-        query = query.order_by(log.access_time.desc(), log.access_id.desc()).limit(limit + 1)
-        async with self._engine.connect() as conn:
-            if await _subject(conn, subject_id) is None:
-                raise _subject_not_found()
-            rows = (await conn.execute(query)).all()
-        return [_access(row) for row in rows[:limit]], len(rows) > limit
+        rows, more = await self._subject_page(
+            subject_id, query.order_by(log.access_time.desc(), log.access_id.desc()), limit
+        )
+        return [_access(row) for row in rows], more
 
     # --- purges --------------------------------------------------------------
 
