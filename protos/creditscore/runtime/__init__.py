@@ -27,6 +27,7 @@ from ._auth import (
     token_expiry,
     warn_disabled,
 )
+from ._batching import Batcher
 from ._channels import (
     ChannelSettings,
     Deadline,
@@ -110,6 +111,7 @@ __all__ = [
     "PUBLIC",
     "SERVICE_SPIFFE_PREFIX",
     "AuthInterceptor",
+    "Batcher",
     "AuthSettings",
     "BearerTokenInterceptor",
     "Principal",

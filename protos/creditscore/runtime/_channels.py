@@ -43,6 +43,10 @@ class ChannelSettings:
     retry_initial_backoff_seconds: float = 0.05
     retry_max_backoff_seconds: float = 1.0
     keepalive_time_ms: int = 30_000
+    #: How soon a channel tries again to connect to a downstream that went away
+    #: (gRPC's defaults grow to 120 s: a restarted downstream would sit idle that long).
+    reconnect_initial_backoff_ms: int = 100
+    reconnect_max_backoff_ms: int = 2_000
     keepalive_timeout_ms: int = 10_000
     max_message_bytes: int = 8 * 1024 * 1024
 
@@ -75,6 +79,9 @@ class ChannelSettings:
             ("grpc.keepalive_time_ms", self.keepalive_time_ms),
             ("grpc.keepalive_timeout_ms", self.keepalive_timeout_ms),
             ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.initial_reconnect_backoff_ms", self.reconnect_initial_backoff_ms),
+            ("grpc.min_reconnect_backoff_ms", self.reconnect_initial_backoff_ms),
+            ("grpc.max_reconnect_backoff_ms", self.reconnect_max_backoff_ms),
             ("grpc.max_receive_message_length", self.max_message_bytes),
             ("grpc.max_send_message_length", self.max_message_bytes),
         ]
