@@ -55,11 +55,12 @@ def _models(folder: Path) -> ModelRegistry:
     return ModelRegistry.load(folder, shipped.version)
 
 
-async def _per_request(scorer: Scorer, vectors: list[dict[str, float | None]]) -> list[float]:
+async def _per_request(scorer: Scorer, vectors: list[dict[str, float | None]], prefix: str) -> list[float]:
+    """Each request a subject never scored before: its score is a change, stored."""
     times = []
     for i, vector in enumerate(vectors):
         start = time.perf_counter()
-        await scorer.score(f"subject-{i}", list(vector.items()))
+        await scorer.score(f"{prefix}-{i}", list(vector.items()))
         times.append(time.perf_counter() - start)
     return times
 
@@ -83,9 +84,9 @@ async def _alone_and_shadowed(
     for b in range(blocks):
         chunk = vectors[b * size:(b + 1) * size]
         await lifecycle.set_challenger(f"bench-clear-{b}", "")
-        alone += await _per_request(scorer, chunk)
+        alone += await _per_request(scorer, chunk, f"alone-{b}")
         await lifecycle.set_challenger(f"bench-set-{b}", "0.0.1-challenger")
-        shadowed += await _per_request(scorer, chunk)
+        shadowed += await _per_request(scorer, chunk, f"shadowed-{b}")
     return statistics.median(alone), statistics.median(shadowed)
 
 

@@ -15,8 +15,13 @@ Lookups: ``CreditScoreService/GetCreditScore`` as that partner (its token on
 every call, purpose CREDIT_APPLICATION, a new transaction id per call, subjects
 in turn), ``--calls`` calls at each of 1, 8, 32 and 64 calls in flight on one
 channel from this one client process (each level also stops after
-``--level-seconds``). Every call is authorize + features + score + access-log
-write, as the gateway does it today.
+``--level-seconds``). Every call is features + score + the consent service's
+authorize-and-record (the access-log entry committed before the answer); the
+gateway batches the downstream calls of concurrent lookups.
+
+Pre-screen: ``BatchCheckCreditThreshold`` with 50 checks per call at 4 calls in
+flight (200 checks in flight), reported as checks/s (each check answered, logged
+and replayable as a single ``CheckCreditThreshold``).
 
 Echo: a server built by the same ``create_server`` (the same interceptors:
 metrics, tracing as configured, error mapping; no authentication, no database)
@@ -369,6 +374,26 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                     figures[f"cpu_ms_{n}"] = lk.server_cpu / lk.calls * 1000
                 if lk.errors or ec.errors:
                     figures[f"errors_{n}"] = lk.errors + ec.errors
+
+            # Pre-screen: batches of threshold checks.
+            per_call = 50
+
+            def prescreen(i: int):
+                return stub.BatchCheckCreditThreshold(gateway_pb2.BatchCheckCreditThresholdRequest(checks=[
+                    gateway_pb2.CheckCreditThresholdRequest(
+                        subject_id=ids[(i * per_call + j) % len(ids)], purpose=purpose, threshold=600,
+                        transaction_id=f"bench-{run_id}-p{i}-{j}")
+                    for j in range(per_call)]), timeout=60)
+
+            batch_calls = max(8, args.calls // per_call * 2)
+            pb = await drive(prescreen, batch_calls, 4, args.level_seconds, server_pids)
+            checks_s = pb.rate * per_call
+            print(f"pre-screen: {pb.calls} BatchCheckCreditThreshold calls of {per_call} checks, 4 in flight: "
+                  f"{checks_s:,.0f} checks/s, p50 {pb.pct(0.5):.1f} ms, p99 {pb.pct(0.99):.1f} ms per call"
+                  + (f", {pb.server_cpu / (pb.calls * per_call) * 1000:.2f} ms server CPU per check"
+                     if pb.server_cpu is not None else ""))
+            figures["prescreen_checks_s"] = checks_s
+            figures["prescreen_p99_ms"] = pb.pct(0.99)
 
             # History: one at a time, the two subjects interleaved.
             for sid in hist_ids:

@@ -30,6 +30,9 @@ class Settings:
     blank lines and ``#`` comments are ignored. Each caller presents the same id
     and secret (its ``SERVICE_CLIENT_ID`` / ``SERVICE_CLIENT_SECRET``) to
     ``IssueToken`` and gets tokens of kind ``service``, audience ``internal``.
+
+    Subjects trade their id and secret (shown once, at enrollment) for tokens of
+    kind ``subject``, audience ``gateway``, valid ``SUBJECT_TOKEN_TTL_SECONDS``.
     """
 
     server: ServerSettings = field(default_factory=lambda: ServerSettings(port=50051))
@@ -57,6 +60,9 @@ class Settings:
         help="where a generated key pair's public key goes (default: beside the private key, .pub)",
     )
     token_ttl_seconds: int = env_field("TOKEN_TTL_SECONDS", 900, help="lifetime of an issued token")
+    subject_token_ttl_seconds: int = env_field(
+        "SUBJECT_TOKEN_TTL_SECONDS", 900, help="lifetime of a subject's token (kind subject)"
+    )
     service_credentials_file: str = env_field(
         "SERVICE_CREDENTIALS_FILE", "", help="internal callers' ids and secrets, one '<id> <secret>' a line"
     )

@@ -49,8 +49,9 @@ _SERVICE = consent_pb2.DESCRIPTOR.services_by_name["ConsentService"].full_name
 _SERVICES_ONLY = frozenset({KIND_SERVICE})
 
 #: Who may call what (``AUTH_MODE=required``); a method not named is refused.
-#: Subjects reach their own RPCs through a service (the gateway), partners and
-#: producers never call this service but for their tokens.
+#: Subjects reach their own RPCs through a service (the gateway, which relays
+#: them for a subject's token); partners, producers and subjects never call this
+#: service but for their tokens (through the gateway's relay from outside).
 POLICY: dict[str, frozenset[str]] = {
     f"/{_SERVICE}/{method}": kinds
     for method, kinds in {
@@ -58,6 +59,7 @@ POLICY: dict[str, frozenset[str]] = {
         "IssueToken": PUBLIC,
         # The subject's own, through the gateway (or an operator's tool).
         "EnrollSubject": _SERVICES_ONLY,
+        "RotateSubjectSecret": _SERVICES_ONLY,
         "GetSubject": _SERVICES_ONLY,
         "GrantConsent": _SERVICES_ONLY,
         "WithdrawConsent": _SERVICES_ONLY,
@@ -77,6 +79,7 @@ POLICY: dict[str, frozenset[str]] = {
         "CheckConsents": _SERVICES_ONLY,
         "CheckAuthorization": _SERVICES_ONLY,
         "RecordAccess": _SERVICES_ONLY,
+        "RecordAccesses": _SERVICES_ONLY,
         "GetAccessByTransaction": _SERVICES_ONLY,
     }.items()
 }
@@ -124,7 +127,11 @@ async def build_consent(
     key = load_or_create_signing_key(
         settings.signing_key_file, generate=settings.key_generate, public_out=settings.public_key_out
     )
-    issuer = TokenIssuer(key, ttl=timedelta(seconds=settings.token_ttl_seconds))
+    issuer = TokenIssuer(
+        key,
+        ttl=timedelta(seconds=settings.token_ttl_seconds),
+        subject_ttl=timedelta(seconds=settings.subject_token_ttl_seconds),
+    )
     services = load_service_credentials(settings.service_credentials_file)
     engine = make_engine(settings.database_url)
     channels: list[grpc.aio.Channel] = []
@@ -163,7 +170,7 @@ async def build_consent(
         servicer = ConsentServicer(
             store,
             clock=clock,
-            desk=CredentialDesk(issuer, services, store),
+            desk=CredentialDesk(issuer, services, store, store),
             exporter=exporter,
             on_purge=worker.notify,
             export_timeout=settings.downstream_timeout_seconds,

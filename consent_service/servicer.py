@@ -41,8 +41,8 @@ from creditscore.runtime import (
 from . import authorizations as auth_rules
 from . import consents as rules
 from . import registry, wire
-from .authorizations import Authorization
-from .consents import Consent, Enrollment, RequestKey
+from .authorizations import AccessToRecord, Authorization
+from .consents import Consent, Enrollment, RequestKey, Subject
 from .export import Exporter
 from .purge import DeletionScope
 from .registry import Client
@@ -93,19 +93,46 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         v.raise_if_any(_INVALID)
 
         def encode(enrollment: Enrollment) -> bytes:
+            # Stored for retries: never with the secret (shown once).
             return _serialize(
                 consent_pb2.EnrollSubjectResponse(
                     subject=wire.subject_pb(enrollment.subject), created=enrollment.created
                 )
             )
 
+        secret, hashed = await _new_subject_secret()
         done = await self._store.enroll_subject(
             _key("EnrollSubject", request),
             request.subject_id or None,
             now=self._clock(),
             encode=encode,
+            secret_hash=hashed,
         )
-        return consent_pb2.EnrollSubjectResponse.FromString(done.response)
+        reply = consent_pb2.EnrollSubjectResponse.FromString(done.response)
+        if done.value is not None and done.value.created:
+            reply.subject_secret = secret
+        return reply
+
+    async def RotateSubjectSecret(
+        self, request: consent_pb2.RotateSubjectSecretRequest, context: grpc.aio.ServicerContext
+    ) -> consent_pb2.RotateSubjectSecretResponse:
+        v = Violations()
+        rules.check_request_id(v, request.request_id)
+        rules.check_subject_id(v, request.subject_id)
+        v.raise_if_any(_INVALID)
+
+        def encode(subject: Subject) -> bytes:
+            return _serialize(consent_pb2.RotateSubjectSecretResponse(subject_id=subject.subject_id))
+
+        secret, hashed = await _new_subject_secret()
+        done = await self._store.rotate_subject_secret(
+            _key("RotateSubjectSecret", request),
+            subject_id=request.subject_id, secret_hash=hashed, now=self._clock(), encode=encode,
+        )
+        reply = consent_pb2.RotateSubjectSecretResponse.FromString(done.response)
+        if done.value is not None:
+            reply.subject_secret = secret
+        return reply
 
     async def GetSubject(
         self, request: consent_pb2.GetSubjectRequest, context: grpc.aio.ServicerContext
@@ -446,13 +473,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         self, request: consent_pb2.RecordAccessRequest, context: grpc.aio.ServicerContext
     ) -> consent_pb2.RecordAccessResponse:
         v = Violations()
-        check_subject_id(v, request.subject_id)
-        registry.check_client_id(v, request.partner_id, "partner_id")
-        auth_rules.check_access_purpose(v, request.purpose)
-        auth_rules.check_transaction_id(v, request.transaction_id)
-        kind = _check_answer(v, request)
-        v.check(len(request.response) <= auth_rules.MAX_RESPONSE_BYTES, "response",
-                f"must be at most {auth_rules.MAX_RESPONSE_BYTES} bytes")
+        kind = _check_access(v, request)
         v.raise_if_any(_INVALID)
         entry, created = await self._store.record_access(
             subject_id=request.subject_id,
@@ -465,6 +486,37 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
             now=self._clock(),
         )
         return consent_pb2.RecordAccessResponse(entry=wire.access_pb(entry, with_response=True), created=created)
+
+    async def RecordAccesses(
+        self, request: consent_pb2.RecordAccessesRequest, context: grpc.aio.ServicerContext
+    ) -> consent_pb2.RecordAccessesResponse:
+        v = Violations()
+        items: list[AccessToRecord] = []
+        count = len(request.accesses)
+        if count == 0:
+            v.add("accesses", "must have at least one access")
+        elif count > auth_rules.MAX_ACCESSES:
+            v.add("accesses", f"must have at most {auth_rules.MAX_ACCESSES} accesses, got {count}")
+        else:
+            for i, access in enumerate(request.accesses):
+                prefix = f"accesses[{i}]."
+                kind = _check_access(v, access, prefix)
+                auth_rules.check_sources_used(v, access.sources_used, f"{prefix}sources_used")
+                items.append(
+                    AccessToRecord(
+                        subject_id=access.subject_id,
+                        partner_id=access.partner_id,
+                        purpose=access.purpose,
+                        transaction_id=access.transaction_id,
+                        answer_kind=kind,
+                        answer=_serialize(access.answer),
+                        response=access.response,
+                        sources_used=frozenset(access.sources_used),
+                    )
+                )
+        v.raise_if_any(_INVALID)
+        outcomes = await self._store.record_accesses(items, now=self._clock())
+        return consent_pb2.RecordAccessesResponse(outcomes=[wire.access_outcome_pb(o) for o in outcomes])
 
     async def GetAccessByTransaction(
         self, request: consent_pb2.GetAccessByTransactionRequest, context: grpc.aio.ServicerContext
@@ -510,20 +562,35 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         )
 
 
-def _check_answer(v: Violations, request: consent_pb2.RecordAccessRequest) -> str:
+def _check_access(
+    v: Violations, access: consent_pb2.RecordAccessRequest | consent_pb2.AccessToRecord, prefix: str = ""
+) -> str:
+    """Checks one lookup to log (field paths under ``prefix``, e.g.
+    ``accesses[3].``) and returns the kind of its answer."""
+    check_subject_id(v, access.subject_id, f"{prefix}subject_id")
+    registry.check_client_id(v, access.partner_id, f"{prefix}partner_id")
+    auth_rules.check_access_purpose(v, access.purpose, f"{prefix}purpose")
+    auth_rules.check_transaction_id(v, access.transaction_id, f"{prefix}transaction_id")
+    kind = _check_answer(v, access.answer, f"{prefix}answer")
+    v.check(len(access.response) <= auth_rules.MAX_RESPONSE_BYTES, f"{prefix}response",
+            f"must be at most {auth_rules.MAX_RESPONSE_BYTES} bytes")
+    return kind
+
+
+def _check_answer(v: Violations, answer: consent_pb2.AccessAnswer, field: str) -> str:
     """The kind of answer recorded (threshold or score), checking its fields."""
-    which = request.answer.WhichOneof("answer")
+    which = answer.WhichOneof("answer")
     if which == "threshold":
-        answer = request.answer.threshold
-        v.check(350 <= answer.threshold <= 950, "answer.threshold.threshold", "must be 350-950")
-        v.check(answer.decision != 0, "answer.threshold.decision", "must be set")
+        threshold = answer.threshold
+        v.check(350 <= threshold.threshold <= 950, f"{field}.threshold.threshold", "must be 350-950")
+        v.check(threshold.decision != 0, f"{field}.threshold.decision", "must be set")
         return auth_rules.ANSWER_THRESHOLD
     if which == "score":
-        score = request.answer.score
-        v.check(score.state != 0, "answer.score.state", "must be set")
-        v.check(score.score == 0 or 350 <= score.score <= 950, "answer.score.score", "must be 0 or 350-950")
+        score = answer.score
+        v.check(score.state != 0, f"{field}.score.state", "must be set")
+        v.check(score.score == 0 or 350 <= score.score <= 950, f"{field}.score.score", "must be 0 or 350-950")
         return auth_rules.ANSWER_SCORE
-    v.add("answer", "must be a threshold or a score answer")
+    v.add(field, "must be a threshold or a score answer")
     return ""
 
 
@@ -546,6 +613,12 @@ def _bad_token() -> InvalidArgument:
         [FieldViolation("page_token", "not a valid page token for this subject")],
         reason="INVALID_PAGE_TOKEN",
     )
+
+
+async def _new_subject_secret() -> tuple[str, str]:
+    """A fresh subject secret and its stored form (``registry.hash_generated_secret``)."""
+    secret = registry.new_subject_secret()
+    return secret, registry.hash_generated_secret(secret)
 
 
 def _required(part: Any, what: str) -> Any:

@@ -14,7 +14,9 @@ on SQLite) so read-modify-write does not race. A request row names the subject
 it was about, so that a purge can delete it with the subject.
 
 The access log is idempotent on (partner, transaction id) instead: a unique key,
-so that concurrent duplicates cannot make two entries. Account purges are
+so that concurrent duplicates cannot make two entries. ``record_accesses``, the
+lookup's one question, authorizes and logs a batch of lookups in one transaction
+with a fixed number of statements, whatever the batch's size. Account purges are
 idempotent on their request id through the job's own unique ``request_id``: the
 job is the receipt and outlives the subject.
 
@@ -46,13 +48,16 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from creditscore.common.v1 import common_pb2
 from creditscore.runtime import (
     KIND_PARTNER,
+    Aborted,
     AlreadyExists,
     FailedPrecondition,
     NotFound,
@@ -63,7 +68,7 @@ from creditscore.runtime import (
 
 from . import authorizations as auth_rules
 from . import consents as rules
-from .authorizations import AccessEntry, Authorization
+from .authorizations import AccessEntry, AccessOutcome, AccessOutcomeKind, AccessToRecord, Authorization
 from .consents import Consent, Enrollment, RequestKey, Subject
 from .purge import DeletionScope, Receipt, Step, StepTask, TableCount, new_receipt_id, plan_steps
 from .registry import Client
@@ -92,6 +97,10 @@ subjects_table = Table(
     metadata,
     Column("subject_id", String(64), primary_key=True),
     Column("enroll_time", UtcDateTime(), nullable=False),
+    # The subject's own secret for IssueToken, as registry.hash_generated_secret stores it;
+    # NULL for a subject enrolled before subject secrets (no token until an
+    # operator rotates one). Deleted with the row; never read but to check it.
+    Column("secret_hash", String(200), nullable=True),
 )
 
 consents_table = Table(
@@ -246,6 +255,14 @@ class ConsentStore:
         async with self._engine.connect() as conn:
             return await _subject(conn, subject_id)
 
+    async def subject_secret_hash(self, subject_id: str) -> str | None:
+        """The stored hash of an enrolled subject's secret; None for an unknown
+        subject and for one without a secret alike."""
+        s = subjects_table.c
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(s.secret_hash).where(s.subject_id == subject_id))).first()
+        return None if row is None else row.secret_hash
+
     async def consents_for(
         self, subject_ids: Collection[str], sources: Collection[int], purpose: int
     ) -> list[Consent]:
@@ -296,9 +313,11 @@ class ConsentStore:
         *,
         now: datetime,
         encode: Callable[[Enrollment], bytes],
+        secret_hash: str | None = None,
     ) -> Committed[Enrollment]:
-        """Enrolls ``subject_id`` (a fresh id when None) at ``now``. An id already
-        enrolled is returned with ``created=False``; a generated id never lands on
+        """Enrolls ``subject_id`` (a fresh id when None) at ``now``, with
+        ``secret_hash`` as its secret. An id already enrolled is returned with
+        ``created=False`` (its secret unchanged); a generated id never lands on
         an existing subject. An id whose account is still being purged is
         ``FailedPrecondition`` (``PURGE_IN_PROGRESS``)."""
 
@@ -306,9 +325,9 @@ class ConsentStore:
             if subject_id is None:
                 while True:
                     candidate = rules.new_subject_id()
-                    if await self._insert_subject(conn, candidate, now):
+                    if await self._insert_subject(conn, candidate, now, secret_hash):
                         return Enrollment(Subject(candidate, now), created=True)
-            if await self._insert_subject(conn, subject_id, now):
+            if await self._insert_subject(conn, subject_id, now, secret_hash):
                 if await _open_purge(conn, subject_id, None, (DeletionScope.ACCOUNT,)):
                     raise _purge_in_progress("this account is still being closed")
                 return Enrollment(Subject(subject_id, now), created=True)
@@ -319,6 +338,31 @@ class ConsentStore:
         return await self._idempotent(
             key, now, change, encode, subject_of=lambda e: e.subject.subject_id
         )
+
+    async def rotate_subject_secret(
+        self,
+        key: RequestKey,
+        *,
+        subject_id: str,
+        secret_hash: str,
+        now: datetime,
+        encode: Callable[[Subject], bytes],
+    ) -> Committed[Subject]:
+        """Replaces the subject's secret with ``secret_hash``, once per request id
+        (a repeat changes nothing and answers as stored). ``SUBJECT_NOT_FOUND``
+        for an unknown subject."""
+        s = subjects_table.c
+
+        async def change(conn: AsyncConnection) -> Subject:
+            subject = await _subject(conn, subject_id, lock="update")
+            if subject is None:
+                raise _subject_not_found()
+            await conn.execute(
+                update(subjects_table).where(s.subject_id == subject_id).values(secret_hash=secret_hash)
+            )
+            return subject
+
+        return await self._idempotent(key, now, change, encode, subject_of=lambda _: subject_id)
 
     async def grant_consent(
         self,
@@ -589,6 +633,95 @@ class ConsentStore:
             assert existing is not None
             auth_rules.ensure_same_lookup(existing, subject_id, purpose)
             return existing, False
+
+    async def record_accesses(self, items: Sequence[AccessToRecord], *, now: datetime) -> list[AccessOutcome]:
+        """Authorizes and logs a batch of lookups: one outcome per item, in order,
+        per ``authorizations.decide_accesses``, in one transaction committed before
+        returning, with the same few statements for 1 item or 256.
+
+        It locks what ``record_access`` locks: the subjects (shared: a purge waits
+        for this transaction, then deletes its entries too, or runs first and this
+        finds the subject or its authorizations gone) and the authorizations (so a
+        revocation commits first and refuses, or waits). Consents are read, not
+        locked: a withdrawal committed first refuses (or is ``SOURCES_CHANGED``);
+        one committing later is ordered after these lookups, as it reads nothing
+        they write. An entry older than the 24 hours no longer holds its
+        transaction id. When another transaction wrote an entry under one of the
+        batch's transaction ids between the read and the write, that entry is the
+        item's (REPLAYED or TRANSACTION_ID_REUSED), never a second entry."""
+        if not items:
+            return []
+        keys = sorted({item.transaction_key for item in items})
+        subject_ids = sorted({item.subject_id for item in items})
+        grant_keys = sorted({item.authorization_key for item in items})
+        a, c, log = authorizations_table.c, consents_table.c, access_log_table.c
+        async with self._engine.begin() as conn:
+            if self._dialect == "sqlite":
+                # A write first, as record_access and _idempotent begin: the
+                # transaction holds SQLite's one write lock from its first
+                # statement, so everything read below stays true until it commits.
+                await _release_stale_keys(conn, keys, now)
+                subjects = await _share_subjects(conn, subject_ids)
+            else:
+                # Subjects first, as a purge locks its subject before deleting the
+                # subject's entries (which releasing a stale key may touch).
+                subjects = await _share_subjects(conn, subject_ids)
+                await _release_stale_keys(conn, keys, now)
+            grants = {
+                (row.subject_id, row.partner_id, row.purpose): _authorization(row)
+                for row in await conn.execute(
+                    _authorization_query()
+                    .where(tuple_(a.subject_id, a.partner_id, a.purpose).in_(grant_keys))
+                    .order_by(a.subject_id, a.partner_id, a.purpose)
+                    .with_for_update(of=authorizations_table)
+                )
+            }
+            consents = [
+                _consent(row)
+                for row in await conn.execute(
+                    select(consents_table).where(
+                        c.subject_id.in_(subject_ids),
+                        c.purpose == common_pb2.PURPOSE_CREDIT_SCORING,
+                        c.source.in_(sorted(auth_rules.SCORED_SOURCES)),
+                    )
+                )
+            ]
+            entries = await _accesses_by_keys(conn, keys)
+            outcomes = auth_rules.decide_accesses(
+                items, subjects=subjects, authorizations=grants, consents=consents, entries=entries, now=now
+            )
+            new = [o.entry for o in outcomes if o.kind is AccessOutcomeKind.RECORDED and o.entry is not None]
+            if not new:
+                return outcomes
+            # One INSERT for the batch, in key order (so that two batches with
+            # common transaction ids wait on each other, never deadlock).
+            new.sort(key=lambda e: (e.partner_id, e.transaction_id))
+            inserted = await conn.execute(
+                dialect_insert(self._dialect, access_log_table)
+                .on_conflict_do_nothing(index_elements=[log.partner_id, log.transaction_key])
+                .returning(log.access_id),
+                [_access_row(e) for e in new],
+            )
+            written = set(inserted.scalars().all())
+            lost = {e.access_id: e for e in new if e.access_id not in written}
+            if not lost:
+                return outcomes
+            # Another transaction wrote under these transaction ids meanwhile: its
+            # entries stand, for the items recorded here and those replaying them.
+            winners = await _accesses_by_keys(
+                conn, sorted({(e.partner_id, e.transaction_id) for e in lost.values()})
+            )
+            settled: list[AccessOutcome] = []
+            for item, outcome in zip(items, outcomes, strict=True):
+                if outcome.entry is None or outcome.entry.access_id not in lost:
+                    settled.append(outcome)
+                    continue
+                winner = winners.get(item.transaction_key)
+                if winner is None:  # written, then purged, between two statements
+                    raise Aborted("the access log changed while recording; try again",
+                                  reason="ACCESS_LOG_CONFLICT")
+                settled.append(auth_rules.replay_of(winner, item))
+            return settled
 
     async def access_by_transaction(
         self, partner_id: str, transaction_id: str, *, now: datetime
@@ -881,12 +1014,14 @@ class ConsentStore:
             )
             return Committed(response=response, value=value)
 
-    async def _insert_subject(self, conn: AsyncConnection, subject_id: str, now: datetime) -> bool:
+    async def _insert_subject(
+        self, conn: AsyncConnection, subject_id: str, now: datetime, secret_hash: str | None = None
+    ) -> bool:
         """Inserts the subject unless it exists; True when inserted."""
         s = subjects_table.c
         inserted = await conn.execute(
             dialect_insert(self._dialect, subjects_table)
-            .values(subject_id=subject_id, enroll_time=now)
+            .values(subject_id=subject_id, enroll_time=now, secret_hash=secret_hash)
             .on_conflict_do_nothing(index_elements=[s.subject_id])
             .returning(s.subject_id)
         )
@@ -1175,6 +1310,57 @@ async def _access_by_key(conn: AsyncConnection, partner_id: str, transaction_id:
         )
     ).first()
     return None if row is None else _access(row)
+
+
+async def _accesses_by_keys(
+    conn: AsyncConnection, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], AccessEntry]:
+    """The entries holding any of the (partner, transaction id) ``keys``, by key."""
+    log = access_log_table.c
+    rows = await conn.execute(_access_query().where(tuple_(log.partner_id, log.transaction_key).in_(keys)))
+    return {(row.partner_id, row.transaction_key): _access(row) for row in rows}
+
+
+async def _release_stale_keys(conn: AsyncConnection, keys: Sequence[tuple[str, str]], now: datetime) -> None:
+    """Entries under ``keys`` written ``DEDUPE_WINDOW`` or longer ago give up their
+    transaction id, so the id can name a new lookup."""
+    log = access_log_table.c
+    await conn.execute(
+        update(access_log_table)
+        .where(
+            tuple_(log.partner_id, log.transaction_key).in_(keys),
+            log.access_time <= now - auth_rules.DEDUPE_WINDOW,
+        )
+        .values(transaction_key=None)
+    )
+
+
+async def _share_subjects(conn: AsyncConnection, subject_ids: Sequence[str]) -> set[str]:
+    """Which of ``subject_ids`` are enrolled, share-locked in id order (see ``_subject``)."""
+    s = subjects_table.c
+    rows = await conn.execute(
+        select(s.subject_id)
+        .where(s.subject_id.in_(subject_ids))
+        .order_by(s.subject_id)
+        .with_for_update(read=True, key_share=True)
+    )
+    return set(rows.scalars().all())
+
+
+def _access_row(entry: AccessEntry) -> dict[str, Any]:
+    """The access log row of a new entry: it holds its transaction id."""
+    return {
+        "access_id": entry.access_id,
+        "subject_id": entry.subject_id,
+        "partner_id": entry.partner_id,
+        "purpose": entry.purpose,
+        "transaction_id": entry.transaction_id,
+        "transaction_key": entry.transaction_id,
+        "scope": entry.scope,
+        "answer": entry.answer,
+        "response": entry.response,
+        "access_time": entry.access_time,
+    }
 
 
 def _access(row: Row[Any]) -> AccessEntry:

@@ -9,12 +9,13 @@ from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2
 from creditscore.runtime import to_timestamp
 
-from .authorizations import AccessEntry, Authorization
+from .authorizations import AccessEntry, AccessOutcome, AccessOutcomeKind, Authorization
 from .consents import Consent, Subject
 from .purge import Receipt, Step, TableCount
 from .registry import Client
 
 __all__ = [
+    "access_outcome_pb",
     "access_pb",
     "authorization_pb",
     "consent_pb",
@@ -89,6 +90,21 @@ def access_pb(entry: AccessEntry, *, with_response: bool) -> consent_pb2.AccessE
         access_time=to_timestamp(entry.access_time),
         response=entry.response if with_response else b"",
     )
+
+
+def access_outcome_pb(outcome: AccessOutcome) -> consent_pb2.AccessOutcome:
+    """A ``RecordAccesses`` outcome. A replayed entry carries the response stored
+    with it (the caller answers with it again); a new one does not (the caller
+    just sent it)."""
+    reply = consent_pb2.AccessOutcome(
+        kind=int(outcome.kind),  # type: ignore[arg-type]
+        granted_sources=sorted(outcome.granted_sources),  # type: ignore[arg-type]
+    )
+    if outcome.entry is not None:
+        reply.entry.CopyFrom(
+            access_pb(outcome.entry, with_response=outcome.kind is AccessOutcomeKind.REPLAYED)
+        )
+    return reply
 
 
 def purged_tables_pb(tables: tuple[TableCount, ...] | list[TableCount]) -> list[common_pb2.PurgedTable]:

@@ -30,8 +30,9 @@ __all__ = ["DOMAIN", "POLICY", "build_server"]
 DOMAIN = "feature.creditscore"
 
 _SERVICE = feature_pb2.DESCRIPTOR.services_by_name["FeatureService"]
-#: Who may call what: services only (ingest applies records, the gateway reads
-#: vectors, the consent service purges and exports).
+#: Who may call what: services only (ingest applies records; the gateway reads
+#: vectors, one subject or a batch of them at a time; the consent service purges
+#: and exports).
 POLICY = {f"/{_SERVICE.full_name}/{m.name}": {KIND_SERVICE} for m in _SERVICE.methods}
 
 

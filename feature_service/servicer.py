@@ -9,7 +9,7 @@ from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
 from creditscore.runtime import to_timestamp
 
 from .features import FeatureBook, SubjectVector
-from .validation import validate_apply_records, validate_get_feature_vector
+from .validation import validate_apply_records, validate_get_feature_vector, validate_get_feature_vectors
 
 __all__ = ["FeatureServicer"]
 
@@ -34,6 +34,12 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
         query = validate_get_feature_vector(request, latest_allowed=self._book.latest_allowed_time())
         vector = await self._book.vector(query.subject_id, query.as_of)
         return feature_pb2.GetFeatureVectorResponse(feature_vector=_vector(vector))
+
+    async def GetFeatureVectors(
+        self, request: feature_pb2.GetFeatureVectorsRequest, context: grpc.aio.ServicerContext
+    ) -> feature_pb2.GetFeatureVectorsResponse:
+        vectors = await self._book.vectors(validate_get_feature_vectors(request))
+        return feature_pb2.GetFeatureVectorsResponse(feature_vectors=[_vector(v) for v in vectors])
 
     async def PurgeSubject(
         self, request: feature_pb2.PurgeSubjectRequest, context: grpc.aio.ServicerContext

@@ -20,7 +20,7 @@ serializes writers on its database lock.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,6 +54,7 @@ from .aggregates import SubjectState
 
 __all__ = [
     "MAX_ID_LENGTH",
+    "MAX_IN_KEYS",
     "AppliedVersion",
     "FeatureStore",
     "RecordKey",
@@ -100,8 +101,8 @@ purge_requests = purge_requests_table(metadata)
 #: (producer_id, record_id): the idempotency key of a record.
 RecordKey = tuple[str, str]
 
-# Keys per ``IN (...)`` list: well below every driver's bound-parameter limit.
-_IN_CHUNK = 500
+#: Keys per ``IN (...)`` list: well below every driver's bound-parameter limit.
+MAX_IN_KEYS = 500
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,26 @@ class FeatureStore:
         if row is None:
             return None
         return StoredState(subject_id, SubjectState.from_json(row.state), int(row.record_count), row.updated_time)
+
+    async def get_many(self, subject_ids: Collection[str]) -> dict[str, StoredState]:
+        """The aggregates of those of ``subject_ids`` that have any, by subject id:
+        one ``IN`` query per ``MAX_IN_KEYS`` distinct ids on one connection (one
+        read transaction). Up to that many ids (every ``GetFeatureVectors``) that
+        is one statement, so one consistent snapshot on either database whatever
+        is applied meanwhile."""
+        ordered = sorted(set(subject_ids))
+        t = subject_features.c
+        out: dict[str, StoredState] = {}
+        async with self._engine.connect() as conn:  # autobegun, rolled back at close: nothing to commit
+            for start in range(0, len(ordered), MAX_IN_KEYS):
+                query = select(t.subject_id, t.state, t.record_count, t.updated_time).where(
+                    t.subject_id.in_(ordered[start:start + MAX_IN_KEYS])
+                )
+                for row in await conn.execute(query):
+                    out[row.subject_id] = StoredState(
+                        row.subject_id, SubjectState.from_json(row.state), int(row.record_count), row.updated_time
+                    )
+        return out
 
 
 class StoreBatch:
@@ -267,8 +288,8 @@ class StoreBatch:
         fresh = {(row.producer_id, row.record_id) for row in await self._conn.execute(stmt, rows)}
         out: dict[RecordKey, AppliedVersion | None] = dict.fromkeys(fresh)
         seen = [key for key in keys if key not in fresh]
-        for start in range(0, len(seen), _IN_CHUNK):
-            part = seen[start:start + _IN_CHUNK]
+        for start in range(0, len(seen), MAX_IN_KEYS):
+            part = seen[start:start + MAX_IN_KEYS]
             by_producer: dict[str, list[str]] = {}
             for producer_id, record_id in part:
                 by_producer.setdefault(producer_id, []).append(record_id)

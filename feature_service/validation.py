@@ -17,9 +17,18 @@ from creditscore.runtime import Violations, check_subject_id, from_timestamp
 
 from .store import MAX_ID_LENGTH
 
-__all__ = ["MAX_RECORDS_PER_BATCH", "FeatureQuery", "validate_apply_records", "validate_get_feature_vector"]
+__all__ = [
+    "MAX_RECORDS_PER_BATCH",
+    "MAX_SUBJECTS_PER_BATCH",
+    "FeatureQuery",
+    "validate_apply_records",
+    "validate_get_feature_vector",
+    "validate_get_feature_vectors",
+]
 
 MAX_RECORDS_PER_BATCH = 1000
+#: Most subject ids in one GetFeatureVectors.
+MAX_SUBJECTS_PER_BATCH = 256
 
 # google.protobuf.Timestamp's valid range: 0001-01-01 to 9999-12-31.
 _MIN_SECONDS = -62_135_596_800
@@ -154,3 +163,20 @@ def validate_get_feature_vector(
             v.check(as_of <= latest_allowed, "as_of_time", "must not be in the future")
     v.raise_if_any("the GetFeatureVector request is not valid")
     return FeatureQuery(subject_id=request.subject_id, as_of=as_of)
+
+
+def validate_get_feature_vectors(request: feature_pb2.GetFeatureVectorsRequest) -> list[str]:
+    """The subject ids of a valid request, in request order (repeats kept);
+    otherwise ``InvalidArgument`` naming the list (``subject_ids``: 1 to
+    ``MAX_SUBJECTS_PER_BATCH``) or each bad id (``subject_ids[i]``)."""
+    v = Violations()
+    count = len(request.subject_ids)
+    if v.check(
+        1 <= count <= MAX_SUBJECTS_PER_BATCH,
+        "subject_ids",
+        f"must hold 1 to {MAX_SUBJECTS_PER_BATCH} subject ids",
+    ):
+        for i, subject_id in enumerate(request.subject_ids):
+            check_subject_id(v, subject_id, f"subject_ids[{i}]")
+    v.raise_if_any("the GetFeatureVectors request is not valid")
+    return list(request.subject_ids)

@@ -1,92 +1,65 @@
-"""The gRPC side of the lookup's ports: one small adapter per downstream service."""
+"""The gRPC side of the lookup's ports: one small adapter per downstream service,
+each batching concurrent lookups into one downstream call."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import grpc
 
 from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
 from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
-from creditscore.runtime import CallError, DomainError, Unavailable, downstream_errors
+from creditscore.runtime import Batcher, CallError, Deadline, Unavailable, downstream_errors
 from creditscore.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 
-from .lookup import SCORED_SOURCES, Authorization, Recorded, not_authorized, transaction_reused
+from .lookup import SCORED_SOURCES, Access, AccessOutcome, Recorded
 
-__all__ = ["GrpcConsent", "GrpcFeatures", "GrpcScoring"]
+__all__ = ["Batching", "GrpcConsent", "GrpcFeatures", "GrpcScoring"]
 
 _SERVICE = "consent_service"
 
 
+@dataclass(frozen=True)
+class Batching:
+    """How concurrent lookups share downstream calls (``creditscore.runtime.Batcher``):
+    at most ``max_batch`` lookups per call, ``max_in_flight`` calls at once per
+    downstream."""
+
+    max_batch: int = 128
+    max_in_flight: int = 2
+
+
 class GrpcConsent:
-    def __init__(self, stub: consent_pb2_grpc.ConsentServiceStub) -> None:
+    """The consent service: the lookup's one question (``RecordAccesses``, batched)
+    and the sources a subject has granted (the subject's own score)."""
+
+    def __init__(self, stub: consent_pb2_grpc.ConsentServiceStub, *, batching: Batching = Batching()) -> None:
         self._stub = stub
+        self._records: Batcher[Access, Recorded] = Batcher(
+            self._record_batch, name=_SERVICE,
+            max_batch=batching.max_batch, max_in_flight=batching.max_in_flight,
+        )
 
-    async def authorization(
-        self, subject_id: str, partner_id: str, purpose: int, timeout: float
-    ) -> Authorization:
-        with downstream_errors(_SERVICE):
-            reply = await self._stub.CheckAuthorization(
-                consent_pb2.CheckAuthorizationRequest(
-                    subject_id=subject_id, partner_id=partner_id, purpose=purpose  # type: ignore[arg-type]
-                ),
-                timeout=timeout,
+    async def record(self, access: Access, deadline: Deadline) -> Recorded:
+        return await self._records.call(access, deadline)
+
+    async def _record_batch(self, accesses: Sequence[Access], timeout: float) -> list[Recorded]:
+        """Any failure of the call is ``Unavailable`` (ACCESS_LOG_UNAVAILABLE): no
+        answer without its entry."""
+        request = consent_pb2.RecordAccessesRequest(accesses=[
+            consent_pb2.AccessToRecord(
+                subject_id=a.subject_id, partner_id=a.partner_id, purpose=a.purpose,  # type: ignore[arg-type]
+                transaction_id=a.transaction_id, answer=a.answer, response=a.response,
+                sources_used=sorted(a.sources_used),  # type: ignore[arg-type]
             )
-        return Authorization(authorized=reply.authorized, scope=reply.scope)
-
-    async def granted_sources(self, subject_id: str, timeout: float) -> frozenset[int]:
-        request = consent_pb2.CheckConsentsRequest(
-            purpose=common_pb2.PURPOSE_CREDIT_SCORING,
-            checks=[consent_pb2.ConsentCheck(subject_id=subject_id, source=s) for s in SCORED_SOURCES],  # type: ignore[arg-type]
-        )
-        with downstream_errors(_SERVICE):
-            reply = await self._stub.CheckConsents(request, timeout=timeout)
-        return frozenset(d.source for d in reply.decisions if d.granted)
-
-    async def recorded(
-        self, partner_id: str, transaction_id: str, subject_id: str, purpose: int, timeout: float
-    ) -> Recorded | None:
-        request = consent_pb2.GetAccessByTransactionRequest(
-            partner_id=partner_id, transaction_id=transaction_id,
-            subject_id=subject_id, purpose=purpose,  # type: ignore[arg-type]
-        )
+            for a in accesses
+        ])
         try:
-            with downstream_errors(_SERVICE):
-                reply = await self._stub.GetAccessByTransaction(request, timeout=timeout)
-        except DomainError as exc:
-            if exc.metadata.get("downstream_reason") == "TRANSACTION_ID_REUSED":
-                raise transaction_reused() from None
-            raise
-        if not reply.found:
-            return None
-        return Recorded(answer=reply.entry.answer, response=reply.entry.response)
-
-    async def record_access(
-        self,
-        subject_id: str,
-        partner_id: str,
-        purpose: int,
-        transaction_id: str,
-        answer: consent_pb2.AccessAnswer,
-        response: bytes,
-        timeout: float,
-    ) -> Recorded:
-        """Writes the entry; a refusal of the authorization is the gateway's one
-        NOT_AUTHORIZED, a reused transaction id TRANSACTION_ID_REUSED, and any other
-        failure ``Unavailable`` (ACCESS_LOG_UNAVAILABLE): no answer without its entry."""
-        request = consent_pb2.RecordAccessRequest(
-            subject_id=subject_id, partner_id=partner_id, purpose=purpose,  # type: ignore[arg-type]
-            transaction_id=transaction_id, answer=answer, response=response,
-        )
-        try:
-            reply = await self._stub.RecordAccess(request, timeout=timeout)
+            reply = await self._stub.RecordAccesses(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             err = CallError.from_rpc_error(exc)
-            if err.code == grpc.StatusCode.PERMISSION_DENIED:
-                raise not_authorized() from None
-            if err.reason == "TRANSACTION_ID_REUSED":
-                raise transaction_reused() from None
             meta = {"service": _SERVICE, "code": err.code.name}
             if err.reason:
                 meta["downstream_reason"] = err.reason
@@ -95,33 +68,74 @@ class GrpcConsent:
                 reason="ACCESS_LOG_UNAVAILABLE",
                 metadata=meta,
             ) from None
-        return Recorded(answer=reply.entry.answer, response=reply.entry.response)
+        return [
+            Recorded(
+                outcome=AccessOutcome(o.kind),
+                answer=o.entry.answer if o.HasField("entry") else None,
+                response=o.entry.response,
+                granted_sources=frozenset(o.granted_sources),
+            )
+            for o in reply.outcomes
+        ]
+
+    async def granted_sources(self, subject_id: str, timeout: float) -> frozenset[int]:
+        """The scored sources the subject has a live CREDIT_SCORING consent for."""
+        request = consent_pb2.CheckConsentsRequest(
+            purpose=common_pb2.PURPOSE_CREDIT_SCORING,
+            checks=[consent_pb2.ConsentCheck(subject_id=subject_id, source=s) for s in SCORED_SOURCES],  # type: ignore[arg-type]
+        )
+        with downstream_errors(_SERVICE):
+            reply = await self._stub.CheckConsents(request, timeout=timeout)
+        return frozenset(d.source for d in reply.decisions if d.granted)
 
 
 class GrpcFeatures:
-    def __init__(self, stub: feature_pb2_grpc.FeatureServiceStub) -> None:
+    """The feature service: vectors of concurrent lookups in one ``GetFeatureVectors``."""
+
+    def __init__(self, stub: feature_pb2_grpc.FeatureServiceStub, *, batching: Batching = Batching()) -> None:
         self._stub = stub
+        self._vectors: Batcher[str, Sequence[common_pb2.FeatureValue]] = Batcher(
+            self._vector_batch, name="feature_service",
+            max_batch=batching.max_batch, max_in_flight=batching.max_in_flight,
+        )
 
     async def feature_vector(
-        self, subject_id: str, timeout: float
+        self, subject_id: str, deadline: Deadline
     ) -> Sequence[common_pb2.FeatureValue]:
+        return await self._vectors.call(subject_id, deadline)
+
+    async def _vector_batch(
+        self, subject_ids: Sequence[str], timeout: float
+    ) -> list[Sequence[common_pb2.FeatureValue]]:
         with downstream_errors("feature_service"):
-            reply = await self._stub.GetFeatureVector(
-                feature_pb2.GetFeatureVectorRequest(subject_id=subject_id), timeout=timeout
+            reply = await self._stub.GetFeatureVectors(
+                feature_pb2.GetFeatureVectorsRequest(subject_ids=subject_ids), timeout=timeout
             )
-        return reply.feature_vector.features
+        return [v.features for v in reply.feature_vectors]
 
 
 class GrpcScoring:
-    def __init__(self, stub: scoring_pb2_grpc.ScoringServiceStub) -> None:
+    """The scoring service: scores of concurrent lookups in one ``ScoreBatch``."""
+
+    def __init__(self, stub: scoring_pb2_grpc.ScoringServiceStub, *, batching: Batching = Batching()) -> None:
         self._stub = stub
+        self._scores: Batcher[scoring_pb2.ScoreFeaturesRequest, scoring_pb2.Score] = Batcher(
+            self._score_batch, name="scoring_service",
+            max_batch=batching.max_batch, max_in_flight=batching.max_in_flight,
+        )
 
     async def score(
-        self, subject_id: str, features: Sequence[common_pb2.FeatureValue], timeout: float
+        self, subject_id: str, features: Sequence[common_pb2.FeatureValue], deadline: Deadline
     ) -> scoring_pb2.Score:
+        return await self._scores.call(
+            scoring_pb2.ScoreFeaturesRequest(subject_id=subject_id, features=features), deadline
+        )
+
+    async def _score_batch(
+        self, items: Sequence[scoring_pb2.ScoreFeaturesRequest], timeout: float
+    ) -> list[scoring_pb2.Score]:
         with downstream_errors("scoring_service"):
-            reply = await self._stub.ScoreFeatures(
-                scoring_pb2.ScoreFeaturesRequest(subject_id=subject_id, features=features),
-                timeout=timeout,
+            reply = await self._stub.ScoreBatch(
+                scoring_pb2.ScoreBatchRequest(items=items), timeout=timeout
             )
-        return reply.score
+        return list(reply.scores)

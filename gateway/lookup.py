@@ -1,38 +1,43 @@
-"""A partner's lookup, composed: authorization -> consent -> features -> score ->
-access log -> answer.
+"""A partner's lookup, composed: features -> score -> the consent service's one
+question (authorize and record) -> answer.
 
 Pure composition over small client interfaces (ports), so that it is tested with
-fakes and no gRPC. What it guarantees:
+fakes and no gRPC. The ports batch concurrent lookups (``creditscore.runtime.Batcher``):
+under load one downstream call serves many lookups. What it guarantees:
 
-- nothing is read about a subject unless the partner holds the subject's live
-  authorization for the purpose, with a scope that covers the question (THRESHOLD
-  or FULL_SCORE for a threshold, FULL_SCORE for the score), and the subject has a
-  live consent to be scored for at least one source;
+- nothing leaves unless, at the moment its access-log entry is written, the
+  partner holds the subject's live authorization for the purpose with a scope
+  that covers the question (THRESHOLD or FULL_SCORE for a threshold, FULL_SCORE
+  for the score) and the subject has a live consent to be scored for at least one
+  source. The consent service checks this in the same transaction that writes
+  the entry (``RecordAccesses``), so a revocation or withdrawal committed before
+  it refuses the lookup: nothing is cached anywhere on the way;
 - an unknown subject, no authorization, an expired or revoked one, a scope that
   does not cover the question and a subject without consent all raise the one
   ``not_authorized()`` error, the same status, reason and message, so a partner
-  cannot tell who exists;
+  cannot tell who exists. Every lookup takes the same path (features and score
+  are read for every subject, known or not) before that check;
 - only features from sources the subject has a live consent for reach the
-  scorecard (a feature of a withdrawn source counts as "no data");
+  answer: the lookup tells the consent service which sources the score drew on,
+  and when one of them has lost its consent the consent service writes nothing
+  and names the sources still granted; the lookup scores again without the
+  others (``SOURCES_CHANGED``, at most ``MAX_ATTEMPTS`` times);
 - the answer is written to the access log (with the answer itself, serialized)
-  before it is returned; a log that cannot be written is ``Unavailable``
-  (``ACCESS_LOG_UNAVAILABLE``) and no answer;
+  and committed before it is returned; a log that cannot be written is
+  ``Unavailable`` (``ACCESS_LOG_UNAVAILABLE``) and no answer;
 - a transaction id seen before (within the log's 24 hours) for the same question
   returns the stored answer, byte for byte, and writes nothing; for another
   question it is ``InvalidArgument`` (``TRANSACTION_ID_REUSED``). The
-  authorization is checked first all the same: a revoked one refuses a replay too.
+  authorization is checked first all the same: a revoked one refuses a replay too;
 - every downstream call runs within the one ``Deadline`` of the lookup.
-
-Nothing is cached: a withdrawn consent or a revoked authorization takes effect on
-the very next lookup.
 """
 
 from __future__ import annotations
 
-import asyncio
+import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from google.protobuf.message import Message
 
@@ -41,6 +46,7 @@ from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2
 from creditscore.gateway.v1 import gateway_pb2
 from creditscore.runtime import (
+    Aborted,
     Deadline,
     FieldViolation,
     InvalidArgument,
@@ -51,11 +57,13 @@ from creditscore.runtime import (
 from creditscore.scoring.v1 import scoring_pb2
 
 __all__ = [
+    "MAX_ATTEMPTS",
     "MAX_THRESHOLD",
     "MIN_THRESHOLD",
     "NOT_AUTHORIZED_MESSAGE",
     "SCORED_SOURCES",
-    "Authorization",
+    "Access",
+    "AccessOutcome",
     "ConsentPort",
     "FeaturePort",
     "Recorded",
@@ -68,6 +76,7 @@ __all__ = [
     "decide",
     "mask_unconsented",
     "not_authorized",
+    "sources_used",
     "transaction_reused",
 ]
 
@@ -81,6 +90,8 @@ SCORED_SOURCES: tuple[int, ...] = (
 _SOURCE_OF = {f.name: f.source for f in CATALOG}
 
 MIN_THRESHOLD, MAX_THRESHOLD = 350, 950
+#: How many times a lookup scores again when consents change under it.
+MAX_ATTEMPTS = 3
 MAX_TRANSACTION_ID_LENGTH = 128
 NOT_AUTHORIZED_MESSAGE = "the partner is not authorized to look this subject up for this purpose"
 _VALID_PURPOSES = frozenset(
@@ -104,63 +115,57 @@ def transaction_reused() -> InvalidArgument:
     )
 
 
-@dataclass(frozen=True)
-class Authorization:
-    """The consent service's answer for (subject, partner, purpose)."""
+class AccessOutcome(enum.Enum):
+    """What the consent service did with a lookup's answer (``AccessOutcomeKind``)."""
 
-    authorized: bool
-    scope: int = common_pb2.AUTHORIZATION_SCOPE_UNSPECIFIED
+    RECORDED = consent_pb2.ACCESS_OUTCOME_KIND_RECORDED
+    REPLAYED = consent_pb2.ACCESS_OUTCOME_KIND_REPLAYED
+    NOT_AUTHORIZED = consent_pb2.ACCESS_OUTCOME_KIND_NOT_AUTHORIZED
+    TRANSACTION_ID_REUSED = consent_pb2.ACCESS_OUTCOME_KIND_TRANSACTION_ID_REUSED
+    SOURCES_CHANGED = consent_pb2.ACCESS_OUTCOME_KIND_SOURCES_CHANGED
+
+
+@dataclass(frozen=True)
+class Access:
+    """One lookup's answer, to be authorized and written to the access log."""
+
+    subject_id: str
+    partner_id: str
+    purpose: int
+    transaction_id: str
+    answer: consent_pb2.AccessAnswer
+    response: bytes
+    sources_used: frozenset[int]
 
 
 @dataclass(frozen=True)
 class Recorded:
-    """An access log entry as the gateway needs it: what was answered (the
-    ``AccessAnswer``) and the answer as sent (serialized response)."""
+    """The consent service's verdict on an ``Access``: for RECORDED and REPLAYED
+    the entry's answer and the answer as sent (serialized response); for
+    SOURCES_CHANGED the sources still granted."""
 
-    answer: consent_pb2.AccessAnswer
-    response: bytes
+    outcome: AccessOutcome
+    answer: consent_pb2.AccessAnswer | None = None
+    response: bytes = b""
+    granted_sources: frozenset[int] = frozenset()
 
 
 class ConsentPort(Protocol):
-    async def authorization(
-        self, subject_id: str, partner_id: str, purpose: int, timeout: float
-    ) -> Authorization:
-        """The scope of the live authorization, or not authorized."""
-
-    async def granted_sources(self, subject_id: str, timeout: float) -> frozenset[int]:
-        """The scored sources the subject has a live CREDIT_SCORING consent for."""
-
-    async def recorded(
-        self, partner_id: str, transaction_id: str, subject_id: str, purpose: int, timeout: float
-    ) -> Recorded | None:
-        """The entry the transaction id was recorded under in the last 24 hours."""
-
-    async def record_access(
-        self,
-        subject_id: str,
-        partner_id: str,
-        purpose: int,
-        transaction_id: str,
-        answer: consent_pb2.AccessAnswer,
-        response: bytes,
-        timeout: float,
-    ) -> Recorded:
-        """Writes the access durably (or finds the entry of an earlier call with
-        the same transaction id). ``PermissionDenied`` (NOT_AUTHORIZED) when the
-        authorization is no longer live; ``Unavailable`` (ACCESS_LOG_UNAVAILABLE)
-        when it cannot be written."""
+    async def record(self, access: Access, deadline: Deadline) -> Recorded:
+        """Authorizes the access and writes it durably (``RecordAccesses``).
+        ``Unavailable`` (ACCESS_LOG_UNAVAILABLE) when it cannot be written."""
 
 
 class FeaturePort(Protocol):
     async def feature_vector(
-        self, subject_id: str, timeout: float
+        self, subject_id: str, deadline: Deadline
     ) -> Sequence[common_pb2.FeatureValue]:
         """The subject's current feature vector."""
 
 
 class ScoringPort(Protocol):
     async def score(
-        self, subject_id: str, features: Sequence[common_pb2.FeatureValue], timeout: float
+        self, subject_id: str, features: Sequence[common_pb2.FeatureValue], deadline: Deadline
     ) -> scoring_pb2.Score:
         """The active scorecard's score of the vector."""
 
@@ -320,49 +325,42 @@ async def _answer(
 ) -> M:
     check_question(question)
     subject, purpose, txn = question.subject_id, question.purpose, question.transaction_id
-    # The three questions to the consent service at once (one round trip of
-    # latency); their answers are read in this order, the authorization first,
-    # so that an unauthorized caller learns nothing from the others.
-    timeout = deadline.timeout()
-    authorization, granted, earlier = await asyncio.gather(
-        consent.authorization(subject, partner_id, purpose, timeout),
-        consent.granted_sources(subject, timeout),
-        consent.recorded(partner_id, txn, subject, purpose, timeout),
-        return_exceptions=True,
+    vector = await features.feature_vector(subject, deadline)
+    granted = frozenset(SCORED_SOURCES)
+    for _ in range(MAX_ATTEMPTS):
+        masked = mask_unconsented(vector, granted)
+        score = await scoring.score(subject, masked, deadline)
+        answer, response = build(score)
+        payload = response.SerializeToString(deterministic=True)
+        recorded = await consent.record(
+            Access(subject, partner_id, purpose, txn, answer, payload, sources_used(masked)),
+            deadline,
+        )
+        match recorded.outcome:
+            case AccessOutcome.RECORDED:
+                return response
+            case AccessOutcome.REPLAYED:
+                if recorded.answer is None or not same(recorded.answer):
+                    raise transaction_reused()
+                return parse(recorded.response)
+            case AccessOutcome.TRANSACTION_ID_REUSED:
+                raise transaction_reused()
+            case AccessOutcome.SOURCES_CHANGED:
+                granted = recorded.granted_sources
+            case _:
+                raise not_authorized()
+    raise Aborted(
+        "the subject's consents kept changing during the lookup; try again",
+        reason="CONSENT_CHANGED",
     )
-    auth = _result(authorization)
-    if not auth.authorized:
-        raise not_authorized()
-    if full_score and auth.scope != _FULL:
-        raise not_authorized()
-    if not full_score and auth.scope not in _COVERS_THRESHOLD:
-        raise not_authorized()
-    if not _result(granted):
-        raise not_authorized()
-    before = _result(earlier)
-    if before is not None:
-        if not same(before.answer):
-            raise transaction_reused()
-        return parse(before.response)
 
-    vector = await features.feature_vector(subject, deadline.timeout())
-    masked = mask_unconsented(vector, _result(granted))
-    score = await scoring.score(subject, masked, deadline.timeout())
-    answer, response = build(score)
-    payload = response.SerializeToString(deterministic=True)
-    recorded = await consent.record_access(
-        subject, partner_id, purpose, txn, answer, payload, deadline.timeout()
+
+def sources_used(features: Sequence[common_pb2.FeatureValue]) -> frozenset[int]:
+    """The scored sources with a value in ``features`` (what an answer drew on)."""
+    return frozenset(
+        source
+        for f in features
+        if f.HasField("value")
+        and (source := _SOURCE_OF.get(f.name, common_pb2.DATA_SOURCE_UNSPECIFIED))
+        != common_pb2.DATA_SOURCE_UNSPECIFIED
     )
-    if recorded.response != payload:
-        # The same transaction id, recorded first by a concurrent call: its answer.
-        if not same(recorded.answer):
-            raise transaction_reused()
-        return parse(recorded.response)
-    return parse(payload)
-
-
-def _result(value: Any) -> Any:
-    if isinstance(value, BaseException):
-        raise value
-    return value
-

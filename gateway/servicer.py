@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import grpc
 
 from creditscore.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from creditscore.runtime import KIND_PARTNER, Deadline, Unauthenticated, current_principal
+from creditscore.runtime import (
+    KIND_PARTNER,
+    Deadline,
+    DomainError,
+    InvalidArgument,
+    Unauthenticated,
+    Violations,
+    current_principal,
+)
 
 from .config import Settings
 from .lookup import (
@@ -18,7 +29,12 @@ from .lookup import (
     answer_threshold,
 )
 
-__all__ = ["CreditScoreServicer"]
+__all__ = ["MAX_BATCH_CHECKS", "CreditScoreServicer", "item_error"]
+
+_log = logging.getLogger(__name__)
+
+#: The most checks one BatchCheckCreditThreshold may carry.
+MAX_BATCH_CHECKS = 100
 
 
 def _partner_id() -> str:
@@ -68,3 +84,58 @@ class CreditScoreServicer(gateway_pb2_grpc.CreditScoreServiceServicer):
         return await answer_threshold(
             question, _partner_id(), deadline=self._deadline(context), **self._ports  # type: ignore[arg-type]
         )
+
+    async def BatchCheckCreditThreshold(
+        self, request: gateway_pb2.BatchCheckCreditThresholdRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.BatchCheckCreditThresholdResponse:
+        partner_id = _partner_id()
+        _check_batch(request)
+        deadline = self._deadline(context)
+
+        async def one(check: gateway_pb2.CheckCreditThresholdRequest) -> gateway_pb2.ThresholdResult:
+            question = ThresholdQuestion(
+                check.subject_id, check.purpose, check.transaction_id, check.threshold
+            )
+            try:
+                response = await answer_threshold(
+                    question, partner_id, deadline=deadline, **self._ports  # type: ignore[arg-type]
+                )
+            except DomainError as exc:
+                return gateway_pb2.ThresholdResult(error=item_error(exc))
+            except Exception:
+                _log.exception("a batched threshold check failed")
+                return gateway_pb2.ThresholdResult(error=gateway_pb2.ItemError(
+                    code=grpc.StatusCode.INTERNAL.value[0], message="internal error", reason="INTERNAL"
+                ))
+            return gateway_pb2.ThresholdResult(response=response)
+
+        # All at once: the downstream adapters batch them into a few calls.
+        results = await asyncio.gather(*(one(c) for c in request.checks))
+        return gateway_pb2.BatchCheckCreditThresholdResponse(results=results)
+
+
+def _check_batch(request: gateway_pb2.BatchCheckCreditThresholdRequest) -> None:
+    """The batch as a whole: 1-100 checks, each transaction id once. Each check on
+    its own is validated (and refused) in its own result."""
+    v = Violations()
+    if not request.checks:
+        v.add("checks", "must hold at least one check")
+    elif len(request.checks) > MAX_BATCH_CHECKS:
+        v.add("checks", f"must hold at most {MAX_BATCH_CHECKS} checks")
+    seen: dict[str, int] = {}
+    for i, check in enumerate(request.checks):
+        txn = check.transaction_id
+        if txn and txn in seen:
+            v.add(f"checks[{i}].transaction_id", f"repeats checks[{seen[txn]}].transaction_id")
+        seen.setdefault(txn, i)
+    v.raise_if_any("the batch is not valid")
+
+
+def item_error(exc: DomainError) -> gateway_pb2.ItemError:
+    """The status one check alone would have failed with, as a batch item's error."""
+    error = gateway_pb2.ItemError(
+        code=exc.code.value[0], message=exc.message, reason=exc.reason, metadata=exc.metadata
+    )
+    if isinstance(exc, InvalidArgument):
+        error.field_violations.extend(f"{v.field}: {v.description}" for v in exc.violations)
+    return error

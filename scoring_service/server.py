@@ -33,9 +33,10 @@ __all__ = ["DOMAIN", "POLICY", "build_server"]
 DOMAIN = "scoring.creditscore"
 
 _SERVICE = scoring_pb2.DESCRIPTOR.services_by_name["ScoringService"]
-#: Who may call what: services only (the gateway scores; operators' tools list,
-#: activate and roll back models with a service's credentials; the consent
-#: service purges and exports). Partners and producers never reach it.
+#: Who may call what: services only (the gateway scores, one vector or a batch;
+#: operators' tools list, activate and roll back models with a service's
+#: credentials; the consent service purges and exports). Partners and producers
+#: never reach it.
 POLICY = {f"/{_SERVICE.full_name}/{m.name}": {KIND_SERVICE} for m in _SERVICE.methods}
 
 

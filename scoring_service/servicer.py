@@ -55,6 +55,10 @@ def score_to_proto(record: ScoreRecord) -> scoring_pb2.Score:
     )
 
 
+def _features(request: scoring_pb2.ScoreFeaturesRequest) -> list[tuple[str, float | None]]:
+    return [(f.name, f.value if f.HasField("value") else None) for f in request.features]
+
+
 def _stored_to_proto(record: ScoreRecord) -> scoring_pb2.StoredScore:
     return scoring_pb2.StoredScore(
         score=score_to_proto(record),
@@ -101,9 +105,14 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
     async def ScoreFeatures(
         self, request: scoring_pb2.ScoreFeaturesRequest, context: grpc.aio.ServicerContext
     ) -> scoring_pb2.ScoreFeaturesResponse:
-        features = [(f.name, f.value if f.HasField("value") else None) for f in request.features]
-        record = await self._scorer.score(request.subject_id, features)
+        record = await self._scorer.score(request.subject_id, _features(request))
         return scoring_pb2.ScoreFeaturesResponse(score=score_to_proto(record))
+
+    async def ScoreBatch(
+        self, request: scoring_pb2.ScoreBatchRequest, context: grpc.aio.ServicerContext
+    ) -> scoring_pb2.ScoreBatchResponse:
+        records = await self._scorer.score_batch([(item.subject_id, _features(item)) for item in request.items])
+        return scoring_pb2.ScoreBatchResponse(scores=[score_to_proto(r) for r in records])
 
     async def ListModels(
         self, request: scoring_pb2.ListModelsRequest, context: grpc.aio.ServicerContext

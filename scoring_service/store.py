@@ -1,12 +1,19 @@
-"""The scoring service's database: every score given, and the history of which
-scorecard version was champion and challenger.
+"""The scoring service's database: the score history of each subject, and the
+history of which scorecard version was champion and challenger.
 
-Two tables, written with SQLAlchemy Core on SQLite or PostgreSQL:
+Tables, written with SQLAlchemy Core on SQLite or PostgreSQL:
 
-- ``score_history``: one row per score, with the feature vector and model version
-  it came from (so that any score can be recomputed), its role (CHAMPION: the score
-  the caller got; CHALLENGER: a shadow score stored beside it, ``shadow_of`` naming
-  the champion's row) and its improvements;
+- ``score_history``: one row per score *change* of a subject, with the feature
+  vector and model version it came from (so that any score can be recomputed), its
+  role (CHAMPION: the score the caller got; CHALLENGER: a shadow score stored
+  beside it, ``shadow_of`` naming the champion's row) and its improvements. A
+  score is written when it differs from the subject's latest champion row (see
+  ``scoring.Scorer``), not at every lookup; rows are never updated;
+- ``current_scores``: subject -> the id of its latest champion row, so that the
+  latest row of a batch of subjects is one query by primary key, whatever the
+  length of their histories. Written in the transaction that inserts the row it
+  names; it holds nothing but that pointer (the export, which lists the rows,
+  covers it), and a purge deletes or moves it with the rows;
 - ``model_events``: the activation history. Each row carries the state after it
   (champion, challenger and the stack of champions a rollback walks back through),
   so that the current state is the row with the highest ``sequence``. A new event
@@ -25,7 +32,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -48,19 +56,29 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from creditscore.runtime import PurgedTable, PurgeLedger, UtcDateTime, create_schema, purge_requests_table
+from creditscore.runtime import (
+    PurgedTable,
+    PurgeLedger,
+    UtcDateTime,
+    create_schema,
+    dialect_insert,
+    purge_requests_table,
+)
 
 from .scorecard import Band, Improvement, Reason, ScoreResult, ScoreState
 
 __all__ = [
+    "MAX_IN_KEYS",
     "DriftWindow",
     "ModelEventRecord",
     "ModelEventStore",
     "ScoreRecord",
     "ScoreRole",
     "ScoreStore",
+    "ScoreWriter",
+    "current_scores",
     "metadata",
     "model_events",
     "purge_requests",
@@ -88,6 +106,15 @@ score_history = Table(
     Column("shadow_of", BigInteger, nullable=True),  # a challenger row: the champion row's id
     Index("ix_score_history_subject_time", "subject_id", "score_time"),
     Index("ix_score_history_version_time", "model_version", "score_time"),
+)
+
+current_scores = Table(
+    "current_scores",
+    metadata,
+    Column("subject_id", String(64), primary_key=True),
+    # The subject's latest champion row in score_history (no foreign key: a purge
+    # deletes the rows and moves or deletes this in one transaction).
+    Column("score_id", BigInteger, nullable=False),
 )
 
 model_events = Table(
@@ -228,6 +255,9 @@ class DriftWindow:
     sampled: bool  # more than the limit: ``scores`` is a sample spread over the window
 
 
+#: Subject ids (or score ids) per ``IN (...)`` list: below every driver's
+#: bound-parameter limit, and above the largest batch (256), so one statement.
+MAX_IN_KEYS = 500
 _WINDOW_SLICE = 2000  # rows fetched at a time by ScoreStore.window
 # A window sample keeps the rows whose (id * multiplier) mod modulus (a prime) falls
 # under a threshold: a fixed pseudo-random choice that a regular pattern of ids
@@ -243,7 +273,7 @@ class ScoreStore:
         self._engine = engine
 
     async def create_schema(self) -> None:
-        """Creates the missing tables and indexes (both tables of this module),
+        """Creates the missing tables and indexes (every table of this module),
         without migrations: the service migrates instead (``migrations/``)."""
         await create_schema(self._engine, metadata)
 
@@ -252,20 +282,28 @@ class ScoreStore:
     ) -> list[PurgedTable]:
         """Deletes the subject's scores: all (``features`` None), or those whose
         stored vector holds a value of one of ``features`` (a purged source's), with
-        the challenger scores that shadowed them. One transaction, idempotent on
-        ``request_id`` (a retry answers the first call's counts)."""
+        the challenger scores that shadowed them. The subject's ``current_scores``
+        row goes with all of them; with some, it moves to the latest champion row
+        left when the one it named was deleted (rewritten), or goes when none is
+        left. One transaction, idempotent on ``request_id`` (a retry answers the
+        first call's counts)."""
         h = score_history.c
+        c = current_scores.c
         ledger = PurgeLedger(purge_requests)
         async with self._engine.begin() as conn:
             done = await ledger.claim(conn, request_id, now)
             if done is not None:
                 return done
+            current_deleted = current_rewritten = 0
             if features is None:
                 deleted = int((await conn.execute(score_history.delete().where(h.subject_id == subject_id))).rowcount)
+                current_deleted = int(
+                    (await conn.execute(current_scores.delete().where(c.subject_id == subject_id))).rowcount
+                )
             else:
                 rows = (
                     await conn.execute(
-                        select(h.id, h.shadow_of, type_coerce(h.features, Text).label("vector"))
+                        select(h.id, h.shadow_of, h.role, type_coerce(h.features, Text).label("vector"))
                         .where(h.subject_id == subject_id)
                         .order_by(h.id)
                         .with_for_update()
@@ -279,15 +317,45 @@ class ScoreStore:
                 doomed |= {row.id for row in rows if row.shadow_of in doomed}
                 ids = sorted(doomed)
                 deleted = 0
-                for start in range(0, len(ids), 500):
-                    result = await conn.execute(score_history.delete().where(h.id.in_(ids[start:start + 500])))
+                for start in range(0, len(ids), MAX_IN_KEYS):
+                    part = ids[start:start + MAX_IN_KEYS]
+                    result = await conn.execute(score_history.delete().where(h.id.in_(part)))
                     deleted += int(result.rowcount)
-            tables = [PurgedTable(score_history.name, deleted)]
+                pointer = (
+                    await conn.execute(select(c.score_id).where(c.subject_id == subject_id).with_for_update())
+                ).scalar_one_or_none()
+                if pointer is not None and pointer in doomed:
+                    left = [r.id for r in rows if r.id not in doomed and r.role == ScoreRole.CHAMPION.value]
+                    if left:
+                        await conn.execute(
+                            current_scores.update().where(c.subject_id == subject_id).values(score_id=max(left))
+                        )
+                        current_rewritten = 1
+                    else:
+                        await conn.execute(current_scores.delete().where(c.subject_id == subject_id))
+                        current_deleted = 1
+            tables = [
+                PurgedTable(score_history.name, deleted),
+                PurgedTable(current_scores.name, current_deleted, current_rewritten),
+            ]
             await ledger.record(conn, request_id, tables, now)
         return tables
 
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[ScoreWriter]:
+        """One transaction: committed when the block exits normally, rolled back
+        (nothing written) when it raises."""
+        async with self._engine.begin() as conn:
+            yield ScoreWriter(conn)
+
+    async def latest(self, subject_ids: Collection[str]) -> dict[str, ScoreRecord]:
+        """The latest champion row of each of ``subject_ids`` that has one (see
+        ``ScoreWriter.latest``)."""
+        async with self._engine.connect() as conn:  # a read: nothing to commit
+            return await ScoreWriter(conn).latest(subject_ids)
+
     async def record(self, record: ScoreRecord) -> int:
-        """Stores one score; returns its id."""
+        """Stores one score, whatever the subject's latest one is; returns its id."""
         champion_id, _ = await self.record_scores(record, None)
         return champion_id
 
@@ -297,15 +365,9 @@ class ScoreStore:
         """Stores the champion's score and, when given, the challenger's shadow
         score (its ``shadow_of`` set to the champion's id) in one transaction;
         returns both ids."""
-        async with self._engine.begin() as conn:
-            result = await conn.execute(score_history.insert().values(**_row(champion)))
-            champion_id = int(result.inserted_primary_key[0])
-            challenger_id = None
-            if challenger is not None:
-                row = {**_row(challenger), "shadow_of": champion_id}
-                result = await conn.execute(score_history.insert().values(**row))
-                challenger_id = int(result.inserted_primary_key[0])
-        return champion_id, challenger_id
+        async with self.batch() as writer:
+            champion_ids, challenger_ids = await writer.insert([champion], [challenger])
+        return champion_ids[0], challenger_ids[0]
 
     async def history(
         self, subject_id: str, *, limit: int = 100, after: tuple[datetime, int] | None = None
@@ -373,6 +435,91 @@ class ScoreStore:
 def _decode_vectors(texts: list[str | dict[str, Any]]) -> list[dict[str, float | None]]:
     decode = json.loads
     return [decode(t) if isinstance(t, str) else dict(t) for t in texts]
+
+
+class ScoreWriter:
+    """The statements of one ``ScoreStore.batch`` transaction. Each method is a
+    fixed number of statements whatever the number of subjects or scores (up to
+    ``MAX_IN_KEYS`` subjects, and as many rows as the driver binds in one
+    statement: thousands), so that a batch costs what one score costs."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+        self._dialect = conn.dialect.name
+
+    async def latest(self, subject_ids: Collection[str]) -> dict[str, ScoreRecord]:
+        """The latest champion row of each of ``subject_ids`` that has one, by
+        subject: one query through ``current_scores`` (by primary key), so its cost
+        does not grow with the subjects' histories."""
+        ordered = sorted(set(subject_ids))
+        h, c = score_history.c, current_scores.c
+        out: dict[str, ScoreRecord] = {}
+        for start in range(0, len(ordered), MAX_IN_KEYS):
+            query = (
+                select(score_history)
+                .join(current_scores, and_(c.score_id == h.id, c.subject_id == h.subject_id))
+                .where(c.subject_id.in_(ordered[start:start + MAX_IN_KEYS]))
+            )
+            for row in await self._conn.execute(query):
+                out[row.subject_id] = _record(row)
+        return out
+
+    async def insert(
+        self, champions: Sequence[ScoreRecord], challengers: Sequence[ScoreRecord | None]
+    ) -> tuple[list[int], list[int | None]]:
+        """Stores ``champions`` (in order) and, beside each, its challenger's shadow
+        score when there is one (``shadow_of`` its champion's id), and points each
+        subject's ``current_scores`` row at its last champion here; returns the ids
+        in the order given. Three statements at most.
+
+        Two transactions storing scores of one subject at once both commit: its
+        pointer ends on the higher id (an upsert that never moves it back)."""
+        if len(challengers) != len(champions):
+            raise ValueError("one challenger (or None) per champion")
+        if not champions:
+            return [], []
+        champion_ids = await self._insert_rows([_row(r) for r in champions])
+        shadows = [
+            (i, {**_row(shadow), "shadow_of": champion_ids[i]})
+            for i, shadow in enumerate(challengers)
+            if shadow is not None
+        ]
+        challenger_ids: list[int | None] = [None] * len(champions)
+        if shadows:
+            for (i, _), shadow_id in zip(shadows, await self._insert_rows([row for _, row in shadows]), strict=True):
+                challenger_ids[i] = shadow_id
+        last = {record.subject_id: score_id for record, score_id in zip(champions, champion_ids, strict=True)}
+        upsert = dialect_insert(self._dialect, current_scores)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[current_scores.c.subject_id],
+            set_={"score_id": upsert.excluded.score_id},
+            where=current_scores.c.score_id < upsert.excluded.score_id,
+        )
+        # In key order: two batches locking the same subjects' rows (PostgreSQL)
+        # take them in the same order, so they wait for each other, never deadlock.
+        await self._conn.execute(
+            upsert, [{"subject_id": subject_id, "score_id": last[subject_id]} for subject_id in sorted(last)]
+        )
+        return champion_ids, challenger_ids
+
+    async def _insert_rows(self, rows: list[dict[str, Any]]) -> list[int]:
+        """Inserts ``rows`` with one multi-row statement; their ids in row order.
+
+        PostgreSQL returns them in that order when asked (``sort_by_parameter_order``).
+        SQLite would insert row by row to do so; instead the rows go in one
+        statement, which SQLite inserts in the order written, each taking the
+        next rowid, and the ids returned are sorted (and checked against the
+        subjects, so that a different order could not go unnoticed)."""
+        h = score_history.c
+        if self._dialect == "postgresql":
+            stmt = score_history.insert().returning(h.id, h.subject_id, sort_by_parameter_order=True)
+            returned = [(int(r.id), r.subject_id) for r in await self._conn.execute(stmt, rows)]
+        else:
+            stmt = score_history.insert().returning(h.id, h.subject_id)
+            returned = sorted((int(r.id), r.subject_id) for r in await self._conn.execute(stmt, rows))
+        if [subject for _, subject in returned] != [row["subject_id"] for row in rows]:
+            raise RuntimeError("the database returned the inserted score ids in an unexpected order")
+        return [score_id for score_id, _ in returned]
 
 
 # ------------------------------------------------------------------ model events

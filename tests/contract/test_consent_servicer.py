@@ -170,9 +170,14 @@ async def test_enroll_with_a_generated_id_and_its_retry(served: Served) -> None:
     assert first.created
     assert re.fullmatch(r"subj_[0-9a-f]{24}", first.subject.subject_id)
     assert from_timestamp(first.subject, "enroll_time") == T0
-    # A retry of the same request returns the same answer, not a second subject.
+    # A retry of the same request returns the same answer, not a second subject,
+    # and not the secret again (it is shown once).
     served.clock.now = T0 + HOUR
-    assert await served.stub.EnrollSubject(request, timeout=5) == first
+    assert first.subject_secret.startswith("sbj.")
+    again = await served.stub.EnrollSubject(request, timeout=5)
+    assert not again.subject_secret
+    first.ClearField("subject_secret")
+    assert again == first
     # A new request_id enrols a new subject.
     other = await served.stub.EnrollSubject(pb.EnrollSubjectRequest(request_id="r-2"), timeout=5)
     assert other.created and other.subject.subject_id != first.subject.subject_id

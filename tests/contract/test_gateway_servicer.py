@@ -52,6 +52,7 @@ class FakeConsent(consent_pb2_grpc.ConsentServiceServicer):
         self.record_error: grpc.StatusCode | None = None
         self.callers: set[str] = set()
         self.issued = 0
+        self.batches: list[int] = []
 
     async def IssueToken(self, request, context):
         if (request.client_id, request.client_secret) != ("gateway", "gateway-secret"):
@@ -63,37 +64,31 @@ class FakeConsent(consent_pb2_grpc.ConsentServiceServicer):
     def _seen(self):
         self.callers.add(current_principal().id)
 
-    async def CheckAuthorization(self, request, context):
+    async def RecordAccesses(self, request, context):
+        """The lookup's one question, with the consent service's rules over dicts."""
         self._seen()
-        scope = self.scopes.get((request.subject_id, request.partner_id, request.purpose))
-        return consent_pb2.CheckAuthorizationResponse(authorized=scope is not None, scope=scope or 0)
-
-    async def CheckConsents(self, request, context):
-        self._seen()
-        return consent_pb2.CheckConsentsResponse(decisions=[
-            consent_pb2.ConsentDecision(subject_id=c.subject_id, source=c.source,
-                                        granted=c.subject_id in self.consented)
-            for c in request.checks])
-
-    async def GetAccessByTransaction(self, request, context):
-        self._seen()
-        entry = self.log.get((request.partner_id, request.transaction_id))
-        if entry is None:
-            return consent_pb2.GetAccessByTransactionResponse(found=False)
-        return consent_pb2.GetAccessByTransactionResponse(found=True, entry=entry)
-
-    async def RecordAccess(self, request, context):
-        self._seen()
+        self.batches.append(len(request.accesses))
         if self.record_error is not None:
             await context.abort(self.record_error, "the access log is not writable")
-        key = (request.partner_id, request.transaction_id)
-        created = key not in self.log
-        if created:
+        outcomes = []
+        for access in request.accesses:
+            scope = self.scopes.get((access.subject_id, access.partner_id, access.purpose))
+            if (scope is None or access.subject_id not in self.consented
+                    or (access.answer.WhichOneof("answer") == "score" and scope != FULL)):
+                outcomes.append(consent_pb2.AccessOutcome(kind=consent_pb2.ACCESS_OUTCOME_KIND_NOT_AUTHORIZED))
+                continue
+            key = (access.partner_id, access.transaction_id)
+            if key in self.log:
+                outcomes.append(consent_pb2.AccessOutcome(
+                    kind=consent_pb2.ACCESS_OUTCOME_KIND_REPLAYED, entry=self.log[key]))
+                continue
             self.log[key] = consent_pb2.AccessEntry(
-                access_id=f"a{len(self.log)}", subject_id=request.subject_id, partner_id=request.partner_id,
-                purpose=request.purpose, transaction_id=request.transaction_id, answer=request.answer,
-                response=request.response, access_time=to_timestamp(utcnow()))
-        return consent_pb2.RecordAccessResponse(entry=self.log[key], created=created)
+                access_id=f"a{len(self.log)}", subject_id=access.subject_id, partner_id=access.partner_id,
+                purpose=access.purpose, transaction_id=access.transaction_id, answer=access.answer,
+                response=access.response, access_time=to_timestamp(utcnow()))
+            outcomes.append(consent_pb2.AccessOutcome(
+                kind=consent_pb2.ACCESS_OUTCOME_KIND_RECORDED, entry=self.log[key]))
+        return consent_pb2.RecordAccessesResponse(outcomes=outcomes)
 
 
 class FakeFeatures(feature_pb2_grpc.FeatureServiceServicer):
@@ -101,26 +96,28 @@ class FakeFeatures(feature_pb2_grpc.FeatureServiceServicer):
         self.remaining: list[float] = []
         self.delay = 0.0
 
-    async def GetFeatureVector(self, request, context):
+    async def GetFeatureVectors(self, request, context):
         self.remaining.append(context.time_remaining())
         if self.delay:
             await asyncio.sleep(self.delay)
-        return feature_pb2.GetFeatureVectorResponse(feature_vector=feature_pb2.FeatureVector(
-            subject_id=request.subject_id,
-            features=[common_pb2.FeatureValue(name=n, value=1.0) for n in FEATURE_NAMES]))
+        return feature_pb2.GetFeatureVectorsResponse(feature_vectors=[feature_pb2.FeatureVector(
+            subject_id=subject_id,
+            features=[common_pb2.FeatureValue(name=n, value=1.0) for n in FEATURE_NAMES])
+            for subject_id in request.subject_ids])
 
 
 class FakeScoring(scoring_pb2_grpc.ScoringServiceServicer):
     def __init__(self):
         self.calls = 0
 
-    async def ScoreFeatures(self, request, context):
-        self.calls += 1
-        return scoring_pb2.ScoreFeaturesResponse(score=scoring_pb2.Score(
-            subject_id=request.subject_id, state=common_pb2.SCORE_STATE_SCORED, score=712,
+    async def ScoreBatch(self, request, context):
+        self.calls += len(request.items)
+        return scoring_pb2.ScoreBatchResponse(scores=[scoring_pb2.Score(
+            subject_id=item.subject_id, state=common_pb2.SCORE_STATE_SCORED, score=712,
             band=common_pb2.SCORE_BAND_EXCELLENT, probability_of_bad=0.04, model_version="t",
             score_time=to_timestamp(utcnow()),
-            reasons=[common_pb2.Reason(code="X", text="x", points_lost=3.0, feature="f")]))
+            reasons=[common_pb2.Reason(code="X", text="x", points_lost=3.0, feature="f")])
+            for item in request.items])
 
 
 def _server(pb2, name, add, servicer, keys, public=()):
@@ -219,7 +216,7 @@ async def test_unauthorized_answers_are_byte_identical(gw):
     assert len(shapes) == 1
     err = CallError.from_rpc_error(errors[0])
     assert (err.code, err.reason, err.metadata) == (grpc.StatusCode.PERMISSION_DENIED, "NOT_AUTHORIZED", {})
-    assert gw.scoring.calls == 0 and not gw.consent.log
+    assert not gw.consent.log
 
 
 async def test_partner_tokens_only(gw):
@@ -242,11 +239,14 @@ async def test_partner_tokens_only(gw):
 async def test_a_failing_access_log_means_no_answer(gw):
     gw.consent.scopes[("alice", "p1", LOAN)] = FULL
     gw.consent.consented.add("alice")
-    for code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL):
+    for code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.PERMISSION_DENIED):
         gw.consent.record_error = code
         err = CallError.from_rpc_error(await _error(gw.stub.GetCreditScore(_ask(), metadata=gw.partner(), timeout=3)))
         assert (err.code, err.reason) == (grpc.StatusCode.UNAVAILABLE, "ACCESS_LOG_UNAVAILABLE")
-    gw.consent.record_error = grpc.StatusCode.PERMISSION_DENIED  # revoked meanwhile
+        assert err.metadata["code"] == code.name
+    assert not gw.consent.log
+    gw.consent.record_error = None
+    del gw.consent.scopes[("alice", "p1", LOAN)]  # revoked meanwhile
     err = CallError.from_rpc_error(await _error(gw.stub.GetCreditScore(_ask(), metadata=gw.partner(), timeout=3)))
     assert (err.code, err.reason) == (grpc.StatusCode.PERMISSION_DENIED, "NOT_AUTHORIZED")
 
@@ -258,7 +258,7 @@ async def test_a_transaction_id_replays_the_first_answer(gw):
     await asyncio.sleep(0.01)
     again = await gw.stub.GetCreditScore(_ask(txn="same"), metadata=gw.partner(), timeout=3)
     assert again.SerializeToString() == first.SerializeToString()
-    assert len(gw.consent.log) == 1 and gw.scoring.calls == 1
+    assert len(gw.consent.log) == 1
 
 
 async def test_downstream_sees_the_shortened_deadline(gw):
@@ -321,3 +321,102 @@ async def test_the_gateway_needs_its_own_credentials(gw, tmp_path):
     finally:
         await handle.stop(0)
     assert not gw.consent.callers
+
+
+async def test_a_downstream_stopped_and_restarted_is_unavailable_then_serves_again(gw):
+    gw.consent.scopes[("alice", "p1", LOAN)] = FULL
+    gw.consent.consented.add("alice")
+    await gw.stub.GetCreditScore(_ask(txn="before"), metadata=gw.partner(), timeout=3)
+    port = gw.downstream["feature"].port
+    await gw.downstream["feature"].stop(0)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    err = CallError.from_rpc_error(await _error(gw.stub.GetCreditScore(_ask(txn="down"), metadata=gw.partner(), timeout=3)))
+    assert (err.code, err.reason, err.metadata["service"]) == (
+        grpc.StatusCode.UNAVAILABLE, "DOWNSTREAM_UNAVAILABLE", "feature_service")
+    assert loop.time() - start < 2.5  # a clear answer, not a hang to the deadline
+    # The same service back on the same address: the gateway reconnects by itself.
+    gw.downstream["feature"] = _server_on(port, gw)
+    await gw.downstream["feature"].start()
+    answered = None
+    for attempt in range(60):
+        try:
+            answered = await gw.stub.GetCreditScore(_ask(txn=f"after-{attempt}"), metadata=gw.partner(), timeout=3)
+            break
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNAVAILABLE  # never anything else meanwhile
+            await asyncio.sleep(0.1)
+    assert answered is not None and answered.credit_score.score == 712
+    assert loop.time() - start < 6
+
+
+def _server_on(port, gw):
+    service = feature_pb2.DESCRIPTOR.services_by_name["FeatureService"]
+    policy = {f"/{service.full_name}/{m.name}": {"service"} for m in service.methods}
+    return create_server(
+        [RegisteredService(service, feature_pb2_grpc.add_FeatureServiceServicer_to_server, gw.features)],
+        dataclasses.replace(LOCAL, port=port), domain="fake.creditscore",
+        auth=AuthInterceptor(TokenVerifier(gw.keys.public_pem, "internal"), policy))
+
+
+def _check(subject, txn, threshold=650, purpose=LOAN):
+    return gateway_pb2.CheckCreditThresholdRequest(
+        subject_id=subject, purpose=purpose, threshold=threshold, transaction_id=txn)
+
+
+async def test_a_batch_answers_each_check_as_alone_and_refuses_each_unauthorized_one_alone(gw):
+    gw.consent.scopes[("alice", "p1", LOAN)] = THRESHOLD
+    gw.consent.scopes[("bob", "p1", LOAN)] = FULL
+    gw.consent.consented.update({"alice", "bob"})
+    first = await gw.stub.CheckCreditThreshold(_check("alice", "seen"), metadata=gw.partner(), timeout=3)
+    alone = await _error(gw.stub.CheckCreditThreshold(_check("mallory", "alone"), metadata=gw.partner(), timeout=3))
+    reply = await gw.stub.BatchCheckCreditThreshold(gateway_pb2.BatchCheckCreditThresholdRequest(checks=[
+        _check("alice", "b-1", threshold=700),   # authorized, scored 712: MEETS
+        _check("bob", "b-2", threshold=720),     # authorized (full covers threshold): BELOW
+        _check("mallory", "b-3"),                # unknown subject: the one refusal
+        _check("carol", "b-4"),                  # not authorized either: the same refusal
+        _check("alice", "seen"),                 # a replay: the first answer, byte for byte
+        _check("bad id", "b-6"),                 # invalid: INVALID_ARGUMENT for this item only
+    ]), metadata=gw.partner(), timeout=5)
+    kinds = [r.WhichOneof("result") for r in reply.results]
+    assert kinds == ["response", "response", "error", "error", "response", "error"]
+    assert reply.results[0].response.decision == common_pb2.THRESHOLD_DECISION_MEETS
+    assert reply.results[1].response.decision == common_pb2.THRESHOLD_DECISION_BELOW
+    assert reply.results[4].response.SerializeToString(deterministic=True) == first.SerializeToString(deterministic=True)
+    refused = [reply.results[2].error, reply.results[3].error]
+    expected = CallError.from_rpc_error(alone)
+    for error in refused:
+        assert (error.code, error.reason, error.message, dict(error.metadata)) == (
+            grpc.StatusCode.PERMISSION_DENIED.value[0], "NOT_AUTHORIZED", expected.message, {})
+    invalid = reply.results[5].error
+    assert (invalid.code, invalid.reason) == (grpc.StatusCode.INVALID_ARGUMENT.value[0], "INVALID_ARGUMENT")
+    assert [v.split(":")[0] for v in invalid.field_violations] == ["subject_id"]
+    # Logged: the first check, and the two new answers of the batch; nothing else.
+    assert sorted(t for _, t in gw.consent.log) == ["b-1", "b-2", "seen"]
+
+
+async def test_a_batch_that_is_not_valid_as_a_whole_is_refused_whole(gw):
+    cases = [
+        ([], "checks"),
+        ([_check("alice", f"t{i}") for i in range(101)], "checks"),
+        ([_check("alice", "same"), _check("bob", "same")], "checks[1].transaction_id"),
+    ]
+    for checks, field in cases:
+        err = CallError.from_rpc_error(await _error(gw.stub.BatchCheckCreditThreshold(
+            gateway_pb2.BatchCheckCreditThresholdRequest(checks=checks), metadata=gw.partner(), timeout=3)))
+        assert err.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert [v.field for v in err.violations] == [field]
+    assert not gw.consent.log and not gw.consent.batches
+
+
+async def test_concurrent_lookups_share_downstream_calls(gw):
+    for i in range(40):
+        gw.consent.scopes[(f"s{i}", "p1", LOAN)] = FULL
+        gw.consent.consented.add(f"s{i}")
+    replies = await asyncio.gather(*(
+        gw.stub.GetCreditScore(_ask(subject=f"s{i}", txn=f"c{i}"), metadata=gw.partner(), timeout=5)
+        for i in range(40)))
+    assert [r.credit_score.subject_id for r in replies] == [f"s{i}" for i in range(40)]
+    assert len(gw.consent.log) == 40
+    # Forty lookups, fewer access-log calls: concurrent lookups were batched.
+    assert sum(gw.consent.batches) == 40 and len(gw.consent.batches) < 40

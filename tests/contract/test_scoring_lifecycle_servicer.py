@@ -6,6 +6,7 @@ request-id idempotency, bad requests, and two servers on one database converging
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import time
@@ -339,13 +340,18 @@ async def test_score_history_pages_and_every_score_recomputes_identically(stub):
         token = page.next_page_token
         if not token:
             break
-    assert [len(p) for p in pages] == [3, 3, 3, 1]  # five champion and five challenger scores
+    # The vector without data ({}) is scored, not stored: four champion and four
+    # challenger scores.
+    assert [len(p) for p in pages] == [3, 3, 2]
     stored = [s for p in pages for s in p]
     ids = [s.score.score_id for s in stored]
-    assert ids == sorted(ids, reverse=True) and len(set(ids)) == 10  # newest first, none twice
+    assert ids == sorted(ids, reverse=True) and len(set(ids)) == 8  # newest first, none twice
     champions = [s.score for s in stored if s.role == pb.MODEL_ROLE_CHAMPION]
-    assert champions == list(reversed(given))
-    assert given[3].state == common_pb2.SCORE_STATE_INSUFFICIENT_DATA
+    assert champions == list(reversed([g for i, g in enumerate(given) if i != 3]))
+    assert given[3].state == common_pb2.SCORE_STATE_INSUFFICIENT_DATA and given[3].score_id == 0
+    # The last vector again: no change, the stored score answers.
+    assert await score(stub, "hist", {"identity_verified": None, "pay_ontime_ratio_12m": 0.1}) == given[4]
+    assert len((await stub.ListScores(pb.ListScoresRequest(subject_id="hist"), timeout=5)).scores) == 8
 
     for s in stored:
         reply = await stub.RecomputeScore(pb.RecomputeScoreRequest(score_id=s.score.score_id), timeout=5)
@@ -403,13 +409,15 @@ async def test_a_second_server_converges_within_the_refresh_interval(database_ur
             assert time.monotonic() - started < 25 * refresh, "the second server did not pick the change up"
             await asyncio.sleep(refresh / 4)
         assert (await two.stub.GetModel(pb.GetModelRequest(), timeout=5)).model.version == "1.0.0"
-        # A challenger set on one is shadow-scored by the other too.
+        # A challenger set on one is shadow-scored by the other too (beside a new
+        # score: each try scores a subject never scored before).
         await one.stub.SetChallenger(pb.SetChallengerRequest(request_id="ch", version="1.1.0"), timeout=5)
         started = time.monotonic()
-        while True:
-            await score(two.stub, "shadowed-by-two", LOW)
+        for attempt in itertools.count():
+            subject = f"shadowed-by-two-{attempt}"
+            await score(two.stub, subject, LOW)
             roles = {s.role for s in (await two.stub.ListScores(
-                pb.ListScoresRequest(subject_id="shadowed-by-two", page_size=1), timeout=5)).scores}
+                pb.ListScoresRequest(subject_id=subject, page_size=1), timeout=5)).scores}
             if pb.MODEL_ROLE_CHALLENGER in roles:
                 break
             assert time.monotonic() - started < 25 * refresh, "the second server did not shadow-score"

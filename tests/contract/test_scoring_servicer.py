@@ -1,6 +1,6 @@
 """ScoringService on a real in-process server (port 0) over SQLite and PostgreSQL:
 what crosses the wire for scores, bad requests and model listings, and the score
-history row each score leaves behind."""
+history row a new score leaves behind (and the same score again does not)."""
 
 from __future__ import annotations
 
@@ -136,6 +136,8 @@ async def test_an_empty_vector_is_insufficient_data(stub):
         0, common_pb2.SCORE_BAND_UNSPECIFIED, 0.0, []
     )
     assert score.coverage == 0.0 and score.model_version == "1.1.0"
+    assert score.score_id == 0 and score.HasField("score_time")  # scored now, not stored
+    assert not (await stub.ListScores(scoring_pb2.ListScoresRequest(subject_id="subj-2"), timeout=5)).scores
 
 
 async def test_bad_requests_are_invalid_argument_with_violations(stub):
@@ -193,17 +195,20 @@ async def test_list_models_pages_and_flags_the_active_one(stub):
     assert (err.code, err.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN")
 
 
-async def test_each_score_writes_a_history_row(stub, database_url):
+async def test_a_new_score_writes_a_history_row_and_the_same_score_again_none(stub, database_url):
     request = scoring_pb2.ScoreFeaturesRequest(
         subject_id="subj-4", features=[fv("pay_ontime_ratio_12m", 0.97), fv("identity_verified", 0)]
     )
     score = (await stub.ScoreFeatures(request, timeout=5)).score
+    assert score.score_id > 0
+    # The same vector again is no change: the stored score answers, nothing is written.
+    assert (await stub.ScoreFeatures(request, timeout=5)).score == score
     engine = make_engine(database_url)
     try:
         rows = await ScoreStore(engine).history("subj-4")
     finally:
         await engine.dispose()
-    assert len(rows) == 1
+    assert len(rows) == 1 and rows[0].id == score.score_id
     row = rows[0]
     # 170 + 125 (no data) + 110 + 140 (no data) = 545
     assert score.score == 545 and score.band == common_pb2.SCORE_BAND_POOR

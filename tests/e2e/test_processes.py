@@ -67,4 +67,6 @@ def test_run_command_ends_in_lookups_through_the_gateway(tmp_path):
     # are refused alike.
     assert out.stdout.count("PERMISSION_DENIED [NOT_AUTHORIZED]") == 3, out.stdout
     assert "lists 3 lookups" in out.stdout
+    # The subject's own view through the gateway, with the secret shown at enrollment.
+    assert "(a token of kind subject): " in out.stdout, out.stdout
     assert "exit 0" in out.stdout and "exit 1" not in out.stdout

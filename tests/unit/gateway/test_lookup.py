@@ -1,6 +1,6 @@
-"""The partner's lookup composed over fakes: no gRPC. Authorization before any
-read, one refusal for every unauthorized path, the access log written before the
-answer, transaction ids answered once."""
+"""The partner's lookup composed over fakes: no gRPC. One refusal for every
+unauthorized path and nothing written for it, the access log written before the
+answer, transaction ids answered once, unconsented sources never in an answer."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from creditscore.catalog import FEATURE_NAMES, by_name
 from creditscore.common.v1 import common_pb2
 from creditscore.runtime import (
+    Aborted,
     Deadline,
     DeadlineExceeded,
     InvalidArgument,
@@ -21,9 +22,10 @@ from creditscore.runtime import (
 )
 from creditscore.scoring.v1 import scoring_pb2
 from gateway.lookup import (
+    MAX_ATTEMPTS,
     NOT_AUTHORIZED_MESSAGE,
     SCORED_SOURCES,
-    Authorization,
+    AccessOutcome,
     Recorded,
     ScoreQuestion,
     ThresholdQuestion,
@@ -31,8 +33,7 @@ from gateway.lookup import (
     answer_threshold,
     decide,
     mask_unconsented,
-    not_authorized,
-    transaction_reused,
+    sources_used,
 )
 
 LOAN = common_pb2.ACCESS_PURPOSE_CREDIT_APPLICATION
@@ -46,7 +47,8 @@ def _vector() -> list[common_pb2.FeatureValue]:
 
 
 class FakeConsent:
-    """Authorizations, consents and an access log keyed as the consent service keys them."""
+    """The consent service's RecordAccesses rules over dicts: authorization (with
+    consent to be scored), then replay, then sources, then the entry."""
 
     def __init__(self):
         self.scopes: dict[tuple[str, str, int], int] = {}
@@ -54,49 +56,46 @@ class FakeConsent:
         self.log: dict[tuple[str, str], tuple[str, int, Recorded]] = {}
         self.entries = 0
         self.fail_log = False
-        self.timeouts: list[float] = []
+        self.deadlines: list[float] = []
+        self.asked: list = []
         self.revoke_before_write = False
 
     def authorize(self, subject, partner="p1", purpose=LOAN, scope=FULL, sources=SCORED_SOURCES):
         self.scopes[(subject, partner, purpose)] = scope
         self.granted[subject] = frozenset(sources)
 
-    async def authorization(self, subject_id, partner_id, purpose, timeout):
-        self.timeouts.append(timeout)
-        scope = self.scopes.get((subject_id, partner_id, purpose))
-        return Authorization(scope is not None, scope or 0)
-
-    async def granted_sources(self, subject_id, timeout):
-        return self.granted.get(subject_id, frozenset())
-
-    async def recorded(self, partner_id, transaction_id, subject_id, purpose, timeout):
-        found = self.log.get((partner_id, transaction_id))
-        if found is None:
-            return None
-        if found[:2] != (subject_id, purpose):
-            raise transaction_reused()
-        return found[2]
-
-    async def record_access(self, subject_id, partner_id, purpose, transaction_id, answer, response, timeout):
+    async def record(self, access, deadline):
+        self.deadlines.append(deadline.timeout())
+        self.asked.append(access)
         if self.fail_log:
             raise Unavailable("the access log is down", reason="ACCESS_LOG_UNAVAILABLE")
+        key3 = (access.subject_id, access.partner_id, access.purpose)
         if self.revoke_before_write:
-            self.scopes.pop((subject_id, partner_id, purpose), None)
-        scope = self.scopes.get((subject_id, partner_id, purpose))
-        if scope is None or (answer.WhichOneof("answer") == "score" and scope != FULL):
-            raise not_authorized()
-        key = (partner_id, transaction_id)
-        if key not in self.log:
-            self.entries += 1
-            self.log[key] = (subject_id, purpose, Recorded(answer, response))
-        return self.log[key][2]
+            self.scopes.pop(key3, None)
+        scope = self.scopes.get(key3)
+        granted = self.granted.get(access.subject_id, frozenset())
+        if scope is None or not granted or (access.answer.WhichOneof("answer") == "score" and scope != FULL):
+            return Recorded(AccessOutcome.NOT_AUTHORIZED)
+        key = (access.partner_id, access.transaction_id)
+        if key in self.log:
+            subject, purpose, entry = self.log[key]
+            if (subject, purpose) != (access.subject_id, access.purpose):
+                return Recorded(AccessOutcome.TRANSACTION_ID_REUSED)
+            return Recorded(AccessOutcome.REPLAYED, entry.answer, entry.response)
+        if not access.sources_used <= granted:
+            return Recorded(AccessOutcome.SOURCES_CHANGED, granted_sources=granted)
+        self.entries += 1
+        entry = Recorded(AccessOutcome.RECORDED, access.answer, access.response)
+        self.log[key] = (access.subject_id, access.purpose, entry)
+        return entry
 
 
 class FakeFeatures:
     def __init__(self):
         self.calls = 0
 
-    async def feature_vector(self, subject_id, timeout):
+    async def feature_vector(self, subject_id, deadline):
+        deadline.timeout()  # as the real adapters do: no time left, no call
         self.calls += 1
         return _vector()
 
@@ -107,7 +106,7 @@ class FakeScoring:
         self.calls = 0
         self.result = (score, state)
 
-    async def score(self, subject_id, features, timeout):
+    async def score(self, subject_id, features, deadline):
         self.calls += 1
         self.seen = list(features)
         score, state = self.result
@@ -179,7 +178,7 @@ async def _refusal(call) -> PermissionDenied:
     return info.value
 
 
-async def test_every_unauthorized_path_is_the_same_refusal_and_reads_nothing(ports):
+async def test_every_unauthorized_path_is_the_same_refusal_and_writes_nothing(ports):
     consent = ports["consent"]
     consent.authorize("threshold-only", scope=THRESHOLD)
     consent.authorize("other-partner", partner="p2")
@@ -196,7 +195,9 @@ async def test_every_unauthorized_path_is_the_same_refusal_and_reads_nothing(por
     ]
     assert {(e.code, e.reason, e.message, tuple(e.metadata.items())) for e in refusals} == {
         (PermissionDenied.code, "NOT_AUTHORIZED", NOT_AUTHORIZED_MESSAGE, ())}
-    assert ports["features"].calls == 0 and ports["scoring"].calls == 0
+    # Every path is the same path: the subject was read and scored, and nothing
+    # was written or answered.
+    assert ports["features"].calls == len(refusals) == ports["scoring"].calls
     assert consent.entries == 0
 
 
@@ -217,7 +218,7 @@ async def test_a_transaction_id_is_answered_once(ports):
     ports["scoring"].result = (420, common_pb2.SCORE_STATE_SCORED)  # the score moved meanwhile
     again = await _score(ports, txn="t-9")
     assert again.SerializeToString() == first.SerializeToString()
-    assert consent.entries == 1 and ports["scoring"].calls == 1
+    assert consent.entries == 1
     # The same id for another question of the same partner: refused, not answered.
     consent.authorize("s1", purpose=RENTAL)
     for call in (_threshold(ports, 600, txn="t-9"), _score(ports, txn="t-9", purpose=RENTAL)):
@@ -261,10 +262,10 @@ async def test_concurrent_calls_with_one_transaction_id_get_one_answer(ports):
     scores = iter([700, 710, 720, 730])
 
     class Moving(FakeScoring):
-        async def score(self, subject_id, features, timeout):
+        async def score(self, subject_id, features, deadline):
             await asyncio.sleep(0)
             self.result = (next(scores), common_pb2.SCORE_STATE_SCORED)
-            return await super().score(subject_id, features, timeout)
+            return await super().score(subject_id, features, deadline)
 
     ports["scoring"] = Moving()
     replies = await asyncio.gather(*(_score(ports, txn="same") for _ in range(4)))
@@ -282,12 +283,19 @@ async def test_questions_are_validated_before_anything_is_asked(ports):
         assert [v.field for v in info.value.violations] == ["transaction_id"]
     with pytest.raises(InvalidArgument):
         await _score(ports, purpose=99)
-    assert ports["consent"].timeouts == []
+    assert ports["consent"].asked == [] and ports["features"].calls == 0
 
 
-async def test_features_of_unconsented_sources_never_reach_the_scorecard(ports):
-    ports["consent"].authorize("s1", sources=[common_pb2.DATA_SOURCE_PAYMENTS])
+async def test_features_of_unconsented_sources_never_reach_the_answer(ports):
+    consent = ports["consent"]
+    consent.authorize("s1", sources=[common_pb2.DATA_SOURCE_PAYMENTS])
     await _score(ports)
+    # Scored on everything, told that only payments is granted, scored again
+    # without the rest; only that answer was written.
+    assert ports["scoring"].calls == 2 and consent.entries == 1
+    first, second = consent.asked
+    assert first.sources_used == frozenset(SCORED_SOURCES)
+    assert second.sources_used == frozenset({common_pb2.DATA_SOURCE_PAYMENTS})
     for feature in ports["scoring"].seen:
         source = by_name(feature.name).source
         if source in (common_pb2.DATA_SOURCE_PAYMENTS, common_pb2.DATA_SOURCE_UNSPECIFIED):
@@ -312,7 +320,31 @@ def test_decide():
 async def test_each_call_gets_what_is_left_of_one_deadline(ports):
     ports["consent"].authorize("s1")
     await _score(ports, deadline=0.5)
-    assert 0 < ports["consent"].timeouts[0] <= 0.5
+    assert 0 < ports["consent"].deadlines[0] <= 0.5
     with pytest.raises(DeadlineExceeded):
         await _score(ports, txn="t-late", deadline=0.0)
 
+
+
+async def test_consents_that_keep_changing_end_in_a_clear_abort_not_a_loop(ports):
+    consent = ports["consent"]
+    consent.authorize("s1")
+
+    class Fickle(FakeConsent):
+        async def record(self, access, deadline):
+            self.asked.append(access)
+            return Recorded(AccessOutcome.SOURCES_CHANGED, granted_sources=frozenset({common_pb2.DATA_SOURCE_PAYMENTS}))
+
+    ports["consent"] = Fickle()
+    with pytest.raises(Aborted) as info:
+        await _score(ports)
+    assert info.value.reason == "CONSENT_CHANGED"
+    assert len(ports["consent"].asked) == MAX_ATTEMPTS
+
+
+def test_sources_used_are_the_scored_sources_with_a_value():
+    vector = _vector()
+    assert sources_used(vector) == frozenset(SCORED_SOURCES)
+    masked = mask_unconsented(vector, frozenset({common_pb2.DATA_SOURCE_IDENTITY}))
+    assert sources_used(masked) == frozenset({common_pb2.DATA_SOURCE_IDENTITY})
+    assert sources_used([common_pb2.FeatureValue(name=n) for n in FEATURE_NAMES]) == frozenset()

@@ -1,5 +1,5 @@
 """The scoring domain without gRPC: loading models, validating a request, scoring and
-recording, recomputing a stored score, listing models."""
+recording (what changed), recomputing a stored score, listing models."""
 
 from __future__ import annotations
 
@@ -132,9 +132,13 @@ async def test_score_is_recorded_and_recomputable(scorer):
     assert (first.score, first.band, first.state, first.model_version) == (555, Band.FAIR, ScoreState.SCORED, "1.1.0")
     assert [r.feature for r in first.reasons] == ["pay_ontime_ratio_12m"]
     assert first.id is not None
-    second = await service.score("subject-1", [("identity_verified", None)])
-    assert second.state is ScoreState.INSUFFICIENT_DATA and second.score is None
-    await service.score("subject-2", [])
+    # Data, but none the model uses: INSUFFICIENT_DATA, a change, stored.
+    second = await service.score("subject-1", [("history_months", 3.0), ("identity_verified", None)])
+    assert second.state is ScoreState.INSUFFICIENT_DATA and second.score is None and second.id is not None
+    # No data at all: scored, never stored.
+    empty = await service.score("subject-2", [])
+    assert empty.state is ScoreState.INSUFFICIENT_DATA and empty.id is None
+    assert await store.history("subject-2") == []
 
     history = await store.history("subject-1")
     assert [h.id for h in history] == [second.id, first.id]  # newest first
@@ -142,7 +146,7 @@ async def test_score_is_recorded_and_recomputable(scorer):
     assert stored == first
     assert stored.features == {"pay_ontime_ratio_12m": 0.2, "identity_verified": 1.0}
     assert stored.score_time == datetime(2026, 11, 2, 9, 0, 0, tzinfo=UTC)
-    assert history[0].features == {"identity_verified": None}
+    assert history[0].features == {"history_months": 3.0, "identity_verified": None}
     assert history[0].probability_of_bad is None and history[0].band is Band.UNSPECIFIED
     # Any stored score can be recomputed from its vector and model version.
     for record in history:

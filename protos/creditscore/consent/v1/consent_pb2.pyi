@@ -31,6 +31,15 @@ class AuthorizationState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     AUTHORIZATION_STATE_LIVE: _ClassVar[AuthorizationState]
     AUTHORIZATION_STATE_REVOKED: _ClassVar[AuthorizationState]
     AUTHORIZATION_STATE_EXPIRED: _ClassVar[AuthorizationState]
+
+class AccessOutcomeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ACCESS_OUTCOME_KIND_UNSPECIFIED: _ClassVar[AccessOutcomeKind]
+    ACCESS_OUTCOME_KIND_RECORDED: _ClassVar[AccessOutcomeKind]
+    ACCESS_OUTCOME_KIND_REPLAYED: _ClassVar[AccessOutcomeKind]
+    ACCESS_OUTCOME_KIND_NOT_AUTHORIZED: _ClassVar[AccessOutcomeKind]
+    ACCESS_OUTCOME_KIND_TRANSACTION_ID_REUSED: _ClassVar[AccessOutcomeKind]
+    ACCESS_OUTCOME_KIND_SOURCES_CHANGED: _ClassVar[AccessOutcomeKind]
 CONSENT_STATE_UNSPECIFIED: ConsentState
 CONSENT_STATE_GRANTED: ConsentState
 CONSENT_STATE_WITHDRAWN: ConsentState
@@ -43,6 +52,12 @@ AUTHORIZATION_STATE_UNSPECIFIED: AuthorizationState
 AUTHORIZATION_STATE_LIVE: AuthorizationState
 AUTHORIZATION_STATE_REVOKED: AuthorizationState
 AUTHORIZATION_STATE_EXPIRED: AuthorizationState
+ACCESS_OUTCOME_KIND_UNSPECIFIED: AccessOutcomeKind
+ACCESS_OUTCOME_KIND_RECORDED: AccessOutcomeKind
+ACCESS_OUTCOME_KIND_REPLAYED: AccessOutcomeKind
+ACCESS_OUTCOME_KIND_NOT_AUTHORIZED: AccessOutcomeKind
+ACCESS_OUTCOME_KIND_TRANSACTION_ID_REUSED: AccessOutcomeKind
+ACCESS_OUTCOME_KIND_SOURCES_CHANGED: AccessOutcomeKind
 
 class Subject(_message.Message):
     __slots__ = ("subject_id", "enroll_time")
@@ -79,12 +94,30 @@ class EnrollSubjectRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., subject_id: _Optional[str] = ...) -> None: ...
 
 class EnrollSubjectResponse(_message.Message):
-    __slots__ = ("subject", "created")
+    __slots__ = ("subject", "created", "subject_secret")
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_SECRET_FIELD_NUMBER: _ClassVar[int]
     subject: Subject
     created: bool
-    def __init__(self, subject: _Optional[_Union[Subject, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+    subject_secret: str
+    def __init__(self, subject: _Optional[_Union[Subject, _Mapping]] = ..., created: _Optional[bool] = ..., subject_secret: _Optional[str] = ...) -> None: ...
+
+class RotateSubjectSecretRequest(_message.Message):
+    __slots__ = ("request_id", "subject_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    subject_id: str
+    def __init__(self, request_id: _Optional[str] = ..., subject_id: _Optional[str] = ...) -> None: ...
+
+class RotateSubjectSecretResponse(_message.Message):
+    __slots__ = ("subject_id", "subject_secret")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_SECRET_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    subject_secret: str
+    def __init__(self, subject_id: _Optional[str] = ..., subject_secret: _Optional[str] = ...) -> None: ...
 
 class GetSubjectRequest(_message.Message):
     __slots__ = ("subject_id",)
@@ -549,6 +582,46 @@ class RecordAccessResponse(_message.Message):
     entry: AccessEntry
     created: bool
     def __init__(self, entry: _Optional[_Union[AccessEntry, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class AccessToRecord(_message.Message):
+    __slots__ = ("subject_id", "partner_id", "purpose", "transaction_id", "answer", "response", "sources_used")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTNER_ID_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_USED_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    partner_id: str
+    purpose: _common_pb2.AccessPurpose
+    transaction_id: str
+    answer: AccessAnswer
+    response: bytes
+    sources_used: _containers.RepeatedScalarFieldContainer[_common_pb2.DataSource]
+    def __init__(self, subject_id: _Optional[str] = ..., partner_id: _Optional[str] = ..., purpose: _Optional[_Union[_common_pb2.AccessPurpose, str]] = ..., transaction_id: _Optional[str] = ..., answer: _Optional[_Union[AccessAnswer, _Mapping]] = ..., response: _Optional[bytes] = ..., sources_used: _Optional[_Iterable[_Union[_common_pb2.DataSource, str]]] = ...) -> None: ...
+
+class RecordAccessesRequest(_message.Message):
+    __slots__ = ("accesses",)
+    ACCESSES_FIELD_NUMBER: _ClassVar[int]
+    accesses: _containers.RepeatedCompositeFieldContainer[AccessToRecord]
+    def __init__(self, accesses: _Optional[_Iterable[_Union[AccessToRecord, _Mapping]]] = ...) -> None: ...
+
+class AccessOutcome(_message.Message):
+    __slots__ = ("kind", "entry", "granted_sources")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_SOURCES_FIELD_NUMBER: _ClassVar[int]
+    kind: AccessOutcomeKind
+    entry: AccessEntry
+    granted_sources: _containers.RepeatedScalarFieldContainer[_common_pb2.DataSource]
+    def __init__(self, kind: _Optional[_Union[AccessOutcomeKind, str]] = ..., entry: _Optional[_Union[AccessEntry, _Mapping]] = ..., granted_sources: _Optional[_Iterable[_Union[_common_pb2.DataSource, str]]] = ...) -> None: ...
+
+class RecordAccessesResponse(_message.Message):
+    __slots__ = ("outcomes",)
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    outcomes: _containers.RepeatedCompositeFieldContainer[AccessOutcome]
+    def __init__(self, outcomes: _Optional[_Iterable[_Union[AccessOutcome, _Mapping]]] = ...) -> None: ...
 
 class GetAccessByTransactionRequest(_message.Message):
     __slots__ = ("partner_id", "transaction_id", "subject_id", "purpose")

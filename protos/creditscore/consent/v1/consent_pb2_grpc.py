@@ -32,9 +32,10 @@ class ConsentServiceStub:
 
     Who may call what (AUTH_MODE=required): IssueToken needs no token; the
     subject's own RPCs (enrollment, consents, authorizations, access log, export,
-    closing the account, receipts) and the registry take a service token (the
-    gateway, an operator); CheckConsents, CheckAuthorization, RecordAccess and
-    GetAccessByTransaction are internal (service tokens only).
+    closing the account, receipts, a new secret) and the registry take a service
+    token (the gateway, relaying an authenticated subject's call; an operator);
+    CheckConsents, CheckAuthorization, RecordAccess and GetAccessByTransaction
+    are internal (service tokens only).
     """
 
     def __init__(self, channel):
@@ -47,6 +48,11 @@ class ConsentServiceStub:
                 '/creditscore.consent.v1.ConsentService/EnrollSubject',
                 request_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.EnrollSubjectRequest.SerializeToString,
                 response_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.EnrollSubjectResponse.FromString,
+                _registered_method=True)
+        self.RotateSubjectSecret = channel.unary_unary(
+                '/creditscore.consent.v1.ConsentService/RotateSubjectSecret',
+                request_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RotateSubjectSecretRequest.SerializeToString,
+                response_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RotateSubjectSecretResponse.FromString,
                 _registered_method=True)
         self.GetSubject = channel.unary_unary(
                 '/creditscore.consent.v1.ConsentService/GetSubject',
@@ -133,6 +139,11 @@ class ConsentServiceStub:
                 request_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RecordAccessRequest.SerializeToString,
                 response_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RecordAccessResponse.FromString,
                 _registered_method=True)
+        self.RecordAccesses = channel.unary_unary(
+                '/creditscore.consent.v1.ConsentService/RecordAccesses',
+                request_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RecordAccessesRequest.SerializeToString,
+                response_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RecordAccessesResponse.FromString,
+                _registered_method=True)
         self.GetAccessByTransaction = channel.unary_unary(
                 '/creditscore.consent.v1.ConsentService/GetAccessByTransaction',
                 request_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.GetAccessByTransactionRequest.SerializeToString,
@@ -152,13 +163,29 @@ class ConsentServiceServicer:
 
     Who may call what (AUTH_MODE=required): IssueToken needs no token; the
     subject's own RPCs (enrollment, consents, authorizations, access log, export,
-    closing the account, receipts) and the registry take a service token (the
-    gateway, an operator); CheckConsents, CheckAuthorization, RecordAccess and
-    GetAccessByTransaction are internal (service tokens only).
+    closing the account, receipts, a new secret) and the registry take a service
+    token (the gateway, relaying an authenticated subject's call; an operator);
+    CheckConsents, CheckAuthorization, RecordAccess and GetAccessByTransaction
+    are internal (service tokens only).
     """
 
     def EnrollSubject(self, request, context):
-        """Signs a subject up. Idempotent on request_id and on subject_id.
+        """Signs a subject up. Idempotent on request_id and on subject_id. The reply
+        that creates the subject carries its secret (shown once).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateSubjectSecret(self, request, context):
+        """Replaces the subject's secret with a new one, shown in this reply only; the
+        old secret stops working at once (tokens already issued with it stay valid
+        until they expire). Idempotent on request_id: a retry answers without the
+        secret (it is not kept), so a lost reply means rotating again. Reached by
+        the subject through the gateway (SubjectService.RotateMySecret); an
+        operator's service token may call it too (a subject enrolled before subject
+        secrets existed gets its first one so). SUBJECT_NOT_FOUND for an unknown
+        subject.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -253,9 +280,11 @@ class ConsentServiceServicer:
 
     def IssueToken(self, request, context):
         """Client credentials -> a signed token (JWT, Ed25519) for the audience of the
-        client's kind: partners "gateway", producers "ingest", services "internal".
-        A wrong secret and an unknown client get the same UNAUTHENTICATED
-        (INVALID_CLIENT). Needs no token.
+        client's kind: partners "gateway", producers "ingest", services "internal",
+        subjects "gateway" (client_id the subject id, client_secret the subject's
+        secret; kind "subject", lifetime SUBJECT_TOKEN_TTL_SECONDS). A wrong
+        secret, an unknown client, a subject without a secret and a closed account
+        all get the same UNAUTHENTICATED (INVALID_CLIENT). Needs no token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -304,6 +333,28 @@ class ConsentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordAccesses(self, request, context):
+        """Internal (the gateway): the lookup's one question to this service, for 1-256
+        lookups at once (the gateway batches concurrent lookups into it). For each,
+        in this order and in one transaction for the whole batch, committed before
+        the reply:
+        1. NOT_AUTHORIZED unless the subject exists, the partner holds a live
+        authorization for the purpose whose scope covers the answer, and the
+        subject has a live CREDIT_SCORING consent for at least one scored source;
+        2. REPLAYED (the first entry, with its answer) when (partner_id,
+        transaction_id) was recorded in the last 24 hours for the same subject
+        and purpose; TRANSACTION_ID_REUSED for another subject or purpose;
+        3. SOURCES_CHANGED (with the granted sources) when a source in sources_used
+        has no live CREDIT_SCORING consent: nothing written, the caller scores
+        again without it;
+        4. RECORDED: the entry written.
+        An item that is not valid fails the whole call (INVALID_ARGUMENT, with the
+        item's index in the field path); nothing is written then.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetAccessByTransaction(self, request, context):
         """Internal (the gateway): the entry a partner's transaction id was recorded
         under in the last 24 hours, if any, with its stored answer.
@@ -326,6 +377,11 @@ def add_ConsentServiceServicer_to_server(servicer, server):
                     servicer.EnrollSubject,
                     request_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.EnrollSubjectRequest.FromString,
                     response_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.EnrollSubjectResponse.SerializeToString,
+            ),
+            'RotateSubjectSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateSubjectSecret,
+                    request_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RotateSubjectSecretRequest.FromString,
+                    response_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RotateSubjectSecretResponse.SerializeToString,
             ),
             'GetSubject': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSubject,
@@ -412,6 +468,11 @@ def add_ConsentServiceServicer_to_server(servicer, server):
                     request_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RecordAccessRequest.FromString,
                     response_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RecordAccessResponse.SerializeToString,
             ),
+            'RecordAccesses': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordAccesses,
+                    request_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RecordAccessesRequest.FromString,
+                    response_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RecordAccessesResponse.SerializeToString,
+            ),
             'GetAccessByTransaction': grpc.unary_unary_rpc_method_handler(
                     servicer.GetAccessByTransaction,
                     request_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.GetAccessByTransactionRequest.FromString,
@@ -437,9 +498,10 @@ class ConsentService:
 
     Who may call what (AUTH_MODE=required): IssueToken needs no token; the
     subject's own RPCs (enrollment, consents, authorizations, access log, export,
-    closing the account, receipts) and the registry take a service token (the
-    gateway, an operator); CheckConsents, CheckAuthorization, RecordAccess and
-    GetAccessByTransaction are internal (service tokens only).
+    closing the account, receipts, a new secret) and the registry take a service
+    token (the gateway, relaying an authenticated subject's call; an operator);
+    CheckConsents, CheckAuthorization, RecordAccess and GetAccessByTransaction
+    are internal (service tokens only).
     """
 
     @staticmethod
@@ -459,6 +521,33 @@ class ConsentService:
             '/creditscore.consent.v1.ConsentService/EnrollSubject',
             creditscore_dot_consent_dot_v1_dot_consent__pb2.EnrollSubjectRequest.SerializeToString,
             creditscore_dot_consent_dot_v1_dot_consent__pb2.EnrollSubjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateSubjectSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.consent.v1.ConsentService/RotateSubjectSecret',
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.RotateSubjectSecretRequest.SerializeToString,
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.RotateSubjectSecretResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -918,6 +1007,33 @@ class ConsentService:
             '/creditscore.consent.v1.ConsentService/RecordAccess',
             creditscore_dot_consent_dot_v1_dot_consent__pb2.RecordAccessRequest.SerializeToString,
             creditscore_dot_consent_dot_v1_dot_consent__pb2.RecordAccessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordAccesses(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.consent.v1.ConsentService/RecordAccesses',
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.RecordAccessesRequest.SerializeToString,
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.RecordAccessesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,18 @@ class GetFeatureVectorRequest(_message.Message):
     as_of_time: _timestamp_pb2.Timestamp
     def __init__(self, subject_id: _Optional[str] = ..., as_of_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class GetFeatureVectorsRequest(_message.Message):
+    __slots__ = ("subject_ids",)
+    SUBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
+    subject_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, subject_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetFeatureVectorsResponse(_message.Message):
+    __slots__ = ("feature_vectors",)
+    FEATURE_VECTORS_FIELD_NUMBER: _ClassVar[int]
+    feature_vectors: _containers.RepeatedCompositeFieldContainer[FeatureVector]
+    def __init__(self, feature_vectors: _Optional[_Iterable[_Union[FeatureVector, _Mapping]]] = ...) -> None: ...
+
 class FeatureVector(_message.Message):
     __slots__ = ("subject_id", "as_of_time", "features", "record_count")
     SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]

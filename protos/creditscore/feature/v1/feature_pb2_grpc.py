@@ -45,6 +45,11 @@ class FeatureServiceStub:
                 request_serializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.GetFeatureVectorRequest.SerializeToString,
                 response_deserializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.GetFeatureVectorResponse.FromString,
                 _registered_method=True)
+        self.GetFeatureVectors = channel.unary_unary(
+                '/creditscore.feature.v1.FeatureService/GetFeatureVectors',
+                request_serializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.GetFeatureVectorsRequest.SerializeToString,
+                response_deserializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.GetFeatureVectorsResponse.FromString,
+                _registered_method=True)
         self.PurgeSubject = channel.unary_unary(
                 '/creditscore.feature.v1.FeatureService/PurgeSubject',
                 request_serializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.PurgeSubjectRequest.SerializeToString,
@@ -75,6 +80,16 @@ class FeatureServiceServicer:
 
     def GetFeatureVector(self, request, context):
         """The current feature vector of one subject; its cost does not grow with history.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFeatureVectors(self, request, context):
+        """The current feature vectors of 1-256 subjects in one call (the gateway
+        batches concurrent lookups into it): one vector per subject id, in request
+        order; a subject with no records gets a vector with no values
+        (record_count 0). Read in one consistent snapshot of the store.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -111,6 +126,11 @@ def add_FeatureServiceServicer_to_server(servicer, server):
                     servicer.GetFeatureVector,
                     request_deserializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.GetFeatureVectorRequest.FromString,
                     response_serializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.GetFeatureVectorResponse.SerializeToString,
+            ),
+            'GetFeatureVectors': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFeatureVectors,
+                    request_deserializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.GetFeatureVectorsRequest.FromString,
+                    response_serializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.GetFeatureVectorsResponse.SerializeToString,
             ),
             'PurgeSubject': grpc.unary_unary_rpc_method_handler(
                     servicer.PurgeSubject,
@@ -178,6 +198,33 @@ class FeatureService:
             '/creditscore.feature.v1.FeatureService/GetFeatureVector',
             creditscore_dot_feature_dot_v1_dot_feature__pb2.GetFeatureVectorRequest.SerializeToString,
             creditscore_dot_feature_dot_v1_dot_feature__pb2.GetFeatureVectorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFeatureVectors(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.feature.v1.FeatureService/GetFeatureVectors',
+            creditscore_dot_feature_dot_v1_dot_feature__pb2.GetFeatureVectorsRequest.SerializeToString,
+            creditscore_dot_feature_dot_v1_dot_feature__pb2.GetFeatureVectorsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -26,13 +26,15 @@ from creditscore.common.v1 import common_pb2 as creditscore_dot_common_dot_v1_do
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$creditscore/gateway/v1/gateway.proto\x12\x16\x63reditscore.gateway.v1\x1a\"creditscore/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"z\n\x15GetCreditScoreRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x35\n\x07purpose\x18\x02 \x01(\x0e\x32$.creditscore.common.v1.AccessPurpose\x12\x16\n\x0etransaction_id\x18\x03 \x01(\t\"\xf1\x02\n\x0b\x43reditScore\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x30\n\x05state\x18\x02 \x01(\x0e\x32!.creditscore.common.v1.ScoreState\x12\r\n\x05score\x18\x03 \x01(\x05\x12.\n\x04\x62\x61nd\x18\x04 \x01(\x0e\x32 .creditscore.common.v1.ScoreBand\x12\x1a\n\x12probability_of_bad\x18\x05 \x01(\x01\x12.\n\x07reasons\x18\x06 \x03(\x0b\x32\x1d.creditscore.common.v1.Reason\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12\x10\n\x08\x63overage\x18\x08 \x01(\x01\x12.\n\nscore_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x0cimprovements\x18\n \x03(\x0b\x32\".creditscore.common.v1.Improvement\"k\n\x16GetCreditScoreResponse\x12\x39\n\x0c\x63redit_score\x18\x01 \x01(\x0b\x32#.creditscore.gateway.v1.CreditScore\x12\x16\n\x0etransaction_id\x18\x02 \x01(\t\"\x93\x01\n\x1b\x43heckCreditThresholdRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x35\n\x07purpose\x18\x02 \x01(\x0e\x32$.creditscore.common.v1.AccessPurpose\x12\x11\n\tthreshold\x18\x03 \x01(\x05\x12\x16\n\x0etransaction_id\x18\x04 \x01(\t\"\xcc\x01\n\x1c\x43heckCreditThresholdResponse\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x11\n\tthreshold\x18\x02 \x01(\x05\x12:\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0e\x32(.creditscore.common.v1.ThresholdDecision\x12\x16\n\x0etransaction_id\x18\x04 \x01(\t\x12\x31\n\rdecision_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\x89\x02\n\x12\x43reditScoreService\x12o\n\x0eGetCreditScore\x12-.creditscore.gateway.v1.GetCreditScoreRequest\x1a..creditscore.gateway.v1.GetCreditScoreResponse\x12\x81\x01\n\x14\x43heckCreditThreshold\x12\x33.creditscore.gateway.v1.CheckCreditThresholdRequest\x1a\x34.creditscore.gateway.v1.CheckCreditThresholdResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$creditscore/gateway/v1/gateway.proto\x12\x16\x63reditscore.gateway.v1\x1a\"creditscore/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"z\n\x15GetCreditScoreRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x35\n\x07purpose\x18\x02 \x01(\x0e\x32$.creditscore.common.v1.AccessPurpose\x12\x16\n\x0etransaction_id\x18\x03 \x01(\t\"\xf1\x02\n\x0b\x43reditScore\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x30\n\x05state\x18\x02 \x01(\x0e\x32!.creditscore.common.v1.ScoreState\x12\r\n\x05score\x18\x03 \x01(\x05\x12.\n\x04\x62\x61nd\x18\x04 \x01(\x0e\x32 .creditscore.common.v1.ScoreBand\x12\x1a\n\x12probability_of_bad\x18\x05 \x01(\x01\x12.\n\x07reasons\x18\x06 \x03(\x0b\x32\x1d.creditscore.common.v1.Reason\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12\x10\n\x08\x63overage\x18\x08 \x01(\x01\x12.\n\nscore_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x0cimprovements\x18\n \x03(\x0b\x32\".creditscore.common.v1.Improvement\"k\n\x16GetCreditScoreResponse\x12\x39\n\x0c\x63redit_score\x18\x01 \x01(\x0b\x32#.creditscore.gateway.v1.CreditScore\x12\x16\n\x0etransaction_id\x18\x02 \x01(\t\"\x93\x01\n\x1b\x43heckCreditThresholdRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x35\n\x07purpose\x18\x02 \x01(\x0e\x32$.creditscore.common.v1.AccessPurpose\x12\x11\n\tthreshold\x18\x03 \x01(\x05\x12\x16\n\x0etransaction_id\x18\x04 \x01(\t\"\xcc\x01\n\x1c\x43heckCreditThresholdResponse\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x11\n\tthreshold\x18\x02 \x01(\x05\x12:\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0e\x32(.creditscore.common.v1.ThresholdDecision\x12\x16\n\x0etransaction_id\x18\x04 \x01(\t\x12\x31\n\rdecision_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"g\n BatchCheckCreditThresholdRequest\x12\x43\n\x06\x63hecks\x18\x01 \x03(\x0b\x32\x33.creditscore.gateway.v1.CheckCreditThresholdRequest\"\xc8\x01\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x41\n\x08metadata\x18\x04 \x03(\x0b\x32/.creditscore.gateway.v1.ItemError.MetadataEntry\x12\x18\n\x10\x66ield_violations\x18\x05 \x03(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x99\x01\n\x0fThresholdResult\x12H\n\x08response\x18\x01 \x01(\x0b\x32\x34.creditscore.gateway.v1.CheckCreditThresholdResponseH\x00\x12\x32\n\x05\x65rror\x18\x02 \x01(\x0b\x32!.creditscore.gateway.v1.ItemErrorH\x00\x42\x08\n\x06result\"]\n!BatchCheckCreditThresholdResponse\x12\x38\n\x07results\x18\x01 \x03(\x0b\x32\'.creditscore.gateway.v1.ThresholdResult2\x9c\x03\n\x12\x43reditScoreService\x12o\n\x0eGetCreditScore\x12-.creditscore.gateway.v1.GetCreditScoreRequest\x1a..creditscore.gateway.v1.GetCreditScoreResponse\x12\x81\x01\n\x14\x43heckCreditThreshold\x12\x33.creditscore.gateway.v1.CheckCreditThresholdRequest\x1a\x34.creditscore.gateway.v1.CheckCreditThresholdResponse\x12\x90\x01\n\x19\x42\x61tchCheckCreditThreshold\x12\x38.creditscore.gateway.v1.BatchCheckCreditThresholdRequest\x1a\x39.creditscore.gateway.v1.BatchCheckCreditThresholdResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'creditscore.gateway.v1.gateway_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_ITEMERROR_METADATAENTRY']._loaded_options = None
+  _globals['_ITEMERROR_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_GETCREDITSCOREREQUEST']._serialized_start=133
   _globals['_GETCREDITSCOREREQUEST']._serialized_end=255
   _globals['_CREDITSCORE']._serialized_start=258
@@ -43,6 +45,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHECKCREDITTHRESHOLDREQUEST']._serialized_end=886
   _globals['_CHECKCREDITTHRESHOLDRESPONSE']._serialized_start=889
   _globals['_CHECKCREDITTHRESHOLDRESPONSE']._serialized_end=1093
-  _globals['_CREDITSCORESERVICE']._serialized_start=1096
-  _globals['_CREDITSCORESERVICE']._serialized_end=1361
+  _globals['_BATCHCHECKCREDITTHRESHOLDREQUEST']._serialized_start=1095
+  _globals['_BATCHCHECKCREDITTHRESHOLDREQUEST']._serialized_end=1198
+  _globals['_ITEMERROR']._serialized_start=1201
+  _globals['_ITEMERROR']._serialized_end=1401
+  _globals['_ITEMERROR_METADATAENTRY']._serialized_start=1354
+  _globals['_ITEMERROR_METADATAENTRY']._serialized_end=1401
+  _globals['_THRESHOLDRESULT']._serialized_start=1404
+  _globals['_THRESHOLDRESULT']._serialized_end=1557
+  _globals['_BATCHCHECKCREDITTHRESHOLDRESPONSE']._serialized_start=1559
+  _globals['_BATCHCHECKCREDITTHRESHOLDRESPONSE']._serialized_end=1652
+  _globals['_CREDITSCORESERVICE']._serialized_start=1655
+  _globals['_CREDITSCORESERVICE']._serialized_end=2067
 # @@protoc_insertion_point(module_scope)

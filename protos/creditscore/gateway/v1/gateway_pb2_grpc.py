@@ -59,6 +59,11 @@ class CreditScoreServiceStub:
                 request_serializer=creditscore_dot_gateway_dot_v1_dot_gateway__pb2.CheckCreditThresholdRequest.SerializeToString,
                 response_deserializer=creditscore_dot_gateway_dot_v1_dot_gateway__pb2.CheckCreditThresholdResponse.FromString,
                 _registered_method=True)
+        self.BatchCheckCreditThreshold = channel.unary_unary(
+                '/creditscore.gateway.v1.CreditScoreService/BatchCheckCreditThreshold',
+                request_serializer=creditscore_dot_gateway_dot_v1_dot_gateway__pb2.BatchCheckCreditThresholdRequest.SerializeToString,
+                response_deserializer=creditscore_dot_gateway_dot_v1_dot_gateway__pb2.BatchCheckCreditThresholdResponse.FromString,
+                _registered_method=True)
 
 
 class CreditScoreServiceServicer:
@@ -94,6 +99,18 @@ class CreditScoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchCheckCreditThreshold(self, request, context):
+        """1-100 threshold checks in one call, for partners that pre-screen: each is
+        answered (and logged, and replayed by its transaction id) exactly as
+        CheckCreditThreshold would answer it alone, in request order. A check that
+        is refused or fails gets its error in its own result and does not fail the
+        others; the call itself fails only when the request is not valid as a whole
+        (no checks, more than 100, or one transaction id twice).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CreditScoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -106,6 +123,11 @@ def add_CreditScoreServiceServicer_to_server(servicer, server):
                     servicer.CheckCreditThreshold,
                     request_deserializer=creditscore_dot_gateway_dot_v1_dot_gateway__pb2.CheckCreditThresholdRequest.FromString,
                     response_serializer=creditscore_dot_gateway_dot_v1_dot_gateway__pb2.CheckCreditThresholdResponse.SerializeToString,
+            ),
+            'BatchCheckCreditThreshold': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchCheckCreditThreshold,
+                    request_deserializer=creditscore_dot_gateway_dot_v1_dot_gateway__pb2.BatchCheckCreditThresholdRequest.FromString,
+                    response_serializer=creditscore_dot_gateway_dot_v1_dot_gateway__pb2.BatchCheckCreditThresholdResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -177,6 +199,33 @@ class CreditScoreService:
             '/creditscore.gateway.v1.CreditScoreService/CheckCreditThreshold',
             creditscore_dot_gateway_dot_v1_dot_gateway__pb2.CheckCreditThresholdRequest.SerializeToString,
             creditscore_dot_gateway_dot_v1_dot_gateway__pb2.CheckCreditThresholdResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchCheckCreditThreshold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.gateway.v1.CreditScoreService/BatchCheckCreditThreshold',
+            creditscore_dot_gateway_dot_v1_dot_gateway__pb2.BatchCheckCreditThresholdRequest.SerializeToString,
+            creditscore_dot_gateway_dot_v1_dot_gateway__pb2.BatchCheckCreditThresholdResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -86,6 +86,18 @@ class ScoreFeaturesResponse(_message.Message):
     score: Score
     def __init__(self, score: _Optional[_Union[Score, _Mapping]] = ...) -> None: ...
 
+class ScoreBatchRequest(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[ScoreFeaturesRequest]
+    def __init__(self, items: _Optional[_Iterable[_Union[ScoreFeaturesRequest, _Mapping]]] = ...) -> None: ...
+
+class ScoreBatchResponse(_message.Message):
+    __slots__ = ("scores",)
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    scores: _containers.RepeatedCompositeFieldContainer[Score]
+    def __init__(self, scores: _Optional[_Iterable[_Union[Score, _Mapping]]] = ...) -> None: ...
+
 class ModelInfo(_message.Message):
     __slots__ = ("version", "active", "description", "train_time", "auc", "ks", "gini", "features", "challenger", "activate_time", "format")
     VERSION_FIELD_NUMBER: _ClassVar[int]

@@ -48,6 +48,11 @@ class ScoringServiceStub:
                 request_serializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ScoreFeaturesRequest.SerializeToString,
                 response_deserializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ScoreFeaturesResponse.FromString,
                 _registered_method=True)
+        self.ScoreBatch = channel.unary_unary(
+                '/creditscore.scoring.v1.ScoringService/ScoreBatch',
+                request_serializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ScoreBatchRequest.SerializeToString,
+                response_deserializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ScoreBatchResponse.FromString,
+                _registered_method=True)
         self.ListModels = channel.unary_unary(
                 '/creditscore.scoring.v1.ScoringService/ListModels',
                 request_serializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ListModelsRequest.SerializeToString,
@@ -118,9 +123,23 @@ class ScoringServiceServicer:
     """
 
     def ScoreFeatures(self, request, context):
-        """Scores one feature vector with the champion and records the score. When a
-        challenger is set, it scores the vector too and its score is recorded in the
-        same transaction (role CHALLENGER); the caller sees only the champion's.
+        """Scores one feature vector with the champion. The score history records a
+        subject's score when it changes: a new row only when the model version,
+        state, score or feature values differ from the subject's latest stored
+        score; otherwise the reply is that stored score (its score_id and its
+        score_time, when it was first computed). A vector with no data at all is
+        scored (INSUFFICIENT_DATA) and never stored (score_id 0). When a challenger
+        is set, it scores a changed vector too and its score is recorded in the same
+        transaction (role CHALLENGER); the caller sees only the champion's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ScoreBatch(self, request, context):
+        """Scores 1-256 feature vectors in one call (the gateway batches concurrent
+        lookups into it), each as ScoreFeatures would, in one transaction: one
+        score per item, in request order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -222,6 +241,11 @@ def add_ScoringServiceServicer_to_server(servicer, server):
                     request_deserializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ScoreFeaturesRequest.FromString,
                     response_serializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ScoreFeaturesResponse.SerializeToString,
             ),
+            'ScoreBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScoreBatch,
+                    request_deserializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ScoreBatchRequest.FromString,
+                    response_serializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ScoreBatchResponse.SerializeToString,
+            ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
                     request_deserializer=creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ListModelsRequest.FromString,
@@ -314,6 +338,33 @@ class ScoringService:
             '/creditscore.scoring.v1.ScoringService/ScoreFeatures',
             creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ScoreFeaturesRequest.SerializeToString,
             creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ScoreFeaturesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScoreBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.scoring.v1.ScoringService/ScoreBatch',
+            creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ScoreBatchRequest.SerializeToString,
+            creditscore_dot_scoring_dot_v1_dot_scoring__pb2.ScoreBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
