@@ -1,5 +1,5 @@
-"""Who may get a token: registered partners and producers, and the configured
-service identities; their secrets and how they are checked.
+"""Who may get a token: registered partners and producers, the configured
+service identities, and enrolled subjects; their secrets and how they are checked.
 
 Pure logic (no gRPC, no SQL), but for hashing: a client's secret is random (32
 bytes, URL-safe base64), shown once, and stored only as a salted scrypt hash
@@ -8,6 +8,12 @@ database does not hand out credentials. Checking a secret costs one scrypt
 (about 16 MiB and tens of milliseconds): the caller runs it off the event loop,
 and an unknown client costs the same as a known one (a dummy hash is checked),
 so that timing does not tell which client ids exist.
+
+A subject's secret is made and stored the same way, and starts with
+``SUBJECT_SECRET_PREFIX`` (``sbj.``): a character that URL-safe base64 never
+makes, so that ``IssueToken`` knows from the secret alone whether the client id
+names a subject or a client (the two are different namespaces: a subject may
+carry the id of a partner or of a service) and never has to try both.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from .consents import VALID_SOURCES
 __all__ = [
     "CLIENT_ID_RULE",
     "MAX_DISPLAY_NAME_LENGTH",
+    "SUBJECT_SECRET_PREFIX",
     "Client",
     "check_client_id",
     "check_display_name",
@@ -46,11 +53,15 @@ __all__ = [
     "hash_secret",
     "invalid_client",
     "is_client_id",
+    "is_subject_secret",
     "load_service_credentials",
     "new_partner_id",
     "new_secret",
+    "new_subject_secret",
     "source_names",
     "verify_secret",
+    "hash_generated_secret",
+    "verify_generated_secret",
 ]
 
 MAX_DISPLAY_NAME_LENGTH = 200
@@ -63,6 +74,9 @@ SCRYPT_R = 8
 SCRYPT_P = 1
 _DKLEN = 32
 _MAX_SECRET_LENGTH = 256
+#: How every subject's secret starts ('.' is not in the URL-safe base64 alphabet
+#: of client secrets).
+SUBJECT_SECRET_PREFIX = "sbj."
 
 
 @dataclass(frozen=True)
@@ -124,6 +138,16 @@ def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
+def new_subject_secret() -> str:
+    """A fresh subject secret: the prefix and 32 random bytes, URL-safe base64."""
+    return SUBJECT_SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def is_subject_secret(secret: str) -> bool:
+    """Whether ``secret`` has a subject secret's form (its prefix)."""
+    return secret.startswith(SUBJECT_SECRET_PREFIX)
+
+
 def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
@@ -140,6 +164,26 @@ def hash_secret(secret: str, *, salt: bytes | None = None) -> str:
 @lru_cache(maxsize=1)
 def _dummy_hash() -> str:
     return hash_secret(secrets.token_urlsafe(32))
+
+
+def hash_generated_secret(secret: str) -> str:
+    """The stored form of a secret this service generated with 256 random bits (a
+    subject's): ``sha256$hash``. A slow hash guards secrets people choose; against
+    256 random bits one SHA-256 is as safe and costs microseconds, not the ~40 ms
+    of CPU of an scrypt, paid at every enrollment and every sign-in."""
+    return "sha256$" + _b64(hashlib.sha256(secret[:_MAX_SECRET_LENGTH].encode()).digest())
+
+
+_DUMMY_GENERATED = hash_generated_secret("not a secret")
+
+
+def verify_generated_secret(secret: str, encoded: str | None) -> bool:
+    """Whether ``secret`` matches a ``hash_generated_secret`` form; with ``encoded``
+    None a dummy is compared (the same work), and False comes back."""
+    target = encoded if encoded is not None else _DUMMY_GENERATED
+    actual = hash_generated_secret(secret)
+    return (encoded is not None and target.startswith("sha256$")
+            and hmac.compare_digest(actual.encode(), target.encode()))
 
 
 def verify_secret(secret: str, encoded: str | None) -> bool:
@@ -187,6 +231,11 @@ def load_service_credentials(path: str) -> Mapping[str, Client]:
                 f"with the id {CLIENT_ID_RULE}"
             )
         client_id, secret = parts
+        if is_subject_secret(secret):
+            raise SettingsError(
+                f"SERVICE_CREDENTIALS_FILE line {number}: a service's secret must not start with "
+                f"{SUBJECT_SECRET_PREFIX!r} (subjects' secrets do)"
+            )
         if client_id in services:
             raise SettingsError(f"SERVICE_CREDENTIALS_FILE line {number}: {client_id!r} given twice")
         stored = secret if secret.startswith("scrypt$") else hash_secret(secret)

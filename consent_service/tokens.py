@@ -7,6 +7,9 @@ are those of the shared interface (``creditscore.runtime._auth``)::
     iss "creditscore-consent", sub (the caller's id), aud, kind, iat, exp, jti,
     sources (producers: the DataSource enum names they may send)
 
+Subjects get tokens too (kind ``subject``, audience ``gateway``, ``sub`` the
+subject id), for their own calls through the gateway, with a lifetime of their own.
+
 Keys are PEM files. ``load_or_create_signing_key`` loads the private key, or, in
 development, generates a key pair on first start (logging that it did) with the
 private key readable by its owner only.
@@ -36,17 +39,28 @@ from creditscore.runtime import (
     KIND_PARTNER,
     KIND_PRODUCER,
     KIND_SERVICE,
+    KIND_SUBJECT,
     SettingsError,
+    is_subject_id,
     utcnow,
 )
 
-from .registry import Client, invalid_client, is_client_id, source_names, verify_secret
+from .registry import (
+    Client,
+    invalid_client,
+    is_client_id,
+    is_subject_secret,
+    source_names,
+    verify_generated_secret,
+    verify_secret,
+)
 
 __all__ = [
     "AUDIENCE_OF_KIND",
     "ClientLookup",
     "CredentialDesk",
     "IssuedToken",
+    "SubjectLookup",
     "TokenIssuer",
     "generate_key_pair",
     "load_or_create_signing_key",
@@ -56,11 +70,13 @@ __all__ = [
 log = logging.getLogger("consent_service.tokens")
 
 #: The audience of a token follows from the caller's kind: partners call the
-#: gateway, producers the ingest service, services each other.
+#: gateway, producers the ingest service, services each other; subjects call the
+#: gateway for themselves.
 AUDIENCE_OF_KIND: dict[str, str] = {
     KIND_PARTNER: AUDIENCE_GATEWAY,
     KIND_PRODUCER: AUDIENCE_INGEST,
     KIND_SERVICE: AUDIENCE_INTERNAL,
+    KIND_SUBJECT: AUDIENCE_GATEWAY,
 }
 
 
@@ -74,19 +90,22 @@ class IssuedToken:
 
 
 class TokenIssuer:
-    """Signs tokens with ``private_key``; ``ttl`` is their lifetime, ``clock`` "now"."""
+    """Signs tokens with ``private_key``; ``ttl`` is their lifetime (``subject_ttl``
+    that of subjects' tokens), ``clock`` "now"."""
 
     def __init__(
         self,
         private_key: Ed25519PrivateKey,
         *,
         ttl: timedelta = timedelta(minutes=15),
+        subject_ttl: timedelta = timedelta(minutes=15),
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        if ttl <= timedelta(0):
+        if ttl <= timedelta(0) or subject_ttl <= timedelta(0):
             raise ValueError("a token's lifetime must be positive")
         self._key = private_key
         self._ttl = ttl
+        self._subject_ttl = subject_ttl
         self._clock = clock
 
     @property
@@ -100,7 +119,7 @@ class TokenIssuer:
         that kind; a producer's lists the source names it may send."""
         audience = AUDIENCE_OF_KIND[kind]
         now = self._clock()
-        expires = now + self._ttl
+        expires = now + (self._subject_ttl if kind == KIND_SUBJECT else self._ttl)
         token_id = secrets.token_hex(16)
         claims: dict[str, object] = {
             "iss": ISSUER,
@@ -182,18 +201,34 @@ class ClientLookup(Protocol):
     async def get_client(self, client_id: str) -> Client | None: ...
 
 
+class SubjectLookup(Protocol):
+    """Where enrolled subjects' secrets are found (the store)."""
+
+    async def subject_secret_hash(self, subject_id: str) -> str | None: ...
+
+
 class CredentialDesk:
     """Client credentials in, a token out: the use case behind ``IssueToken``.
 
     ``services`` are the configured service identities (tried first; a partner or
     producer can never register under their ids); registered clients come from
-    ``clients``. A wrong secret and an unknown client are the same error, after
-    the same work (one scrypt), and the scrypt runs in a worker thread."""
+    ``clients``; subjects from ``subjects``, for a secret of a subject's form
+    (``registry.SUBJECT_SECRET_PREFIX``) only, whatever the client id. A wrong
+    secret, an unknown client, a subject without a secret (or no more: a closed
+    account) are the same error, after the same work (one scrypt), and the
+    scrypt runs in a worker thread."""
 
-    def __init__(self, issuer: TokenIssuer, services: Mapping[str, Client], clients: ClientLookup) -> None:
+    def __init__(
+        self,
+        issuer: TokenIssuer,
+        services: Mapping[str, Client],
+        clients: ClientLookup,
+        subjects: SubjectLookup | None = None,
+    ) -> None:
         self._issuer = issuer
         self._services = dict(services)
         self._clients = clients
+        self._subjects = subjects
 
     @property
     def issuer(self) -> TokenIssuer:
@@ -204,6 +239,8 @@ class CredentialDesk:
         return client_id in self._services
 
     async def issue(self, client_id: str, client_secret: str) -> IssuedToken:
+        if is_subject_secret(client_secret):
+            return await self._issue_subject(client_id, client_secret)
         client: Client | None = None
         if is_client_id(client_id):
             client = self._services.get(client_id) or await self._clients.get_client(client_id)
@@ -211,3 +248,11 @@ class CredentialDesk:
         if not await asyncio.to_thread(verify_secret, client_secret, hashed) or client is None:
             raise invalid_client()
         return self._issuer.issue(client.kind, client.client_id, sources=source_names(client.sources))
+
+    async def _issue_subject(self, subject_id: str, secret: str) -> IssuedToken:
+        hashed = None
+        if self._subjects is not None and is_subject_id(subject_id):
+            hashed = await self._subjects.subject_secret_hash(subject_id)
+        if not verify_generated_secret(secret, hashed) or hashed is None:
+            raise invalid_client()
+        return self._issuer.issue(KIND_SUBJECT, subject_id)

@@ -13,7 +13,8 @@ __all__ = ["Settings"]
 class Settings:
     """``auth``: partners' tokens verified with ``TOKEN_PUBLIC_KEY_FILE``; the
     gateway's own (``SERVICE_CLIENT_ID``/``SERVICE_CLIENT_SECRET``) for its calls.
-    ``tls``: mutual TLS on the gateway's port and on its calls (``TLS_*``)."""
+    ``tls``: mutual TLS on the gateway's port and on its calls (``TLS_*``).
+    Subjects' tokens are verified the same way (kind ``subject``)."""
 
     server: ServerSettings = field(default_factory=lambda: ServerSettings(port=50050))
     channel: ChannelSettings = field(default_factory=ChannelSettings)
@@ -27,4 +28,17 @@ class Settings:
     )
     lookup_timeout_cap_seconds: float = env_field(
         "LOOKUP_TIMEOUT_CAP_SECONDS", 10.0, help="a lookup never waits longer, whatever the caller's deadline"
+    )
+    subject_timeout_seconds: float = env_field(
+        "SUBJECT_TIMEOUT_SECONDS", 10.0,
+        help="budget of a subject's own call (SubjectService, TokenService) whose caller set no deadline",
+    )
+    subject_timeout_cap_seconds: float = env_field(
+        "SUBJECT_TIMEOUT_CAP_SECONDS", 30.0,
+        help="a subject's own call never waits longer (an export gathers every service)",
+    )
+    token_relay_concurrency: int = env_field(
+        "TOKEN_RELAY_CONCURRENCY", 8,
+        help="IssueToken relays in flight at once (each costs the consent service one scrypt); "
+        "more wait within their deadline",
     )

@@ -1,5 +1,6 @@
 """Builds the gateway server: channels to consent, feature and scoring (carrying the
-gateway's own service token), the partner-only policy, the servicer."""
+gateway's own service token), the policy (partners: CreditScoreService; subjects:
+SubjectService; anyone: TokenService), the servicers."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from creditscore.consent.v1 import consent_pb2_grpc
 from creditscore.feature.v1 import feature_pb2_grpc
-from creditscore.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from creditscore.gateway.v1 import gateway_pb2, gateway_pb2_grpc, subject_pb2, subject_pb2_grpc
 from creditscore.runtime import (
     AUDIENCE_GATEWAY,
     KIND_PARTNER,
+    KIND_SUBJECT,
+    PUBLIC,
     RegisteredService,
     ServerHandle,
     create_channel,
@@ -25,13 +28,47 @@ from creditscore.scoring.v1 import scoring_pb2_grpc
 from .clients import GrpcConsent, GrpcFeatures, GrpcScoring
 from .config import Settings
 from .servicer import CreditScoreServicer
+from .subject_clients import SubjectConsent, SubjectFeatures, SubjectScoring, TokenRelay
+from .subject_servicer import SubjectServicer, TokenServicer
 
 __all__ = ["POLICY", "build_server"]
 
 _SERVICE = gateway_pb2.DESCRIPTOR.services_by_name["CreditScoreService"]
 
-#: Who may call what: partners only, every method.
-POLICY = {f"/{_SERVICE.full_name}/{m.name}": {KIND_PARTNER} for m in _SERVICE.methods}
+_SUBJECT_SERVICE = subject_pb2.DESCRIPTOR.services_by_name["SubjectService"]
+_TOKEN_SERVICE = subject_pb2.DESCRIPTOR.services_by_name["TokenService"]
+
+#: Who may call what: the partner API partners only, the subject's API subjects
+#: only, and IssueToken anyone (the credentials are the request).
+POLICY = {
+    **{f"/{_SERVICE.full_name}/{m.name}": {KIND_PARTNER} for m in _SERVICE.methods},
+    **{f"/{_SUBJECT_SERVICE.full_name}/{m.name}": {KIND_SUBJECT} for m in _SUBJECT_SERVICE.methods},
+    **{f"/{_TOKEN_SERVICE.full_name}/{m.name}": PUBLIC for m in _TOKEN_SERVICE.methods},
+}
+
+
+def _subject_services(
+    settings: Settings,
+    consent: grpc.aio.Channel,
+    feature: grpc.aio.Channel,
+    scoring: grpc.aio.Channel,
+    relay: grpc.aio.Channel,
+) -> list[RegisteredService]:
+    """SubjectService on the gateway's channels (its service token), and
+    TokenService on ``relay``, a channel to the consent service without one."""
+    subject = SubjectServicer(
+        settings,
+        consent=SubjectConsent(consent_pb2_grpc.ConsentServiceStub(consent)),
+        features=SubjectFeatures(feature_pb2_grpc.FeatureServiceStub(feature)),
+        scoring=SubjectScoring(scoring_pb2_grpc.ScoringServiceStub(scoring)),
+    )
+    tokens = TokenServicer(settings, relay=TokenRelay(
+        consent_pb2_grpc.ConsentServiceStub(relay), concurrency=settings.token_relay_concurrency
+    ))
+    return [
+        RegisteredService(_SUBJECT_SERVICE, subject_pb2_grpc.add_SubjectServiceServicer_to_server, subject),
+        RegisteredService(_TOKEN_SERVICE, subject_pb2_grpc.add_TokenServiceServicer_to_server, tokens),
+    ]
 
 
 async def build_server(
@@ -60,6 +97,10 @@ async def build_server(
                 addr, settings.channel, tracer_provider=tracer_provider, tokens=tokens, tls=settings.tls
             ))
         consent_ch, feature_ch, scoring_ch = channels[-3:]
+        relay_ch = create_channel(
+            settings.consent_service_addr, settings.channel, tracer_provider=tracer_provider, tls=settings.tls
+        )
+        channels.append(relay_ch)
         servicer = CreditScoreServicer(
             settings,
             consent=GrpcConsent(consent_pb2_grpc.ConsentServiceStub(consent_ch)),
@@ -67,7 +108,10 @@ async def build_server(
             scoring=GrpcScoring(scoring_pb2_grpc.ScoringServiceStub(scoring_ch)),
         )
         handle = create_server(
-            [RegisteredService(_SERVICE, gateway_pb2_grpc.add_CreditScoreServiceServicer_to_server, servicer)],
+            [
+                RegisteredService(_SERVICE, gateway_pb2_grpc.add_CreditScoreServiceServicer_to_server, servicer),
+                *_subject_services(settings, consent_ch, feature_ch, scoring_ch, relay_ch),
+            ],
             settings.server,
             domain="gateway.creditscore",
             tracer_provider=tracer_provider,

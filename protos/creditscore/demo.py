@@ -18,7 +18,9 @@ population, ending in real score lookups through the gateway.
    (full score) and rentals (threshold only); the partner looks scores up through
    the gateway with its token, asks a threshold question, repeats a transaction
    id, and is refused — the same way — for a revoked authorization and for a
-   subject that does not exist;
+   subject that does not exist; then one subject looks at their own score and
+   access log through the gateway, with a subject token for the secret shown to
+   them at enrollment;
 5. keeps serving until interrupted (Ctrl-C / SIGTERM), then stops the services
    gracefully.
 """
@@ -47,7 +49,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
 from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
-from creditscore.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from creditscore.gateway.v1 import gateway_pb2, gateway_pb2_grpc, subject_pb2, subject_pb2_grpc
 from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from creditscore.runtime import CallError, TlsSettings, TokenSource, create_channel, tool_channel
 
@@ -292,6 +294,8 @@ class LoadReport:
     resent: int
     resent_statuses: Counter[str]
     accepted_for_features: int
+    #: Each subject's own secret, shown once by its enrollment.
+    subject_secrets: dict[str, str] = field(default_factory=dict)
 
 
 async def load_population(suite: Suite, n_subjects: int, seed: int, out=print) -> tuple[object, LoadReport]:
@@ -326,12 +330,15 @@ async def load_population(suite: Suite, n_subjects: int, seed: int, out=print) -
                          if common_pb2.DATA_SOURCE_EXTERNAL in s.sources]
         withholding = set(with_external[::5])
         sem = asyncio.Semaphore(16)
+        subject_secrets: dict[str, str] = {}
 
         async def enroll(subject) -> None:
             async with sem:
                 sid = subject.subject_id
-                await consent.EnrollSubject(consent_pb2.EnrollSubjectRequest(
+                enrolled = await consent.EnrollSubject(consent_pb2.EnrollSubjectRequest(
                     request_id=f"demo-enroll-{sid}", subject_id=sid), timeout=SETUP_CALL_TIMEOUT)
+                if enrolled.subject_secret:
+                    subject_secrets[sid] = enrolled.subject_secret
                 grants = [(s, common_pb2.PURPOSE_CREDIT_SCORING) for s in (
                     common_pb2.DATA_SOURCE_COMMERCE, common_pb2.DATA_SOURCE_PAYMENTS,
                     common_pb2.DATA_SOURCE_IDENTITY, common_pb2.DATA_SOURCE_EXTERNAL)
@@ -384,7 +391,7 @@ async def load_population(suite: Suite, n_subjects: int, seed: int, out=print) -
         await consent_ch.close()
         await ingest_ch.close()
     return population, LoadReport(len(population.subjects), sent, statuses, reasons, seconds,
-                                  len(batch), resent_statuses, accepted_for_features)
+                                  len(batch), resent_statuses, accepted_for_features, subject_secrets)
 
 
 async def wait_features(suite: Suite, population, expected: int, timeout: float = 120.0) -> int:
@@ -546,6 +553,31 @@ async def threshold_checks(
     return results
 
 
+async def subject_view(
+    gateway_addr: str, subject_id: str, secret: str, *, tls: TlsSettings | None = None, out=print
+) -> subject_pb2.GetMyScoreResponse:
+    """The subject's own calls through the gateway: a subject token for the secret
+    shown at enrollment (TokenService), the score with its advice (GetMyScore),
+    who looked it up (ListMyAccessLog)."""
+    async with create_channel(gateway_addr, tls=tls) as channel:
+        issued = await subject_pb2_grpc.TokenServiceStub(channel).IssueToken(
+            subject_pb2.IssueTokenRequest(client_id=subject_id, client_secret=secret), timeout=10)
+        stub, me = subject_pb2_grpc.SubjectServiceStub(channel), bearer(issued.token)
+        mine = await stub.GetMyScore(subject_pb2.GetMyScoreRequest(), metadata=me, timeout=5)
+        log = await stub.ListMyAccessLog(subject_pb2.ListMyAccessLogRequest(page_size=5), metadata=me, timeout=5)
+    cs = mine.credit_score
+    scored = (f"score {cs.score} {_band(cs.band)}, probability of a bad outcome {cs.probability_of_bad:.1%}"
+              if cs.state == common_pb2.SCORE_STATE_SCORED else "INSUFFICIENT_DATA")
+    out(f"  {subject_id} (a token of kind {issued.kind}): {scored}, data on {cs.coverage:.0%} of the features")
+    for tip in cs.improvements[:2]:
+        out(f"    to improve: {tip.text} (about +{tip.points_gain:.0f} pts)")
+    for entry in log.entries:
+        out(f"    looked up by {entry.partner_name} for "
+            f"{common_pb2.AccessPurpose.Name(entry.purpose).removeprefix('ACCESS_PURPOSE_').lower()} "
+            f"({entry.answer.WhichOneof('answer')}), transaction {entry.transaction_id}")
+    return mine
+
+
 def _pick_subjects(population, k: int = 6) -> list[str]:
     """A spread of subjects: by latent creditworthiness, plus a thin file."""
     ranked = sorted(population.subjects, key=lambda s: s.latent)
@@ -600,6 +632,9 @@ async def run(args: argparse.Namespace) -> int:
               f"{ids[2]} authorized rentals only as a threshold:")
         await lookups(gateway_addr, [revoked, "not-enrolled-1"], token=partner.token)
         await lookups(gateway_addr, [ids[2]], token=partner.token, purpose=common_pb2.ACCESS_PURPOSE_RENTAL)
+        print(f"{ids[0]}'s own view (SubjectService/GetMyScore and ListMyAccessLog, with a subject token "
+              "for the secret shown at enrollment, from TokenService/IssueToken):")
+        await subject_view(gateway_addr, ids[0], report.subject_secrets[ids[0]], tls=suite.tls)
         print(f"ready in {time.perf_counter() - t_start:.1f}s from start")
         if args.no_serve:
             return 0

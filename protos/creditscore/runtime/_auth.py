@@ -5,9 +5,9 @@ Tokens are JWTs signed with Ed25519 (``EdDSA``), issued only by the consent serv
 public key (``TOKEN_PUBLIC_KEY_FILE``). Claims::
 
     iss   "creditscore-consent"
-    sub   the caller's id (partner id, producer id, service name)
+    sub   the caller's id (partner id, producer id, service name, subject id)
     aud   "gateway" | "ingest" | "internal"   (the service(s) the token is for)
-    kind  "partner" | "producer" | "service"
+    kind  "partner" | "producer" | "service" | "subject"
     iat, exp, jti
     sources  (producers only) the DataSource enum names the producer may send
 
@@ -81,6 +81,7 @@ __all__ = [
     "KIND_PARTNER",
     "KIND_PRODUCER",
     "KIND_SERVICE",
+    "KIND_SUBJECT",
     "OPEN_SERVICES",
     "PUBLIC",
     "Principal",
@@ -101,16 +102,21 @@ AUDIENCES = frozenset({AUDIENCE_GATEWAY, AUDIENCE_INGEST, AUDIENCE_INTERNAL})
 KIND_PARTNER = "partner"
 KIND_PRODUCER = "producer"
 KIND_SERVICE = "service"
-KINDS = frozenset({KIND_PARTNER, KIND_PRODUCER, KIND_SERVICE})
+#: A scored person calling for themselves (the gateway's SubjectService); ``sub``
+#: is the subject id.
+KIND_SUBJECT = "subject"
+KINDS = frozenset({KIND_PARTNER, KIND_PRODUCER, KIND_SERVICE, KIND_SUBJECT})
 #: The audience the consent service issues each kind's tokens for.
 AUDIENCE_OF_KIND = {
     KIND_PARTNER: AUDIENCE_GATEWAY,
     KIND_PRODUCER: AUDIENCE_INGEST,
     KIND_SERVICE: AUDIENCE_INTERNAL,
+    KIND_SUBJECT: AUDIENCE_GATEWAY,
 }
 AUTH_MODES = ("required", "disabled")
 
-#: A policy value meaning "no token needed" (only the consent service's IssueToken).
+#: A policy value meaning "no token needed" (``IssueToken``: the consent service's,
+#: and the gateway's relay of it).
 PUBLIC: frozenset[str] = frozenset({"*"})
 #: Services open on every server: health and reflection.
 OPEN_SERVICES = (

@@ -1,0 +1,311 @@
+"""SubjectService and TokenService: the scored person's own API, and tokens at
+the edge.
+
+``SubjectServicer`` answers only a caller with a subject's token (the server's
+policy lets no other kind in) and always about that subject: the subject id
+comes from the token, never from the request. Each call translates the request
+to the consent, feature or scoring service's, within one ``Deadline`` derived
+from the caller's, and the reply back; failures map as ``subject_clients``
+says. A subject's request ids are their own: the id sent to the consent service
+is derived from the subject and the request id, so two subjects choosing the
+same id never meet.
+
+``TokenServicer`` relays ``IssueToken`` to the consent service for partners,
+producers and subjects (``subject_clients.TokenRelay``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any
+
+import grpc
+
+from creditscore.consent.v1 import consent_pb2
+from creditscore.gateway.v1 import gateway_pb2, subject_pb2, subject_pb2_grpc
+from creditscore.runtime import (
+    KIND_SUBJECT,
+    Deadline,
+    FailedPrecondition,
+    Unauthenticated,
+    Violations,
+    current_principal,
+    page_size,
+)
+from creditscore.scoring.v1 import scoring_pb2
+
+from .config import Settings
+from .lookup import mask_unconsented
+from .subject_clients import SubjectConsent, SubjectFeatures, SubjectScoring, TokenRelay
+
+__all__ = [
+    "HISTORY_PAGE_DEFAULT",
+    "HISTORY_PAGE_MAX",
+    "SubjectServicer",
+    "TokenServicer",
+    "credit_score",
+    "subject_request_id",
+]
+
+_INVALID = "the request is not valid"
+MAX_REQUEST_ID_LENGTH = 128
+HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX = 50, 100
+#: Scoring pages read at most to fill one page of history (challenger scores,
+#: never shown, leave gaps: at most one per champion score).
+_HISTORY_READS = 4
+
+
+def _subject_id() -> str:
+    """The subject calling (from its token). Without one (``AUTH_MODE=disabled``)
+    there is nobody to answer about."""
+    principal = current_principal()
+    if principal is None or principal.kind != KIND_SUBJECT:
+        raise Unauthenticated(
+            "the subject's API answers subjects only: send a subject's token", reason="TOKEN_MISSING"
+        )
+    return principal.id
+
+
+def subject_request_id(subject_id: str, request_id: str) -> str:
+    """The request id the consent service keys a subject's request by: its own per
+    subject (the consent service's ids are global), the same for a retry."""
+    digest = hashlib.sha256(f"{subject_id}\0{request_id}".encode()).hexdigest()
+    return f"subject.{digest}"
+
+
+def _check_request_id(v: Violations, value: str) -> None:
+    if not value:
+        v.add("request_id", "must be set")
+    elif len(value) > MAX_REQUEST_ID_LENGTH:
+        v.add("request_id", f"must be at most {MAX_REQUEST_ID_LENGTH} characters")
+
+
+def credit_score(score: scoring_pb2.Score) -> gateway_pb2.CreditScore:
+    """A score as the subject sees it: everything, the advice included."""
+    out = gateway_pb2.CreditScore(
+        subject_id=score.subject_id,
+        state=score.state,
+        score=score.score,
+        band=score.band,
+        probability_of_bad=score.probability_of_bad,
+        reasons=score.reasons,
+        model_version=score.model_version,
+        coverage=score.coverage,
+        improvements=score.improvements,
+    )
+    if score.HasField("score_time"):
+        out.score_time.CopyFrom(score.score_time)
+    return out
+
+
+def consent_required() -> FailedPrecondition:
+    return FailedPrecondition(
+        "there is no live consent to be scored: grant PURPOSE_CREDIT_SCORING for a data source first",
+        reason="CONSENT_REQUIRED",
+    )
+
+
+class SubjectServicer(subject_pb2_grpc.SubjectServiceServicer):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        consent: SubjectConsent,
+        features: SubjectFeatures,
+        scoring: SubjectScoring,
+    ) -> None:
+        self._settings = settings
+        self._consent = consent
+        self._features = features
+        self._scoring = scoring
+
+    def _deadline(self, context: grpc.aio.ServicerContext) -> Deadline:
+        return Deadline.from_context(
+            context,
+            self._settings.subject_timeout_seconds,
+            cap=self._settings.subject_timeout_cap_seconds,
+        )
+
+    async def _consent_call(
+        self, rpc: str, request: Any, context: grpc.aio.ServicerContext
+    ) -> Any:
+        return await self._consent.call(rpc, request, self._deadline(context).timeout())
+
+    async def _mutate(
+        self, rpc: str, request: Any, fields: dict[str, Any], context: grpc.aio.ServicerContext
+    ) -> Any:
+        """A mutating consent RPC for the subject: its request id checked and made
+        the subject's own, the subject id added."""
+        subject = _subject_id()
+        v = Violations()
+        _check_request_id(v, request.request_id)
+        v.raise_if_any(_INVALID)
+        message = getattr(consent_pb2, f"{rpc}Request")(
+            request_id=subject_request_id(subject, request.request_id), subject_id=subject, **fields
+        )
+        return await self._consent_call(rpc, message, context)
+
+    # --- the score ---------------------------------------------------------------
+
+    async def GetMyScore(
+        self, request: subject_pb2.GetMyScoreRequest, context: grpc.aio.ServicerContext
+    ) -> subject_pb2.GetMyScoreResponse:
+        subject = _subject_id()
+        deadline = self._deadline(context)
+        timeout = deadline.timeout()
+        granted, vector = await asyncio.gather(
+            self._consent.granted_sources(subject, timeout),
+            self._features.feature_vector(subject, timeout),
+            return_exceptions=True,
+        )
+        for result in (granted, vector):
+            if isinstance(result, BaseException):
+                raise result
+        assert isinstance(granted, frozenset)
+        if not granted:
+            raise consent_required()
+        masked = mask_unconsented(vector, granted)  # type: ignore[arg-type]
+        score = await self._scoring.score(subject, masked, deadline.timeout())
+        return subject_pb2.GetMyScoreResponse(credit_score=credit_score(score))
+
+    async def ListMyScoreHistory(
+        self, request: subject_pb2.ListMyScoreHistoryRequest, context: grpc.aio.ServicerContext
+    ) -> subject_pb2.ListMyScoreHistoryResponse:
+        subject = _subject_id()
+        want = page_size(request.page_size, default=HISTORY_PAGE_DEFAULT, maximum=HISTORY_PAGE_MAX)
+        deadline = self._deadline(context)
+        scores: list[scoring_pb2.Score] = []
+        token = request.page_token
+        for _ in range(_HISTORY_READS):
+            page = await self._scoring.list_scores(subject, want - len(scores), token, deadline.timeout())
+            scores.extend(s.score for s in page.scores if s.role != scoring_pb2.MODEL_ROLE_CHALLENGER)
+            token = page.next_page_token
+            if not token or len(scores) >= want:
+                break
+        return subject_pb2.ListMyScoreHistoryResponse(
+            scores=[credit_score(s) for s in scores], next_page_token=token
+        )
+
+    # --- reads of the consent service --------------------------------------------
+
+    async def ListMyAccessLog(
+        self, request: subject_pb2.ListMyAccessLogRequest, context: grpc.aio.ServicerContext
+    ) -> subject_pb2.ListMyAccessLogResponse:
+        reply = await self._consent_call("ListAccessLog", consent_pb2.ListAccessLogRequest(
+            subject_id=_subject_id(), page_size=request.page_size, page_token=request.page_token
+        ), context)
+        return subject_pb2.ListMyAccessLogResponse(entries=reply.entries, next_page_token=reply.next_page_token)
+
+    async def ListMyConsents(
+        self, request: subject_pb2.ListMyConsentsRequest, context: grpc.aio.ServicerContext
+    ) -> subject_pb2.ListMyConsentsResponse:
+        reply = await self._consent_call("ListConsents", consent_pb2.ListConsentsRequest(
+            subject_id=_subject_id(), page_size=request.page_size, page_token=request.page_token
+        ), context)
+        return subject_pb2.ListMyConsentsResponse(consents=reply.consents, next_page_token=reply.next_page_token)
+
+    async def ListMyAuthorizations(
+        self, request: subject_pb2.ListMyAuthorizationsRequest, context: grpc.aio.ServicerContext
+    ) -> subject_pb2.ListMyAuthorizationsResponse:
+        reply = await self._consent_call("ListAuthorizations", consent_pb2.ListAuthorizationsRequest(
+            subject_id=_subject_id(), page_size=request.page_size, page_token=request.page_token
+        ), context)
+        return subject_pb2.ListMyAuthorizationsResponse(
+            authorizations=reply.authorizations, next_page_token=reply.next_page_token
+        )
+
+    async def GetDeletionReceipt(
+        self, request: subject_pb2.GetDeletionReceiptRequest, context: grpc.aio.ServicerContext
+    ) -> subject_pb2.GetDeletionReceiptResponse:
+        reply = await self._consent_call("GetDeletionReceipt", consent_pb2.GetDeletionReceiptRequest(
+            receipt_id=request.receipt_id, subject_id=_subject_id()
+        ), context)
+        return subject_pb2.GetDeletionReceiptResponse(receipt=reply.receipt)
+
+    async def ExportMyData(
+        self, request: subject_pb2.ExportMyDataRequest, context: grpc.aio.ServicerContext
+    ) -> subject_pb2.ExportMyDataResponse:
+        reply = await self._consent_call("ExportSubjectData", consent_pb2.ExportSubjectDataRequest(
+            subject_id=_subject_id()
+        ), context)
+        return subject_pb2.ExportMyDataResponse(document=reply.document, export_time=reply.export_time)
+
+    # --- changes -------------------------------------------------------------------
+
+    async def GrantConsent(
+        self, request: subject_pb2.GrantConsentRequest, context: grpc.aio.ServicerContext
+    ) -> subject_pb2.GrantConsentResponse:
+        fields: dict[str, Any] = {"source": request.source, "purpose": request.purpose}
+        if request.HasField("expire_time"):
+            fields["expire_time"] = request.expire_time
+        reply = await self._mutate("GrantConsent", request, fields, context)
+        return subject_pb2.GrantConsentResponse(consent=reply.consent)
+
+    async def WithdrawConsent(
+        self, request: subject_pb2.WithdrawConsentRequest, context: grpc.aio.ServicerContext
+    ) -> subject_pb2.WithdrawConsentResponse:
+        reply = await self._mutate(
+            "WithdrawConsent", request, {"source": request.source, "purpose": request.purpose}, context
+        )
+        return subject_pb2.WithdrawConsentResponse(consent=reply.consent, receipt_id=reply.receipt_id)
+
+    async def WithdrawAllConsents(
+        self, request: subject_pb2.WithdrawAllConsentsRequest, context: grpc.aio.ServicerContext
+    ) -> subject_pb2.WithdrawAllConsentsResponse:
+        reply = await self._mutate("WithdrawAllConsents", request, {}, context)
+        return subject_pb2.WithdrawAllConsentsResponse(receipt=reply.receipt)
+
+    async def CloseAccount(
+        self, request: subject_pb2.CloseAccountRequest, context: grpc.aio.ServicerContext
+    ) -> subject_pb2.CloseAccountResponse:
+        reply = await self._mutate("CloseAccount", request, {}, context)
+        return subject_pb2.CloseAccountResponse(receipt=reply.receipt)
+
+    async def GrantAuthorization(
+        self, request: subject_pb2.GrantAuthorizationRequest, context: grpc.aio.ServicerContext
+    ) -> subject_pb2.GrantAuthorizationResponse:
+        fields: dict[str, Any] = {
+            "partner_id": request.partner_id, "purpose": request.purpose, "scope": request.scope,
+        }
+        if request.HasField("expire_time"):
+            fields["expire_time"] = request.expire_time
+        reply = await self._mutate("GrantAuthorization", request, fields, context)
+        return subject_pb2.GrantAuthorizationResponse(authorization=reply.authorization)
+
+    async def RevokeAuthorization(
+        self, request: subject_pb2.RevokeAuthorizationRequest, context: grpc.aio.ServicerContext
+    ) -> subject_pb2.RevokeAuthorizationResponse:
+        reply = await self._mutate(
+            "RevokeAuthorization", request, {"partner_id": request.partner_id, "purpose": request.purpose}, context
+        )
+        return subject_pb2.RevokeAuthorizationResponse(authorization=reply.authorization)
+
+    async def RotateMySecret(
+        self, request: subject_pb2.RotateMySecretRequest, context: grpc.aio.ServicerContext
+    ) -> subject_pb2.RotateMySecretResponse:
+        reply = await self._mutate("RotateSubjectSecret", request, {}, context)
+        return subject_pb2.RotateMySecretResponse(subject_secret=reply.subject_secret)
+
+
+class TokenServicer(subject_pb2_grpc.TokenServiceServicer):
+    """``IssueToken`` at the edge (no token needed: the credentials are the request)."""
+
+    def __init__(self, settings: Settings, *, relay: TokenRelay) -> None:
+        self._settings = settings
+        self._relay = relay
+
+    async def IssueToken(
+        self, request: subject_pb2.IssueTokenRequest, context: grpc.aio.ServicerContext
+    ) -> subject_pb2.IssueTokenResponse:
+        v = Violations()
+        v.check(bool(request.client_id), "client_id", "must be set")
+        v.check(bool(request.client_secret), "client_secret", "must be set")
+        v.raise_if_any(_INVALID)
+        deadline = Deadline.from_context(
+            context, self._settings.subject_timeout_seconds, cap=self._settings.subject_timeout_cap_seconds
+        )
+        issued = await self._relay.issue(request.client_id, request.client_secret, deadline)
+        return subject_pb2.IssueTokenResponse(
+            token=issued.token, expire_time=issued.expire_time, audience=issued.audience, kind=issued.kind
+        )
