@@ -202,8 +202,9 @@ async def build_consent(
             await made.close()
         await engine.dispose()
         raise
-    # on_stop hooks run in reverse: the worker, the channels, then the engine.
+    # on_stop hooks run in reverse: the worker, the channels, then the store and the engine.
     handle.on_stop.append(engine.dispose)
+    handle.on_stop.append(store.close)
     for made in channels:
         handle.on_stop.append(made.close)
     if settings.purge_worker:

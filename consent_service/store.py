@@ -26,6 +26,7 @@ module only reads and writes what they decide.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, replace
@@ -34,6 +35,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
     Column,
+    Connection,
     ForeignKey,
     Index,
     Integer,
@@ -44,6 +46,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    bindparam,
     delete,
     func,
     or_,
@@ -61,7 +64,9 @@ from creditscore.runtime import (
     AlreadyExists,
     FailedPrecondition,
     NotFound,
+    Transactions,
     UtcDateTime,
+    begin_write,
     create_schema,
     dialect_insert,
 )
@@ -239,9 +244,15 @@ class ConsentStore:
     """
 
     def __init__(self, engine: AsyncEngine, *, sweep_delay: timedelta = timedelta(seconds=30)) -> None:
+        # The lookup's write (record_accesses) in one step (see Transactions).
+        self._tx = Transactions.of(engine)
         self._engine = engine
         self._dialect = engine.dialect.name
         self._sweep_delay = sweep_delay
+
+    async def close(self) -> None:
+        """Releases the synchronous side of the store (a server's stop hook)."""
+        self._tx.close()
 
     @classmethod
     async def open(cls, engine: AsyncEngine, **kwargs: Any) -> ConsentStore:
@@ -654,74 +665,9 @@ class ConsentStore:
         keys = sorted({item.transaction_key for item in items})
         subject_ids = sorted({item.subject_id for item in items})
         grant_keys = sorted({item.authorization_key for item in items})
-        a, c, log = authorizations_table.c, consents_table.c, access_log_table.c
-        async with self._engine.begin() as conn:
-            if self._dialect == "sqlite":
-                # A write first, as record_access and _idempotent begin: the
-                # transaction holds SQLite's one write lock from its first
-                # statement, so everything read below stays true until it commits.
-                await _release_stale_keys(conn, keys, now)
-                subjects = await _share_subjects(conn, subject_ids)
-            else:
-                # Subjects first, as a purge locks its subject before deleting the
-                # subject's entries (which releasing a stale key may touch).
-                subjects = await _share_subjects(conn, subject_ids)
-                await _release_stale_keys(conn, keys, now)
-            grants = {
-                (row.subject_id, row.partner_id, row.purpose): _authorization(row)
-                for row in await conn.execute(
-                    _authorization_query()
-                    .where(tuple_(a.subject_id, a.partner_id, a.purpose).in_(grant_keys))
-                    .order_by(a.subject_id, a.partner_id, a.purpose)
-                    .with_for_update(of=authorizations_table)
-                )
-            }
-            consents = [
-                _consent(row)
-                for row in await conn.execute(
-                    select(consents_table).where(
-                        c.subject_id.in_(subject_ids),
-                        c.purpose == common_pb2.PURPOSE_CREDIT_SCORING,
-                        c.source.in_(sorted(auth_rules.SCORED_SOURCES)),
-                    )
-                )
-            ]
-            entries = await _accesses_by_keys(conn, keys)
-            outcomes = auth_rules.decide_accesses(
-                items, subjects=subjects, authorizations=grants, consents=consents, entries=entries, now=now
-            )
-            new = [o.entry for o in outcomes if o.kind is AccessOutcomeKind.RECORDED and o.entry is not None]
-            if not new:
-                return outcomes
-            # One INSERT for the batch, in key order (so that two batches with
-            # common transaction ids wait on each other, never deadlock).
-            new.sort(key=lambda e: (e.partner_id, e.transaction_id))
-            inserted = await conn.execute(
-                dialect_insert(self._dialect, access_log_table)
-                .on_conflict_do_nothing(index_elements=[log.partner_id, log.transaction_key])
-                .returning(log.access_id),
-                [_access_row(e) for e in new],
-            )
-            written = set(inserted.scalars().all())
-            lost = {e.access_id: e for e in new if e.access_id not in written}
-            if not lost:
-                return outcomes
-            # Another transaction wrote under these transaction ids meanwhile: its
-            # entries stand, for the items recorded here and those replaying them.
-            winners = await _accesses_by_keys(
-                conn, sorted({(e.partner_id, e.transaction_id) for e in lost.values()})
-            )
-            settled: list[AccessOutcome] = []
-            for item, outcome in zip(items, outcomes, strict=True):
-                if outcome.entry is None or outcome.entry.access_id not in lost:
-                    settled.append(outcome)
-                    continue
-                winner = winners.get(item.transaction_key)
-                if winner is None:  # written, then purged, between two statements
-                    raise Aborted("the access log changed while recording; try again",
-                                  reason="ACCESS_LOG_CONFLICT")
-                settled.append(auth_rules.replay_of(winner, item))
-            return settled
+        return await self._tx.write(
+            lambda conn: _record_accesses(conn, self._dialect, items, keys, subject_ids, grant_keys, now)
+        )
 
     async def access_by_transaction(
         self, partner_id: str, transaction_id: str, *, now: datetime
@@ -982,7 +928,7 @@ class ConsentStore:
         request under the same id is ``REQUEST_ID_REUSED``. If ``change`` raises,
         nothing is kept, the id included, so a retry is evaluated afresh."""
         r = requests_table.c
-        async with self._engine.begin() as conn:
+        async with begin_write(self._engine) as conn:
             claim = (
                 dialect_insert(self._dialect, requests_table)
                 .values(
@@ -1312,39 +1258,120 @@ async def _access_by_key(conn: AsyncConnection, partner_id: str, transaction_id:
     return None if row is None else _access(row)
 
 
-async def _accesses_by_keys(
-    conn: AsyncConnection, keys: Sequence[tuple[str, str]]
+class _LookupStatements:
+    """The statements of ``_record_accesses``, built once per dialect with
+    expanding parameters: building and coercing a statement costs more than
+    SQLite runs it, and the lookup runs these for every batch."""
+
+    def __init__(self, dialect: str) -> None:
+        a, c, log, s = authorizations_table.c, consents_table.c, access_log_table.c, subjects_table.c
+        self.release_stale_keys = (
+            update(access_log_table)
+            .where(
+                tuple_(log.partner_id, log.transaction_key).in_(bindparam("keys", expanding=True)),
+                log.access_time <= bindparam("cutoff"),
+            )
+            .values(transaction_key=None)
+        )
+        self.share_subjects = (
+            select(s.subject_id)
+            .where(s.subject_id.in_(bindparam("subject_ids", expanding=True)))
+            .order_by(s.subject_id)
+            .with_for_update(read=True, key_share=True)
+        )
+        self.grants = (
+            _authorization_query()
+            .where(tuple_(a.subject_id, a.partner_id, a.purpose).in_(bindparam("grant_keys", expanding=True)))
+            .order_by(a.subject_id, a.partner_id, a.purpose)
+            .with_for_update(of=authorizations_table)
+        )
+        self.consents = select(consents_table).where(
+            c.subject_id.in_(bindparam("subject_ids", expanding=True)),
+            c.purpose == common_pb2.PURPOSE_CREDIT_SCORING,
+            c.source.in_(sorted(auth_rules.SCORED_SOURCES)),
+        )
+        self.entries = _access_query().where(
+            tuple_(log.partner_id, log.transaction_key).in_(bindparam("keys", expanding=True))
+        )
+        self.insert = (
+            dialect_insert(dialect, access_log_table)
+            .on_conflict_do_nothing(index_elements=[log.partner_id, log.transaction_key])
+            .returning(log.access_id)
+        )
+
+
+@functools.cache
+def _lookup_statements(dialect: str) -> _LookupStatements:
+    return _LookupStatements(dialect)
+
+
+def _record_accesses(
+    conn: Connection,
+    dialect: str,
+    items: Sequence[AccessToRecord],
+    keys: Sequence[tuple[str, str]],
+    subject_ids: Sequence[str],
+    grant_keys: Sequence[tuple[str, str, int]],
+    now: datetime,
+) -> list[AccessOutcome]:
+    """``ConsentStore.record_accesses`` inside its transaction (synchronous: one step)."""
+    q = _lookup_statements(dialect)
+    release = {"keys": list(keys), "cutoff": now - auth_rules.DEDUPE_WINDOW}
+    if dialect == "sqlite":
+        # A write first, as record_access and _idempotent begin: the
+        # transaction holds SQLite's one write lock from its first
+        # statement, so everything read below stays true until it commits.
+        conn.execute(q.release_stale_keys, release)
+        subjects = set(conn.execute(q.share_subjects, {"subject_ids": list(subject_ids)}).scalars())
+    else:
+        # Subjects first, as a purge locks its subject before deleting the
+        # subject's entries (which releasing a stale key may touch).
+        subjects = set(conn.execute(q.share_subjects, {"subject_ids": list(subject_ids)}).scalars())
+        conn.execute(q.release_stale_keys, release)
+    grants = {
+        (row.subject_id, row.partner_id, row.purpose): _authorization(row)
+        for row in conn.execute(q.grants, {"grant_keys": list(grant_keys)})
+    }
+    consents = [_consent(row) for row in conn.execute(q.consents, {"subject_ids": list(subject_ids)})]
+    entries = _accesses_by_keys(conn, keys)
+    outcomes = auth_rules.decide_accesses(
+        items, subjects=subjects, authorizations=grants, consents=consents, entries=entries, now=now
+    )
+    new = [o.entry for o in outcomes if o.kind is AccessOutcomeKind.RECORDED and o.entry is not None]
+    if not new:
+        return outcomes
+    # One INSERT for the batch, in key order (so that two batches with
+    # common transaction ids wait on each other, never deadlock).
+    new.sort(key=lambda e: (e.partner_id, e.transaction_id))
+    inserted = conn.execute(q.insert, [_access_row(e) for e in new])
+    written = set(inserted.scalars().all())
+    lost = {e.access_id: e for e in new if e.access_id not in written}
+    if not lost:
+        return outcomes
+    # Another transaction wrote under these transaction ids meanwhile: its
+    # entries stand, for the items recorded here and those replaying them.
+    winners = _accesses_by_keys(
+        conn, sorted({(e.partner_id, e.transaction_id) for e in lost.values()})
+    )
+    settled: list[AccessOutcome] = []
+    for item, outcome in zip(items, outcomes, strict=True):
+        if outcome.entry is None or outcome.entry.access_id not in lost:
+            settled.append(outcome)
+            continue
+        winner = winners.get(item.transaction_key)
+        if winner is None:  # written, then purged, between two statements
+            raise Aborted("the access log changed while recording; try again",
+                          reason="ACCESS_LOG_CONFLICT")
+        settled.append(auth_rules.replay_of(winner, item))
+    return settled
+
+
+def _accesses_by_keys(
+    conn: Connection, keys: Sequence[tuple[str, str]]
 ) -> dict[tuple[str, str], AccessEntry]:
     """The entries holding any of the (partner, transaction id) ``keys``, by key."""
-    log = access_log_table.c
-    rows = await conn.execute(_access_query().where(tuple_(log.partner_id, log.transaction_key).in_(keys)))
+    rows = conn.execute(_lookup_statements(conn.dialect.name).entries, {"keys": list(keys)})
     return {(row.partner_id, row.transaction_key): _access(row) for row in rows}
-
-
-async def _release_stale_keys(conn: AsyncConnection, keys: Sequence[tuple[str, str]], now: datetime) -> None:
-    """Entries under ``keys`` written ``DEDUPE_WINDOW`` or longer ago give up their
-    transaction id, so the id can name a new lookup."""
-    log = access_log_table.c
-    await conn.execute(
-        update(access_log_table)
-        .where(
-            tuple_(log.partner_id, log.transaction_key).in_(keys),
-            log.access_time <= now - auth_rules.DEDUPE_WINDOW,
-        )
-        .values(transaction_key=None)
-    )
-
-
-async def _share_subjects(conn: AsyncConnection, subject_ids: Sequence[str]) -> set[str]:
-    """Which of ``subject_ids`` are enrolled, share-locked in id order (see ``_subject``)."""
-    s = subjects_table.c
-    rows = await conn.execute(
-        select(s.subject_id)
-        .where(s.subject_id.in_(subject_ids))
-        .order_by(s.subject_id)
-        .with_for_update(read=True, key_share=True)
-    )
-    return set(rows.scalars().all())
 
 
 def _access_row(entry: AccessEntry) -> dict[str, Any]:

@@ -70,4 +70,5 @@ async def build_server(
         await engine.dispose()
         raise
     handle.on_stop.append(engine.dispose)
+    handle.on_stop.append(store.close)
     return handle

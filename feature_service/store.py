@@ -28,6 +28,7 @@ from datetime import datetime
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     Integer,
     LargeBinary,
     MetaData,
@@ -44,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from creditscore.runtime import (
     PurgedTable,
     PurgeLedger,
+    Transactions,
     UtcDateTime,
     create_schema,
     dialect_insert,
@@ -144,6 +146,12 @@ class FeatureStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # The lookup's read (get_many) in one step (see Transactions).
+        self._tx = Transactions.of(engine)
+
+    async def close(self) -> None:
+        """Releases the synchronous side of the store (a server's stop hook)."""
+        self._tx.close()
 
     async def applied_of(self, subject_id: str) -> list[AppliedRow]:
         """Every record version held for the subject, in key order."""
@@ -189,18 +197,26 @@ class FeatureStore:
         is one statement, so one consistent snapshot on either database whatever
         is applied meanwhile."""
         ordered = sorted(set(subject_ids))
-        t = subject_features.c
-        out: dict[str, StoredState] = {}
-        async with self._engine.connect() as conn:  # autobegun, rolled back at close: nothing to commit
+
+        def read(conn: Connection) -> dict[str, StoredState]:
+            out: dict[str, StoredState] = {}
             for start in range(0, len(ordered), MAX_IN_KEYS):
-                query = select(t.subject_id, t.state, t.record_count, t.updated_time).where(
-                    t.subject_id.in_(ordered[start:start + MAX_IN_KEYS])
-                )
-                for row in await conn.execute(query):
+                rows = conn.execute(_STATES_OF, {"subject_ids": ordered[start:start + MAX_IN_KEYS]})
+                for row in rows:
                     out[row.subject_id] = StoredState(
                         row.subject_id, SubjectState.from_json(row.state), int(row.record_count), row.updated_time
                     )
-        return out
+            return out
+
+        return await self._tx.read(read)
+
+
+#: ``FeatureStore.get_many``'s statement, built once (building one costs more
+#: than SQLite runs it).
+_STATES_OF = select(
+    subject_features.c.subject_id, subject_features.c.state,
+    subject_features.c.record_count, subject_features.c.updated_time,
+).where(subject_features.c.subject_id.in_(bindparam("subject_ids", expanding=True)))
 
 
 class StoreBatch:

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
+from opentelemetry import trace
 
 from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
 from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
-from creditscore.runtime import Batcher, CallError, Deadline, Unavailable, downstream_errors
+from creditscore.runtime import Batcher, CallError, Deadline, Outgoing, Unavailable, downstream_errors
 from creditscore.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 
 from .lookup import SCORED_SOURCES, Access, AccessOutcome, Recorded
@@ -28,18 +30,34 @@ class Batching:
     downstream."""
 
     max_batch: int = 128
-    max_in_flight: int = 2
+    max_in_flight: int = 1
+    #: Tracer of the batched calls' spans (None: the global provider's).
+    tracer: trace.Tracer | None = None
+
+
+async def _call(outgoing: Outgoing | None, rpc: Any, request: Any, timeout: float) -> Any:
+    """``rpc(request)`` with what ``outgoing`` adds (on a ``direct_channel``)."""
+    if outgoing is None:
+        return await rpc(request, timeout=timeout)
+    try:
+        return await rpc(request, timeout=timeout, metadata=await outgoing.metadata())
+    except grpc.aio.AioRpcError as exc:
+        outgoing.refused(exc)
+        raise
 
 
 class GrpcConsent:
-    """The consent service: the lookup's one question (``RecordAccesses``, batched)
-    and the sources a subject has granted (the subject's own score)."""
+    """The consent service: the lookup's one question (``RecordAccesses``, batched)."""
 
-    def __init__(self, stub: consent_pb2_grpc.ConsentServiceStub, *, batching: Batching = Batching()) -> None:
+    def __init__(
+        self, stub: consent_pb2_grpc.ConsentServiceStub, *, batching: Batching = Batching(),
+        outgoing: Outgoing | None = None,
+    ) -> None:
         self._stub = stub
+        self._outgoing = outgoing
         self._records: Batcher[Access, Recorded] = Batcher(
             self._record_batch, name=_SERVICE,
-            max_batch=batching.max_batch, max_in_flight=batching.max_in_flight,
+            max_batch=batching.max_batch, max_in_flight=batching.max_in_flight, tracer=batching.tracer,
         )
 
     async def record(self, access: Access, deadline: Deadline) -> Recorded:
@@ -57,7 +75,7 @@ class GrpcConsent:
             for a in accesses
         ])
         try:
-            reply = await self._stub.RecordAccesses(request, timeout=timeout)
+            reply = await _call(self._outgoing, self._stub.RecordAccesses, request, timeout)
         except grpc.aio.AioRpcError as exc:
             err = CallError.from_rpc_error(exc)
             meta = {"service": _SERVICE, "code": err.code.name}
@@ -78,25 +96,19 @@ class GrpcConsent:
             for o in reply.outcomes
         ]
 
-    async def granted_sources(self, subject_id: str, timeout: float) -> frozenset[int]:
-        """The scored sources the subject has a live CREDIT_SCORING consent for."""
-        request = consent_pb2.CheckConsentsRequest(
-            purpose=common_pb2.PURPOSE_CREDIT_SCORING,
-            checks=[consent_pb2.ConsentCheck(subject_id=subject_id, source=s) for s in SCORED_SOURCES],  # type: ignore[arg-type]
-        )
-        with downstream_errors(_SERVICE):
-            reply = await self._stub.CheckConsents(request, timeout=timeout)
-        return frozenset(d.source for d in reply.decisions if d.granted)
-
 
 class GrpcFeatures:
     """The feature service: vectors of concurrent lookups in one ``GetFeatureVectors``."""
 
-    def __init__(self, stub: feature_pb2_grpc.FeatureServiceStub, *, batching: Batching = Batching()) -> None:
+    def __init__(
+        self, stub: feature_pb2_grpc.FeatureServiceStub, *, batching: Batching = Batching(),
+        outgoing: Outgoing | None = None,
+    ) -> None:
         self._stub = stub
+        self._outgoing = outgoing
         self._vectors: Batcher[str, Sequence[common_pb2.FeatureValue]] = Batcher(
             self._vector_batch, name="feature_service",
-            max_batch=batching.max_batch, max_in_flight=batching.max_in_flight,
+            max_batch=batching.max_batch, max_in_flight=batching.max_in_flight, tracer=batching.tracer,
         )
 
     async def feature_vector(
@@ -108,8 +120,9 @@ class GrpcFeatures:
         self, subject_ids: Sequence[str], timeout: float
     ) -> list[Sequence[common_pb2.FeatureValue]]:
         with downstream_errors("feature_service"):
-            reply = await self._stub.GetFeatureVectors(
-                feature_pb2.GetFeatureVectorsRequest(subject_ids=subject_ids), timeout=timeout
+            reply = await _call(
+                self._outgoing, self._stub.GetFeatureVectors,
+                feature_pb2.GetFeatureVectorsRequest(subject_ids=subject_ids), timeout,
             )
         return [v.features for v in reply.feature_vectors]
 
@@ -117,11 +130,15 @@ class GrpcFeatures:
 class GrpcScoring:
     """The scoring service: scores of concurrent lookups in one ``ScoreBatch``."""
 
-    def __init__(self, stub: scoring_pb2_grpc.ScoringServiceStub, *, batching: Batching = Batching()) -> None:
+    def __init__(
+        self, stub: scoring_pb2_grpc.ScoringServiceStub, *, batching: Batching = Batching(),
+        outgoing: Outgoing | None = None,
+    ) -> None:
         self._stub = stub
+        self._outgoing = outgoing
         self._scores: Batcher[scoring_pb2.ScoreFeaturesRequest, scoring_pb2.Score] = Batcher(
             self._score_batch, name="scoring_service",
-            max_batch=batching.max_batch, max_in_flight=batching.max_in_flight,
+            max_batch=batching.max_batch, max_in_flight=batching.max_in_flight, tracer=batching.tracer,
         )
 
     async def score(
@@ -135,7 +152,7 @@ class GrpcScoring:
         self, items: Sequence[scoring_pb2.ScoreFeaturesRequest], timeout: float
     ) -> list[scoring_pb2.Score]:
         with downstream_errors("scoring_service"):
-            reply = await self._stub.ScoreBatch(
-                scoring_pb2.ScoreBatchRequest(items=items), timeout=timeout
+            reply = await _call(
+                self._outgoing, self._stub.ScoreBatch, scoring_pb2.ScoreBatchRequest(items=items), timeout
             )
         return list(reply.scores)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from creditscore.runtime import AuthSettings, ChannelSettings, ServerSettings, TlsSettings, env_field
+from creditscore.runtime import (
+    AuthSettings,
+    ChannelSettings,
+    ServerSettings,
+    SettingsError,
+    TlsSettings,
+    env_field,
+)
 
 __all__ = ["Settings"]
 
@@ -29,6 +36,14 @@ class Settings:
     lookup_timeout_cap_seconds: float = env_field(
         "LOOKUP_TIMEOUT_CAP_SECONDS", 10.0, help="a lookup never waits longer, whatever the caller's deadline"
     )
+    batch_max_size: int = env_field(
+        "BATCH_MAX_SIZE", 128,
+        help="most lookups sharing one downstream call (GetFeatureVectors, ScoreBatch, RecordAccesses; <= 256)",
+    )
+    batch_max_in_flight: int = env_field(
+        "BATCH_MAX_IN_FLIGHT", 1,
+        help="batched calls in flight at once to each downstream; lookups arriving meanwhile wait for the next",
+    )
     subject_timeout_seconds: float = env_field(
         "SUBJECT_TIMEOUT_SECONDS", 10.0,
         help="budget of a subject's own call (SubjectService, TokenService) whose caller set no deadline",
@@ -42,3 +57,9 @@ class Settings:
         help="IssueToken relays in flight at once (each costs the consent service one scrypt); "
         "more wait within their deadline",
     )
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch_max_size <= 256:
+            raise SettingsError(f"BATCH_MAX_SIZE must be 1 to 256, not {self.batch_max_size}")
+        if self.batch_max_in_flight < 1:
+            raise SettingsError(f"BATCH_MAX_IN_FLIGHT must be at least 1, not {self.batch_max_in_flight}")

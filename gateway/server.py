@@ -16,16 +16,18 @@ from creditscore.runtime import (
     KIND_PARTNER,
     KIND_SUBJECT,
     PUBLIC,
+    Outgoing,
     RegisteredService,
     ServerHandle,
     create_channel,
     create_server,
+    direct_channel,
     server_auth,
     service_tokens,
 )
 from creditscore.scoring.v1 import scoring_pb2_grpc
 
-from .clients import GrpcConsent, GrpcFeatures, GrpcScoring
+from .clients import Batching, GrpcConsent, GrpcFeatures, GrpcScoring
 from .config import Settings
 from .servicer import CreditScoreServicer
 from .subject_clients import SubjectConsent, SubjectFeatures, SubjectScoring, TokenRelay
@@ -101,11 +103,30 @@ async def build_server(
             settings.consent_service_addr, settings.channel, tracer_provider=tracer_provider, tls=settings.tls
         )
         channels.append(relay_ch)
+        # The lookup's batched calls on channels of their own, without client
+        # interceptors: each call carries its token, trace context and timeout.
+        lookup_channels = [
+            direct_channel(addr, settings.channel, tls=settings.tls)
+            for addr in (settings.consent_service_addr, settings.feature_service_addr, settings.scoring_service_addr)
+        ]
+        channels.extend(lookup_channels)
+        batching = Batching(
+            max_batch=settings.batch_max_size,
+            max_in_flight=settings.batch_max_in_flight,
+            tracer=tracer_provider.get_tracer("gateway") if tracer_provider is not None else None,
+        )
+        outgoing = Outgoing(tokens)
         servicer = CreditScoreServicer(
             settings,
-            consent=GrpcConsent(consent_pb2_grpc.ConsentServiceStub(consent_ch)),
-            features=GrpcFeatures(feature_pb2_grpc.FeatureServiceStub(feature_ch)),
-            scoring=GrpcScoring(scoring_pb2_grpc.ScoringServiceStub(scoring_ch)),
+            consent=GrpcConsent(
+                consent_pb2_grpc.ConsentServiceStub(lookup_channels[0]), batching=batching, outgoing=outgoing
+            ),
+            features=GrpcFeatures(
+                feature_pb2_grpc.FeatureServiceStub(lookup_channels[1]), batching=batching, outgoing=outgoing
+            ),
+            scoring=GrpcScoring(
+                scoring_pb2_grpc.ScoringServiceStub(lookup_channels[2]), batching=batching, outgoing=outgoing
+            ),
         )
         handle = create_server(
             [

@@ -95,5 +95,6 @@ async def build_server(
 
     handle.on_start.append(start_refresher)
     handle.on_stop.append(engine.dispose)
+    handle.on_stop.append(store.close)
     handle.on_stop.append(stop_refresher)  # on-stop hooks run last first: the task stops before the engine
     return handle

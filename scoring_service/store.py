@@ -42,6 +42,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Connection,
     Double,
     Index,
     Integer,
@@ -50,6 +51,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     func,
     or_,
     select,
@@ -61,6 +63,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from creditscore.runtime import (
     PurgedTable,
     PurgeLedger,
+    Transactions,
     UtcDateTime,
     create_schema,
     dialect_insert,
@@ -271,6 +274,11 @@ class ScoreStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._tx = Transactions.of(engine)
+
+    async def close(self) -> None:
+        """Releases the synchronous side of the store (a server's stop hook)."""
+        self._tx.close()
 
     async def create_schema(self) -> None:
         """Creates the missing tables and indexes (every table of this module),
@@ -349,10 +357,9 @@ class ScoreStore:
             yield ScoreWriter(conn)
 
     async def latest(self, subject_ids: Collection[str]) -> dict[str, ScoreRecord]:
-        """The latest champion row of each of ``subject_ids`` that has one (see
-        ``ScoreWriter.latest``)."""
-        async with self._engine.connect() as conn:  # a read: nothing to commit
-            return await ScoreWriter(conn).latest(subject_ids)
+        """The latest champion row of each of ``subject_ids`` that has one
+        (``latest_rows``): the lookup's read, in one step (see Transactions)."""
+        return await self._tx.read(lambda conn: latest_rows(conn, subject_ids))
 
     async def record(self, record: ScoreRecord) -> int:
         """Stores one score, whatever the subject's latest one is; returns its id."""
@@ -437,6 +444,27 @@ def _decode_vectors(texts: list[str | dict[str, Any]]) -> list[dict[str, float |
     return [decode(t) if isinstance(t, str) else dict(t) for t in texts]
 
 
+def latest_rows(conn: Connection, subject_ids: Collection[str]) -> dict[str, ScoreRecord]:
+    """The latest champion row of each of ``subject_ids`` that has one, by
+    subject: one query through ``current_scores`` (by primary key) per
+    ``MAX_IN_KEYS`` subjects, so its cost does not grow with their histories."""
+    ordered = sorted(set(subject_ids))
+    out: dict[str, ScoreRecord] = {}
+    for start in range(0, len(ordered), MAX_IN_KEYS):
+        for row in conn.execute(_LATEST_ROWS, {"subject_ids": ordered[start:start + MAX_IN_KEYS]}):
+            out[row.subject_id] = _record(row)
+    return out
+
+
+#: ``latest_rows``' statement, built once (building one costs more than SQLite runs it).
+_LATEST_ROWS = (
+    select(score_history)
+    .join(current_scores, and_(current_scores.c.score_id == score_history.c.id,
+                               current_scores.c.subject_id == score_history.c.subject_id))
+    .where(current_scores.c.subject_id.in_(bindparam("subject_ids", expanding=True)))
+)
+
+
 class ScoreWriter:
     """The statements of one ``ScoreStore.batch`` transaction. Each method is a
     fixed number of statements whatever the number of subjects or scores (up to
@@ -449,20 +477,8 @@ class ScoreWriter:
 
     async def latest(self, subject_ids: Collection[str]) -> dict[str, ScoreRecord]:
         """The latest champion row of each of ``subject_ids`` that has one, by
-        subject: one query through ``current_scores`` (by primary key), so its cost
-        does not grow with the subjects' histories."""
-        ordered = sorted(set(subject_ids))
-        h, c = score_history.c, current_scores.c
-        out: dict[str, ScoreRecord] = {}
-        for start in range(0, len(ordered), MAX_IN_KEYS):
-            query = (
-                select(score_history)
-                .join(current_scores, and_(c.score_id == h.id, c.subject_id == h.subject_id))
-                .where(c.subject_id.in_(ordered[start:start + MAX_IN_KEYS]))
-            )
-            for row in await self._conn.execute(query):
-                out[row.subject_id] = _record(row)
-        return out
+        subject (``latest_rows``), in this transaction."""
+        return await self._conn.run_sync(latest_rows, subject_ids)
 
     async def insert(
         self, champions: Sequence[ScoreRecord], challengers: Sequence[ScoreRecord | None]

@@ -32,14 +32,16 @@ from ._batching import Batcher
 from ._channels import (
     ChannelSettings,
     Deadline,
+    Outgoing,
     create_channel,
     derive_timeout,
+    direct_channel,
     downstream_errors,
     service_tokens,
     tool_channel,
 )
 from ._config import SettingsError, env_field, from_env
-from ._db import UtcDateTime, create_schema, dialect_insert, make_engine, normalize_database_url
+from ._db import Transactions, UtcDateTime, begin_write, create_schema, dialect_insert, make_engine, normalize_database_url
 from ._errors import (
     Aborted,
     AlreadyExists,
@@ -136,6 +138,7 @@ __all__ = [
     "CallError",
     "ChannelSettings",
     "Deadline",
+    "Outgoing",
     "DeadlineExceeded",
     "DomainError",
     "ErrorInterceptor",
@@ -161,6 +164,9 @@ __all__ = [
     "configure_metrics",
     "configure_tracing",
     "create_channel",
+    "direct_channel",
+    "Transactions",
+    "begin_write",
     "create_schema",
     "decode_page_token",
     "derive_timeout",

@@ -73,6 +73,7 @@ class Batcher(Generic[T, R]):
         max_batch: int = 128,
         max_in_flight: int = 1,
         reserve: float = 0.005,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         if max_batch < 1 or max_in_flight < 1:
             raise ValueError("max_batch and max_in_flight must be at least 1")
@@ -81,6 +82,7 @@ class Batcher(Generic[T, R]):
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
         self._reserve = reserve
+        self._tracer = tracer
         self._queue: deque[_Pending[T, R]] = deque()
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -106,17 +108,20 @@ class Batcher(Generic[T, R]):
         )
         self._queue.append(pending)
         self._pump()
+        # A timer, not wait_for: no task per call (this runs for every lookup).
+        timer = loop.call_at(loop.time() + timeout, self._expire, pending.future)
         try:
-            return await asyncio.wait_for(asyncio.shield(pending.future), timeout)
-        except TimeoutError:
-            raise DeadlineExceeded(
+            return await pending.future  # cancelled with its caller: left out of a batch not yet sent
+        finally:
+            timer.cancel()
+
+    def _expire(self, future: asyncio.Future[R]) -> None:
+        if not future.done():
+            future.set_exception(DeadlineExceeded(
                 f"{self._name} did not answer in time",
                 reason="DOWNSTREAM_DEADLINE_EXCEEDED",
                 metadata={"service": self._name, "code": "DEADLINE_EXCEEDED"},
-            ) from None
-        finally:
-            if not pending.future.done():
-                pending.future.cancel()  # left out of a batch not yet sent
+            ))
 
     def _pump(self) -> None:
         while self._queue and self._in_flight < self._max_in_flight:
@@ -153,7 +158,7 @@ class Batcher(Generic[T, R]):
         try:
             timeout = max(p.expires_at for p in batch) - time.monotonic()
             links = [trace.Link(p.span_context) for p in batch if p.span_context.is_valid]
-            with _tracer.start_as_current_span(
+            with (self._tracer or _tracer).start_as_current_span(
                 f"{self._name} batch", links=links, attributes={"batch.size": len(batch)}
             ):
                 self.batches_sent += 1

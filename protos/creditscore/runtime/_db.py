@@ -6,19 +6,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
-from typing import Any
+import weakref
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, MetaData, Table, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-__all__ = ["UtcDateTime", "create_schema", "dialect_insert", "make_engine", "normalize_database_url"]
+__all__ = ["Transactions", "UtcDateTime", "begin_write", "create_schema", "dialect_insert", "make_engine", "normalize_database_url"]
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -78,20 +83,132 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         elif os.path.dirname(database):
             os.makedirs(os.path.dirname(database), exist_ok=True)
         engine = create_async_engine(url, **kwargs)
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            if not memory:
-                cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=10000")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
+        _with_pragmas(engine.sync_engine, memory=memory)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(url, **kwargs)
+
+
+_WRITE_LOCKS: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+@contextlib.asynccontextmanager
+async def begin_write(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """``engine.begin()`` for a transaction that writes. On SQLite, one such
+    transaction at a time in this process (an asyncio lock per engine): SQLite
+    admits one writer, and a second connection's write would wait in SQLite's busy
+    handler, which sleeps in steps of up to 100 ms; here it waits its turn on the
+    event loop instead. Other databases: just ``engine.begin()``."""
+    if engine.dialect.name != "sqlite":
+        async with engine.begin() as conn:
+            yield conn
+        return
+    async with _write_lock(engine), engine.begin() as conn:
+        yield conn
+
+
+def _write_lock(engine: AsyncEngine) -> asyncio.Lock:
+    lock = _WRITE_LOCKS.get(engine.sync_engine)
+    if lock is None:
+        lock = _WRITE_LOCKS[engine.sync_engine] = asyncio.Lock()
+    return lock
+
+
+def _with_pragmas(sync_engine: Engine, *, memory: bool) -> None:
+    @event.listens_for(sync_engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+
+T = TypeVar("T")
+_TRANSACTIONS: weakref.WeakKeyDictionary[Any, Transactions] = weakref.WeakKeyDictionary()
+
+
+class Transactions:
+    """Runs a whole transaction written against SQLAlchemy's synchronous
+    ``Connection`` (``fn(conn)``, no awaits inside) in one step, for the hot paths
+    whose few statements would otherwise each pay an async driver's round trip:
+
+    - SQLite file: in one worker thread on a synchronous (pysqlite) engine of the
+      same file, so the transaction costs one hand-off to the thread instead of
+      one per statement (through aiosqlite, each statement is a hand-off and a
+      wake-up of the event loop: ~0.5 ms of CPU against ~20 us for the statement);
+      a write takes ``begin_write``'s lock first, so it never waits in SQLite's
+      busy handler behind this process's other writes;
+    - anything else (PostgreSQL, SQLite in memory): ``conn.run_sync(fn)`` in an
+      ordinary async transaction (``begin_write`` for writes).
+
+    Either way ``fn`` runs in one transaction, committed when it returns and
+    rolled back when it raises. ``close()`` (a server's stop hook) releases the
+    thread and the synchronous engine. ``Transactions.of(engine)`` is the one
+    instance of an engine (one thread per database)."""
+
+    @classmethod
+    def of(cls, engine: AsyncEngine) -> Transactions:
+        found = _TRANSACTIONS.get(engine.sync_engine)
+        if found is None or found._closed:
+            found = _TRANSACTIONS[engine.sync_engine] = cls(engine)
+        return found
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._closed = False
+        self._engine = engine
+        self._sync: Engine | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        url = engine.url
+        if url.get_backend_name() == "sqlite":
+            database = url.database or ""
+            memory = database in ("", ":memory:") or database.startswith("file::memory:")
+            if not memory:
+                self._sync = create_engine(url.set(drivername="sqlite+pysqlite"))
+                _with_pragmas(self._sync, memory=False)
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-tx")
+
+    async def read(self, fn: Callable[[Connection], T]) -> T:
+        """``fn`` in a transaction that only reads (rolled back at the end)."""
+        if self._sync is None:
+            async with self._engine.connect() as conn:
+                return await conn.run_sync(fn)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._read, fn)
+
+    async def write(self, fn: Callable[[Connection], T]) -> T:
+        """``fn`` in a write transaction, committed when it returns."""
+        if self._sync is None:
+            async with begin_write(self._engine) as conn:
+                return await conn.run_sync(fn)
+        async with _write_lock(self._engine):
+            return await asyncio.get_running_loop().run_in_executor(self._executor, self._write, fn)
+
+    def _read(self, fn: Callable[[Connection], T]) -> T:
+        assert self._sync is not None
+        with self._sync.connect() as conn:
+            return fn(conn)
+
+    def _write(self, fn: Callable[[Connection], T]) -> T:
+        assert self._sync is not None
+        with self._sync.begin() as conn:
+            return fn(conn)
+
+    @property
+    def engines(self) -> list[Engine]:
+        """Every engine whose connections run statements for this database (to
+        watch them: ``event.listen(e, "before_cursor_execute", ...)`` on each)."""
+        return [self._engine.sync_engine] + ([self._sync] if self._sync is not None else [])
+
+    def close(self) -> None:
+        self._closed = True
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        if self._sync is not None:
+            self._sync.dispose()
+            self._sync = None
 
 
 async def create_schema(engine: AsyncEngine, metadata: MetaData) -> None:

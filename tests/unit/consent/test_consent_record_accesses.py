@@ -28,7 +28,7 @@ from consent_service.purge import DeletionScope
 from consent_service.registry import Client
 from consent_service.store import ConsentStore, access_log_table
 from creditscore.common.v1 import common_pb2
-from creditscore.runtime import KIND_PARTNER, make_engine
+from creditscore.runtime import KIND_PARTNER, Transactions, make_engine
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -372,11 +372,14 @@ async def test_the_statements_per_batch_do_not_grow_with_its_size(lender: Consen
 
     async def measure(batch: list[AccessToRecord], now: datetime) -> tuple[list[str], list[AccessOutcome]]:
         statements.clear()
-        event.listen(engine.sync_engine, "before_cursor_execute", count)
+        watched = Transactions.of(engine).engines  # the async engine and the store's one-step side
+        for e in watched:
+            event.listen(e, "before_cursor_execute", count)
         try:
             outcomes = await lender.record_accesses(batch, now=now)
         finally:
-            event.remove(engine.sync_engine, "before_cursor_execute", count)
+            for e in watched:
+                event.remove(e, "before_cursor_execute", count)
         return list(statements), outcomes
 
     one, outcomes = await measure([access("b0", "one")], T0)
@@ -453,16 +456,17 @@ async def test_the_race_between_read_and_insert_ends_in_a_replay(
     real = store_module._accesses_by_keys
     reads = 0
 
-    async def read_then_let_another_replica_write(conn: Any, keys: Any) -> Any:
+    def read_then_let_another_replica_write(conn: Any, keys: Any) -> Any:
+        # Runs inside the batch's one-step transaction (synchronous code).
         nonlocal reads
         reads += 1
-        found = await real(conn, keys)
+        found = real(conn, keys)
         if reads == 1:
             if engine.dialect.name == "postgresql":
-                async with engine.begin() as other:
-                    await other.execute(access_log_table.insert(), rows)
+                with engine.sync_engine.begin() as other:
+                    other.execute(access_log_table.insert(), rows)
             else:
-                await conn.execute(access_log_table.insert(), rows)
+                conn.execute(access_log_table.insert(), rows)
         return found
 
     monkeypatch.setattr(store_module, "_accesses_by_keys", read_then_let_another_replica_write)

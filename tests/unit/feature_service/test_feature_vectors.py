@@ -12,7 +12,7 @@ from sqlalchemy import event
 
 from creditscore.catalog import FEATURE_NAMES
 from creditscore.feature.v1 import feature_pb2
-from creditscore.runtime import SUBJECT_ID_RULE, InvalidArgument, make_engine
+from creditscore.runtime import SUBJECT_ID_RULE, InvalidArgument, Transactions, make_engine
 from creditscore.sim import producer_of, simulate
 from feature_service.features import FeatureBook
 from feature_service.store import FeatureStore
@@ -28,9 +28,11 @@ async def loaded(database_url: str) -> AsyncIterator[tuple[FeatureBook, list[str
     engine = make_engine(database_url)
     statements: list[str] = []
 
-    @event.listens_for(engine.sync_engine, "before_cursor_execute")
     def _count(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
         statements.append(statement)
+
+    for watched in Transactions.of(engine).engines:  # the async engine and the store's one-step side
+        event.listen(watched, "before_cursor_execute", _count)
 
     store = FeatureStore(engine)
     await store.create_schema()

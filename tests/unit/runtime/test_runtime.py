@@ -205,3 +205,44 @@ async def test_a_streaming_call_without_timeout_gets_the_channel_default_too():
     finally:
         await channel.close()
         await handle.stop(0)
+
+
+async def test_sqlite_writes_take_turns_on_the_event_loop_not_in_sqlites_busy_handler(tmp_path):
+    """Two write transactions at once on one SQLite file: the second waits for
+    the first's commit on an asyncio lock (begin_write), so it starts the moment
+    the first commits, not after a busy-handler sleep."""
+    import asyncio
+    import time
+
+    from sqlalchemy import Column, Integer, MetaData, Table, insert, select
+
+    from creditscore.runtime import begin_write, create_schema, make_engine
+
+    metadata = MetaData()
+    t = Table("t", metadata, Column("id", Integer, primary_key=True))
+    engine = make_engine(f"sqlite:///{tmp_path}/w.db")
+    await create_schema(engine, metadata)
+    order: list[str] = []
+
+    async def write(name: str, hold: float) -> float:
+        async with begin_write(engine) as conn:
+            start = time.perf_counter()
+            order.append(f"{name} in")
+            await conn.execute(insert(t))
+            await asyncio.sleep(hold)
+            order.append(f"{name} out")
+        return start
+
+    try:
+        first = asyncio.ensure_future(write("a", 0.2))
+        await asyncio.sleep(0.01)
+        t0 = time.perf_counter()
+        second_start = await write("b", 0.0)
+        await first
+        assert order == ["a in", "a out", "b in", "b out"]
+        # b began within a few ms of a's commit (a busy handler sleeps up to 100 ms steps).
+        assert second_start - t0 < 0.2 + 0.05
+        async with engine.connect() as conn:
+            assert len((await conn.execute(select(t))).all()) == 2
+    finally:
+        await engine.dispose()

@@ -20,7 +20,7 @@ from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from creditscore.common.v1 import common_pb2
-from creditscore.runtime import InvalidArgument, make_engine, upgrade_schema
+from creditscore.runtime import InvalidArgument, Transactions, make_engine, upgrade_schema
 from scoring_service.lifecycle import Lifecycle
 from scoring_service.migrations import MIGRATIONS
 from scoring_service.registry import ModelRegistry
@@ -115,9 +115,11 @@ async def open_world(url: str, registry: ModelRegistry, clock: Callable[[], date
     lifecycle = await Lifecycle.open(registry, ModelEventStore(engine))
     world = World(engine, store, Scorer(lifecycle, store, clock=clock))
 
-    @event.listens_for(engine.sync_engine, "before_cursor_execute")
     def _count(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
         world.statements.append(statement)
+
+    for watched in Transactions.of(engine).engines:  # the async engine and the store's one-step side
+        event.listen(watched, "before_cursor_execute", _count)
 
     return world
 
