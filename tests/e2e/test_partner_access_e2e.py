@@ -141,6 +141,72 @@ async def test_a_transaction_id_is_answered_and_logged_once_and_the_log_is_compl
     assert len(await _log(consent, subject)) == len(log)
 
 
+async def test_a_batch_of_checks_mixes_answers_and_the_one_refusal_each_as_alone(world):
+    suite, ids, partner, gateway, consent = world
+    me = bearer(partner.token)
+    a, b, revoked = ids[5], ids[6], ids[7]
+    await consent.RevokeAuthorization(consent_pb2.RevokeAuthorizationRequest(
+        request_id="rev-batch", subject_id=revoked, partner_id=partner.partner_id, purpose=RENTAL), timeout=5)
+
+    def check(subject, txn, threshold=600):
+        return gateway_pb2.CheckCreditThresholdRequest(
+            subject_id=subject, purpose=RENTAL, threshold=threshold, transaction_id=txn)
+
+    alone = await gateway.CheckCreditThreshold(check(a, "alone-a"), metadata=me, timeout=5)
+    reply = await gateway.BatchCheckCreditThreshold(gateway_pb2.BatchCheckCreditThresholdRequest(checks=[
+        check(a, "b-a"), check("never-enrolled-7", "b-unknown"), check(b, "b-b", 950),
+        check(revoked, "b-revoked"), check(a, "alone-a"),
+    ]), metadata=me, timeout=10)
+    kinds = [r.WhichOneof("result") for r in reply.results]
+    assert kinds == ["response", "error", "response", "error", "response"]
+    assert reply.results[0].response.decision == alone.decision
+    assert reply.results[2].response.decision in (
+        common_pb2.THRESHOLD_DECISION_BELOW, common_pb2.THRESHOLD_DECISION_INSUFFICIENT_DATA)
+    # The replayed check is the first answer, byte for byte.
+    assert reply.results[4].response.SerializeToString(deterministic=True) == alone.SerializeToString(
+        deterministic=True)
+    # Unknown and revoked: the same refusal as a single call gets.
+    single = CallError.from_rpc_error(await _refused(gateway.CheckCreditThreshold(
+        check("never-enrolled-7", "single"), metadata=me, timeout=5)))
+    for error in (reply.results[1].error, reply.results[3].error):
+        assert (error.code, error.reason, error.message, dict(error.metadata)) == (
+            single.code.value[0], "NOT_AUTHORIZED", single.message, {})
+    # Logged: exactly the answered checks.
+    assert sorted(e.transaction_id for e in await _log(consent, a)) == ["alone-a", "b-a"]
+    assert [e.transaction_id for e in await _log(consent, b)] == ["b-b"]
+    assert [e.transaction_id for e in await _log(consent, revoked)] == []
+
+
+async def test_a_withdrawn_source_never_reaches_the_answer_even_before_its_purge(world):
+    """The subject withdraws one source's consent; the very next lookup's score is
+    the score of the vector without that source, whether or not the purge of
+    its features has run yet (the consent service names the sources still
+    granted, and the gateway scores again without the others)."""
+    suite, ids, partner, gateway, consent = world
+    me = bearer(partner.token)
+    subject = ids[8]
+    await consent.WithdrawConsent(consent_pb2.WithdrawConsentRequest(
+        request_id="wd-pay", subject_id=subject, source=common_pb2.DATA_SOURCE_PAYMENTS,
+        purpose=common_pb2.PURPOSE_CREDIT_SCORING), timeout=5)
+    answered = await gateway.GetCreditScore(_score(subject, "after-withdrawal"), metadata=me, timeout=10)
+    features_ch = await suite.operator_channel("feature_service")
+    scoring_ch = await suite.operator_channel("scoring_service")
+    try:
+        vector = (await feature_pb2_grpc.FeatureServiceStub(features_ch).GetFeatureVector(
+            feature_pb2.GetFeatureVectorRequest(subject_id=subject), timeout=5)).feature_vector.features
+        from creditscore.catalog import by_name
+        without = [f if by_name(f.name).source != common_pb2.DATA_SOURCE_PAYMENTS
+                   else common_pb2.FeatureValue(name=f.name) for f in vector]
+        expected = (await scoring_pb2_grpc.ScoringServiceStub(scoring_ch).ScoreFeatures(
+            scoring_pb2.ScoreFeaturesRequest(subject_id=subject, features=without), timeout=5)).score
+    finally:
+        await features_ch.close()
+        await scoring_ch.close()
+    assert (answered.credit_score.state, answered.credit_score.score) == (expected.state, expected.score)
+    (entry,) = await _log(consent, subject)
+    assert entry.answer.score.score == answered.credit_score.score
+
+
 async def test_producers_send_only_their_own_sources(world):
     suite, ids, *_ = world
     wallet = bearer(suite.producer_token("wallet"))
