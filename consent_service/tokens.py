@@ -215,8 +215,9 @@ class CredentialDesk:
     ``clients``; subjects from ``subjects``, for a secret of a subject's form
     (``registry.SUBJECT_SECRET_PREFIX``) only, whatever the client id. A wrong
     secret, an unknown client, a subject without a secret (or no more: a closed
-    account) are the same error, after the same work (one scrypt), and the
-    scrypt runs in a worker thread."""
+    account) are the same error, after the same work: one scrypt (in a worker
+    thread) for a client's secret, one SHA-256 for a subject's (a generated
+    256-bit secret: see ``registry.hash_generated_secret``)."""
 
     def __init__(
         self,

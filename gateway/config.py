@@ -54,7 +54,7 @@ class Settings:
     )
     token_relay_concurrency: int = env_field(
         "TOKEN_RELAY_CONCURRENCY", 8,
-        help="IssueToken relays in flight at once (each costs the consent service one scrypt); "
+        help="IssueToken relays in flight at once (a partner's or producer's costs the consent service one scrypt); "
         "more wait within their deadline",
     )
 

@@ -164,10 +164,10 @@ class SubjectScoring:
 class TokenRelay:
     """``IssueToken`` for callers outside, relayed to the consent service on a
     channel that carries no token of the gateway's. At most ``concurrency``
-    relays are in flight at once (each costs the consent service one scrypt, so
-    that unauthenticated callers cannot spend all of its CPU); the others wait
-    within their deadline, and are refused (RESOURCE_EXHAUSTED,
-    ``TOKEN_RELAY_BUSY``) if it runs out first."""
+    relays are in flight at once (a partner's or producer's costs the consent
+    service one scrypt, so that unauthenticated callers cannot spend all of its
+    CPU); the others wait within their deadline, and are refused
+    (RESOURCE_EXHAUSTED, ``TOKEN_RELAY_BUSY``) if it runs out first."""
 
     def __init__(self, stub: consent_pb2_grpc.ConsentServiceStub, *, concurrency: int = 8) -> None:
         if concurrency < 1:
