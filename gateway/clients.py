@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 from opentelemetry import trace
+from opentelemetry.metrics import Meter
 
 from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
@@ -33,6 +34,8 @@ class Batching:
     max_in_flight: int = 1
     #: Tracer of the batched calls' spans (None: the global provider's).
     tracer: trace.Tracer | None = None
+    #: Meter of the batch sizes (``creditscore.batch.size``; None: not recorded).
+    meter: Meter | None = None
 
 
 async def _call(outgoing: Outgoing | None, rpc: Any, request: Any, timeout: float) -> Any:
@@ -57,7 +60,8 @@ class GrpcConsent:
         self._outgoing = outgoing
         self._records: Batcher[Access, Recorded] = Batcher(
             self._record_batch, name=_SERVICE,
-            max_batch=batching.max_batch, max_in_flight=batching.max_in_flight, tracer=batching.tracer,
+            max_batch=batching.max_batch, max_in_flight=batching.max_in_flight,
+            tracer=batching.tracer, meter=batching.meter,
         )
 
     async def record(self, access: Access, deadline: Deadline) -> Recorded:
@@ -108,7 +112,8 @@ class GrpcFeatures:
         self._outgoing = outgoing
         self._vectors: Batcher[str, Sequence[common_pb2.FeatureValue]] = Batcher(
             self._vector_batch, name="feature_service",
-            max_batch=batching.max_batch, max_in_flight=batching.max_in_flight, tracer=batching.tracer,
+            max_batch=batching.max_batch, max_in_flight=batching.max_in_flight,
+            tracer=batching.tracer, meter=batching.meter,
         )
 
     async def feature_vector(
@@ -138,7 +143,8 @@ class GrpcScoring:
         self._outgoing = outgoing
         self._scores: Batcher[scoring_pb2.ScoreFeaturesRequest, scoring_pb2.Score] = Batcher(
             self._score_batch, name="scoring_service",
-            max_batch=batching.max_batch, max_in_flight=batching.max_in_flight, tracer=batching.tracer,
+            max_batch=batching.max_batch, max_in_flight=batching.max_in_flight,
+            tracer=batching.tracer, meter=batching.meter,
         )
 
     async def score(

@@ -114,6 +114,7 @@ async def build_server(
             max_batch=settings.batch_max_size,
             max_in_flight=settings.batch_max_in_flight,
             tracer=tracer_provider.get_tracer("gateway") if tracer_provider is not None else None,
+            meter=meter_provider.get_meter("gateway") if meter_provider is not None else None,
         )
         outgoing = Outgoing(tokens)
         servicer = CreditScoreServicer(

@@ -28,7 +28,7 @@ from ._auth import (
     token_expiry,
     warn_disabled,
 )
-from ._batching import Batcher
+from ._batching import BATCH_SIZE_METRIC, Batcher
 from ._channels import (
     ChannelSettings,
     Deadline,
@@ -115,6 +115,7 @@ __all__ = [
     "PUBLIC",
     "SERVICE_SPIFFE_PREFIX",
     "AuthInterceptor",
+    "BATCH_SIZE_METRIC",
     "Batcher",
     "AuthSettings",
     "BearerTokenInterceptor",

@@ -24,6 +24,10 @@ goes away (cancelled) is left out of any batch not yet sent.
 
 Tracing: the batch's span is a child of the first item's span and links every
 item's span, so each lookup's trace shows the batched call it waited on.
+
+Metrics (with a ``meter``): ``creditscore.batch.size`` (histogram, ``{item}``), the
+items of each batch sent, with the attribute ``creditscore.downstream`` (``name``):
+whether concurrent calls really share downstream calls, and how much.
 """
 
 from __future__ import annotations
@@ -37,11 +41,16 @@ from typing import Any, Generic, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.metrics import Meter
 
 from ._channels import Deadline
 from ._errors import DeadlineExceeded
 
-__all__ = ["Batcher"]
+__all__ = ["BATCH_SIZE_METRIC", "Batcher"]
+
+#: The histogram of items per batch sent.
+BATCH_SIZE_METRIC = "creditscore.batch.size"
+_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -74,6 +83,7 @@ class Batcher(Generic[T, R]):
         max_in_flight: int = 1,
         reserve: float = 0.005,
         tracer: trace.Tracer | None = None,
+        meter: Meter | None = None,
     ) -> None:
         if max_batch < 1 or max_in_flight < 1:
             raise ValueError("max_batch and max_in_flight must be at least 1")
@@ -83,6 +93,11 @@ class Batcher(Generic[T, R]):
         self._max_in_flight = max_in_flight
         self._reserve = reserve
         self._tracer = tracer
+        self._sizes = None if meter is None else meter.create_histogram(
+            BATCH_SIZE_METRIC, unit="{item}", description="items per batched downstream call",
+            explicit_bucket_boundaries_advisory=_SIZE_BUCKETS,
+        )
+        self._attributes = {"creditscore.downstream": name}
         self._queue: deque[_Pending[T, R]] = deque()
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -163,6 +178,8 @@ class Batcher(Generic[T, R]):
             ):
                 self.batches_sent += 1
                 self.items_sent += len(batch)
+                if self._sizes is not None:
+                    self._sizes.record(len(batch), self._attributes)
                 try:
                     results = await self._send([p.item for p in batch], max(timeout, 0.001))
                     if len(results) != len(batch):

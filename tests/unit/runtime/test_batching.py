@@ -173,3 +173,26 @@ async def test_the_batch_span_links_every_callers_span() -> None:
     # Each batch span is a child of its first caller's span: one trace per lookup.
     parents = {s.parent.span_id for s in batch_spans if s.parent is not None}
     assert parents <= lookups and len(parents) == 2
+
+
+async def test_batch_sizes_are_recorded_per_downstream() -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from creditscore.runtime import BATCH_SIZE_METRIC
+
+    reader = InMemoryMetricReader()
+    meter = MeterProvider(metric_readers=[reader]).get_meter("test")
+    down = Downstream()
+    batcher = Batcher(down.send, name="down", meter=meter)
+    await asyncio.gather(*(batcher.call(i, Deadline(1.0)) for i in range(5)))
+    points = [
+        p
+        for rm in reader.get_metrics_data().resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics if m.name == BATCH_SIZE_METRIC
+        for p in m.data.data_points
+    ]
+    (point,) = points
+    assert dict(point.attributes) == {"creditscore.downstream": "down"}
+    assert (point.count, point.sum, point.min, point.max) == (2, 5, 1, 4)  # [0], then [1..4]
