@@ -17,7 +17,7 @@ in turn), ``--calls`` calls at each of 1, 8, 32 and 64 calls in flight on one
 channel from this one client process (each level also stops after
 ``--level-seconds``). Every call is features + score + the consent service's
 authorize-and-record (the access-log entry committed before the answer); the
-gateway batches the downstream calls of concurrent lookups.
+gateway answers concurrent lookups in batches (one call to each downstream per batch).
 
 Pre-screen: ``BatchCheckCreditThreshold`` with 50 checks per call at 4 calls in
 flight (200 checks in flight), reported as checks/s (each check answered, logged

@@ -38,11 +38,11 @@ class Settings:
     )
     batch_max_size: int = env_field(
         "BATCH_MAX_SIZE", 128,
-        help="most lookups sharing one downstream call (GetFeatureVectors, ScoreBatch, RecordAccesses; <= 256)",
+        help="most concurrent lookups answered together, with one call to each downstream (<= 256)",
     )
     batch_max_in_flight: int = env_field(
         "BATCH_MAX_IN_FLIGHT", 1,
-        help="batched calls in flight at once to each downstream; lookups arriving meanwhile wait for the next",
+        help="batches of lookups being answered at once; lookups arriving meanwhile form the next",
     )
     subject_timeout_seconds: float = env_field(
         "SUBJECT_TIMEOUT_SECONDS", 10.0,

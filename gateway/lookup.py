@@ -1,9 +1,11 @@
 """A partner's lookup, composed: features -> score -> the consent service's one
 question (authorize and record) -> answer.
 
-Pure composition over small client interfaces (ports), so that it is tested with
-fakes and no gRPC. The ports batch concurrent lookups (``creditscore.runtime.Batcher``):
-under load one downstream call serves many lookups. What it guarantees:
+Pure composition over small, batch-shaped client interfaces (ports), so that it is
+tested with fakes and no gRPC. Lookups are answered in batches (``answer_lookups``;
+the gateway gathers concurrent lookups into one with ``creditscore.runtime.Batcher``):
+a batch makes three downstream calls whatever its size, and each lookup of it gets
+its own answer or error. What it guarantees, for every lookup:
 
 - nothing leaves unless, at the moment its access-log entry is written, the
   partner holds the subject's live authorization for the purpose with a scope
@@ -29,17 +31,16 @@ under load one downstream call serves many lookups. What it guarantees:
   returns the stored answer, byte for byte, and writes nothing; for another
   question it is ``InvalidArgument`` (``TRANSACTION_ID_REUSED``). The
   authorization is checked first all the same: a revoked one refuses a replay too;
-- every downstream call runs within the one ``Deadline`` of the lookup.
+- every downstream call runs within the one ``Deadline`` of the batch (the latest
+  of its lookups' deadlines; each lookup also fails at its own).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
-
-from google.protobuf.message import Message
+from typing import Protocol
 
 from creditscore.catalog import CATALOG
 from creditscore.common.v1 import common_pb2
@@ -48,6 +49,7 @@ from creditscore.gateway.v1 import gateway_pb2
 from creditscore.runtime import (
     Aborted,
     Deadline,
+    DomainError,
     FieldViolation,
     InvalidArgument,
     PermissionDenied,
@@ -64,12 +66,15 @@ __all__ = [
     "SCORED_SOURCES",
     "Access",
     "AccessOutcome",
+    "Answer",
     "ConsentPort",
     "FeaturePort",
+    "Lookup",
     "Recorded",
     "ScoringPort",
     "ScoreQuestion",
     "ThresholdQuestion",
+    "answer_lookups",
     "answer_score",
     "answer_threshold",
     "check_question",
@@ -151,23 +156,24 @@ class Recorded:
 
 
 class ConsentPort(Protocol):
-    async def record(self, access: Access, deadline: Deadline) -> Recorded:
-        """Authorizes the access and writes it durably (``RecordAccesses``).
-        ``Unavailable`` (ACCESS_LOG_UNAVAILABLE) when it cannot be written."""
+    async def record(self, accesses: Sequence[Access], timeout: float) -> Sequence[Recorded]:
+        """Authorizes each access and writes those that may be answered, durably,
+        in one call (``RecordAccesses``): one verdict per access, in order.
+        ``Unavailable`` (ACCESS_LOG_UNAVAILABLE) when they cannot be written."""
 
 
 class FeaturePort(Protocol):
-    async def feature_vector(
-        self, subject_id: str, deadline: Deadline
-    ) -> Sequence[common_pb2.FeatureValue]:
-        """The subject's current feature vector."""
+    async def feature_vectors(
+        self, subject_ids: Sequence[str], timeout: float
+    ) -> Sequence[Sequence[common_pb2.FeatureValue]]:
+        """The subjects' current feature vectors, in order (``GetFeatureVectors``)."""
 
 
 class ScoringPort(Protocol):
-    async def score(
-        self, subject_id: str, features: Sequence[common_pb2.FeatureValue], deadline: Deadline
-    ) -> scoring_pb2.Score:
-        """The active scorecard's score of the vector."""
+    async def scores(
+        self, items: Sequence[tuple[str, Sequence[common_pb2.FeatureValue]]], timeout: float
+    ) -> Sequence[scoring_pb2.Score]:
+        """The active scorecard's score of each (subject, vector), in order (``ScoreBatch``)."""
 
 
 @dataclass(frozen=True)
@@ -230,7 +236,61 @@ def decide(score: scoring_pb2.Score, threshold: int) -> int:
     return common_pb2.THRESHOLD_DECISION_BELOW
 
 
-M = TypeVar("M", bound=Message)
+Answer = gateway_pb2.GetCreditScoreResponse | gateway_pb2.CheckCreditThresholdResponse
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """One partner's question, as the lookups of a batch are answered together."""
+
+    question: ScoreQuestion | ThresholdQuestion
+    partner_id: str
+
+
+def _build(
+    question: ScoreQuestion | ThresholdQuestion, score: scoring_pb2.Score
+) -> tuple[consent_pb2.AccessAnswer, Answer]:
+    """The answer to ``question`` from ``score``, and what the access log keeps of it."""
+    if isinstance(question, ThresholdQuestion):
+        decision = decide(score, question.threshold)
+        threshold = gateway_pb2.CheckCreditThresholdResponse(
+            subject_id=question.subject_id,
+            threshold=question.threshold,
+            decision=decision,  # type: ignore[arg-type]
+            transaction_id=question.transaction_id,
+        )
+        if score.HasField("score_time"):
+            threshold.decision_time.CopyFrom(score.score_time)
+        return consent_pb2.AccessAnswer(threshold=consent_pb2.ThresholdAnswer(
+            threshold=question.threshold, decision=decision,  # type: ignore[arg-type]
+        )), threshold
+    credit = gateway_pb2.CreditScore(
+        subject_id=question.subject_id,
+        state=score.state,
+        score=score.score,
+        band=score.band,
+        reasons=score.reasons,
+        model_version=score.model_version,
+    )
+    if score.HasField("score_time"):
+        credit.score_time.CopyFrom(score.score_time)
+    return consent_pb2.AccessAnswer(score=consent_pb2.ScoreAnswer(
+        state=score.state, score=score.score, band=score.band,
+        reason_codes=[r.code for r in score.reasons], model_version=score.model_version,
+    )), gateway_pb2.GetCreditScoreResponse(credit_score=credit, transaction_id=question.transaction_id)
+
+
+def _replay(question: ScoreQuestion | ThresholdQuestion, recorded: Recorded) -> Answer:
+    """The stored answer of an earlier call with the same transaction id, when it
+    asked the same question; ``TRANSACTION_ID_REUSED`` otherwise."""
+    answer = recorded.answer
+    if isinstance(question, ThresholdQuestion):
+        if (answer is not None and answer.WhichOneof("answer") == "threshold"
+                and answer.threshold.threshold == question.threshold):
+            return gateway_pb2.CheckCreditThresholdResponse.FromString(recorded.response)
+    elif answer is not None and answer.WhichOneof("answer") == "score":
+        return gateway_pb2.GetCreditScoreResponse.FromString(recorded.response)
+    raise transaction_reused()
 
 
 async def answer_score(
@@ -242,35 +302,8 @@ async def answer_score(
     scoring: ScoringPort,
     deadline: Deadline,
 ) -> gateway_pb2.GetCreditScoreResponse:
-    """The full score for a partner with a FULL_SCORE authorization."""
-
-    def build(score: scoring_pb2.Score) -> tuple[consent_pb2.AccessAnswer, gateway_pb2.GetCreditScoreResponse]:
-        credit = gateway_pb2.CreditScore(
-            subject_id=question.subject_id,
-            state=score.state,
-            score=score.score,
-            band=score.band,
-            reasons=score.reasons,
-            model_version=score.model_version,
-        )
-        if score.HasField("score_time"):
-            credit.score_time.CopyFrom(score.score_time)
-        answer = consent_pb2.AccessAnswer(score=consent_pb2.ScoreAnswer(
-            state=score.state, score=score.score, band=score.band,
-            reason_codes=[r.code for r in score.reasons], model_version=score.model_version,
-        ))
-        return answer, gateway_pb2.GetCreditScoreResponse(
-            credit_score=credit, transaction_id=question.transaction_id
-        )
-
-    def same(answer: consent_pb2.AccessAnswer) -> bool:
-        return answer.WhichOneof("answer") == "score"
-
-    return await _answer(
-        question, partner_id, full_score=True, build=build, same=same,
-        parse=gateway_pb2.GetCreditScoreResponse.FromString,
-        consent=consent, features=features, scoring=scoring, deadline=deadline,
-    )
+    """The full score for a partner with a FULL_SCORE authorization (one lookup)."""
+    return await _one(Lookup(question, partner_id), consent, features, scoring, deadline)  # type: ignore[return-value]
 
 
 async def answer_threshold(
@@ -282,77 +315,106 @@ async def answer_threshold(
     scoring: ScoringPort,
     deadline: Deadline,
 ) -> gateway_pb2.CheckCreditThresholdResponse:
-    """Whether the score meets the partner's threshold; nothing else."""
+    """Whether the score meets the partner's threshold; nothing else (one lookup)."""
+    return await _one(Lookup(question, partner_id), consent, features, scoring, deadline)  # type: ignore[return-value]
 
-    def build(score: scoring_pb2.Score) -> tuple[consent_pb2.AccessAnswer, gateway_pb2.CheckCreditThresholdResponse]:
-        decision = decide(score, question.threshold)
-        response = gateway_pb2.CheckCreditThresholdResponse(
-            subject_id=question.subject_id,
-            threshold=question.threshold,
-            decision=decision,  # type: ignore[arg-type]
-            transaction_id=question.transaction_id,
-        )
-        if score.HasField("score_time"):
-            response.decision_time.CopyFrom(score.score_time)
-        answer = consent_pb2.AccessAnswer(threshold=consent_pb2.ThresholdAnswer(
-            threshold=question.threshold, decision=decision,  # type: ignore[arg-type]
-        ))
-        return answer, response
 
-    def same(answer: consent_pb2.AccessAnswer) -> bool:
-        return (answer.WhichOneof("answer") == "threshold"
-                and answer.threshold.threshold == question.threshold)
-
-    return await _answer(
-        question, partner_id, full_score=False, build=build, same=same,
-        parse=gateway_pb2.CheckCreditThresholdResponse.FromString,
-        consent=consent, features=features, scoring=scoring, deadline=deadline,
+async def _one(
+    lookup: Lookup, consent: ConsentPort, features: FeaturePort, scoring: ScoringPort, deadline: Deadline
+) -> Answer:
+    (result,) = await answer_lookups(
+        [lookup], consent=consent, features=features, scoring=scoring, deadline=deadline
     )
+    if isinstance(result, DomainError):
+        raise result
+    return result
 
 
-async def _answer(
-    question: ScoreQuestion | ThresholdQuestion,
-    partner_id: str,
+async def answer_lookups(
+    lookups: Sequence[Lookup],
     *,
-    full_score: bool,
-    build: Callable[[scoring_pb2.Score], tuple[consent_pb2.AccessAnswer, M]],
-    same: Callable[[consent_pb2.AccessAnswer], bool],
-    parse: Callable[[bytes], M],
     consent: ConsentPort,
     features: FeaturePort,
     scoring: ScoringPort,
     deadline: Deadline,
-) -> M:
-    check_question(question)
-    subject, purpose, txn = question.subject_id, question.purpose, question.transaction_id
-    vector = await features.feature_vector(subject, deadline)
-    granted = frozenset(SCORED_SOURCES)
-    for _ in range(MAX_ATTEMPTS):
-        masked = mask_unconsented(vector, granted)
-        score = await scoring.score(subject, masked, deadline)
-        answer, response = build(score)
-        payload = response.SerializeToString(deterministic=True)
-        recorded = await consent.record(
-            Access(subject, partner_id, purpose, txn, answer, payload, sources_used(masked)),
-            deadline,
+) -> list[Answer | DomainError]:
+    """The answers of a batch of lookups, in order: each an answer, or the error it
+    alone would have failed with (not valid, not authorized, a reused
+    transaction id). Three downstream calls for the whole batch: feature vectors,
+    scores, then the consent service's authorize-and-record; and for the lookups
+    whose subject lost a source's consent meanwhile, scores and records again
+    without it. A downstream call that fails fails every lookup of the batch
+    still waiting on it (raised)."""
+    results: list[Answer | DomainError | None] = [None] * len(lookups)
+    pending: list[int] = []
+    for i, lookup in enumerate(lookups):
+        try:
+            check_question(lookup.question)
+        except DomainError as exc:
+            results[i] = exc
+        else:
+            pending.append(i)
+    if pending:
+        vectors = await features.feature_vectors(
+            [lookups[i].question.subject_id for i in pending], deadline.timeout()
         )
-        match recorded.outcome:
-            case AccessOutcome.RECORDED:
-                return response
-            case AccessOutcome.REPLAYED:
-                if recorded.answer is None or not same(recorded.answer):
-                    raise transaction_reused()
-                return parse(recorded.response)
-            case AccessOutcome.TRANSACTION_ID_REUSED:
-                raise transaction_reused()
-            case AccessOutcome.SOURCES_CHANGED:
-                granted = recorded.granted_sources
-            case _:
-                raise not_authorized()
-    raise Aborted(
-        "the subject's consents kept changing during the lookup; try again",
-        reason="CONSENT_CHANGED",
-    )
+        vector_of = dict(zip(pending, vectors, strict=True))
+        granted = {i: frozenset(SCORED_SOURCES) for i in pending}
+        for _ in range(MAX_ATTEMPTS):
+            if not pending:
+                break
+            masked = {i: mask_unconsented(vector_of[i], granted[i]) for i in pending}
+            scores = await scoring.scores(
+                [(lookups[i].question.subject_id, masked[i]) for i in pending], deadline.timeout()
+            )
+            built = {i: _build(lookups[i].question, score) for i, score in zip(pending, scores, strict=True)}
+            payloads = {i: built[i][1].SerializeToString(deterministic=True) for i in pending}
+            recorded = await consent.record(
+                [
+                    Access(
+                        lookups[i].question.subject_id, lookups[i].partner_id, lookups[i].question.purpose,
+                        lookups[i].question.transaction_id, built[i][0], payloads[i], sources_used(masked[i]),
+                    )
+                    for i in pending
+                ],
+                deadline.timeout(),
+            )
+            again: list[int] = []
+            for i, outcome in zip(pending, recorded, strict=True):
+                results[i] = _settle(lookups[i].question, outcome, built[i][1])
+                if outcome.outcome is AccessOutcome.SOURCES_CHANGED:
+                    granted[i] = outcome.granted_sources
+                    again.append(i)
+            pending = again
+        for i in pending:  # consents kept changing under it
+            results[i] = Aborted(
+                "the subject's consents kept changing during the lookup; try again",
+                reason="CONSENT_CHANGED",
+            )
+    return [r if r is not None else _internal() for r in results]
+
+
+def _settle(question: ScoreQuestion | ThresholdQuestion, recorded: Recorded, built: Answer) -> Answer | DomainError | None:
+    """What the consent service's verdict makes of one lookup: its answer, an
+    error, or None when it must be scored again (``SOURCES_CHANGED``)."""
+    match recorded.outcome:
+        case AccessOutcome.RECORDED:
+            return built
+        case AccessOutcome.REPLAYED:
+            try:
+                return _replay(question, recorded)
+            except DomainError as exc:
+                return exc
+        case AccessOutcome.TRANSACTION_ID_REUSED:
+            return transaction_reused()
+        case AccessOutcome.SOURCES_CHANGED:
+            return None
+        case _:
+            return not_authorized()
+
+
+def _internal() -> DomainError:
+    return DomainError("the lookup ended without an answer")
 
 
 def sources_used(features: Sequence[common_pb2.FeatureValue]) -> frozenset[int]:

@@ -27,7 +27,7 @@ from creditscore.runtime import (
 )
 from creditscore.scoring.v1 import scoring_pb2_grpc
 
-from .clients import Batching, GrpcConsent, GrpcFeatures, GrpcScoring
+from .clients import GrpcConsent, GrpcFeatures, GrpcScoring
 from .config import Settings
 from .servicer import CreditScoreServicer
 from .subject_clients import SubjectConsent, SubjectFeatures, SubjectScoring, TokenRelay
@@ -110,24 +110,14 @@ async def build_server(
             for addr in (settings.consent_service_addr, settings.feature_service_addr, settings.scoring_service_addr)
         ]
         channels.extend(lookup_channels)
-        batching = Batching(
-            max_batch=settings.batch_max_size,
-            max_in_flight=settings.batch_max_in_flight,
-            tracer=tracer_provider.get_tracer("gateway") if tracer_provider is not None else None,
-            meter=meter_provider.get_meter("gateway") if meter_provider is not None else None,
-        )
         outgoing = Outgoing(tokens)
         servicer = CreditScoreServicer(
             settings,
-            consent=GrpcConsent(
-                consent_pb2_grpc.ConsentServiceStub(lookup_channels[0]), batching=batching, outgoing=outgoing
-            ),
-            features=GrpcFeatures(
-                feature_pb2_grpc.FeatureServiceStub(lookup_channels[1]), batching=batching, outgoing=outgoing
-            ),
-            scoring=GrpcScoring(
-                scoring_pb2_grpc.ScoringServiceStub(lookup_channels[2]), batching=batching, outgoing=outgoing
-            ),
+            consent=GrpcConsent(consent_pb2_grpc.ConsentServiceStub(lookup_channels[0]), outgoing=outgoing),
+            features=GrpcFeatures(feature_pb2_grpc.FeatureServiceStub(lookup_channels[1]), outgoing=outgoing),
+            scoring=GrpcScoring(scoring_pb2_grpc.ScoringServiceStub(lookup_channels[2]), outgoing=outgoing),
+            tracer=tracer_provider.get_tracer("gateway") if tracer_provider is not None else None,
+            meter=meter_provider.get_meter("gateway") if meter_provider is not None else None,
         )
         handle = create_server(
             [

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 import grpc
+from opentelemetry import trace
+from opentelemetry.metrics import Meter
 
 from creditscore.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from creditscore.runtime import (
     KIND_PARTNER,
+    Batcher,
     Deadline,
     DomainError,
     InvalidArgument,
@@ -20,13 +24,14 @@ from creditscore.runtime import (
 
 from .config import Settings
 from .lookup import (
+    Answer,
     ConsentPort,
     FeaturePort,
+    Lookup,
     ScoreQuestion,
     ScoringPort,
     ThresholdQuestion,
-    answer_score,
-    answer_threshold,
+    answer_lookups,
 )
 
 __all__ = ["MAX_BATCH_CHECKS", "CreditScoreServicer", "item_error"]
@@ -49,6 +54,10 @@ def _partner_id() -> str:
 
 
 class CreditScoreServicer(gateway_pb2_grpc.CreditScoreServiceServicer):
+    """Each lookup joins the next batch (``creditscore.runtime.Batcher``): the
+    lookups that arrive while a batch is being answered are answered together,
+    three downstream calls for all of them (``answer_lookups``)."""
+
     def __init__(
         self,
         settings: Settings,
@@ -56,9 +65,25 @@ class CreditScoreServicer(gateway_pb2_grpc.CreditScoreServiceServicer):
         consent: ConsentPort,
         features: FeaturePort,
         scoring: ScoringPort,
+        tracer: trace.Tracer | None = None,
+        meter: Meter | None = None,
     ) -> None:
         self._settings = settings
         self._ports = {"consent": consent, "features": features, "scoring": scoring}
+        self._lookups: Batcher[Lookup, Answer | DomainError] = Batcher(
+            self._answer_batch, name="lookup",
+            max_batch=settings.batch_max_size, max_in_flight=settings.batch_max_in_flight,
+            tracer=tracer, meter=meter,
+        )
+
+    async def _answer_batch(self, lookups: Sequence[Lookup], timeout: float) -> list[Answer | DomainError]:
+        return await answer_lookups(lookups, deadline=Deadline(timeout), **self._ports)  # type: ignore[arg-type]
+
+    async def _ask(self, lookup: Lookup, deadline: Deadline) -> Answer:
+        result = await self._lookups.call(lookup, deadline)
+        if isinstance(result, DomainError):
+            raise result
+        return result
 
     def _deadline(self, context: grpc.aio.ServicerContext) -> Deadline:
         return Deadline.from_context(
@@ -71,9 +96,7 @@ class CreditScoreServicer(gateway_pb2_grpc.CreditScoreServiceServicer):
         self, request: gateway_pb2.GetCreditScoreRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.GetCreditScoreResponse:
         question = ScoreQuestion(request.subject_id, request.purpose, request.transaction_id)
-        return await answer_score(
-            question, _partner_id(), deadline=self._deadline(context), **self._ports  # type: ignore[arg-type]
-        )
+        return await self._ask(Lookup(question, _partner_id()), self._deadline(context))  # type: ignore[return-value]
 
     async def CheckCreditThreshold(
         self, request: gateway_pb2.CheckCreditThresholdRequest, context: grpc.aio.ServicerContext
@@ -81,9 +104,7 @@ class CreditScoreServicer(gateway_pb2_grpc.CreditScoreServiceServicer):
         question = ThresholdQuestion(
             request.subject_id, request.purpose, request.transaction_id, request.threshold
         )
-        return await answer_threshold(
-            question, _partner_id(), deadline=self._deadline(context), **self._ports  # type: ignore[arg-type]
-        )
+        return await self._ask(Lookup(question, _partner_id()), self._deadline(context))  # type: ignore[return-value]
 
     async def BatchCheckCreditThreshold(
         self, request: gateway_pb2.BatchCheckCreditThresholdRequest, context: grpc.aio.ServicerContext
@@ -97,9 +118,7 @@ class CreditScoreServicer(gateway_pb2_grpc.CreditScoreServiceServicer):
                 check.subject_id, check.purpose, check.transaction_id, check.threshold
             )
             try:
-                response = await answer_threshold(
-                    question, partner_id, deadline=deadline, **self._ports  # type: ignore[arg-type]
-                )
+                response = await self._ask(Lookup(question, partner_id), deadline)
             except DomainError as exc:
                 return gateway_pb2.ThresholdResult(error=item_error(exc))
             except Exception:
@@ -107,9 +126,9 @@ class CreditScoreServicer(gateway_pb2_grpc.CreditScoreServiceServicer):
                 return gateway_pb2.ThresholdResult(error=gateway_pb2.ItemError(
                     code=grpc.StatusCode.INTERNAL.value[0], message="internal error", reason="INTERNAL"
                 ))
-            return gateway_pb2.ThresholdResult(response=response)
+            return gateway_pb2.ThresholdResult(response=response)  # type: ignore[arg-type]
 
-        # All at once: the downstream adapters batch them into a few calls.
+        # All at once: they join the same batches of lookups.
         results = await asyncio.gather(*(one(c) for c in request.checks))
         return gateway_pb2.BatchCheckCreditThresholdResponse(results=results)
 

@@ -20,15 +20,18 @@ from creditscore.runtime import (
     to_timestamp,
     utcnow,
 )
+from creditscore.gateway.v1 import gateway_pb2
 from creditscore.scoring.v1 import scoring_pb2
 from gateway.lookup import (
     MAX_ATTEMPTS,
+    Lookup,
     NOT_AUTHORIZED_MESSAGE,
     SCORED_SOURCES,
     AccessOutcome,
     Recorded,
     ScoreQuestion,
     ThresholdQuestion,
+    answer_lookups,
     answer_score,
     answer_threshold,
     decide,
@@ -64,11 +67,14 @@ class FakeConsent:
         self.scopes[(subject, partner, purpose)] = scope
         self.granted[subject] = frozenset(sources)
 
-    async def record(self, access, deadline):
-        self.deadlines.append(deadline.timeout())
-        self.asked.append(access)
+    async def record(self, accesses, timeout):
+        self.deadlines.append(timeout)
         if self.fail_log:
             raise Unavailable("the access log is down", reason="ACCESS_LOG_UNAVAILABLE")
+        return [self._one(a) for a in accesses]
+
+    def _one(self, access):
+        self.asked.append(access)
         key3 = (access.subject_id, access.partner_id, access.purpose)
         if self.revoke_before_write:
             self.scopes.pop(key3, None)
@@ -94,9 +100,11 @@ class FakeFeatures:
     def __init__(self):
         self.calls = 0
 
-    async def feature_vector(self, subject_id, deadline):
-        deadline.timeout()  # as the real adapters do: no time left, no call
-        self.calls += 1
+    async def feature_vectors(self, subject_ids, timeout):
+        self.calls += len(subject_ids)
+        return [self._vector() for _ in subject_ids]
+
+    def _vector(self):
         return _vector()
 
 
@@ -106,7 +114,10 @@ class FakeScoring:
         self.calls = 0
         self.result = (score, state)
 
-    async def score(self, subject_id, features, deadline):
+    async def scores(self, items, timeout):
+        return [await self.score(subject_id, features) for subject_id, features in items]
+
+    async def score(self, subject_id, features):
         self.calls += 1
         self.seen = list(features)
         score, state = self.result
@@ -262,10 +273,10 @@ async def test_concurrent_calls_with_one_transaction_id_get_one_answer(ports):
     scores = iter([700, 710, 720, 730])
 
     class Moving(FakeScoring):
-        async def score(self, subject_id, features, deadline):
+        async def score(self, subject_id, features):
             await asyncio.sleep(0)
             self.result = (next(scores), common_pb2.SCORE_STATE_SCORED)
-            return await super().score(subject_id, features, deadline)
+            return await super().score(subject_id, features)
 
     ports["scoring"] = Moving()
     replies = await asyncio.gather(*(_score(ports, txn="same") for _ in range(4)))
@@ -331,7 +342,7 @@ async def test_consents_that_keep_changing_end_in_a_clear_abort_not_a_loop(ports
     consent.authorize("s1")
 
     class Fickle(FakeConsent):
-        async def record(self, access, deadline):
+        def _one(self, access):
             self.asked.append(access)
             return Recorded(AccessOutcome.SOURCES_CHANGED, granted_sources=frozenset({common_pb2.DATA_SOURCE_PAYMENTS}))
 
@@ -348,3 +359,40 @@ def test_sources_used_are_the_scored_sources_with_a_value():
     masked = mask_unconsented(vector, frozenset({common_pb2.DATA_SOURCE_IDENTITY}))
     assert sources_used(masked) == frozenset({common_pb2.DATA_SOURCE_IDENTITY})
     assert sources_used([common_pb2.FeatureValue(name=n) for n in FEATURE_NAMES]) == frozenset()
+
+
+async def test_a_batch_of_lookups_makes_three_downstream_calls_and_answers_each_alone(ports):
+    consent = ports["consent"]
+    consent.authorize("full")
+    consent.authorize("thr", scope=THRESHOLD)
+    consent.authorize("payments-only", sources=[common_pb2.DATA_SOURCE_PAYMENTS])
+    calls = {"features": 0, "scoring": 0, "consent": 0}
+
+    def counted(name, fn):
+        async def call(*args):
+            calls[name] += 1
+            return await fn(*args)
+        return call
+
+    ports["features"].feature_vectors = counted("features", ports["features"].feature_vectors)
+    ports["scoring"].scores = counted("scoring", ports["scoring"].scores)
+    consent.record = counted("consent", consent.record)
+    lookups = [
+        Lookup(ScoreQuestion("full", LOAN, "t1"), "p1"),
+        Lookup(ThresholdQuestion("thr", LOAN, "t2", 650), "p1"),
+        Lookup(ScoreQuestion("thr", LOAN, "t3"), "p1"),          # threshold scope asking the score
+        Lookup(ScoreQuestion("nobody", LOAN, "t4"), "p1"),
+        Lookup(ScoreQuestion("bad id", LOAN, "t5"), "p1"),       # not valid
+        Lookup(ScoreQuestion("payments-only", LOAN, "t6"), "p1"),  # scored again without the rest
+    ]
+    results = await answer_lookups(lookups, deadline=Deadline(1.0), **ports)
+    assert isinstance(results[0], gateway_pb2.GetCreditScoreResponse) and results[0].credit_score.score == 700
+    assert results[1].decision == common_pb2.THRESHOLD_DECISION_MEETS
+    assert [type(r).__name__ for r in results[2:5]] == ["PermissionDenied", "PermissionDenied", "InvalidArgument"]
+    assert results[2].message == results[3].message == NOT_AUTHORIZED_MESSAGE
+    assert isinstance(results[5], gateway_pb2.GetCreditScoreResponse)
+    # One call each for the batch; scoring and consent once more for the one
+    # whose sources changed (and only for it).
+    assert calls == {"features": 1, "scoring": 2, "consent": 2}
+    assert [a.transaction_id for a in consent.asked] == ["t1", "t2", "t3", "t4", "t6", "t6"]
+    assert consent.entries == 3
