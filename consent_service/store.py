@@ -51,7 +51,6 @@ from sqlalchemy import (
     func,
     or_,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.engine import Row
@@ -1265,10 +1264,17 @@ class _LookupStatements:
 
     def __init__(self, dialect: str) -> None:
         a, c, log, s = authorizations_table.c, consents_table.c, access_log_table.c, subjects_table.c
+        # Keys are matched as "partner in (...) and key in (...)", a superset of the
+        # batch's pairs read through the (partner_id, transaction_key) index, and
+        # narrowed to the pairs in Python: SQLite answers a row-value IN
+        # ("(a, b) in ((?, ?), ...)") with a scan of the whole table, so the cost
+        # of a lookup would grow with the access log. Releasing a stale key of a
+        # pair outside the batch is harmless: a stale key holds nothing.
         self.release_stale_keys = (
             update(access_log_table)
             .where(
-                tuple_(log.partner_id, log.transaction_key).in_(bindparam("keys", expanding=True)),
+                log.partner_id.in_(bindparam("partners", expanding=True)),
+                log.transaction_key.in_(bindparam("transactions", expanding=True)),
                 log.access_time <= bindparam("cutoff"),
             )
             .values(transaction_key=None)
@@ -1281,7 +1287,10 @@ class _LookupStatements:
         )
         self.grants = (
             _authorization_query()
-            .where(tuple_(a.subject_id, a.partner_id, a.purpose).in_(bindparam("grant_keys", expanding=True)))
+            .where(
+                a.subject_id.in_(bindparam("subject_ids", expanding=True)),
+                a.partner_id.in_(bindparam("partners", expanding=True)),
+            )
             .order_by(a.subject_id, a.partner_id, a.purpose)
             .with_for_update(of=authorizations_table)
         )
@@ -1291,7 +1300,8 @@ class _LookupStatements:
             c.source.in_(sorted(auth_rules.SCORED_SOURCES)),
         )
         self.entries = _access_query().where(
-            tuple_(log.partner_id, log.transaction_key).in_(bindparam("keys", expanding=True))
+            log.partner_id.in_(bindparam("partners", expanding=True)),
+            log.transaction_key.in_(bindparam("transactions", expanding=True)),
         )
         self.insert = (
             dialect_insert(dialect, access_log_table)
@@ -1316,7 +1326,7 @@ def _record_accesses(
 ) -> list[AccessOutcome]:
     """``ConsentStore.record_accesses`` inside its transaction (synchronous: one step)."""
     q = _lookup_statements(dialect)
-    release = {"keys": list(keys), "cutoff": now - auth_rules.DEDUPE_WINDOW}
+    release = {**_key_params(keys), "cutoff": now - auth_rules.DEDUPE_WINDOW}
     if dialect == "sqlite":
         # A write first, as record_access and _idempotent begin: the
         # transaction holds SQLite's one write lock from its first
@@ -1328,9 +1338,13 @@ def _record_accesses(
         # subject's entries (which releasing a stale key may touch).
         subjects = set(conn.execute(q.share_subjects, {"subject_ids": list(subject_ids)}).scalars())
         conn.execute(q.release_stale_keys, release)
+    wanted = set(grant_keys)
     grants = {
-        (row.subject_id, row.partner_id, row.purpose): _authorization(row)
-        for row in conn.execute(q.grants, {"grant_keys": list(grant_keys)})
+        key: _authorization(row)
+        for row in conn.execute(q.grants, {
+            "subject_ids": sorted({k[0] for k in grant_keys}), "partners": sorted({k[1] for k in grant_keys}),
+        })
+        if (key := (row.subject_id, row.partner_id, row.purpose)) in wanted
     }
     consents = [_consent(row) for row in conn.execute(q.consents, {"subject_ids": list(subject_ids)})]
     entries = _accesses_by_keys(conn, keys)
@@ -1370,8 +1384,16 @@ def _accesses_by_keys(
     conn: Connection, keys: Sequence[tuple[str, str]]
 ) -> dict[tuple[str, str], AccessEntry]:
     """The entries holding any of the (partner, transaction id) ``keys``, by key."""
-    rows = conn.execute(_lookup_statements(conn.dialect.name).entries, {"keys": list(keys)})
-    return {(row.partner_id, row.transaction_key): _access(row) for row in rows}
+    wanted = set(keys)
+    rows = conn.execute(_lookup_statements(conn.dialect.name).entries, _key_params(keys))
+    return {
+        key: _access(row) for row in rows if (key := (row.partner_id, row.transaction_key)) in wanted
+    }
+
+
+def _key_params(keys: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    """The (partner, transaction id) pairs as the two lists the statements match."""
+    return {"partners": sorted({p for p, _ in keys}), "transactions": sorted({t for _, t in keys})}
 
 
 def _access_row(entry: AccessEntry) -> dict[str, Any]:

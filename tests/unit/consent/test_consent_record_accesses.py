@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -529,3 +530,32 @@ async def test_batches_racing_an_account_closure_leave_nothing(lender: ConsentSt
     assert await log_count(engine) == 0
     deleted = {t.table: t.deleted for t in receipt.steps[0].tables or ()}
     assert deleted["access_log"] == recorded
+
+
+async def test_the_lookup_statements_read_through_indexes_not_scans(tmp_path: Path) -> None:
+    """SQLite answers a row-value IN ("(a, b) in ((?, ?), ...)") with a scan of the
+    whole table; the lookup's statements must read the access log and the
+    authorizations through their indexes, so a lookup does not grow with them."""
+    from consent_service.store import _lookup_statements
+
+    engine = make_engine(f"sqlite:///{tmp_path}/plan.db")
+    try:
+        store = await ConsentStore.open(engine)
+        await store.close()
+        q = _lookup_statements("sqlite")
+        params = {
+            "partners": ["acme", "bank"], "transactions": ["t1", "t2"], "subject_ids": ["s1", "s2"],
+            "cutoff": T0,
+        }
+        async with engine.connect() as conn:
+            for name in ("release_stale_keys", "share_subjects", "grants", "consents", "entries"):
+                statement = getattr(q, name)
+                if name == "release_stale_keys":  # the rows the UPDATE finds, as a SELECT
+                    statement = select(access_log_table).where(statement.whereclause)
+                statement = statement.params(**params)
+                sql = statement.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+                plan = (await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")).all()
+                scans = [row[3] for row in plan if row[3].startswith("SCAN") and "CONSTANT ROW" not in row[3]]
+                assert not scans, (name, plan)
+    finally:
+        await engine.dispose()
