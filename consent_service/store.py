@@ -621,18 +621,7 @@ class ConsentStore:
             )
             inserted = await conn.execute(
                 dialect_insert(self._dialect, access_log_table)
-                .values(
-                    access_id=entry.access_id,
-                    subject_id=subject_id,
-                    partner_id=partner_id,
-                    purpose=purpose,
-                    transaction_id=transaction_id,
-                    transaction_key=transaction_id,
-                    scope=entry.scope,
-                    answer=answer,
-                    response=response,
-                    access_time=now,
-                )
+                .values(**_access_row(entry))
                 .on_conflict_do_nothing(index_elements=[log.partner_id, log.transaction_key])
                 .returning(log.access_id)
             )
@@ -1248,13 +1237,8 @@ def _access_query() -> Any:
 
 
 async def _access_by_key(conn: AsyncConnection, partner_id: str, transaction_id: str) -> AccessEntry | None:
-    log = access_log_table.c
-    row = (
-        await conn.execute(
-            _access_query().where(log.partner_id == partner_id, log.transaction_key == transaction_id)
-        )
-    ).first()
-    return None if row is None else _access(row)
+    key = (partner_id, transaction_id)
+    return (await conn.run_sync(_accesses_by_keys, [key])).get(key)
 
 
 class _LookupStatements:

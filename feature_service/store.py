@@ -181,14 +181,7 @@ class FeatureStore:
 
     async def get(self, subject_id: str) -> StoredState | None:
         """The subject's aggregates, or None if no record was applied for it."""
-        query = select(
-            subject_features.c.state, subject_features.c.record_count, subject_features.c.updated_time
-        ).where(subject_features.c.subject_id == subject_id)
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(query)).first()
-        if row is None:
-            return None
-        return StoredState(subject_id, SubjectState.from_json(row.state), int(row.record_count), row.updated_time)
+        return (await self.get_many([subject_id])).get(subject_id)
 
     async def get_many(self, subject_ids: Collection[str]) -> dict[str, StoredState]:
         """The aggregates of those of ``subject_ids`` that have any, by subject id:

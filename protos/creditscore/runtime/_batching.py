@@ -201,11 +201,6 @@ class Batcher(Generic[T, R]):
             self._in_flight -= 1
             self._pump()
 
-    async def close(self) -> None:
-        """Waits for the batches in flight (a server's stop hook)."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-
 
 def _copy_context_with(ctx: otel_context.Context) -> Any:
     import contextvars

@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -166,16 +166,7 @@ def create_channel(
         from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
         interceptors.extend(aio_client_interceptors(tracer_provider=tracer_provider))
-    if tls is not None and tls.enabled:
-        return grpc.aio.secure_channel(
-            target,
-            tls.channel_credentials(),
-            options=settings.channel_options() + tls.channel_options(),
-            interceptors=interceptors,
-        )
-    return grpc.aio.insecure_channel(
-        target, options=settings.channel_options(), interceptors=interceptors
-    )
+    return direct_channel(target, settings, tls=tls, interceptors=interceptors)
 
 
 def direct_channel(
@@ -183,18 +174,24 @@ def direct_channel(
     settings: ChannelSettings = ChannelSettings.default,
     *,
     tls: TlsSettings | None = None,
+    interceptors: Sequence[Any] = (),
 ) -> grpc.aio.Channel:
     """A channel as ``create_channel`` makes it (retry, keepalive, reconnect, TLS)
-    but without client interceptors, for a hot path whose calls carry what the
-    interceptors would add themselves (``Outgoing``: the token and the trace
+    but without client interceptors (unless given), for a hot path whose calls carry
+    what the interceptors would add themselves (``Outgoing``: the token and the trace
     context) and always a timeout. In ``grpc.aio`` an intercepted call costs a task
     and a wrapper per interceptor; on the lookup's three batched calls that is a
     good part of the gateway's CPU."""
     if tls is not None and tls.enabled:
         return grpc.aio.secure_channel(
-            target, tls.channel_credentials(), options=settings.channel_options() + tls.channel_options()
+            target,
+            tls.channel_credentials(),
+            options=settings.channel_options() + tls.channel_options(),
+            interceptors=list(interceptors) or None,
         )
-    return grpc.aio.insecure_channel(target, options=settings.channel_options())
+    return grpc.aio.insecure_channel(
+        target, options=settings.channel_options(), interceptors=list(interceptors) or None
+    )
 
 
 class Outgoing:

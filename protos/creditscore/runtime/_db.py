@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, DateTime, Engine, MetaData, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.types import TypeDecorator
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -76,7 +76,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
-        memory = database in ("", ":memory:") or database.startswith("file::memory:")
+        memory = _in_memory(parsed)
         if memory:
             kwargs.setdefault("poolclass", StaticPool)
             kwargs.setdefault("connect_args", {"check_same_thread": False})
@@ -112,6 +112,12 @@ def _write_lock(engine: AsyncEngine) -> asyncio.Lock:
     if lock is None:
         lock = _WRITE_LOCKS[engine.sync_engine] = asyncio.Lock()
     return lock
+
+
+def _in_memory(url: URL) -> bool:
+    """Whether a SQLite URL names an in-memory database (no file)."""
+    database = url.database or ""
+    return database in ("", ":memory:") or database.startswith("file::memory:")
 
 
 def _with_pragmas(sync_engine: Engine, *, memory: bool) -> None:
@@ -162,13 +168,10 @@ class Transactions:
         self._sync: Engine | None = None
         self._executor: ThreadPoolExecutor | None = None
         url = engine.url
-        if url.get_backend_name() == "sqlite":
-            database = url.database or ""
-            memory = database in ("", ":memory:") or database.startswith("file::memory:")
-            if not memory:
-                self._sync = create_engine(url.set(drivername="sqlite+pysqlite"))
-                _with_pragmas(self._sync, memory=False)
-                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-tx")
+        if url.get_backend_name() == "sqlite" and not _in_memory(url):
+            self._sync = create_engine(url.set(drivername="sqlite+pysqlite"))
+            _with_pragmas(self._sync, memory=False)
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-tx")
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
         """``fn`` in a transaction that only reads (rolled back at the end)."""
