@@ -77,10 +77,40 @@ Conventions
   records' all-time effects (counts, first record); only time windows, tenure and
   open loans move with ``as_of``. Exact point-in-time vectors come from replaying
   records up to the date, as ``point_in_time_matrix`` does.
+
+How long a vector stays the same: ``vector_valid_until``
+--------------------------------------------------------
+With no record applied or taken out, a vector changes only when time reaches one
+of these instants, and ``vector_valid_until`` is the earliest of them after the
+as-of second (never later than the first):
+
+- the start of the next calendar month: every window (12, 24, 60 months) moves,
+  and with the 12-month window the unpaid bills it holds (counted in their due
+  month) can leave it;
+- an unpaid bill's due time, when still ahead: it starts counting as due and
+  past due;
+- the second at which "worst days late" grows: of the unpaid bills due within
+  the 12-month window, the one due first is the most days late, and days late
+  are rounded up, so its count passes the worst of the window one second after
+  a whole number of days from its due time;
+- a loan account's open time and its (earliest reported) close time, when ahead
+  and the loan is open for some time between them;
+- the second at which a tenure (residence, phone, first record) completes a
+  month (``next_month_step``): the anniversary of its start in a month with that
+  day, else the first second of the month after (a tenure started on January 31
+  completes its first month on March 1 at 00:00:00, as ``months_between``
+  counts).
+
+Until that instant every value is exactly the one as of the as-of second. The
+bound reads what ``feature_values`` reads (at most 12 buckets, the unpaid bills,
+the loan accounts, three tenures), never the history. Some of its instants change
+nothing (a bill of zero amount coming due may leave every ratio as it was): it may
+come early, never late.
 """
 
 from __future__ import annotations
 
+import calendar
 import json
 from bisect import bisect_left, insort
 from collections import defaultdict
@@ -104,14 +134,18 @@ __all__ = [
     "SubjectState",
     "advance_horizon",
     "apply_record",
+    "epoch_seconds",
     "feature_values",
     "feature_vector",
     "month_index",
     "months_between",
+    "next_month_start",
+    "next_month_step",
     "point_in_time_matrix",
     "rebuild_state",
     "repair",
     "unapply_record",
+    "vector_valid_until",
 ]
 
 #: Monthly buckets kept: the longest window (60 months) plus a 12-month margin.
@@ -181,6 +215,32 @@ def months_between(earlier: int, later: int) -> int:
     if (b.day, b.hour, b.minute, b.second) < (a.day, a.hour, a.minute, a.second):
         months -= 1
     return max(0, months)
+
+
+def _month_start(month: int) -> int:
+    """The first second (UTC epoch) of the month ``month`` (as ``month_index`` gives)."""
+    year, month0 = divmod(month, 12)
+    return (date(year, month0 + 1, 1).toordinal() - _EPOCH_ORDINAL) * _DAY
+
+
+def next_month_start(seconds: int) -> int:
+    """The first second of the calendar month (UTC) after the one of ``seconds``."""
+    return _month_start(month_index(seconds) + 1)
+
+
+def next_month_step(start: int, after: int) -> int:
+    """The earliest second later than ``after`` at which ``months_between(start, t)``
+    grows (it never falls as ``t`` grows): the day of ``start`` at its time of day,
+    in the month after ``months_between(start, after)`` whole months; in a month
+    too short for that day, the first second of the month after it. From
+    2026-01-31 12:00 the first step is 2026-03-01 00:00:00, the next 2026-03-31 12:00."""
+    a = datetime.fromtimestamp(start, UTC)
+    target = a.year * 12 + a.month - 1 + months_between(start, after) + 1
+    year, month0 = divmod(target, 12)
+    if a.day > calendar.monthrange(year, month0 + 1)[1]:
+        return _month_start(target + 1)
+    day = date(year, month0 + 1, a.day).toordinal() - _EPOCH_ORDINAL
+    return day * _DAY + a.hour * 3600 + a.minute * 60 + a.second
 
 
 def _days_late(due: int, paid: int) -> int:
@@ -708,14 +768,63 @@ def feature_values(state: SubjectState, as_of_seconds: int) -> list[float | None
     return values
 
 
+def vector_valid_until(state: SubjectState, as_of_seconds: int) -> int:
+    """The earliest epoch second after ``as_of_seconds`` at which
+    ``feature_values(state, t)`` may differ from its value as of ``as_of_seconds``
+    with no record applied or taken out; for every ``t`` before it (and not before
+    ``as_of_seconds``) the values are the same. At the latest the start of the
+    next calendar month. Which instants count: see the module docstring."""
+    now = as_of_seconds
+    this_month = month_index(now)
+    until = _month_start(this_month + 1)
+
+    # Bills: the first coming due, and the one due first within the window, whose
+    # days late (the most of any unpaid bill) may pass the worst of the paid ones.
+    first_window_month = this_month - 11
+    worst_paid = 0
+    for age in range(12):
+        bucket = state.months.get(this_month - age)
+        if bucket is not None and bucket[_BILLS_WORST_LATE] > worst_paid:
+            worst_paid = bucket[_BILLS_WORST_LATE]
+    earliest_due: int | None = None
+    for due, _ in state.unpaid:  # sorted by due time
+        if due > now:
+            until = min(until, due)
+            break
+        if earliest_due is None and first_window_month <= month_index(due):
+            earliest_due = due
+    if earliest_due is not None:
+        worst = max(worst_paid, _days_late(earliest_due, now))
+        until = min(until, earliest_due + worst * _DAY + 1)
+
+    # Loans open from their open time until their earliest close time.
+    for opened, _, closes in state.loans.values():
+        closed = closes[0] if closes else None
+        if closed is not None and closed <= opened:
+            continue  # never open
+        if opened > now:
+            until = min(until, opened)
+        elif closed is not None and closed > now:
+            until = min(until, closed)
+
+    # Tenures: a step is after the start, so a start at or past ``until`` cannot come sooner.
+    starts = [fact[0] for fact in (state.residence, state.phone) if fact is not None]
+    if state.first_time is not None:
+        starts.append(state.first_time)
+    for start in starts:
+        if start < until:
+            until = min(until, next_month_step(start, now))
+    return until
+
+
 def feature_vector(state: SubjectState, as_of: datetime) -> dict[str, float | None]:
     """Feature name -> value (None = no data) as of ``as_of``, in catalog order."""
     if as_of.tzinfo is None:
         raise ValueError("as_of must be timezone-aware")
-    return dict(zip(FEATURE_NAMES, feature_values(state, _seconds(as_of)), strict=True))
+    return dict(zip(FEATURE_NAMES, feature_values(state, epoch_seconds(as_of)), strict=True))
 
 
-def _seconds(value: datetime) -> int:
+def epoch_seconds(value: datetime) -> int:
     """Epoch seconds of an aware datetime, rounded down."""
     return int(value.timestamp() // 1)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from creditscore.catalog import FEATURE_NAMES, SOURCE_OF_BODY
 from creditscore.common.v1 import common_pb2
@@ -21,10 +21,13 @@ from .aggregates import (
     NO_REPAIRS,
     Repairs,
     apply_record,
+    epoch_seconds,
     feature_vector,
+    next_month_start,
     rebuild_state,
     repair,
     unapply_record,
+    vector_valid_until,
 )
 from .store import (
     AppliedRow,
@@ -70,20 +73,30 @@ class SubjectHoldings:
 
 @dataclass(frozen=True)
 class SubjectVector:
-    """One subject's features as of a time."""
+    """One subject's features as of a time, and until when they stay the same."""
 
     subject_id: str
     as_of: datetime
     values: dict[str, float | None]  # catalog order; None = no data
     record_count: int
+    # The instant the values may change with no record applied or purged
+    # (``aggregates.vector_valid_until``); they are the same from ``as_of`` until then.
+    valid_until: datetime
 
 
 def _vector_of(subject_id: str, stored: StoredState | None, when: datetime) -> SubjectVector:
     """The vector of a subject's stored aggregates (None: no record applied, so
     every feature is missing and the record count 0) as of ``when``."""
+    seconds = epoch_seconds(when)
     if stored is None:
-        return SubjectVector(subject_id, when, dict.fromkeys(FEATURE_NAMES), 0)
-    return SubjectVector(subject_id, when, feature_vector(stored.state, when), stored.record_count)
+        until = next_month_start(seconds)
+        return SubjectVector(subject_id, when, dict.fromkeys(FEATURE_NAMES), 0, _utc(until))
+    until = vector_valid_until(stored.state, seconds)
+    return SubjectVector(subject_id, when, feature_vector(stored.state, when), stored.record_count, _utc(until))
+
+
+def _utc(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 class FeatureBook:
@@ -97,7 +110,7 @@ class FeatureBook:
         store: FeatureStore,
         *,
         clock: Callable[[], datetime] = utcnow,
-        clock_skew: timedelta = timedelta(seconds=60),
+        clock_skew: timedelta = timedelta(seconds=300),
     ) -> None:
         self._store = store
         self._clock = clock

@@ -81,4 +81,5 @@ def _vector(vector: SubjectVector) -> feature_pb2.FeatureVector:
             for name, value in vector.values.items()
         ],
         record_count=vector.record_count,
+        valid_until_time=to_timestamp(vector.valid_until),
     )

@@ -12,6 +12,7 @@ from creditscore.catalog import FEATURE_NAMES
 from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
 from creditscore.records.v1 import records_pb2 as R
 from creditscore.runtime import CallError, ServerSettings, create_channel, to_timestamp
+from feature_service.aggregates import SubjectState, apply_record, vector_valid_until
 from feature_service.config import Settings
 from feature_service.server import build_server
 from tests.authkit import NO_AUTH
@@ -200,3 +201,31 @@ async def test_a_malformed_retraction_is_refused(stub):
     err = await _invalid(stub.ApplyRecords(_apply("req-1", with_body, no_revision, negative), timeout=5))
     assert [v.field for v in err.violations] == [
         "records[0].record.bill", "records[1].record.revision", "records[2].record.revision"]
+
+
+async def test_a_vector_says_until_when_it_stays_the_same(stub):
+    envelopes = [_bill("b1", "s1", 11), _bill("b2", "s1", 12, paid=False)]
+    await stub.ApplyRecords(_apply("req-1", *envelopes), timeout=5)
+    state = SubjectState()
+    for envelope in envelopes:
+        apply_record(state, envelope.record)
+
+    def expected(as_of: datetime) -> datetime:
+        return datetime.fromtimestamp(vector_valid_until(state, int(as_of.timestamp())), UTC)
+
+    # As of 2026-02-01 00:00 the unpaid bill is exactly 53 days late: 54 a second later.
+    vector = await _vector(stub, "s1")
+    assert vector.HasField("valid_until_time")
+    assert vector.valid_until_time.ToDatetime(tzinfo=UTC) == expected(AS_OF) == AS_OF + timedelta(seconds=1)
+    # Before it came due (2025-12-10), and after the first record's one-month tenure
+    # (2025-12-09, a month after 2025-11-09): when it comes due.
+    early = datetime(2025, 12, 9, 8, tzinfo=UTC)
+    vector = await _vector(stub, "s1", early)
+    assert vector.valid_until_time.ToDatetime(tzinfo=UTC) == expected(early) == datetime(2025, 12, 10, tzinfo=UTC)
+    # GetFeatureVectors (as of now) carries it too; nobody's is the next month start.
+    reply = await stub.GetFeatureVectors(feature_pb2.GetFeatureVectorsRequest(subject_ids=["s1", "nobody"]), timeout=5)
+    known, nobody = reply.feature_vectors
+    now = known.as_of_time.ToDatetime(tzinfo=UTC)
+    assert known.valid_until_time.ToDatetime(tzinfo=UTC) == expected(now)
+    next_month = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
+    assert nobody.valid_until_time.ToDatetime(tzinfo=UTC) == next_month

@@ -14,6 +14,7 @@ from creditscore.catalog import FEATURE_NAMES
 from creditscore.feature.v1 import feature_pb2
 from creditscore.runtime import SUBJECT_ID_RULE, InvalidArgument, Transactions, make_engine
 from creditscore.sim import producer_of, simulate
+from feature_service.aggregates import epoch_seconds, next_month_start, vector_valid_until
 from feature_service.features import FeatureBook
 from feature_service.store import FeatureStore
 from feature_service.validation import MAX_SUBJECTS_PER_BATCH, validate_get_feature_vectors
@@ -73,6 +74,33 @@ async def test_a_batch_reads_with_one_statement_whatever_its_size(loaded):
         counts.append(len(statements))
     assert counts == [1, 1], counts
     assert statements[0].lstrip().upper().startswith("SELECT")
+
+
+async def test_each_vector_is_valid_until_the_first_instant_its_state_may_change(database_url):
+    engine = make_engine(database_url)
+    try:
+        store = FeatureStore(engine)
+        await store.create_schema()
+        book = FeatureBook(store, clock=lambda: NOW)
+        population = simulate(12, seed=3, as_of=AS_OF)
+        await book.apply([(producer_of(r), r) for r in population.records])
+        subjects = [s.subject_id for s in population.subjects]
+        now = int(NOW.timestamp())
+        stored = await store.get_many(subjects)
+        expected = [datetime.fromtimestamp(vector_valid_until(stored[s].state, now), UTC) for s in subjects]
+        assert [v.valid_until for v in await book.vectors(subjects)] == expected
+        assert all(NOW < until <= datetime(2026, 12, 1, tzinfo=UTC) for until in expected)
+        assert len(set(expected)) > 1  # not only the month boundary
+        # One subject as of an earlier time; a subject never seen: the next month.
+        earlier = datetime(2026, 6, 15, 9, 30, 15, 500_000, tzinfo=UTC)
+        vector = await book.vector(subjects[0], earlier)
+        assert vector.valid_until == datetime.fromtimestamp(
+            vector_valid_until(stored[subjects[0]].state, epoch_seconds(earlier)), UTC)
+        unknown = await book.vector("never-seen", earlier)
+        assert unknown.valid_until == datetime(2026, 7, 1, tzinfo=UTC)
+        assert unknown.valid_until == datetime.fromtimestamp(next_month_start(epoch_seconds(earlier)), UTC)
+    finally:
+        await engine.dispose()
 
 
 def _request(*subject_ids: str) -> feature_pb2.GetFeatureVectorsRequest:

@@ -56,16 +56,18 @@ class GetFeatureVectorsResponse(_message.Message):
     def __init__(self, feature_vectors: _Optional[_Iterable[_Union[FeatureVector, _Mapping]]] = ...) -> None: ...
 
 class FeatureVector(_message.Message):
-    __slots__ = ("subject_id", "as_of_time", "features", "record_count")
+    __slots__ = ("subject_id", "as_of_time", "features", "record_count", "valid_until_time")
     SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     AS_OF_TIME_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    VALID_UNTIL_TIME_FIELD_NUMBER: _ClassVar[int]
     subject_id: str
     as_of_time: _timestamp_pb2.Timestamp
     features: _containers.RepeatedCompositeFieldContainer[_common_pb2.FeatureValue]
     record_count: int
-    def __init__(self, subject_id: _Optional[str] = ..., as_of_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., features: _Optional[_Iterable[_Union[_common_pb2.FeatureValue, _Mapping]]] = ..., record_count: _Optional[int] = ...) -> None: ...
+    valid_until_time: _timestamp_pb2.Timestamp
+    def __init__(self, subject_id: _Optional[str] = ..., as_of_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., features: _Optional[_Iterable[_Union[_common_pb2.FeatureValue, _Mapping]]] = ..., record_count: _Optional[int] = ..., valid_until_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetFeatureVectorResponse(_message.Message):
     __slots__ = ("feature_vector",)
