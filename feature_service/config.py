@@ -23,6 +23,7 @@ class Settings:
     )
     clock_skew_seconds: float = env_field(
         "FEATURE_CLOCK_SKEW_SECONDS",
-        60.0,
-        help="how far ahead of this host's clock a record's event time or a lookup's as-of time may be",
+        300.0,
+        help="how far ahead of this host's clock a record's event time or a lookup's as-of time may be "
+        "(at least the ingest service's 5 minutes: a record ingest accepted must not be refused here)",
     )
