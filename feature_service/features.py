@@ -1,25 +1,46 @@
 """The feature service's use cases: apply each version of a record exactly once,
-read a vector, or the vectors of many subjects at once.
+read a vector, or the vectors of many subjects at once, and the subjects' current
+scores.
 
-``FeatureBook`` joins the feature engine (``aggregates``) and the store: it is what
-the servicer calls, and it knows neither gRPC nor SQL.
+``FeatureBook`` joins the feature engine (``aggregates``), the store and, when
+given one, the scoring service (``scores.Scorer``): it is what the servicer
+calls, and it knows neither gRPC nor SQL.
+
+With a scorer, every subject's score is materialized next to its aggregates: an
+apply or a per-source purge has the scoring service score the changed subjects'
+new vectors (as of now) and writes each score with its row in the same
+transaction, before it commits; when scoring fails, nothing is committed and the
+call fails (``Unavailable``, SCORING_UNAVAILABLE). ``current_scores`` answers
+from those rows; see ``scores`` for when a stored score is stale and what scores
+it again. Without a scorer rows are written without a score, and
+``current_scores`` is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
-from creditscore.catalog import FEATURE_NAMES, SOURCE_OF_BODY
+from creditscore.catalog import FEATURE_NAMES, SOURCE_OF_BODY, sources_used
 from creditscore.common.v1 import common_pb2
 from creditscore.records.v1 import records_pb2
-from creditscore.runtime import PurgedTable, Violations, check_purge_request, check_subject_id, utcnow
+from creditscore.runtime import (
+    FailedPrecondition,
+    PurgedTable,
+    Violations,
+    check_purge_request,
+    check_subject_id,
+    utcnow,
+)
+from creditscore.scoring.v1 import scoring_pb2
 
 from .aggregates import (
     NO_REPAIRS,
     Repairs,
+    SubjectState,
     apply_record,
     epoch_seconds,
     feature_vector,
@@ -29,20 +50,27 @@ from .aggregates import (
     unapply_record,
     vector_valid_until,
 )
+from .scores import MAX_SCORE_BATCH, SCORING_NOT_CONFIGURED, Scorer
 from .store import (
     AppliedRow,
     AppliedVersion,
     FeatureStore,
+    MaterializedScore,
     RecordKey,
     StoredState,
     applied_records,
     subject_features,
 )
 
-__all__ = ["ApplyResult", "FeatureBook", "SubjectHoldings", "SubjectVector"]
+__all__ = ["ApplyResult", "CurrentScore", "FeatureBook", "SubjectHoldings", "SubjectVector", "feature_values"]
+
+#: A subject's current score and the scored sources with a value in its vector.
+CurrentScore = tuple[scoring_pb2.Score, frozenset[int]]
 
 _SOURCES = frozenset(v.number for v in common_pb2.DataSource.DESCRIPTOR.values if v.number)
 
+
+T = TypeVar("T")
 
 @dataclass(frozen=True)
 class ApplyResult:
@@ -99,11 +127,33 @@ def _utc(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+def feature_values(vector: SubjectVector) -> list[common_pb2.FeatureValue]:
+    """The vector's values as the contracts carry them: every catalog feature in
+    catalog order, value unset where there is no data."""
+    return [
+        common_pb2.FeatureValue(name=name) if value is None else common_pb2.FeatureValue(name=name, value=value)
+        for name, value in vector.values.items()
+    ]
+
+
+def _fresh(score: MaterializedScore, active_model: str, now: datetime) -> bool:
+    """Whether a stored score still answers: the active model gave it, and its
+    vector has not moved since."""
+    return score.model_version == active_model and now < score.valid_until
+
+
+def _answer(score: MaterializedScore) -> CurrentScore:
+    return scoring_pb2.Score.FromString(score.score), score.sources_used
+
+
 class FeatureBook:
-    """Applies records to subjects' aggregates and serves feature vectors.
+    """Applies records to subjects' aggregates and serves feature vectors and,
+    with a scorer, the subjects' current scores (materialized; see the module).
 
     ``clock`` gives "now"; ``clock_skew`` is how far ahead of it a record's event
-    time or a lookup's as-of time may be (clocks of different hosts differ)."""
+    time or a lookup's as-of time may be (clocks of different hosts differ).
+    ``scorer`` (None: nothing is materialized) scores vectors, each of its calls
+    given ``score_timeout_seconds``."""
 
     def __init__(
         self,
@@ -111,14 +161,45 @@ class FeatureBook:
         *,
         clock: Callable[[], datetime] = utcnow,
         clock_skew: timedelta = timedelta(seconds=300),
+        scorer: Scorer | None = None,
+        score_timeout_seconds: float = 5.0,
     ) -> None:
         self._store = store
         self._clock = clock
         self._clock_skew = clock_skew
+        self._scorer = scorer
+        self._score_timeout = score_timeout_seconds
+        # The active model version, from the scoring service's answers (None: not
+        # known yet), and how many times it has changed since it was first known.
+        self._active_model: str | None = None
+        self._model_changes = 0
+        # The active model's score of an empty vector: every subject without data
+        # gets it (with its own subject_id); kept until the active model changes.
+        self._empty_score: scoring_pb2.Score | None = None
         # One batch at a time in this process: batches for the same subjects would
         # otherwise wait on each other's row locks (PostgreSQL) or the database
         # lock (SQLite) while holding a connection each.
         self._lock = asyncio.Lock()
+        # Writes in flight (``_unbroken``): ``drain`` waits for them.
+        self._writes: set[asyncio.Task[Any]] = set()
+
+    async def _unbroken(self, work: Coroutine[Any, Any, T]) -> T:
+        """Runs a write transaction to its end even when the caller goes away: its
+        transaction now spans a call to the scoring service, and a cancellation
+        there (a client that gave up, a server stopping) would cut it off in the
+        middle and leave its database connection behind. The caller's
+        cancellation still reaches the caller; the write commits or rolls back on
+        its own (an apply is redelivered anyway). ``drain`` waits for them."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        return await asyncio.shield(task)
+
+    async def drain(self) -> None:
+        """Waits for the writes in flight (a server's stop hook, before the engine
+        is disposed)."""
+        while self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
 
     def latest_allowed_time(self) -> datetime:
         """The latest event or as-of time accepted now (now plus the clock skew)."""
@@ -150,41 +231,46 @@ class FeatureBook:
             )
             for key, record in unique.items()
         }
-        async with self._lock:
-            now = self._clock()
-            async with self._store.batch() as batch:
-                before = await batch.claim(incoming, now)
-                changes: list[tuple[AppliedVersion | None, records_pb2.Record]] = []
-                newer: dict[RecordKey, AppliedVersion] = {}
-                for key, record in unique.items():
-                    prior = before[key]
-                    if prior is None:
-                        changes.append((None, record))
-                    elif record.revision > prior.revision:
-                        changes.append((prior, record))
-                        # A retraction has no body: the record keeps its source.
-                        newer[key] = replace(incoming[key], source=incoming[key].source or prior.source)
-                await batch.replace(newer, now)
-                subjects = {record.subject_id for prior, record in changes if _feeds_features(record)}
-                subjects |= {prior.subject_id for prior, _ in changes if prior is not None and prior.payload}
-                states = await batch.lock_states(sorted(subjects), now)
-                needs: dict[str, Repairs] = {}
-                for prior, record in changes:
-                    if prior is not None and prior.payload is not None:
-                        old = records_pb2.Record.FromString(prior.payload)
-                        found = unapply_record(states[prior.subject_id], old)
-                        needs[prior.subject_id] = needs.get(prior.subject_id, NO_REPAIRS) | found
-                    if _feeds_features(record):
-                        apply_record(states[record.subject_id], record)
-                for subject_id, need in needs.items():
-                    if need:
-                        remaining = [
-                            records_pb2.Record.FromString(payload)
-                            for payload in await batch.feeding_payloads(subject_id)
-                        ]
-                        repair(states[subject_id], need, remaining)
-                await batch.save_states(states, now)
-        return ApplyResult(applied=len(changes), duplicates=len(envelopes) - len(changes))
+        async def work() -> ApplyResult:
+            async with self._lock:
+                now = self._clock()
+                async with self._store.batch() as batch:
+                    before = await batch.claim(incoming, now)
+                    changes: list[tuple[AppliedVersion | None, records_pb2.Record]] = []
+                    newer: dict[RecordKey, AppliedVersion] = {}
+                    for key, record in unique.items():
+                        prior = before[key]
+                        if prior is None:
+                            changes.append((None, record))
+                        elif record.revision > prior.revision:
+                            changes.append((prior, record))
+                            # A retraction has no body: the record keeps its source.
+                            newer[key] = replace(incoming[key], source=incoming[key].source or prior.source)
+                    await batch.replace(newer, now)
+                    subjects = {record.subject_id for prior, record in changes if _feeds_features(record)}
+                    subjects |= {prior.subject_id for prior, _ in changes if prior is not None and prior.payload}
+                    states = await batch.lock_states(sorted(subjects), now)
+                    needs: dict[str, Repairs] = {}
+                    for prior, record in changes:
+                        if prior is not None and prior.payload is not None:
+                            old = records_pb2.Record.FromString(prior.payload)
+                            found = unapply_record(states[prior.subject_id], old)
+                            needs[prior.subject_id] = needs.get(prior.subject_id, NO_REPAIRS) | found
+                        if _feeds_features(record):
+                            apply_record(states[record.subject_id], record)
+                    for subject_id, need in needs.items():
+                        if need:
+                            remaining = [
+                                records_pb2.Record.FromString(payload)
+                                for payload in await batch.feeding_payloads(subject_id)
+                            ]
+                            repair(states[subject_id], need, remaining)
+                    # Scored before the commit: a scoring failure rolls the whole batch back.
+                    scores = await self._materialize(states, now)
+                    await batch.save_states(states, now, scores)
+            return ApplyResult(applied=len(changes), duplicates=len(envelopes) - len(changes))
+
+        return await self._unbroken(work())
 
     async def vector(self, subject_id: str, as_of: datetime | None = None) -> SubjectVector:
         """The subject's features as of ``as_of`` (now when None). A subject with no
@@ -217,35 +303,42 @@ class FeatureBook:
         aggregates rebuilt from the versions of the other sources this service
         keeps (``aggregates.rebuild_state``): exactly the state of a subject that
         never had that source, with no call to the ingest service. A subject left
-        with nothing that feeds features has no aggregates row, as if never seen."""
+        with nothing that feeds features has no aggregates row, as if never seen.
+        With a scorer the rebuilt vector is scored before the commit; a forgotten
+        subject's score goes with its row."""
         v = Violations()
         check_purge_request(v, request_id, subject_id, source, _SOURCES)
         v.raise_if_any("the request is not valid")
-        async with self._lock:
-            now = self._clock()
-            async with self._store.batch() as batch:
-                done = await batch.claim_purge(request_id, now)
-                if done is not None:
-                    return done
-                # Lock the subject's aggregates first: an apply of another replica
-                # waits for this rebuild instead of overwriting it.
-                await batch.lock_state(subject_id)
-                deleted = await batch.delete_applied(subject_id, source or None)
-                rewritten = 0
-                remaining = []
-                if source:
-                    remaining = [records_pb2.Record.FromString(p) for p in await batch.feeding_payloads(subject_id)]
-                if remaining:
-                    await batch.put_state(subject_id, rebuild_state(remaining), now)
-                    removed, rewritten = 0, 1
-                else:
-                    removed = await batch.delete_state(subject_id)
-                tables = [
-                    PurgedTable(applied_records.name, deleted),
-                    PurgedTable(subject_features.name, removed, rewritten),
-                ]
-                await batch.record_purge(request_id, tables, now)
-        return tables
+        async def work() -> list[PurgedTable]:
+            async with self._lock:
+                now = self._clock()
+                async with self._store.batch() as batch:
+                    done = await batch.claim_purge(request_id, now)
+                    if done is not None:
+                        return done
+                    # Lock the subject's aggregates first: an apply of another replica
+                    # waits for this rebuild instead of overwriting it.
+                    await batch.lock_state(subject_id)
+                    deleted = await batch.delete_applied(subject_id, source or None)
+                    rewritten = 0
+                    remaining = []
+                    if source:
+                        remaining = [records_pb2.Record.FromString(p) for p in await batch.feeding_payloads(subject_id)]
+                    if remaining:
+                        state = rebuild_state(remaining)
+                        scores = await self._materialize({subject_id: state}, now)
+                        await batch.put_state(subject_id, state, now, scores.get(subject_id))
+                        removed, rewritten = 0, 1
+                    else:
+                        removed = await batch.delete_state(subject_id)
+                    tables = [
+                        PurgedTable(applied_records.name, deleted),
+                        PurgedTable(subject_features.name, removed, rewritten),
+                    ]
+                    await batch.record_purge(request_id, tables, now)
+            return tables
+
+        return await self._unbroken(work())
 
     async def holdings(self, subject_id: str) -> SubjectHoldings:
         """The subject's vector now and every record version held (export)."""
@@ -253,3 +346,169 @@ class FeatureBook:
         check_subject_id(v, subject_id)
         v.raise_if_any("the request is not valid")
         return SubjectHoldings(await self.vector(subject_id), await self._store.applied_of(subject_id))
+
+    # -- materialized scores ----------------------------------------------------------
+
+    @property
+    def model_changes(self) -> int:
+        """How many times the active model version known here has changed since it
+        was first known (the refresher makes a pass over stale rows after each)."""
+        return self._model_changes
+
+    async def active_model(self) -> str:
+        """The active model version: the last one the scoring service reported,
+        or asked of it now when none was."""
+        if self._active_model is None:
+            return await self.poll_active_model()
+        return self._active_model
+
+    async def poll_active_model(self) -> str:
+        """Asks the scoring service which model version is active, and keeps it."""
+        version = await self._scoring().active_model(self._score_timeout)
+        self._note_model(version)
+        return version
+
+    async def current_scores(self, subject_ids: Sequence[str]) -> list[CurrentScore]:
+        """The current score of each of ``subject_ids`` (already validated) and the
+        scored sources with a value in the vector it scored, one per id in the
+        given order (repeats included).
+
+        A fresh stored score is answered from its row alone: one read of the score
+        columns for all the ids. Stale rows (see ``scores``) are scored again within
+        the call, with one scoring call, and written back. A subject without a row
+        (no data) gets the active model's score of an empty vector, the same for
+        every such subject but for its subject_id (score_id 0, score_time now),
+        scored once per model version. ``FailedPrecondition``
+        (SCORING_NOT_CONFIGURED) without a scorer; ``Unavailable``
+        (SCORING_UNAVAILABLE) when a score must be computed and the scoring
+        service cannot be reached."""
+        self._scoring()
+        active = await self.active_model()
+        now = self._clock()
+        stored = await self._store.scores_of(subject_ids)
+        answers: dict[str, CurrentScore] = {}
+        stale: list[str] = []
+        for subject_id, row in stored.items():
+            if row is not None and _fresh(row, active, now):
+                answers[subject_id] = _answer(row)
+            else:
+                stale.append(subject_id)
+        if stale:
+            answers.update((await self._rescore(stale, active))[0])
+        out: list[CurrentScore] = []
+        for subject_id in subject_ids:
+            answer = answers.get(subject_id)
+            if answer is None:  # no row (or forgotten since the read): no data
+                empty = scoring_pb2.Score()
+                empty.CopyFrom(await self._no_data_score(subject_id, now))
+                empty.subject_id = subject_id
+                empty.score_id = 0
+                empty.score_time.FromDatetime(now)
+                answer = (empty, frozenset())
+            out.append(answer)
+        return out
+
+    async def rescore_expired(self, limit: int = MAX_SCORE_BATCH) -> tuple[int, bool]:
+        """Scores again up to ``limit`` rows whose vector may have moved with time
+        (``valid_until`` passed), the earliest first: how many were scored, and
+        whether more may be waiting (the batch was full)."""
+        subject_ids = await self._store.expired_subjects(self._clock(), limit)
+        if not subject_ids:
+            return 0, False
+        _, count = await self._rescore(subject_ids, await self.active_model())
+        return count, len(subject_ids) == limit
+
+    async def rescore_stale(self, after: str, limit: int = MAX_SCORE_BATCH) -> tuple[int, str | None]:
+        """One batch of a pass over every stale row in key order: scores again up
+        to ``limit`` stale rows of subjects after ``after``; how many were scored,
+        and the key to continue after (None: the pass is done)."""
+        active = await self.active_model()
+        subject_ids = await self._store.stale_subjects(active, self._clock(), after, limit)
+        if not subject_ids:
+            return 0, None
+        _, count = await self._rescore(subject_ids, active)
+        return count, subject_ids[-1] if len(subject_ids) == limit else None
+
+    def _scoring(self) -> Scorer:
+        if self._scorer is None:
+            raise FailedPrecondition(
+                "this feature service has no scoring service to score with", reason=SCORING_NOT_CONFIGURED
+            )
+        return self._scorer
+
+    def _note_model(self, version: str) -> None:
+        """Keeps ``version`` as the active model version (the scoring service said so)."""
+        if version and version != self._active_model:
+            if self._active_model is not None:
+                self._model_changes += 1
+            self._active_model = version
+
+    async def _score(self, vectors: Sequence[SubjectVector]) -> list[tuple[scoring_pb2.Score, MaterializedScore]]:
+        """The scoring service's score of each vector, in order, as returned and as
+        stored: one call per ``MAX_SCORE_BATCH`` vectors."""
+        scorer = self._scoring()
+        out: list[tuple[scoring_pb2.Score, MaterializedScore]] = []
+        for start in range(0, len(vectors), MAX_SCORE_BATCH):
+            part = vectors[start:start + MAX_SCORE_BATCH]
+            scores = await scorer.score([(v.subject_id, feature_values(v)) for v in part], self._score_timeout)
+            for vector, score in zip(part, scores, strict=True):
+                stored = MaterializedScore(
+                    score.SerializeToString(deterministic=True),
+                    score.model_version,
+                    sources_used(vector.values.items()),
+                    vector.valid_until,
+                )
+                out.append((score, stored))
+            if scores:
+                self._note_model(scores[-1].model_version)
+        return out
+
+    async def _materialize(self, states: Mapping[str, SubjectState], now: datetime) -> dict[str, MaterializedScore]:
+        """The scores of the vectors of new aggregates as of ``now``, by subject
+        (none without a scorer): written with them, in their transaction."""
+        if self._scorer is None or not states:
+            return {}
+        vectors = [
+            _vector_of(subject_id, StoredState(subject_id, state, state.record_count, now), now)
+            for subject_id, state in sorted(states.items())
+        ]
+        return {vector.subject_id: stored for vector, (_, stored) in zip(vectors, await self._score(vectors))}
+
+    async def _rescore(
+        self, subject_ids: Sequence[str], active_model: str
+    ) -> tuple[dict[str, CurrentScore], int]:
+        """The current scores of those of ``subject_ids`` that still have a row, and
+        how many were scored again. Under the book's lock, with the rows locked as
+        an apply locks them, so that a score is never written over a newer apply's:
+        a row found fresh by now is answered as it is; the others' vectors (as of
+        now) are scored in one call and written back in the same transaction."""
+        async def work() -> tuple[dict[str, CurrentScore], int]:
+            async with self._lock:
+                now = self._clock()
+                async with self._store.batch() as batch:
+                    rows = await batch.lock_scored(subject_ids)
+                    answers: dict[str, CurrentScore] = {}
+                    vectors: list[SubjectVector] = []
+                    for subject_id, (state, row) in rows.items():
+                        if row is not None and _fresh(row, active_model, now):
+                            answers[subject_id] = _answer(row)
+                        else:
+                            vectors.append(_vector_of(subject_id, state, now))
+                    if vectors:
+                        scored = await self._score(vectors)
+                        await batch.save_scores({v.subject_id: stored for v, (_, stored) in zip(vectors, scored)})
+                        for vector, (given, stored) in zip(vectors, scored):
+                            answers[vector.subject_id] = (given, stored.sources_used)
+            return answers, len(vectors)
+
+        return await self._unbroken(work())
+
+    async def _no_data_score(self, subject_id: str, now: datetime) -> scoring_pb2.Score:
+        """The active model's score of an empty vector (asked once per model
+        version, with ``subject_id``: the scoring service needs one)."""
+        active = await self.active_model()
+        cached = self._empty_score
+        if cached is None or cached.model_version != active:
+            [(cached, _)] = await self._score([_vector_of(subject_id, None, now)])
+            self._empty_score = cached
+        return cached

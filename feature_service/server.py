@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import grpc
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -13,15 +14,20 @@ from creditscore.runtime import (
     KIND_SERVICE,
     RegisteredService,
     ServerHandle,
+    create_channel,
     create_server,
     make_engine,
     prepare_schema,
     server_auth,
+    service_tokens,
 )
+from creditscore.scoring.v1 import scoring_pb2_grpc
 
+from .clients import GrpcScorer
 from .config import Settings
 from .features import FeatureBook
 from .migrations import MIGRATIONS
+from .scores import Scorer, ScoreRefresher
 from .servicer import FeatureServicer
 from .store import FeatureStore
 
@@ -31,8 +37,8 @@ DOMAIN = "feature.creditscore"
 
 _SERVICE = feature_pb2.DESCRIPTOR.services_by_name["FeatureService"]
 #: Who may call what: services only (ingest applies records; the gateway reads
-#: vectors, one subject or a batch of them at a time; the consent service purges
-#: and exports).
+#: subjects' current scores, and vectors, one subject or a batch of them at a time;
+#: the consent service purges and exports).
 POLICY = {f"/{_SERVICE.full_name}/{m.name}": {KIND_SERVICE} for m in _SERVICE.methods}
 
 
@@ -41,16 +47,47 @@ async def build_server(
     *,
     tracer_provider: TracerProvider | None = None,
     meter_provider: MeterProvider | None = None,
+    scorer: Scorer | None = None,
 ) -> ServerHandle:
     """The FeatureService on ``settings.server`` over ``settings.database_url``
     (migrated to this build's schema, or checked, per ``settings.auto_migrate``);
-    not started. Stopping it disposes the engine."""
+    not started.
+
+    Subjects' materialized scores come from the scoring service at
+    ``settings.scoring_service_addr`` (with this service's own tokens, from the
+    consent service, when auth is required; ``settings.channel`` for retries and
+    keepalive), or from ``scorer`` when one is given (then no channel is made).
+    Starting the server starts the score refresher; stopping it stops the
+    refresher, closes the channels and disposes the engine."""
     auth = server_auth(settings.auth, AUDIENCE_INTERNAL, POLICY, service="feature_service")
     engine = make_engine(settings.database_url)
+    channels: list[grpc.aio.Channel] = []
     try:
         store = FeatureStore(engine)
         await prepare_schema(engine, MIGRATIONS, auto_migrate=settings.auto_migrate)
-        book = FeatureBook(store, clock_skew=timedelta(seconds=settings.clock_skew_seconds))
+        if scorer is None:
+            tokens, token_channel = service_tokens(
+                settings.auth, settings.consent_service_addr, settings.channel, tls=settings.tls
+            )
+            if token_channel is not None:
+                channels.append(token_channel)
+            scoring_channel = create_channel(
+                settings.scoring_service_addr, settings.channel, tracer_provider=tracer_provider,
+                tokens=tokens, tls=settings.tls,
+            )
+            channels.append(scoring_channel)
+            scorer = GrpcScorer(scoring_pb2_grpc.ScoringServiceStub(scoring_channel))
+        book = FeatureBook(
+            store,
+            clock_skew=timedelta(seconds=settings.clock_skew_seconds),
+            scorer=scorer,
+            score_timeout_seconds=settings.score_timeout_seconds,
+        )
+        refresher = ScoreRefresher(
+            book,
+            refresh_seconds=settings.score_refresh_seconds,
+            model_refresh_seconds=settings.model_refresh_seconds,
+        )
         handle = create_server(
             [
                 RegisteredService(
@@ -67,8 +104,18 @@ async def build_server(
             tls=settings.tls,
         )
     except BaseException:
+        for channel in channels:
+            await channel.close()
         await engine.dispose()
         raise
+    # on_stop hooks run in reverse: the refresher, the writes in flight, the channels,
+    # the store, then the engine.
     handle.on_stop.append(engine.dispose)
     handle.on_stop.append(store.close)
+    for channel in channels:
+        handle.on_stop.append(channel.close)
+    # Before the channels close: writes in flight may still be scoring.
+    handle.on_stop.append(book.drain)
+    handle.on_start.append(refresher.start)
+    handle.on_stop.append(refresher.stop)
     return handle

@@ -8,8 +8,13 @@ from creditscore.common.v1 import common_pb2
 from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
 from creditscore.runtime import to_timestamp
 
-from .features import FeatureBook, SubjectVector
-from .validation import validate_apply_records, validate_get_feature_vector, validate_get_feature_vectors
+from .features import FeatureBook, SubjectVector, feature_values
+from .validation import (
+    validate_apply_records,
+    validate_get_current_scores,
+    validate_get_feature_vector,
+    validate_get_feature_vectors,
+)
 
 __all__ = ["FeatureServicer"]
 
@@ -40,6 +45,22 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
     ) -> feature_pb2.GetFeatureVectorsResponse:
         vectors = await self._book.vectors(validate_get_feature_vectors(request))
         return feature_pb2.GetFeatureVectorsResponse(feature_vectors=[_vector(v) for v in vectors])
+
+    async def GetCurrentScores(
+        self, request: feature_pb2.GetCurrentScoresRequest, context: grpc.aio.ServicerContext
+    ) -> feature_pb2.GetCurrentScoresResponse:
+        subject_ids = validate_get_current_scores(request)
+        scores = await self._book.current_scores(subject_ids)
+        return feature_pb2.GetCurrentScoresResponse(
+            current_scores=[
+                feature_pb2.CurrentScore(
+                    subject_id=subject_id,
+                    score=score,
+                    sources_used=sorted(sources),  # type: ignore[arg-type]
+                )
+                for subject_id, (score, sources) in zip(subject_ids, scores, strict=True)
+            ]
+        )
 
     async def PurgeSubject(
         self, request: feature_pb2.PurgeSubjectRequest, context: grpc.aio.ServicerContext
@@ -76,10 +97,7 @@ def _vector(vector: SubjectVector) -> feature_pb2.FeatureVector:
     return feature_pb2.FeatureVector(
         subject_id=vector.subject_id,
         as_of_time=to_timestamp(vector.as_of),
-        features=[
-            common_pb2.FeatureValue(name=name) if value is None else common_pb2.FeatureValue(name=name, value=value)
-            for name, value in vector.values.items()
-        ],
+        features=feature_values(vector),
         record_count=vector.record_count,
         valid_until_time=to_timestamp(vector.valid_until),
     )

@@ -8,7 +8,12 @@ each subject's aggregates.
   this service applied, whatever order deliveries come in. (The ingest service
   owns the records; this is the copy the aggregates are made of, and goes with
   them.)
-- ``subject_features`` subject -> state JSON (``SubjectState``), record count.
+- ``subject_features`` subject -> state JSON (``SubjectState``), record count,
+  and the materialized score of the subject's vector (``MaterializedScore``: the
+  serialized ``scoring.v1.Score``, its model version, the scored sources with a
+  value, and until when the vector stays the same; all NULL when the row has none).
+  A lookup reads only these score columns (``FeatureStore.scores_of``); the index
+  on ``valid_until`` finds the rows whose vector has moved since it was scored.
 
 A batch of records is applied in one transaction (``FeatureStore.batch``): its
 version rows and its state changes commit together, so a batch redelivered after
@@ -20,10 +25,11 @@ serializes writers on its database lock.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -37,6 +43,7 @@ from sqlalchemy import (
     Text,
     bindparam,
     delete,
+    or_,
     select,
     update,
 )
@@ -59,6 +66,7 @@ __all__ = [
     "MAX_IN_KEYS",
     "AppliedVersion",
     "FeatureStore",
+    "MaterializedScore",
     "RecordKey",
     "StoreBatch",
     "StoredState",
@@ -95,6 +103,12 @@ subject_features = Table(
     Column("state", Text, nullable=False),
     Column("record_count", BigInteger, nullable=False),
     Column("updated_time", UtcDateTime(), nullable=False),
+    # The materialized score (``MaterializedScore``) of the vector of ``state``;
+    # NULL when there is none (rows written without a scoring service).
+    Column("score", LargeBinary, nullable=True),  # a serialized scoring.v1.Score
+    Column("model_version", String(64), nullable=True),
+    Column("sources_used", Integer, nullable=True),  # bit n set: common.v1.DataSource n had a value
+    Column("valid_until", UtcDateTime(), nullable=True, index=True),
 )
 
 #: The answers of the consent service's purge requests (``creditscore.runtime.PurgeLedger``).
@@ -129,6 +143,49 @@ class AppliedRow:
     source: int
     feeds_features: bool
     applied_time: datetime
+
+
+@dataclass(frozen=True)
+class MaterializedScore:
+    """A subject's score as the scoring service gave it for the vector of the
+    subject's stored aggregates: the serialized ``scoring.v1.Score``, the model
+    version that gave it, the scored sources with a value in that vector, and the
+    instant that vector may change with no record applied (its ``valid_until``)."""
+
+    score: bytes
+    model_version: str
+    sources_used: frozenset[int]
+    valid_until: datetime
+
+
+def _mask(sources: Iterable[int]) -> int:
+    out = 0
+    for source in sources:
+        out |= 1 << source
+    return out
+
+
+def _sources(mask: int) -> frozenset[int]:
+    return frozenset(n for n in range(mask.bit_length()) if mask >> n & 1)
+
+
+def _score_columns(score: MaterializedScore | None) -> dict[str, object]:
+    """The score columns' values for ``score`` (all None: no score)."""
+    if score is None:
+        return {"score": None, "model_version": None, "sources_used": None, "valid_until": None}
+    return {
+        "score": score.score,
+        "model_version": score.model_version,
+        "sources_used": _mask(score.sources_used),
+        "valid_until": score.valid_until,
+    }
+
+
+def _score_of(row: Any) -> MaterializedScore | None:
+    """The ``MaterializedScore`` of a row read with the score columns (None: none)."""
+    if row.score is None:
+        return None
+    return MaterializedScore(bytes(row.score), row.model_version, _sources(int(row.sources_used)), row.valid_until)
 
 
 @dataclass(frozen=True)
@@ -203,12 +260,66 @@ class FeatureStore:
 
         return await self._tx.read(read)
 
+    async def scores_of(self, subject_ids: Collection[str]) -> dict[str, MaterializedScore | None]:
+        """The materialized scores of those of ``subject_ids`` that have an
+        aggregates row, by subject id (None: a row without a score): only the score
+        columns, read through the primary key with one statement per
+        ``MAX_IN_KEYS`` distinct ids (one for every ``GetCurrentScores``), in one
+        read transaction. No state JSON is read."""
+        ordered = sorted(set(subject_ids))
+
+        def read(conn: Connection) -> dict[str, MaterializedScore | None]:
+            out: dict[str, MaterializedScore | None] = {}
+            for start in range(0, len(ordered), MAX_IN_KEYS):
+                for row in conn.execute(_SCORES_OF, {"subject_ids": ordered[start:start + MAX_IN_KEYS]}):
+                    out[row.subject_id] = _score_of(row)
+            return out
+
+        return await self._tx.read(read)
+
+    async def expired_subjects(self, now: datetime, limit: int) -> list[str]:
+        """Up to ``limit`` subjects whose scored vector may have changed by ``now``
+        (``valid_until <= now``), the earliest first, through the index on
+        ``valid_until``."""
+        t = subject_features.c
+        query = (
+            select(t.subject_id)
+            .where(t.valid_until <= now)
+            .order_by(t.valid_until, t.subject_id)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return [row.subject_id for row in await conn.execute(query)]
+
+    async def stale_subjects(self, active_model: str, now: datetime, after: str, limit: int) -> list[str]:
+        """Up to ``limit`` subjects after ``after`` (in key order) whose row has no
+        score, a score of another model than ``active_model``, or a vector that may
+        have changed by ``now``: one page of a pass over the whole table."""
+        t = subject_features.c
+        query = (
+            select(t.subject_id)
+            .where(
+                t.subject_id > after,
+                or_(t.score.is_(None), t.model_version != active_model, t.valid_until <= now),
+            )
+            .order_by(t.subject_id)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return [row.subject_id for row in await conn.execute(query)]
+
 
 #: ``FeatureStore.get_many``'s statement, built once (building one costs more
 #: than SQLite runs it).
 _STATES_OF = select(
     subject_features.c.subject_id, subject_features.c.state,
     subject_features.c.record_count, subject_features.c.updated_time,
+).where(subject_features.c.subject_id.in_(bindparam("subject_ids", expanding=True)))
+
+#: ``FeatureStore.scores_of``'s statement (the lookup's read), built once.
+_SCORES_OF = select(
+    subject_features.c.subject_id, subject_features.c.score, subject_features.c.model_version,
+    subject_features.c.sources_used, subject_features.c.valid_until,
 ).where(subject_features.c.subject_id.in_(bindparam("subject_ids", expanding=True)))
 
 
@@ -254,10 +365,16 @@ class StoreBatch:
         t = subject_features.c
         return int((await self._conn.execute(delete(subject_features).where(t.subject_id == subject_id))).rowcount)
 
-    async def put_state(self, subject_id: str, state: SubjectState, now: datetime) -> None:
-        """Writes the subject's aggregates whether or not a row exists."""
+    async def put_state(
+        self, subject_id: str, state: SubjectState, now: datetime, score: MaterializedScore | None = None
+    ) -> None:
+        """Writes the subject's aggregates whether or not a row exists, with the
+        score of their vector (None: the row has no score)."""
         t = subject_features.c
-        values = {"state": state.to_json(), "record_count": state.record_count, "updated_time": now}
+        values = {
+            "state": state.to_json(), "record_count": state.record_count, "updated_time": now,
+            **_score_columns(score),
+        }
         await self._conn.execute(
             dialect_insert(self._dialect, subject_features)
             .values(subject_id=subject_id, **values)
@@ -386,10 +503,18 @@ class StoreBatch:
         result = await self._conn.execute(query)
         return {row.subject_id: SubjectState.from_json(row.state) for row in result}
 
-    async def save_states(self, states: Mapping[str, SubjectState], now: datetime) -> None:
-        """Writes back aggregates obtained from ``lock_states``."""
+    async def save_states(
+        self,
+        states: Mapping[str, SubjectState],
+        now: datetime,
+        scores: Mapping[str, MaterializedScore] | None = None,
+    ) -> None:
+        """Writes back aggregates obtained from ``lock_states``, each with the score
+        of its vector in ``scores`` (a subject not there: the row has no score, so
+        that no score of older aggregates outlives them)."""
         if not states:
             return
+        scores = scores or {}
         table = subject_features
         stmt = (
             update(table)
@@ -398,6 +523,7 @@ class StoreBatch:
                 state=bindparam("b_state"),
                 record_count=bindparam("b_record_count"),
                 updated_time=bindparam("b_updated_time"),
+                **_score_params(),
             )
         )
         await self._conn.execute(
@@ -408,7 +534,61 @@ class StoreBatch:
                     "b_state": state.to_json(),
                     "b_record_count": state.record_count,
                     "b_updated_time": now,
+                    **_score_binds(scores.get(subject_id)),
                 }
                 for subject_id, state in sorted(states.items())
             ],
         )
+
+    async def lock_scored(
+        self, subject_ids: Collection[str]
+    ) -> dict[str, tuple[StoredState, MaterializedScore | None]]:
+        """The aggregates and score of those of ``subject_ids`` that have a row,
+        locked until the transaction ends (in key order, as ``lock_states``). No
+        row is created: a subject forgotten meanwhile stays forgotten."""
+        ordered = sorted(set(subject_ids))
+        t = subject_features.c
+        out: dict[str, tuple[StoredState, MaterializedScore | None]] = {}
+        for start in range(0, len(ordered), MAX_IN_KEYS):
+            query = (
+                select(t.subject_id, t.state, t.record_count, t.updated_time, t.score, t.model_version,
+                       t.sources_used, t.valid_until)
+                .where(t.subject_id.in_(ordered[start:start + MAX_IN_KEYS]))
+                .order_by(t.subject_id)
+                .with_for_update()
+            )
+            for row in await self._conn.execute(query):
+                stored = StoredState(
+                    row.subject_id, SubjectState.from_json(row.state), int(row.record_count), row.updated_time
+                )
+                out[row.subject_id] = (stored, _score_of(row))
+        return out
+
+    async def save_scores(self, scores: Mapping[str, MaterializedScore]) -> None:
+        """Writes the scores of rows locked with ``lock_scored`` (their aggregates
+        unchanged)."""
+        if not scores:
+            return
+        stmt = (
+            update(subject_features)
+            .where(subject_features.c.subject_id == bindparam("b_subject_id"))
+            .values(**_score_params())
+        )
+        await self._conn.execute(
+            stmt,
+            [{"b_subject_id": subject_id, **_score_binds(score)} for subject_id, score in sorted(scores.items())],
+        )
+
+
+def _score_params() -> dict[str, Any]:
+    """The score columns of an executemany ``UPDATE`` (``_score_binds`` gives their values)."""
+    return {
+        "score": bindparam("b_score", type_=LargeBinary),
+        "model_version": bindparam("b_model_version", type_=String),
+        "sources_used": bindparam("b_sources_used", type_=Integer),
+        "valid_until": bindparam("b_valid_until", type_=UtcDateTime),
+    }
+
+
+def _score_binds(score: MaterializedScore | None) -> dict[str, object]:
+    return {f"b_{name}": value for name, value in _score_columns(score).items()}

@@ -8,6 +8,7 @@ Only what the feature engine relies on is checked.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,12 +23,13 @@ __all__ = [
     "MAX_SUBJECTS_PER_BATCH",
     "FeatureQuery",
     "validate_apply_records",
+    "validate_get_current_scores",
     "validate_get_feature_vector",
     "validate_get_feature_vectors",
 ]
 
 MAX_RECORDS_PER_BATCH = 1000
-#: Most subject ids in one GetFeatureVectors.
+#: Most subject ids in one GetFeatureVectors or GetCurrentScores.
 MAX_SUBJECTS_PER_BATCH = 256
 
 # google.protobuf.Timestamp's valid range: 0001-01-01 to 9999-12-31.
@@ -169,14 +171,24 @@ def validate_get_feature_vectors(request: feature_pb2.GetFeatureVectorsRequest) 
     """The subject ids of a valid request, in request order (repeats kept);
     otherwise ``InvalidArgument`` naming the list (``subject_ids``: 1 to
     ``MAX_SUBJECTS_PER_BATCH``) or each bad id (``subject_ids[i]``)."""
+    return _subject_ids(request.subject_ids, "GetFeatureVectors")
+
+
+def validate_get_current_scores(request: feature_pb2.GetCurrentScoresRequest) -> list[str]:
+    """As ``validate_get_feature_vectors``: the subject ids of a valid request, in
+    request order (repeats kept); otherwise ``InvalidArgument``."""
+    return _subject_ids(request.subject_ids, "GetCurrentScores")
+
+
+def _subject_ids(subject_ids: Sequence[str], rpc: str) -> list[str]:
     v = Violations()
-    count = len(request.subject_ids)
+    count = len(subject_ids)
     if v.check(
         1 <= count <= MAX_SUBJECTS_PER_BATCH,
         "subject_ids",
         f"must hold 1 to {MAX_SUBJECTS_PER_BATCH} subject ids",
     ):
-        for i, subject_id in enumerate(request.subject_ids):
+        for i, subject_id in enumerate(subject_ids):
             check_subject_id(v, subject_id, f"subject_ids[{i}]")
-    v.raise_if_any("the GetFeatureVectors request is not valid")
-    return list(request.subject_ids)
+    v.raise_if_any(f"the {rpc} request is not valid")
+    return list(subject_ids)

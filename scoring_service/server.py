@@ -34,9 +34,11 @@ DOMAIN = "scoring.creditscore"
 
 _SERVICE = scoring_pb2.DESCRIPTOR.services_by_name["ScoringService"]
 #: Who may call what: services only (the gateway scores, one vector or a batch;
-#: operators' tools list, activate and roll back models with a service's
-#: credentials; the consent service purges and exports). Partners and producers
-#: never reach it.
+#: the feature service scores its subjects' current vectors with ScoreBatch and
+#: asks ListModels which model is active; operators' tools list, activate and roll
+#: back models with a service's credentials; the consent service purges and
+#: exports). Partners and producers never reach it. The policy tells callers apart
+#: by kind only, not by service id: every service may call every method.
 POLICY = {f"/{_SERVICE.full_name}/{m.name}": {KIND_SERVICE} for m in _SERVICE.methods}
 
 

@@ -9,11 +9,12 @@ that bin costs points the reason says so (``missing_text``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from creditscore.common.v1 import common_pb2
 
-__all__ = ["CATALOG", "FEATURE_NAMES", "SOURCE_OF_BODY", "Feature", "by_name", "features_of_source"]
+__all__ = ["CATALOG", "FEATURE_NAMES", "SOURCE_OF_BODY", "Feature", "by_name", "features_of_source", "sources_used"]
 
 _S = common_pb2.DataSource
 
@@ -166,3 +167,16 @@ SOURCE_OF_BODY: dict[str, int] = {
 def features_of_source(source: int) -> frozenset[str]:
     """The names of the catalog features computed from records of ``source``."""
     return frozenset(f.name for f in CATALOG if f.source == source)
+
+
+def sources_used(values: Iterable[tuple[str, float | None]]) -> frozenset[int]:
+    """The scored data sources with a value among ``(feature name, value)`` pairs
+    (None: no data): what a score of that vector drew on. A feature of no source
+    (``DATA_SOURCE_UNSPECIFIED``, such as ``history_months``) or a name not in the
+    catalog counts for none."""
+    out: set[int] = set()
+    for name, value in values:
+        feature = _BY_NAME.get(name)
+        if value is not None and feature is not None and feature.source != _S.DATA_SOURCE_UNSPECIFIED:
+            out.add(feature.source)
+    return frozenset(out)

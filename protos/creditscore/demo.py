@@ -72,7 +72,7 @@ SETUP_CALL_TIMEOUT = 20.0
 #: The services that call others (the consent service signs its own tokens) and
 #: the demo itself as an operator: each has a service identity
 #: (``SERVICE_CLIENT_ID`` / ``SERVICE_CLIENT_SECRET``).
-SERVICE_IDENTITIES = ("ingest_service", "gateway", "operator")
+SERVICE_IDENTITIES = ("ingest_service", "feature_service", "gateway", "operator")
 #: The simulator's producers and the sources each is registered to send.
 PRODUCER_SOURCES: dict[str, tuple[int, ...]] = {
     "marketplace": (common_pb2.DATA_SOURCE_COMMERCE,),

@@ -1,4 +1,5 @@
-"""FeatureService on a real in-process server: what crosses the wire."""
+"""FeatureService on a real in-process server (scoring through a fake of its
+port): what crosses the wire."""
 
 from __future__ import annotations
 
@@ -11,20 +12,32 @@ import pytest
 from creditscore.catalog import FEATURE_NAMES
 from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
 from creditscore.records.v1 import records_pb2 as R
-from creditscore.runtime import CallError, ServerSettings, create_channel, to_timestamp
+from creditscore.common.v1 import common_pb2
+from creditscore.runtime import CallError, ServerSettings, create_channel, make_engine, to_timestamp
 from feature_service.aggregates import SubjectState, apply_record, vector_valid_until
 from feature_service.config import Settings
+from feature_service.features import FeatureBook
 from feature_service.server import build_server
+from feature_service.store import FeatureStore
+from feature_service.validation import MAX_SUBJECTS_PER_BATCH
 from tests.authkit import NO_AUTH
+from tests.fake_scorer import FakeScorer
 
 AS_OF = datetime(2026, 2, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-async def stub(database_url: str) -> AsyncIterator[feature_pb2_grpc.FeatureServiceStub]:
-    handle = await build_server(
-        Settings(server=ServerSettings(host="127.0.0.1", port=0), database_url=database_url, auth=NO_AUTH)
+def scorer() -> FakeScorer:
+    return FakeScorer()
+
+
+@pytest.fixture
+async def stub(database_url: str, scorer: FakeScorer) -> AsyncIterator[feature_pb2_grpc.FeatureServiceStub]:
+    settings = Settings(
+        server=ServerSettings(host="127.0.0.1", port=0), database_url=database_url, auth=NO_AUTH,
+        score_refresh_seconds=60, model_refresh_seconds=60,
     )
+    handle = await build_server(settings, scorer=scorer)
     await handle.start()
     channel = create_channel(f"127.0.0.1:{handle.port}")
     try:
@@ -229,3 +242,60 @@ async def test_a_vector_says_until_when_it_stays_the_same(stub):
     assert known.valid_until_time.ToDatetime(tzinfo=UTC) == expected(now)
     next_month = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
     assert nobody.valid_until_time.ToDatetime(tzinfo=UTC) == next_month
+
+
+def _current(*subject_ids: str) -> feature_pb2.GetCurrentScoresRequest:
+    return feature_pb2.GetCurrentScoresRequest(subject_ids=subject_ids)
+
+
+async def test_current_scores_in_request_order_with_repeats(stub, scorer):
+    await stub.ApplyRecords(_apply("req-1", _bill("b1", "s1", 11), _bill("b2", "s2", 12, paid=False)), timeout=5)
+    reply = await stub.GetCurrentScores(_current("s2", "nobody", "s1", "s2"), timeout=5)
+    answers = list(reply.current_scores)
+    assert [a.subject_id for a in answers] == ["s2", "nobody", "s1", "s2"]
+    assert [a.score.subject_id for a in answers] == ["s2", "nobody", "s1", "s2"]
+    # Known subjects: the score materialized when their records were applied.
+    assert answers[0].score == scorer.given["s2"] == answers[3].score
+    assert answers[2].score == scorer.given["s1"] and answers[2].score.score_id > 0
+    assert list(answers[0].sources_used) == list(answers[2].sources_used) == [common_pb2.DATA_SOURCE_PAYMENTS]
+    # No data: the model's score of an empty vector.
+    nobody = answers[1]
+    assert nobody.score.state == common_pb2.SCORE_STATE_INSUFFICIENT_DATA
+    assert (nobody.score.score_id, nobody.score.model_version, list(nobody.sources_used)) == (0, "v1", [])
+
+
+async def test_current_scores_requests_are_validated(stub):
+    for request in (_current(), _current(*["s"] * (MAX_SUBJECTS_PER_BATCH + 1))):
+        err = await _invalid(stub.GetCurrentScores(request, timeout=5))
+        assert [(v.field, v.description) for v in err.violations] == [
+            ("subject_ids", f"must hold 1 to {MAX_SUBJECTS_PER_BATCH} subject ids")
+        ]
+    err = await _invalid(stub.GetCurrentScores(_current("ok", "", "not ok!"), timeout=5))
+    assert [v.field for v in err.violations] == ["subject_ids[1]", "subject_ids[2]"]
+    assert "GetCurrentScores" in err.message
+
+
+async def test_a_stale_row_without_scoring_is_unavailable(stub, scorer, database_url):
+    await stub.GetCurrentScores(_current("nobody"), timeout=5)  # the model and the no-data score known
+    scorer.down = True
+    # A row with no score (as written before scores were materialized).
+    engine = make_engine(database_url)
+    try:
+        await FeatureBook(FeatureStore(engine)).apply([("wallet", _bill("b1", "s1", 11).record)])
+    finally:
+        await engine.dispose()
+    reply = await stub.GetCurrentScores(_current("nobody"), timeout=5)
+    assert reply.current_scores[0].score.subject_id == "nobody"
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.GetCurrentScores(_current("nobody", "s1"), timeout=5)
+    err = CallError.from_rpc_error(info.value)
+    assert (err.code, err.reason, err.domain) == (
+        grpc.StatusCode.UNAVAILABLE, "SCORING_UNAVAILABLE", "feature.creditscore")
+    # An apply cannot commit without its scores either.
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.ApplyRecords(_apply("req-2", _bill("b2", "s2", 11)), timeout=5)
+    assert CallError.from_rpc_error(info.value).reason == "SCORING_UNAVAILABLE"
+    scorer.down = False
+    reply = await stub.GetCurrentScores(_current("nobody", "s1"), timeout=5)
+    assert reply.current_scores[1].score == scorer.given["s1"]
+    assert list(reply.current_scores[1].sources_used) == [common_pb2.DATA_SOURCE_PAYMENTS]

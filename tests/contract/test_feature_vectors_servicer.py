@@ -15,13 +15,15 @@ from creditscore.runtime import AuthSettings, CallError, ServerSettings, create_
 from feature_service.config import Settings
 from feature_service.server import build_server
 from tests.authkit import NO_AUTH, TokenKeys, bearer
+from tests.fake_scorer import FakeScorer
 
 
 async def _serve(
     database_url: str, auth: AuthSettings
 ) -> tuple[Callable[[], Awaitable[None]], feature_pb2_grpc.FeatureServiceStub]:
     handle = await build_server(
-        Settings(server=ServerSettings(host="127.0.0.1", port=0), database_url=database_url, auth=auth)
+        Settings(server=ServerSettings(host="127.0.0.1", port=0), database_url=database_url, auth=auth),
+        scorer=FakeScorer(),
     )
     await handle.start()
     channel = create_channel(f"127.0.0.1:{handle.port}")

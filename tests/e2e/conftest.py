@@ -22,7 +22,13 @@ LOCAL = ServerSettings(host="127.0.0.1", port=0, grace_seconds=1.0)
 PACKAGES = ("consent_service", "feature_service", "scoring_service", "ingest_service", "gateway")
 #: Settings that make tests quick: a purge's second pass (30 s after the first in
 #: production, to catch what was in flight) comes due at once.
-QUICK = {"consent_service": {"PURGE_SWEEP_SECONDS": "0.2", "PURGE_POLL_SECONDS": "0.05"}}
+QUICK = {
+    "consent_service": {"PURGE_SWEEP_SECONDS": "0.2", "PURGE_POLL_SECONDS": "0.05"},
+    # The feature service learns the active model from every ScoreBatch answer and
+    # otherwise checks it every MODEL_REFRESH_SECONDS: not during a test, so that
+    # which rows a model change re-scores, and when, does not depend on timing.
+    "feature_service": {"MODEL_REFRESH_SECONDS": "3600"},
+}
 
 
 @dataclasses.dataclass

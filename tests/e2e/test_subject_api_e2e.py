@@ -212,7 +212,12 @@ async def test_the_score_its_history_and_the_access_log_page_by_page(world: Worl
         stored = (await scoring.ListScores(scoring_pb2.ListScoresRequest(subject_id=alice, page_size=100),
                                            timeout=10)).scores
     champion = [s.score for s in stored if s.role != scoring_pb2.MODEL_ROLE_CHALLENGER]
-    assert [s.model_version for s in champion] == [champion_version, other, champion_version]
+    # Newest first: the champion again, the other model, the score the subject saw
+    # first; before that, the scores as the subject's records were applied (the
+    # feature service has each change scored), one per change.
+    assert [s.model_version for s in champion[:3]] == [champion_version, other, champion_version]
+    assert all(s.model_version == champion_version for s in champion[2:])
+    assert (champion[2].score, champion[2].score_time) == (mine.score, mine.score_time)
     assert [s.score.model_version for s in stored if s.role == scoring_pb2.MODEL_ROLE_CHALLENGER] == [other]
 
     history, count = await pages(world.subject.ListMyScoreHistory, subject_pb2.ListMyScoreHistoryRequest,
@@ -222,8 +227,8 @@ async def test_the_score_its_history_and_the_access_log_page_by_page(world: Worl
     assert [(s.score_time, s.model_version, s.score) for s in history] == [
         (s.score_time, s.model_version, s.score) for s in champion]
     assert (history[0].score_time, history[0].score) == (latest.score_time, latest.score)
-    assert history[-1].score == mine.score and history[-1].score_time == mine.score_time
-    assert all(s.subject_id == alice and s.reasons for s in history)
+    assert history[2].score == mine.score and history[2].score_time == mine.score_time
+    assert all(s.subject_id == alice for s in history) and history[0].reasons
 
     # Who looked alice up: the partner's three lookups, newest first, two pages.
     log, count = await pages(world.subject.ListMyAccessLog, subject_pb2.ListMyAccessLogRequest, "entries", 2,

@@ -44,8 +44,8 @@ def identity(service: str) -> tuple[str, str]:
 
 
 #: The services that call others with tokens fetched from the consent service's
-#: IssueToken (consent signs its own; feature and scoring call no one).
-CALLERS = {"gateway", "ingest"}
+#: IssueToken (consent signs its own; scoring calls no one).
+CALLERS = {"gateway", "ingest", "feature"}
 #: The files each service reads, by variable, and the Secret key each must be.
 FILES = {
     "consent": {"TOKEN_SIGNING_KEY_FILE": SIGNING_KEY, "SERVICE_CREDENTIALS_FILE": IDENTITIES},
@@ -188,7 +188,7 @@ def documented_secrets(folder: Path) -> tuple[dict[str, dict[str, bytes]], dict[
     from consent_service.tokens import generate_key_pair
 
     generate_key_pair(folder / "token-signing.pem", folder / "token-public.pem")
-    plain = {name: secrets.token_hex(32) for name in ("gateway", "ingest", "operator")}
+    plain = {name: secrets.token_hex(32) for name in ("gateway", "ingest", "feature", "operator")}
     lines = "".join(f"{name} {_hash_secret(secret)}\n" for name, secret in plain.items())
     cluster = {
         "token-signing-key": {"token-signing.pem": (folder / "token-signing.pem").read_bytes()},
@@ -196,6 +196,7 @@ def documented_secrets(folder: Path) -> tuple[dict[str, dict[str, bytes]], dict[
         "service-identities": {"service-credentials": lines.encode()},
         "gateway-service-identity": {"SERVICE_CLIENT_SECRET": plain["gateway"].encode()},
         "ingest-service-identity": {"SERVICE_CLIENT_SECRET": plain["ingest"].encode()},
+        "feature-service-identity": {"SERVICE_CLIENT_SECRET": plain["feature"].encode()},
     }
     return cluster, plain
 
@@ -245,8 +246,9 @@ async def test_the_dev_pods_start_and_authenticate_with_the_documented_secrets(t
     """The five servers built from the dev variant's environment (ConfigMaps, Secret
     references, mounts), with the Secrets docs/deploy.md creates: the operator's
     identity registers producers and a partner; producers send records (ingest ->
-    consent and feature with ingest's identity); the partner looks a score up
-    (gateway -> consent, feature, scoring with the gateway's identity)."""
+    consent and feature with ingest's identity; feature -> scoring with its own);
+    the partner looks a score up (gateway -> consent, feature, scoring with the
+    gateway's identity)."""
     import consent_service.config, consent_service.server  # noqa: E401
     import feature_service.config, feature_service.server  # noqa: E401
     import gateway.config, gateway.server  # noqa: E401

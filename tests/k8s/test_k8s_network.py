@@ -16,6 +16,7 @@ CALLS = {
     "gateway": ["consent", "feature", "scoring"],  # authorize, features, score
     "ingest": ["consent", "feature"],  # consent check, the outbox
     "consent": ["ingest", "feature", "scoring"],  # purge on withdrawal
+    "feature": ["consent", "scoring"],  # its token; subjects' materialized scores
 }
 # Partners and apps reach only the gateway; producers only ingest. Both come from
 # outside the cluster or through an ingress in another namespace.
@@ -76,4 +77,4 @@ def test_only_the_callers_reach_the_token_issuer(variant):
     reach only the gateway and ingest: no edge from outside to consent (relaying
     IssueToken through the gateway and ingest is issue 6; docs/deploy.md)."""
     allowed = allowed_edges(Rendered(variant))
-    assert {src for src, dst, _, _ in allowed if dst == "consent"} == {"gateway", "ingest"}
+    assert {src for src, dst, _, _ in allowed if dst == "consent"} == {"gateway", "ingest", "feature"}

@@ -93,8 +93,8 @@ async def test_a_failed_batch_leaves_nothing_and_is_redelivered_whole(
     batch = envelopes[:200]
     real_save = StoreBatch.save_states
 
-    async def crash(self: StoreBatch, states, now) -> None:
-        await real_save(self, states, now)
+    async def crash(self: StoreBatch, states, now, *scores) -> None:
+        await real_save(self, states, now, *scores)
         raise RuntimeError("crash after the writes, before the commit")
 
     monkeypatch.setattr(StoreBatch, "save_states", crash)

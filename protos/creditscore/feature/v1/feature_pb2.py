@@ -24,42 +24,49 @@ _sym_db = _symbol_database.Default()
 
 from creditscore.common.v1 import common_pb2 as creditscore_dot_common_dot_v1_dot_common__pb2
 from creditscore.records.v1 import records_pb2 as creditscore_dot_records_dot_v1_dot_records__pb2
+from creditscore.scoring.v1 import scoring_pb2 as creditscore_dot_scoring_dot_v1_dot_scoring__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$creditscore/feature/v1/feature.proto\x12\x16\x63reditscore.feature.v1\x1a\"creditscore/common/v1/common.proto\x1a$creditscore/records/v1/records.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"U\n\x0eRecordEnvelope\x12\x13\n\x0bproducer_id\x18\x01 \x01(\t\x12.\n\x06record\x18\x02 \x01(\x0b\x32\x1e.creditscore.records.v1.Record\"b\n\x13\x41pplyRecordsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x37\n\x07records\x18\x02 \x03(\x0b\x32&.creditscore.feature.v1.RecordEnvelope\"F\n\x14\x41pplyRecordsResponse\x12\x15\n\rapplied_count\x18\x01 \x01(\x05\x12\x17\n\x0f\x64uplicate_count\x18\x02 \x01(\x05\"]\n\x17GetFeatureVectorRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12.\n\nas_of_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"/\n\x18GetFeatureVectorsRequest\x12\x13\n\x0bsubject_ids\x18\x01 \x03(\t\"[\n\x19GetFeatureVectorsResponse\x12>\n\x0f\x66\x65\x61ture_vectors\x18\x01 \x03(\x0b\x32%.creditscore.feature.v1.FeatureVector\"\xd6\x01\n\rFeatureVector\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12.\n\nas_of_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x08\x66\x65\x61tures\x18\x03 \x03(\x0b\x32#.creditscore.common.v1.FeatureValue\x12\x14\n\x0crecord_count\x18\x04 \x01(\x03\x12\x34\n\x10valid_until_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Y\n\x18GetFeatureVectorResponse\x12=\n\x0e\x66\x65\x61ture_vector\x18\x01 \x01(\x0b\x32%.creditscore.feature.v1.FeatureVector\"p\n\x13PurgeSubjectRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\x12\x31\n\x06source\x18\x03 \x01(\x0e\x32!.creditscore.common.v1.DataSource\"J\n\x14PurgeSubjectResponse\x12\x32\n\x06tables\x18\x01 \x03(\x0b\x32\".creditscore.common.v1.PurgedTable\"*\n\x14\x45xportSubjectRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\"\xc4\x01\n\rAppliedRecord\x12\x13\n\x0bproducer_id\x18\x01 \x01(\t\x12\x11\n\trecord_id\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\x31\n\x06source\x18\x04 \x01(\x0e\x32!.creditscore.common.v1.DataSource\x12\x16\n\x0e\x66\x65\x65\x64s_features\x18\x05 \x01(\x08\x12.\n\napply_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x96\x01\n\x15\x45xportSubjectResponse\x12=\n\x0e\x66\x65\x61ture_vector\x18\x01 \x01(\x0b\x32%.creditscore.feature.v1.FeatureVector\x12>\n\x0f\x61pplied_records\x18\x02 \x03(\x0b\x32%.creditscore.feature.v1.AppliedRecord2\xc5\x04\n\x0e\x46\x65\x61tureService\x12i\n\x0c\x41pplyRecords\x12+.creditscore.feature.v1.ApplyRecordsRequest\x1a,.creditscore.feature.v1.ApplyRecordsResponse\x12u\n\x10GetFeatureVector\x12/.creditscore.feature.v1.GetFeatureVectorRequest\x1a\x30.creditscore.feature.v1.GetFeatureVectorResponse\x12x\n\x11GetFeatureVectors\x12\x30.creditscore.feature.v1.GetFeatureVectorsRequest\x1a\x31.creditscore.feature.v1.GetFeatureVectorsResponse\x12i\n\x0cPurgeSubject\x12+.creditscore.feature.v1.PurgeSubjectRequest\x1a,.creditscore.feature.v1.PurgeSubjectResponse\x12l\n\rExportSubject\x12,.creditscore.feature.v1.ExportSubjectRequest\x1a-.creditscore.feature.v1.ExportSubjectResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$creditscore/feature/v1/feature.proto\x12\x16\x63reditscore.feature.v1\x1a\"creditscore/common/v1/common.proto\x1a$creditscore/records/v1/records.proto\x1a$creditscore/scoring/v1/scoring.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"U\n\x0eRecordEnvelope\x12\x13\n\x0bproducer_id\x18\x01 \x01(\t\x12.\n\x06record\x18\x02 \x01(\x0b\x32\x1e.creditscore.records.v1.Record\"b\n\x13\x41pplyRecordsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x37\n\x07records\x18\x02 \x03(\x0b\x32&.creditscore.feature.v1.RecordEnvelope\"F\n\x14\x41pplyRecordsResponse\x12\x15\n\rapplied_count\x18\x01 \x01(\x05\x12\x17\n\x0f\x64uplicate_count\x18\x02 \x01(\x05\"]\n\x17GetFeatureVectorRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12.\n\nas_of_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"/\n\x18GetFeatureVectorsRequest\x12\x13\n\x0bsubject_ids\x18\x01 \x03(\t\"[\n\x19GetFeatureVectorsResponse\x12>\n\x0f\x66\x65\x61ture_vectors\x18\x01 \x03(\x0b\x32%.creditscore.feature.v1.FeatureVector\".\n\x17GetCurrentScoresRequest\x12\x13\n\x0bsubject_ids\x18\x01 \x03(\t\"\x89\x01\n\x0c\x43urrentScore\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12,\n\x05score\x18\x02 \x01(\x0b\x32\x1d.creditscore.scoring.v1.Score\x12\x37\n\x0csources_used\x18\x03 \x03(\x0e\x32!.creditscore.common.v1.DataSource\"X\n\x18GetCurrentScoresResponse\x12<\n\x0e\x63urrent_scores\x18\x01 \x03(\x0b\x32$.creditscore.feature.v1.CurrentScore\"\xd6\x01\n\rFeatureVector\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12.\n\nas_of_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x08\x66\x65\x61tures\x18\x03 \x03(\x0b\x32#.creditscore.common.v1.FeatureValue\x12\x14\n\x0crecord_count\x18\x04 \x01(\x03\x12\x34\n\x10valid_until_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Y\n\x18GetFeatureVectorResponse\x12=\n\x0e\x66\x65\x61ture_vector\x18\x01 \x01(\x0b\x32%.creditscore.feature.v1.FeatureVector\"p\n\x13PurgeSubjectRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\x12\x31\n\x06source\x18\x03 \x01(\x0e\x32!.creditscore.common.v1.DataSource\"J\n\x14PurgeSubjectResponse\x12\x32\n\x06tables\x18\x01 \x03(\x0b\x32\".creditscore.common.v1.PurgedTable\"*\n\x14\x45xportSubjectRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\"\xc4\x01\n\rAppliedRecord\x12\x13\n\x0bproducer_id\x18\x01 \x01(\t\x12\x11\n\trecord_id\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\x31\n\x06source\x18\x04 \x01(\x0e\x32!.creditscore.common.v1.DataSource\x12\x16\n\x0e\x66\x65\x65\x64s_features\x18\x05 \x01(\x08\x12.\n\napply_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x96\x01\n\x15\x45xportSubjectResponse\x12=\n\x0e\x66\x65\x61ture_vector\x18\x01 \x01(\x0b\x32%.creditscore.feature.v1.FeatureVector\x12>\n\x0f\x61pplied_records\x18\x02 \x03(\x0b\x32%.creditscore.feature.v1.AppliedRecord2\xbc\x05\n\x0e\x46\x65\x61tureService\x12i\n\x0c\x41pplyRecords\x12+.creditscore.feature.v1.ApplyRecordsRequest\x1a,.creditscore.feature.v1.ApplyRecordsResponse\x12u\n\x10GetFeatureVector\x12/.creditscore.feature.v1.GetFeatureVectorRequest\x1a\x30.creditscore.feature.v1.GetFeatureVectorResponse\x12x\n\x11GetFeatureVectors\x12\x30.creditscore.feature.v1.GetFeatureVectorsRequest\x1a\x31.creditscore.feature.v1.GetFeatureVectorsResponse\x12u\n\x10GetCurrentScores\x12/.creditscore.feature.v1.GetCurrentScoresRequest\x1a\x30.creditscore.feature.v1.GetCurrentScoresResponse\x12i\n\x0cPurgeSubject\x12+.creditscore.feature.v1.PurgeSubjectRequest\x1a,.creditscore.feature.v1.PurgeSubjectResponse\x12l\n\rExportSubject\x12,.creditscore.feature.v1.ExportSubjectRequest\x1a-.creditscore.feature.v1.ExportSubjectResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'creditscore.feature.v1.feature_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RECORDENVELOPE']._serialized_start=171
-  _globals['_RECORDENVELOPE']._serialized_end=256
-  _globals['_APPLYRECORDSREQUEST']._serialized_start=258
-  _globals['_APPLYRECORDSREQUEST']._serialized_end=356
-  _globals['_APPLYRECORDSRESPONSE']._serialized_start=358
-  _globals['_APPLYRECORDSRESPONSE']._serialized_end=428
-  _globals['_GETFEATUREVECTORREQUEST']._serialized_start=430
-  _globals['_GETFEATUREVECTORREQUEST']._serialized_end=523
-  _globals['_GETFEATUREVECTORSREQUEST']._serialized_start=525
-  _globals['_GETFEATUREVECTORSREQUEST']._serialized_end=572
-  _globals['_GETFEATUREVECTORSRESPONSE']._serialized_start=574
-  _globals['_GETFEATUREVECTORSRESPONSE']._serialized_end=665
-  _globals['_FEATUREVECTOR']._serialized_start=668
-  _globals['_FEATUREVECTOR']._serialized_end=882
-  _globals['_GETFEATUREVECTORRESPONSE']._serialized_start=884
-  _globals['_GETFEATUREVECTORRESPONSE']._serialized_end=973
-  _globals['_PURGESUBJECTREQUEST']._serialized_start=975
-  _globals['_PURGESUBJECTREQUEST']._serialized_end=1087
-  _globals['_PURGESUBJECTRESPONSE']._serialized_start=1089
-  _globals['_PURGESUBJECTRESPONSE']._serialized_end=1163
-  _globals['_EXPORTSUBJECTREQUEST']._serialized_start=1165
-  _globals['_EXPORTSUBJECTREQUEST']._serialized_end=1207
-  _globals['_APPLIEDRECORD']._serialized_start=1210
-  _globals['_APPLIEDRECORD']._serialized_end=1406
-  _globals['_EXPORTSUBJECTRESPONSE']._serialized_start=1409
-  _globals['_EXPORTSUBJECTRESPONSE']._serialized_end=1559
-  _globals['_FEATURESERVICE']._serialized_start=1562
-  _globals['_FEATURESERVICE']._serialized_end=2143
+  _globals['_RECORDENVELOPE']._serialized_start=209
+  _globals['_RECORDENVELOPE']._serialized_end=294
+  _globals['_APPLYRECORDSREQUEST']._serialized_start=296
+  _globals['_APPLYRECORDSREQUEST']._serialized_end=394
+  _globals['_APPLYRECORDSRESPONSE']._serialized_start=396
+  _globals['_APPLYRECORDSRESPONSE']._serialized_end=466
+  _globals['_GETFEATUREVECTORREQUEST']._serialized_start=468
+  _globals['_GETFEATUREVECTORREQUEST']._serialized_end=561
+  _globals['_GETFEATUREVECTORSREQUEST']._serialized_start=563
+  _globals['_GETFEATUREVECTORSREQUEST']._serialized_end=610
+  _globals['_GETFEATUREVECTORSRESPONSE']._serialized_start=612
+  _globals['_GETFEATUREVECTORSRESPONSE']._serialized_end=703
+  _globals['_GETCURRENTSCORESREQUEST']._serialized_start=705
+  _globals['_GETCURRENTSCORESREQUEST']._serialized_end=751
+  _globals['_CURRENTSCORE']._serialized_start=754
+  _globals['_CURRENTSCORE']._serialized_end=891
+  _globals['_GETCURRENTSCORESRESPONSE']._serialized_start=893
+  _globals['_GETCURRENTSCORESRESPONSE']._serialized_end=981
+  _globals['_FEATUREVECTOR']._serialized_start=984
+  _globals['_FEATUREVECTOR']._serialized_end=1198
+  _globals['_GETFEATUREVECTORRESPONSE']._serialized_start=1200
+  _globals['_GETFEATUREVECTORRESPONSE']._serialized_end=1289
+  _globals['_PURGESUBJECTREQUEST']._serialized_start=1291
+  _globals['_PURGESUBJECTREQUEST']._serialized_end=1403
+  _globals['_PURGESUBJECTRESPONSE']._serialized_start=1405
+  _globals['_PURGESUBJECTRESPONSE']._serialized_end=1479
+  _globals['_EXPORTSUBJECTREQUEST']._serialized_start=1481
+  _globals['_EXPORTSUBJECTREQUEST']._serialized_end=1523
+  _globals['_APPLIEDRECORD']._serialized_start=1526
+  _globals['_APPLIEDRECORD']._serialized_end=1722
+  _globals['_EXPORTSUBJECTRESPONSE']._serialized_start=1725
+  _globals['_EXPORTSUBJECTRESPONSE']._serialized_end=1875
+  _globals['_FEATURESERVICE']._serialized_start=1878
+  _globals['_FEATURESERVICE']._serialized_end=2578
 # @@protoc_insertion_point(module_scope)

@@ -2,6 +2,7 @@ import datetime
 
 from creditscore.common.v1 import common_pb2 as _common_pb2
 from creditscore.records.v1 import records_pb2 as _records_pb2
+from creditscore.scoring.v1 import scoring_pb2 as _scoring_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -54,6 +55,28 @@ class GetFeatureVectorsResponse(_message.Message):
     FEATURE_VECTORS_FIELD_NUMBER: _ClassVar[int]
     feature_vectors: _containers.RepeatedCompositeFieldContainer[FeatureVector]
     def __init__(self, feature_vectors: _Optional[_Iterable[_Union[FeatureVector, _Mapping]]] = ...) -> None: ...
+
+class GetCurrentScoresRequest(_message.Message):
+    __slots__ = ("subject_ids",)
+    SUBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
+    subject_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, subject_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CurrentScore(_message.Message):
+    __slots__ = ("subject_id", "score", "sources_used")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_USED_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    score: _scoring_pb2.Score
+    sources_used: _containers.RepeatedScalarFieldContainer[_common_pb2.DataSource]
+    def __init__(self, subject_id: _Optional[str] = ..., score: _Optional[_Union[_scoring_pb2.Score, _Mapping]] = ..., sources_used: _Optional[_Iterable[_Union[_common_pb2.DataSource, str]]] = ...) -> None: ...
+
+class GetCurrentScoresResponse(_message.Message):
+    __slots__ = ("current_scores",)
+    CURRENT_SCORES_FIELD_NUMBER: _ClassVar[int]
+    current_scores: _containers.RepeatedCompositeFieldContainer[CurrentScore]
+    def __init__(self, current_scores: _Optional[_Iterable[_Union[CurrentScore, _Mapping]]] = ...) -> None: ...
 
 class FeatureVector(_message.Message):
     __slots__ = ("subject_id", "as_of_time", "features", "record_count", "valid_until_time")

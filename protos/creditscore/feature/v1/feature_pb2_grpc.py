@@ -50,6 +50,11 @@ class FeatureServiceStub:
                 request_serializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.GetFeatureVectorsRequest.SerializeToString,
                 response_deserializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.GetFeatureVectorsResponse.FromString,
                 _registered_method=True)
+        self.GetCurrentScores = channel.unary_unary(
+                '/creditscore.feature.v1.FeatureService/GetCurrentScores',
+                request_serializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.GetCurrentScoresRequest.SerializeToString,
+                response_deserializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.GetCurrentScoresResponse.FromString,
+                _registered_method=True)
         self.PurgeSubject = channel.unary_unary(
                 '/creditscore.feature.v1.FeatureService/PurgeSubject',
                 request_serializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.PurgeSubjectRequest.SerializeToString,
@@ -95,6 +100,22 @@ class FeatureServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCurrentScores(self, request, context):
+        """Internal (the gateway's lookup): the current score of 1-256 subjects, one
+        per subject id in request order. Each subject's score is materialized next
+        to its aggregates: the scoring service scores the subject's vector under
+        the active model before an apply or purge of its records commits, and again
+        before the vector moves with time (valid_until_time) or when the active
+        model changes; a subject whose materialized score is out of date is scored
+        again within this call. A subject with no records gets the active model's
+        score of an empty vector (INSUFFICIENT_DATA), the same answer for every
+        such subject. UNAVAILABLE (SCORING_UNAVAILABLE) when a score must be
+        computed and the scoring service cannot be reached.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def PurgeSubject(self, request, context):
         """Internal (services only; the consent service's purge): forgets a subject,
         or one source of it. For one source, the records of that source are
@@ -131,6 +152,11 @@ def add_FeatureServiceServicer_to_server(servicer, server):
                     servicer.GetFeatureVectors,
                     request_deserializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.GetFeatureVectorsRequest.FromString,
                     response_serializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.GetFeatureVectorsResponse.SerializeToString,
+            ),
+            'GetCurrentScores': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCurrentScores,
+                    request_deserializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.GetCurrentScoresRequest.FromString,
+                    response_serializer=creditscore_dot_feature_dot_v1_dot_feature__pb2.GetCurrentScoresResponse.SerializeToString,
             ),
             'PurgeSubject': grpc.unary_unary_rpc_method_handler(
                     servicer.PurgeSubject,
@@ -225,6 +251,33 @@ class FeatureService:
             '/creditscore.feature.v1.FeatureService/GetFeatureVectors',
             creditscore_dot_feature_dot_v1_dot_feature__pb2.GetFeatureVectorsRequest.SerializeToString,
             creditscore_dot_feature_dot_v1_dot_feature__pb2.GetFeatureVectorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCurrentScores(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.feature.v1.FeatureService/GetCurrentScores',
+            creditscore_dot_feature_dot_v1_dot_feature__pb2.GetCurrentScoresRequest.SerializeToString,
+            creditscore_dot_feature_dot_v1_dot_feature__pb2.GetCurrentScoresResponse.FromString,
             options,
             channel_credentials,
             insecure,
