@@ -15,9 +15,10 @@ Lookups: ``CreditScoreService/GetCreditScore`` as that partner (its token on
 every call, purpose CREDIT_APPLICATION, a new transaction id per call, subjects
 in turn), ``--calls`` calls at each of 1, 8, 32 and 64 calls in flight on one
 channel from this one client process (each level also stops after
-``--level-seconds``). Every call is features + score + the consent service's
-authorize-and-record (the access-log entry committed before the answer); the
-gateway answers concurrent lookups in batches (one call to each downstream per batch).
+``--level-seconds``). Every call is the subject's current score (materialized by
+the feature service) + the consent service's authorize-and-record (the
+access-log entry committed before the answer); the gateway answers concurrent
+lookups in batches (one call to each downstream per batch).
 
 Pre-screen: ``BatchCheckCreditThreshold`` with 50 checks per call at 4 calls in
 flight (200 checks in flight), reported as checks/s (each check answered, logged

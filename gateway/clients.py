@@ -11,7 +11,7 @@ import grpc
 from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
 from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
-from creditscore.runtime import CallError, Outgoing, Unavailable, downstream_errors
+from creditscore.runtime import CallError, DomainError, Outgoing, Unavailable, downstream_errors
 from creditscore.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 
 from .lookup import Access, AccessOutcome, Recorded
@@ -76,13 +76,29 @@ class GrpcConsent:
 
 
 class GrpcFeatures:
-    """The feature service: a batch's vectors in one ``GetFeatureVectors``."""
+    """The feature service: a batch's current scores in one ``GetCurrentScores``;
+    vectors (``GetFeatureVectors``) for the lookups whose sources changed."""
 
     def __init__(
         self, stub: feature_pb2_grpc.FeatureServiceStub, *, outgoing: Outgoing | None = None
     ) -> None:
         self._stub = stub
         self._outgoing = outgoing
+
+    async def current_scores(
+        self, subject_ids: Sequence[str], timeout: float
+    ) -> list[tuple[scoring_pb2.Score, frozenset[int]]]:
+        with downstream_errors("feature_service"):
+            reply = await _call(
+                self._outgoing, self._stub.GetCurrentScores,
+                feature_pb2.GetCurrentScoresRequest(subject_ids=subject_ids), timeout,
+            )
+        if len(reply.current_scores) != len(subject_ids):
+            raise DomainError(
+                f"feature_service answered {len(reply.current_scores)} scores for {len(subject_ids)} subjects",
+                reason="DOWNSTREAM_ERROR", metadata={"service": "feature_service"},
+            )
+        return [(c.score, frozenset(c.sources_used)) for c in reply.current_scores]
 
     async def feature_vectors(
         self, subject_ids: Sequence[str], timeout: float

@@ -1,11 +1,13 @@
-"""A partner's lookup, composed: features -> score -> the consent service's one
-question (authorize and record) -> answer.
+"""A partner's lookup, composed: the subject's current score (materialized by the
+feature service) -> the consent service's one question (authorize and record) ->
+answer.
 
 Pure composition over small, batch-shaped client interfaces (ports), so that it is
 tested with fakes and no gRPC. Lookups are answered in batches (``answer_lookups``;
 the gateway gathers concurrent lookups into one with ``creditscore.runtime.Batcher``):
-a batch makes three downstream calls whatever its size, and each lookup of it gets
-its own answer or error. What it guarantees, for every lookup:
+a batch makes two downstream calls whatever its size (``GetCurrentScores``,
+``RecordAccesses``), and each lookup of it gets its own answer or error. What it
+guarantees, for every lookup:
 
 - nothing leaves unless, at the moment its access-log entry is written, the
   partner holds the subject's live authorization for the purpose with a scope
@@ -17,13 +19,16 @@ its own answer or error. What it guarantees, for every lookup:
 - an unknown subject, no authorization, an expired or revoked one, a scope that
   does not cover the question and a subject without consent all raise the one
   ``not_authorized()`` error, the same status, reason and message, so a partner
-  cannot tell who exists. Every lookup takes the same path (features and score
-  are read for every subject, known or not) before that check;
+  cannot tell who exists. Every lookup takes the same path (the current score is
+  read for every subject, known or not: a subject without data gets the model's
+  score of an empty vector) before that check;
 - only features from sources the subject has a live consent for reach the
   answer: the lookup tells the consent service which sources the score drew on,
   and when one of them has lost its consent the consent service writes nothing
-  and names the sources still granted; the lookup scores again without the
-  others (``SOURCES_CHANGED``, at most ``MAX_ATTEMPTS`` times);
+  and names the sources still granted; the lookup then reads the subject's
+  vector, scores it again without the others (``FeatureService.GetFeatureVectors``,
+  ``ScoringService.ScoreBatch``) and asks again (``SOURCES_CHANGED``, at most
+  ``MAX_ATTEMPTS`` questions in all);
 - the answer is written to the access log (with the answer itself, serialized)
   and committed before it is returned; a log that cannot be written is
   ``Unavailable`` (``ACCESS_LOG_UNAVAILABLE``) and no answer;
@@ -43,6 +48,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from creditscore.catalog import CATALOG
+from creditscore.catalog import sources_used as catalog_sources_used
 from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2
 from creditscore.gateway.v1 import gateway_pb2
@@ -163,6 +169,12 @@ class ConsentPort(Protocol):
 
 
 class FeaturePort(Protocol):
+    async def current_scores(
+        self, subject_ids: Sequence[str], timeout: float
+    ) -> Sequence[tuple[scoring_pb2.Score, frozenset[int]]]:
+        """Each subject's current score under the active model and the scored
+        sources it drew on, in order (``GetCurrentScores``)."""
+
     async def feature_vectors(
         self, subject_ids: Sequence[str], timeout: float
     ) -> Sequence[Sequence[common_pb2.FeatureValue]]:
@@ -340,11 +352,11 @@ async def answer_lookups(
 ) -> list[Answer | DomainError]:
     """The answers of a batch of lookups, in order: each an answer, or the error it
     alone would have failed with (not valid, not authorized, a reused
-    transaction id). Three downstream calls for the whole batch: feature vectors,
+    transaction id). Two downstream calls for the whole batch: the current
     scores, then the consent service's authorize-and-record; and for the lookups
-    whose subject lost a source's consent meanwhile, scores and records again
-    without it. A downstream call that fails fails every lookup of the batch
-    still waiting on it (raised)."""
+    whose subject lost a source's consent meanwhile, their vectors, scores
+    without the other sources, and records again. A downstream call that fails
+    fails every lookup of the batch still waiting on it (raised)."""
     results: list[Answer | DomainError | None] = [None] * len(lookups)
     pending: list[int] = []
     for i, lookup in enumerate(lookups):
@@ -355,25 +367,36 @@ async def answer_lookups(
         else:
             pending.append(i)
     if pending:
-        vectors = await features.feature_vectors(
+        current = await features.current_scores(
             [lookups[i].question.subject_id for i in pending], deadline.timeout()
         )
-        vector_of = dict(zip(pending, vectors, strict=True))
-        granted = {i: frozenset(SCORED_SOURCES) for i in pending}
-        for _ in range(MAX_ATTEMPTS):
+        scored = {i: score for i, (score, _) in zip(pending, current, strict=True)}
+        used = {i: drew_on for i, (_, drew_on) in zip(pending, current, strict=True)}
+        vector_of: dict[int, Sequence[common_pb2.FeatureValue]] = {}
+        granted: dict[int, frozenset[int]] = {}
+        for attempt in range(MAX_ATTEMPTS):
             if not pending:
                 break
-            masked = {i: mask_unconsented(vector_of[i], granted[i]) for i in pending}
-            scores = await scoring.scores(
-                [(lookups[i].question.subject_id, masked[i]) for i in pending], deadline.timeout()
-            )
-            built = {i: _build(lookups[i].question, score) for i, score in zip(pending, scores, strict=True)}
+            if attempt:  # sources changed under these: score their vectors without the others
+                missing = [i for i in pending if i not in vector_of]
+                if missing:
+                    vectors = await features.feature_vectors(
+                        [lookups[i].question.subject_id for i in missing], deadline.timeout()
+                    )
+                    vector_of.update(zip(missing, vectors, strict=True))
+                masked = {i: mask_unconsented(vector_of[i], granted[i]) for i in pending}
+                rescored = await scoring.scores(
+                    [(lookups[i].question.subject_id, masked[i]) for i in pending], deadline.timeout()
+                )
+                scored.update(zip(pending, rescored, strict=True))
+                used.update((i, sources_used(masked[i])) for i in pending)
+            built = {i: _build(lookups[i].question, scored[i]) for i in pending}
             payloads = {i: built[i][1].SerializeToString(deterministic=True) for i in pending}
             recorded = await consent.record(
                 [
                     Access(
                         lookups[i].question.subject_id, lookups[i].partner_id, lookups[i].question.purpose,
-                        lookups[i].question.transaction_id, built[i][0], payloads[i], sources_used(masked[i]),
+                        lookups[i].question.transaction_id, built[i][0], payloads[i], used[i],
                     )
                     for i in pending
                 ],
@@ -414,11 +437,6 @@ def _settle(question: ScoreQuestion | ThresholdQuestion, recorded: Recorded, bui
 
 
 def sources_used(features: Sequence[common_pb2.FeatureValue]) -> frozenset[int]:
-    """The scored sources with a value in ``features`` (what an answer drew on)."""
-    return frozenset(
-        source
-        for f in features
-        if f.HasField("value")
-        and (source := _SOURCE_OF.get(f.name, common_pb2.DATA_SOURCE_UNSPECIFIED))
-        != common_pb2.DATA_SOURCE_UNSPECIFIED
-    )
+    """The scored sources with a value in ``features`` (what an answer drew on):
+    the catalog's rule, the one the feature service keeps with each score."""
+    return catalog_sources_used((f.name, f.value if f.HasField("value") else None) for f in features)

@@ -30,6 +30,7 @@ from creditscore.runtime import (
     utcnow,
 )
 from creditscore.scoring.v1 import scoring_pb2, scoring_pb2_grpc
+from gateway.lookup import SCORED_SOURCES
 from gateway.config import Settings
 from gateway.server import build_server
 from tests.authkit import TokenKeys, bearer
@@ -92,9 +93,22 @@ class FakeConsent(consent_pb2_grpc.ConsentServiceServicer):
 
 
 class FakeFeatures(feature_pb2_grpc.FeatureServiceServicer):
+    """Current scores as materialized (the score FakeScoring would give, drawing on
+    every scored source), and vectors for lookups whose sources changed."""
+
     def __init__(self):
         self.remaining: list[float] = []
         self.delay = 0.0
+        self.calls = 0
+
+    async def GetCurrentScores(self, request, context):
+        self.remaining.append(context.time_remaining())
+        self.calls += len(request.subject_ids)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return feature_pb2.GetCurrentScoresResponse(current_scores=[feature_pb2.CurrentScore(
+            subject_id=subject_id, score=_score(subject_id), sources_used=list(SCORED_SOURCES))
+            for subject_id in request.subject_ids])
 
     async def GetFeatureVectors(self, request, context):
         self.remaining.append(context.time_remaining())
@@ -112,12 +126,15 @@ class FakeScoring(scoring_pb2_grpc.ScoringServiceServicer):
 
     async def ScoreBatch(self, request, context):
         self.calls += len(request.items)
-        return scoring_pb2.ScoreBatchResponse(scores=[scoring_pb2.Score(
-            subject_id=item.subject_id, state=common_pb2.SCORE_STATE_SCORED, score=712,
-            band=common_pb2.SCORE_BAND_EXCELLENT, probability_of_bad=0.04, model_version="t",
-            score_time=to_timestamp(utcnow()),
-            reasons=[common_pb2.Reason(code="X", text="x", points_lost=3.0, feature="f")])
-            for item in request.items])
+        return scoring_pb2.ScoreBatchResponse(scores=[_score(item.subject_id) for item in request.items])
+
+
+def _score(subject_id: str) -> scoring_pb2.Score:
+    return scoring_pb2.Score(
+        subject_id=subject_id, state=common_pb2.SCORE_STATE_SCORED, score=712,
+        band=common_pb2.SCORE_BAND_EXCELLENT, probability_of_bad=0.04, model_version="t",
+        score_time=to_timestamp(utcnow()),
+        reasons=[common_pb2.Reason(code="X", text="x", points_lost=3.0, feature="f")])
 
 
 def _server(pb2, name, add, servicer, keys, public=()):
@@ -284,11 +301,17 @@ async def test_bad_requests_are_invalid_argument_with_bad_request(gw):
 async def test_downstream_down_is_unavailable_with_details(gw):
     gw.consent.scopes[("alice", "p1", LOAN)] = FULL
     gw.consent.consented.add("alice")
+    # The scoring service is not on a lookup's path (the feature service holds
+    # each subject's current score): lookups go on without it.
     await gw.downstream["scoring"].stop(0)
-    err = CallError.from_rpc_error(await _error(gw.stub.GetCreditScore(_ask(), metadata=gw.partner(), timeout=2)))
+    reply = await gw.stub.GetCreditScore(_ask(), metadata=gw.partner(), timeout=2)
+    assert reply.credit_score.score == 712 and gw.scoring.calls == 0
+    await gw.downstream["feature"].stop(0)
+    err = CallError.from_rpc_error(await _error(gw.stub.GetCreditScore(
+        _ask(txn="t-down"), metadata=gw.partner(), timeout=2)))
     assert (err.code, err.reason) == (grpc.StatusCode.UNAVAILABLE, "DOWNSTREAM_UNAVAILABLE")
-    assert err.metadata["service"] == "scoring_service"
-    assert not gw.consent.log
+    assert err.metadata["service"] == "feature_service"
+    assert len(gw.consent.log) == 1
 
 
 async def test_slow_downstream_is_deadline_exceeded_not_a_hang(gw):

@@ -5,6 +5,9 @@ a score in range with reasons, in one trace across the services."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime, timedelta
+
 import grpc
 import numpy as np
 import pytest
@@ -14,6 +17,7 @@ from creditscore.common.v1 import common_pb2
 from creditscore.demo import _pick_subjects, bearer, load_population, register_partner, wait_features
 from creditscore.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from creditscore.records.v1 import records_pb2
 from creditscore.runtime import CallError, tool_channel
 from creditscore.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 
@@ -85,7 +89,10 @@ async def test_score_lookup_end_to_end(inprocess_suite):
     trace_id = lookups[0].context.trace_id
     in_trace = [s for s in spans if s.context.trace_id == trace_id]
     services = {s.resource.attributes["service.name"] for s in in_trace}
-    assert {"gateway", "consent_service", "feature_service", "scoring_service"} <= services
+    # The subject's current score is the feature service's (materialized when
+    # its records were applied): the scoring service is on the lookup's path only
+    # for a score out of date.
+    assert {"gateway", "consent_service", "feature_service"} <= services
     # Every span of the lookup hangs off its root: one trace, not four.
     root = lookups[0]
     assert all(s.parent is not None for s in in_trace if s is not root)
@@ -157,3 +164,88 @@ def _withheld(population, report) -> set:
     with_external = [s.subject_id for s in population.subjects if c.DATA_SOURCE_EXTERNAL in s.sources]
     return {(sid, "external") for sid in with_external[::5]}
 
+
+
+async def test_a_lookup_answers_what_scoring_the_current_vector_gives(inprocess_suite):
+    """The score a lookup reads (materialized by the feature service when records
+    were applied) is, for every subject, the one the scoring service gives for the
+    subject's vector now; after more records are applied, the next lookup shows them."""
+    from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
+
+    suite = inprocess_suite.suite
+    population, report = await load_population(suite, 30, seed=5, out=lambda *_: None)
+    await wait_features(suite, population, report.accepted_for_features, timeout=60)
+    ids = [s.subject_id for s in population.subjects]
+    partner = await register_partner(suite, ids, out=lambda *_: None)
+    channel = tool_channel(suite.addr("gateway"), partner.token)
+    features = await suite.operator_channel("feature_service")
+    scoring = await suite.operator_channel("scoring_service")
+    stub = gateway_pb2_grpc.CreditScoreServiceStub(channel)
+
+    async def fresh(sid: str) -> scoring_pb2.Score:
+        vector = (await feature_pb2_grpc.FeatureServiceStub(features).GetFeatureVector(
+            feature_pb2.GetFeatureVectorRequest(subject_id=sid), timeout=5)).feature_vector
+        return (await scoring_pb2_grpc.ScoringServiceStub(scoring).ScoreFeatures(
+            scoring_pb2.ScoreFeaturesRequest(subject_id=sid, features=vector.features), timeout=5)).score
+
+    async def looked_up(sid: str, txn: str) -> gateway_pb2.CreditScore:
+        return (await stub.GetCreditScore(gateway_pb2.GetCreditScoreRequest(
+            subject_id=sid, purpose=common_pb2.ACCESS_PURPOSE_CREDIT_APPLICATION,
+            transaction_id=txn), timeout=5)).credit_score
+
+    def same(cs: gateway_pb2.CreditScore, score: scoring_pb2.Score) -> bool:
+        return (cs.state, cs.score, cs.band, list(cs.reasons), cs.model_version) == (
+            score.state, score.score, score.band, list(score.reasons), score.model_version)
+
+    try:
+        states = set()
+        for sid in ids:
+            cs = await looked_up(sid, f"fresh-{sid}")
+            assert same(cs, await fresh(sid)), sid
+            states.add(cs.state)
+        assert common_pb2.SCORE_STATE_SCORED in states
+
+        # Ten late bills for a subject whose payments are consented: applied, and
+        # the next lookup shows them.
+        now = datetime.now(UTC).replace(microsecond=0)
+
+        def late_bills(sid: str) -> list[records_pb2.Record]:
+            records = []
+            for k in range(10):
+                due = now - timedelta(days=20 + 3 * k)
+                record = records_pb2.Record(record_id=f"late-{sid}-{k}", subject_id=sid)
+                record.event_time.FromDatetime(due + timedelta(days=15))
+                bill = record.bill
+                bill.category = records_pb2.BILL_CATEGORY_UTILITY
+                bill.amount_due.currency_code = bill.amount_paid.currency_code = "USD"
+                bill.amount_due.minor_units = bill.amount_paid.minor_units = 9_000
+                bill.issue_time.FromDatetime(due - timedelta(days=14))
+                bill.due_time.FromDatetime(due)
+                bill.paid_time.FromDatetime(due + timedelta(days=15))
+                records.append(record)
+            return records
+
+        ingest = tool_channel(suite.addr("ingest_service"), suite.producer_token("wallet"))
+        try:
+            for sid in ids:
+                before = await looked_up(sid, f"before-more-{sid}")
+                reply = await ingest_pb2_grpc.IngestServiceStub(ingest).IngestRecords(ingest_pb2.IngestRecordsRequest(
+                    request_id=f"e2e-late-bills-{sid}", producer_id="wallet", records=late_bills(sid)), timeout=10)
+                if all(r.status == ingest_pb2.RECORD_STATUS_ACCEPTED for r in reply.results):
+                    break
+            else:
+                pytest.fail("no subject of the population consented its payments to scoring")
+        finally:
+            await ingest.close()
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:
+            after = await looked_up(sid, f"after-more-{asyncio.get_running_loop().time()}")
+            if (after.state, after.score, list(after.reasons)) != (before.state, before.score, list(before.reasons)):
+                break
+            assert asyncio.get_running_loop().time() < deadline, "the late bills never reached a lookup"
+            await asyncio.sleep(0.2)
+        assert same(after, await fresh(sid))
+    finally:
+        await channel.close()
+        await features.close()
+        await scoring.close()

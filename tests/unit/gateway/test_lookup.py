@@ -97,15 +97,21 @@ class FakeConsent:
 
 
 class FakeFeatures:
-    def __init__(self):
-        self.calls = 0
+    """Current scores as the feature service materializes them: ``scoring``'s
+    score of the whole vector (without counting as a scoring call)."""
+
+    def __init__(self, scoring):
+        self.scoring = scoring
+        self.calls = 0  # subjects whose current score was read
+        self.vector_calls = 0  # subjects whose vector was read (sources changed)
+
+    async def current_scores(self, subject_ids, timeout):
+        self.calls += len(subject_ids)
+        return [(await self.scoring.current(s), sources_used(_vector())) for s in subject_ids]
 
     async def feature_vectors(self, subject_ids, timeout):
-        self.calls += len(subject_ids)
-        return [self._vector() for _ in subject_ids]
-
-    def _vector(self):
-        return _vector()
+        self.vector_calls += len(subject_ids)
+        return [_vector() for _ in subject_ids]
 
 
 class FakeScoring:
@@ -120,6 +126,13 @@ class FakeScoring:
     async def score(self, subject_id, features):
         self.calls += 1
         self.seen = list(features)
+        return self._make(subject_id)
+
+    async def current(self, subject_id):
+        """The materialized score: what scoring gave for the whole vector."""
+        return self._make(subject_id)
+
+    def _make(self, subject_id):
         score, state = self.result
         return scoring_pb2.Score(
             subject_id=subject_id, score=score if state == common_pb2.SCORE_STATE_SCORED else 0,
@@ -131,7 +144,8 @@ class FakeScoring:
 
 @pytest.fixture
 def ports():
-    return {"consent": FakeConsent(), "features": FakeFeatures(), "scoring": FakeScoring()}
+    scoring = FakeScoring()
+    return {"consent": FakeConsent(), "features": FakeFeatures(scoring), "scoring": scoring}
 
 
 def _score(ports, subject="s1", txn="t-1", purpose=LOAN, partner="p1", deadline=1.0):
@@ -206,9 +220,10 @@ async def test_every_unauthorized_path_is_the_same_refusal_and_writes_nothing(po
     ]
     assert {(e.code, e.reason, e.message, tuple(e.metadata.items())) for e in refusals} == {
         (PermissionDenied.code, "NOT_AUTHORIZED", NOT_AUTHORIZED_MESSAGE, ())}
-    # Every path is the same path: the subject was read and scored, and nothing
-    # was written or answered.
-    assert ports["features"].calls == len(refusals) == ports["scoring"].calls
+    # Every path is the same path: the subject's current score was read, and
+    # nothing was written or answered.
+    assert ports["features"].calls == len(refusals)
+    assert ports["scoring"].calls == ports["features"].vector_calls == 0
     assert consent.entries == 0
 
 
@@ -273,12 +288,13 @@ async def test_concurrent_calls_with_one_transaction_id_get_one_answer(ports):
     scores = iter([700, 710, 720, 730])
 
     class Moving(FakeScoring):
-        async def score(self, subject_id, features):
+        async def current(self, subject_id):
             await asyncio.sleep(0)
             self.result = (next(scores), common_pb2.SCORE_STATE_SCORED)
-            return await super().score(subject_id, features)
+            return await super().current(subject_id)
 
     ports["scoring"] = Moving()
+    ports["features"] = FakeFeatures(ports["scoring"])
     replies = await asyncio.gather(*(_score(ports, txn="same") for _ in range(4)))
     assert len({r.SerializeToString() for r in replies}) == 1
     assert consent.entries == 1
@@ -301,9 +317,10 @@ async def test_features_of_unconsented_sources_never_reach_the_answer(ports):
     consent = ports["consent"]
     consent.authorize("s1", sources=[common_pb2.DATA_SOURCE_PAYMENTS])
     await _score(ports)
-    # Scored on everything, told that only payments is granted, scored again
-    # without the rest; only that answer was written.
-    assert ports["scoring"].calls == 2 and consent.entries == 1
+    # The materialized score drew on everything; told that only payments is
+    # granted, the lookup read the vector and scored it again without the rest;
+    # only that answer was written.
+    assert ports["scoring"].calls == 1 and ports["features"].vector_calls == 1 and consent.entries == 1
     first, second = consent.asked
     assert first.sources_used == frozenset(SCORED_SOURCES)
     assert second.sources_used == frozenset({common_pb2.DATA_SOURCE_PAYMENTS})
@@ -361,12 +378,12 @@ def test_sources_used_are_the_scored_sources_with_a_value():
     assert sources_used([common_pb2.FeatureValue(name=n) for n in FEATURE_NAMES]) == frozenset()
 
 
-async def test_a_batch_of_lookups_makes_three_downstream_calls_and_answers_each_alone(ports):
+async def test_a_batch_of_lookups_makes_two_downstream_calls_and_answers_each_alone(ports):
     consent = ports["consent"]
     consent.authorize("full")
     consent.authorize("thr", scope=THRESHOLD)
     consent.authorize("payments-only", sources=[common_pb2.DATA_SOURCE_PAYMENTS])
-    calls = {"features": 0, "scoring": 0, "consent": 0}
+    calls = {"scores": 0, "vectors": 0, "scoring": 0, "consent": 0}
 
     def counted(name, fn):
         async def call(*args):
@@ -374,7 +391,8 @@ async def test_a_batch_of_lookups_makes_three_downstream_calls_and_answers_each_
             return await fn(*args)
         return call
 
-    ports["features"].feature_vectors = counted("features", ports["features"].feature_vectors)
+    ports["features"].current_scores = counted("scores", ports["features"].current_scores)
+    ports["features"].feature_vectors = counted("vectors", ports["features"].feature_vectors)
     ports["scoring"].scores = counted("scoring", ports["scoring"].scores)
     consent.record = counted("consent", consent.record)
     lookups = [
@@ -391,8 +409,9 @@ async def test_a_batch_of_lookups_makes_three_downstream_calls_and_answers_each_
     assert [type(r).__name__ for r in results[2:5]] == ["PermissionDenied", "PermissionDenied", "InvalidArgument"]
     assert results[2].message == results[3].message == NOT_AUTHORIZED_MESSAGE
     assert isinstance(results[5], gateway_pb2.GetCreditScoreResponse)
-    # One call each for the batch; scoring and consent once more for the one
-    # whose sources changed (and only for it).
-    assert calls == {"features": 1, "scoring": 2, "consent": 2}
+    # Two calls for the batch (current scores, consent); for the one whose
+    # sources changed (and only for it), its vector, a score and consent again.
+    assert calls == {"scores": 1, "vectors": 1, "scoring": 1, "consent": 2}
+    assert ports["features"].vector_calls == ports["scoring"].calls == 1
     assert [a.transaction_id for a in consent.asked] == ["t1", "t2", "t3", "t4", "t6", "t6"]
     assert consent.entries == 3
