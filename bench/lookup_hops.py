@@ -12,8 +12,11 @@ with the gateway's own service token:
 
 - ``Health/Check`` on each service (the floor of a call through that server:
   its interceptors, no work);
-- ``FeatureService.GetFeatureVectors``, ``ScoringService.ScoreBatch`` and
-  ``ConsentService.RecordAccesses`` with 1, 8 and 32 items (subjects in turn; new
+- ``FeatureService.GetCurrentScores`` (the lookup's first call: the subjects'
+  materialized scores), ``FeatureService.GetFeatureVectors`` and
+  ``ScoringService.ScoreBatch`` (the two calls it replaced, still made for a
+  lookup whose sources lost consent), and ``ConsentService.RecordAccesses`` (the
+  lookup's second call), with 1, 8 and 32 items (subjects in turn; new
   transaction ids, so every access is written);
 - ``CreditScoreService.GetCreditScore`` as the partner (a whole lookup of one).
 
@@ -116,6 +119,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
         print("the lookup's batched calls, by items per call:")
         for n in SIZES:
+            def get_scores(i: int, n: int = n):
+                return features.GetCurrentScores(feature_pb2.GetCurrentScoresRequest(
+                    subject_ids=[ids[(i * n + j) % len(ids)] for j in range(n)]), timeout=10)
+
             def get_vectors(i: int, n: int = n):
                 return features.GetFeatureVectors(feature_pb2.GetFeatureVectorsRequest(
                     subject_ids=[ids[(i * n + j) % len(ids)] for j in range(n)]), timeout=10)
@@ -137,13 +144,15 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                         sources_used=[common_pb2.DATA_SOURCE_PAYMENTS])
                     for j in range(n)]), timeout=10)
 
-            for rpc, service, call in (("GetFeatureVectors", "feature_service", get_vectors),
+            for rpc, service, call in (("GetCurrentScores", "feature_service", get_scores),
+                                       ("GetFeatureVectors", "feature_service", get_vectors),
                                        ("ScoreBatch", "scoring_service", score),
                                        ("RecordAccesses", "consent_service", record)):
                 wall, cpu = await _measure(call, pid[service], args.calls)
                 line(f"{rpc} of {n}", service, wall, cpu)
                 figures[f"{rpc}_cpu_ms_{n}"] = cpu
-        for rpc, service in (("GetFeatureVectors", "feature"), ("ScoreBatch", "scoring"),
+        for rpc, service in (("GetCurrentScores", "feature"), ("GetFeatureVectors", "feature"),
+                             ("ScoreBatch", "scoring"),
                              ("RecordAccesses", "consent")):
             one, many = figures[f"{rpc}_cpu_ms_1"], figures[f"{rpc}_cpu_ms_{max(SIZES)}"]
             per_item = (many - one) / (max(SIZES) - 1)  # type: ignore[operator]
