@@ -88,14 +88,21 @@ async def start_ingest(env: dict[str, str]) -> asyncio.subprocess.Process:
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     assert proc.stdout is not None
     lines: list[bytes] = []
-    async with asyncio.timeout(30):
-        while True:
-            line = await proc.stdout.readline()
-            if not line:
-                raise AssertionError("ingest_service exited:\n" + b"".join(lines).decode(errors="replace"))
-            lines.append(line)
-            if line.startswith(b"READY"):
-                break
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                line = await proc.stdout.readline()
+                if not line:
+                    raise AssertionError("ingest_service exited:\n" + b"".join(lines).decode(errors="replace"))
+                lines.append(line)
+                if line.startswith(b"READY"):
+                    break
+    except BaseException:
+        # Never leave it running behind a failed start (it would go on polling).
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        raise
     # Keep draining its output so that it never blocks on a full pipe.
     asyncio.get_running_loop().create_task(proc.stdout.read())
     return proc
