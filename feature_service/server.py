@@ -14,12 +14,11 @@ from creditscore.runtime import (
     KIND_SERVICE,
     RegisteredService,
     ServerHandle,
-    create_channel,
     create_server,
     make_engine,
     prepare_schema,
     server_auth,
-    service_tokens,
+    service_channels,
 )
 from creditscore.scoring.v1 import scoring_pb2_grpc
 
@@ -66,16 +65,11 @@ async def build_server(
         store = FeatureStore(engine)
         await prepare_schema(engine, MIGRATIONS, auto_migrate=settings.auto_migrate)
         if scorer is None:
-            tokens, token_channel = service_tokens(
-                settings.auth, settings.consent_service_addr, settings.channel, tls=settings.tls
+            (scoring_channel,), _, made = service_channels(
+                settings.auth, settings.consent_service_addr, (settings.scoring_service_addr,),
+                settings.channel, tls=settings.tls, tracer_provider=tracer_provider,
             )
-            if token_channel is not None:
-                channels.append(token_channel)
-            scoring_channel = create_channel(
-                settings.scoring_service_addr, settings.channel, tracer_provider=tracer_provider,
-                tokens=tokens, tls=settings.tls,
-            )
-            channels.append(scoring_channel)
+            channels.extend(made)
             scorer = GrpcScorer(scoring_pb2_grpc.ScoringServiceStub(scoring_channel))
         book = FeatureBook(
             store,

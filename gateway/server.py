@@ -23,7 +23,7 @@ from creditscore.runtime import (
     create_server,
     direct_channel,
     server_auth,
-    service_tokens,
+    service_channels,
 )
 from creditscore.scoring.v1 import scoring_pb2_grpc
 
@@ -85,20 +85,12 @@ async def build_server(
     auth = server_auth(settings.auth, AUDIENCE_GATEWAY, POLICY, service="gateway")
     channels: list[grpc.aio.Channel] = []
     try:
-        tokens, token_channel = service_tokens(
-            settings.auth, settings.consent_service_addr, settings.channel, tls=settings.tls
+        (consent_ch, feature_ch, scoring_ch), tokens, made = service_channels(
+            settings.auth, settings.consent_service_addr,
+            (settings.consent_service_addr, settings.feature_service_addr, settings.scoring_service_addr),
+            settings.channel, tls=settings.tls, tracer_provider=tracer_provider,
         )
-        if token_channel is not None:
-            channels.append(token_channel)
-        for addr in (
-            settings.consent_service_addr,
-            settings.feature_service_addr,
-            settings.scoring_service_addr,
-        ):
-            channels.append(create_channel(
-                addr, settings.channel, tracer_provider=tracer_provider, tokens=tokens, tls=settings.tls
-            ))
-        consent_ch, feature_ch, scoring_ch = channels[-3:]
+        channels.extend(made)
         relay_ch = create_channel(
             settings.consent_service_addr, settings.channel, tracer_provider=tracer_provider, tls=settings.tls
         )

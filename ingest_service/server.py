@@ -19,12 +19,11 @@ from creditscore.runtime import (
     AsyncGauge,
     RegisteredService,
     ServerHandle,
-    create_channel,
     create_server,
     make_engine,
     prepare_schema,
     server_auth,
-    service_tokens,
+    service_channels,
 )
 
 from .clients import GrpcConsentChecker, GrpcFeatureSink
@@ -98,21 +97,12 @@ async def build_ingest(
     try:
         store = RecordStore(engine)
         await prepare_schema(engine, MIGRATIONS, auto_migrate=settings.auto_migrate)
-        tokens, token_channel = service_tokens(
-            settings.auth, settings.consent_service_addr, settings.channel, tls=settings.tls
+        (consent_channel, feature_channel), _, made = service_channels(
+            settings.auth, settings.consent_service_addr,
+            (settings.consent_service_addr, settings.feature_service_addr),
+            settings.channel, tls=settings.tls, tracer_provider=tracer_provider,
         )
-        if token_channel is not None:
-            channels.append(token_channel)
-        consent_channel = create_channel(
-            settings.consent_service_addr, settings.channel, tracer_provider=tracer_provider,
-            tokens=tokens, tls=settings.tls,
-        )
-        channels.append(consent_channel)
-        feature_channel = create_channel(
-            settings.feature_service_addr, settings.channel, tracer_provider=tracer_provider,
-            tokens=tokens, tls=settings.tls,
-        )
-        channels.append(feature_channel)
+        channels.extend(made)
         dispatcher = Dispatcher(
             store,
             GrpcFeatureSink(feature_pb2_grpc.FeatureServiceStub(feature_channel)),

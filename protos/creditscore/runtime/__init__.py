@@ -37,6 +37,7 @@ from ._channels import (
     derive_timeout,
     direct_channel,
     downstream_errors,
+    service_channels,
     service_tokens,
     tool_channel,
 )
@@ -125,6 +126,7 @@ __all__ = [
     "TokenVerifier",
     "current_principal",
     "server_auth",
+    "service_channels",
     "service_tokens",
     "service_name_of",
     "token_expiry",

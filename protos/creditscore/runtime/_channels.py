@@ -28,6 +28,7 @@ __all__ = [
     "derive_timeout",
     "direct_channel",
     "downstream_errors",
+    "service_channels",
     "service_tokens",
     "tool_channel",
 ]
@@ -346,6 +347,28 @@ def service_tokens(
         return reply.token
 
     return TokenSource(fetch), channel
+
+
+def service_channels(
+    auth: AuthSettings,
+    consent_addr: str,
+    addrs: Sequence[str],
+    settings: ChannelSettings = ChannelSettings.default,
+    *,
+    tls: TlsSettings | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> tuple[list[grpc.aio.Channel], TokenSource | None, list[grpc.aio.Channel]]:
+    """A service's channels to the services it calls: one ``create_channel`` per
+    address of ``addrs``, in order, every call on them carrying this service's own
+    tokens (``service_tokens``), with ``settings``, ``tls`` and tracing. Returns
+    those channels, the token source (None when auth is disabled; for calls made
+    on other channels) and every channel made, the one the tokens are fetched on
+    included: the caller closes them when it stops."""
+    tokens, token_channel = service_tokens(auth, consent_addr, settings, tls=tls)
+    made = [
+        create_channel(addr, settings, tracer_provider=tracer_provider, tokens=tokens, tls=tls) for addr in addrs
+    ]
+    return made, tokens, ([] if token_channel is None else [token_channel]) + made
 
 
 def tool_channel(

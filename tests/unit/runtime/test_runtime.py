@@ -246,3 +246,25 @@ async def test_sqlite_writes_take_turns_on_the_event_loop_not_in_sqlites_busy_ha
             assert len((await conn.execute(select(t))).all()) == 2
     finally:
         await engine.dispose()
+
+
+async def test_service_channels_one_per_address_and_every_channel_to_close(tmp_path):
+    from creditscore.runtime import service_channels
+    from tests.authkit import NO_AUTH, TokenKeys
+
+    addrs = ["127.0.0.1:1", "127.0.0.1:2"]
+    made, tokens, owned = service_channels(NO_AUTH, "127.0.0.1:3", addrs)
+    try:
+        # Without auth: no tokens, and nothing to fetch them on.
+        assert tokens is None and len(made) == 2 and owned == made
+    finally:
+        for channel in owned:
+            await channel.close()
+    auth = dataclasses.replace(TokenKeys.generate().settings(tmp_path), client_id="svc", client_secret="s")
+    made, tokens, owned = service_channels(auth, "127.0.0.1:3", addrs)
+    try:
+        # With auth: the channel the tokens are fetched on is the caller's to close too.
+        assert tokens is not None and len(made) == 2 and len(owned) == 3 and owned[1:] == made
+    finally:
+        for channel in owned:
+            await channel.close()
