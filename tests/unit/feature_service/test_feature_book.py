@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 
 from creditscore.catalog import FEATURE_NAMES
 from creditscore.records.v1 import records_pb2 as R
-from creditscore.runtime import make_engine
 from creditscore.sim import producer_of, simulate
 from feature_service.aggregates import SubjectState, apply_record, feature_vector
 from feature_service.features import FeatureBook
 from feature_service.store import FeatureStore, StoreBatch
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[FeatureStore]:
-    engine = make_engine(database_url)
-    store = FeatureStore(engine)
-    await store.create_schema()
-    try:
-        yield store
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ migration that gives earlier rows their source."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -24,17 +23,6 @@ from feature_service.store import FeatureStore, applied_records
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 PAYMENTS, COMMERCE = common_pb2.DATA_SOURCE_PAYMENTS, common_pb2.DATA_SOURCE_COMMERCE
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[FeatureStore]:
-    engine = make_engine(database_url)
-    store = FeatureStore(engine)
-    await store.create_schema()
-    try:
-        yield store
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture

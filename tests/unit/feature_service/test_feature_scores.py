@@ -7,7 +7,6 @@ empty vector; the refresher scores stale rows again in the background."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -58,18 +57,6 @@ def split(envelopes) -> tuple[list, list, set[str]]:
         [e for e in envelopes if e[1].subject_id not in first],
         first,
     )
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[FeatureStore]:
-    engine = make_engine(database_url)
-    store = FeatureStore(engine)
-    await store.create_schema()
-    try:
-        yield store
-    finally:
-        await store.close()
-        await engine.dispose()
 
 
 @pytest.fixture
@@ -365,20 +352,27 @@ def test_sources_used_are_the_scored_sources_with_a_value():
         {PAYMENTS, common_pb2.DATA_SOURCE_COMMERCE, common_pb2.DATA_SOURCE_EXTERNAL})
 
 
+def hold(scorer: FakeScorer) -> tuple[asyncio.Event, asyncio.Event]:
+    """Makes ``scorer``'s score calls wait: the first event is set when one comes
+    in, and it goes on once the second is set."""
+    entered, release = asyncio.Event(), asyncio.Event()
+    score = scorer.score
+
+    async def held(items, timeout):
+        entered.set()
+        await release.wait()
+        return await score(items, timeout)
+
+    scorer.score = held  # type: ignore[method-assign]
+    return entered, release
+
+
 async def test_stopping_the_refresher_lets_its_batch_finish(book, store, scorer, clock, envelopes):
     """A stop in the middle of a batch waits for it: a transaction cut off by a
     cancellation would leave its database connection behind."""
     await FeatureBook(store, clock=clock).apply(envelopes)  # rows without a score
     subjects = feeding_subjects(envelopes)
-    entered, release = asyncio.Event(), asyncio.Event()
-    score = scorer.score
-
-    async def slow(items, timeout):
-        entered.set()
-        await release.wait()
-        return await score(items, timeout)
-
-    scorer.score = slow
+    entered, release = hold(scorer)
     refresher = ScoreRefresher(book, refresh_seconds=0.01, model_refresh_seconds=60)
     await refresher.start()
     async with asyncio.timeout(10):
@@ -397,15 +391,7 @@ async def test_an_apply_whose_caller_goes_away_while_scoring_still_commits(book,
     """The caller's cancellation (a client that gave up, a server stopping) does not
     cut the transaction off in the middle of the scoring call: the apply ends on
     its own, and ``drain`` waits for it."""
-    entered, release = asyncio.Event(), asyncio.Event()
-    score = scorer.score
-
-    async def slow(items, timeout):
-        entered.set()
-        await release.wait()
-        return await score(items, timeout)
-
-    scorer.score = slow
+    entered, release = hold(scorer)
     call = asyncio.create_task(book.apply(envelopes))
     async with asyncio.timeout(10):
         await entered.wait()
