@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 __all__ = [
+    "BENCH_ENV",
     "code_version",
     "describe_machine",
     "require_peers",
@@ -122,3 +123,9 @@ def result_line(name: str, figures: dict[str, Any]) -> str:
             text = str(value)
         parts.append(f"{key}={text}")
     return f"RESULT {name} " + " ".join(parts)
+
+
+#: Over the suite's defaults in the lookup benchmarks: their one partner drives the
+#: whole load, so its lookup limit (PARTNER_LOOKUP_RATE, 500/s by default) is raised
+#: out of the way; the limiter still runs on every lookup.
+BENCH_ENV = {"PARTNER_LOOKUP_RATE": "1000000", "PARTNER_LOOKUP_BURST": "1000000"}

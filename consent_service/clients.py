@@ -7,18 +7,17 @@ The only modules of the consent service besides the servicer that know gRPC.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
 from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from creditscore.runtime import KIND_SERVICE, TokenSource, downstream_errors
+from creditscore.runtime import Deadline, TokenSource, downstream_errors
 from creditscore.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 
 from .export import message_dict
 from .purge import TableCount
-from .tokens import TokenIssuer
+from .tokens import CredentialDesk
 
 __all__ = [
     "SELF_SERVICE_ID",
@@ -35,11 +34,12 @@ SELF_SERVICE_ID = "consent"
 _EXPORT_PAGE = 500
 
 
-def self_token_source(issuer: TokenIssuer) -> TokenSource:
-    """The consent service's own service tokens, signed locally (it holds the key)."""
+def self_token_source(desk: CredentialDesk) -> TokenSource:
+    """The consent service's own service tokens, signed locally (it holds the key),
+    at its current credential generation."""
 
     async def fetch() -> str:
-        return issuer.issue(KIND_SERVICE, SELF_SERVICE_ID).token
+        return (await desk.service_token(SELF_SERVICE_ID)).token
 
     return TokenSource(fetch)
 
@@ -82,12 +82,12 @@ class IngestData:
     async def export(self, subject_id: str, timeout: float) -> Any:
         records: list[dict[str, Any]] = []
         token = ""
-        budget = _Budget(timeout)
+        budget = Deadline(timeout)
         with downstream_errors("ingest_service"):
             while True:
                 page = await self._stub.ExportSubject(
                     ingest_pb2.ExportSubjectRequest(subject_id=subject_id, page_size=_EXPORT_PAGE, page_token=token),
-                    timeout=budget.left(),
+                    timeout=budget.timeout(0),
                 )
                 records.extend(message_dict(r) for r in page.records)
                 token = page.next_page_token
@@ -118,24 +118,14 @@ class ScoringData:
     async def export(self, subject_id: str, timeout: float) -> Any:
         scores: list[dict[str, Any]] = []
         token = ""
-        budget = _Budget(timeout)
+        budget = Deadline(timeout)
         with downstream_errors("scoring_service"):
             while True:
                 page = await self._stub.ExportSubject(
                     scoring_pb2.ExportSubjectRequest(subject_id=subject_id, page_size=_EXPORT_PAGE, page_token=token),
-                    timeout=budget.left(),
+                    timeout=budget.timeout(0),
                 )
                 scores.extend(message_dict(s) for s in page.scores)
                 token = page.next_page_token
                 if not token:
                     return scores
-
-
-class _Budget:
-    """One timeout shared by the pages of an export: each call gets what is left."""
-
-    def __init__(self, seconds: float) -> None:
-        self._end = time.monotonic() + seconds
-
-    def left(self) -> float:
-        return max(0.001, self._end - time.monotonic())

@@ -90,6 +90,10 @@ class Client:
     secret_hash: str
     register_time: datetime | None = None
     sources: frozenset[int] = frozenset()
+    #: The credential generation its tokens carry (``revocation``).
+    token_generation: int = 0
+    #: Set once the client was revoked (its contract ended): no token any more.
+    revoke_time: datetime | None = None
 
 
 def is_client_id(value: str) -> bool:

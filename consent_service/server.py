@@ -3,7 +3,8 @@ purge worker and its channels, servicer, authentication, server."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,7 +20,13 @@ from creditscore.runtime import (
     KIND_SERVICE,
     PUBLIC,
     AuthInterceptor,
+    AuthWatch,
+    KeyRingFile,
     RegisteredService,
+    RevocationEntry,
+    RevocationFetch,
+    RevocationPage,
+    Revocations,
     ServerHandle,
     TokenVerifier,
     create_channel,
@@ -39,7 +46,7 @@ from .purge import Purger, PurgeWorker
 from .registry import load_service_credentials
 from .servicer import ConsentServicer
 from .store import ConsentStore
-from .tokens import CredentialDesk, TokenIssuer, load_or_create_signing_key
+from .tokens import CredentialDesk, SigningKeys, TokenIssuer, load_or_create_signing_key
 
 __all__ = ["DOMAIN", "POLICY", "ConsentApp", "build_consent", "build_server"]
 
@@ -81,6 +88,11 @@ POLICY: dict[str, frozenset[str]] = {
         "RecordAccess": _SERVICES_ONLY,
         "RecordAccesses": _SERVICES_ONLY,
         "GetAccessByTransaction": _SERVICES_ONLY,
+        # Revocation: an operator's service identity; every service polls the list.
+        "RevokeToken": _SERVICES_ONLY,
+        "RevokeTokens": _SERVICES_ONLY,
+        "RevokeClient": _SERVICES_ONLY,
+        "ListRevocations": _SERVICES_ONLY,
     }.items()
 }
 
@@ -93,6 +105,7 @@ class ConsentApp:
     store: ConsentStore
     worker: PurgeWorker
     issuer: TokenIssuer
+    watch: AuthWatch
 
 
 async def build_server(
@@ -132,13 +145,29 @@ async def build_consent(
         ttl=timedelta(seconds=settings.token_ttl_seconds),
         subject_ttl=timedelta(seconds=settings.subject_token_ttl_seconds),
     )
+    # The ring every other service verifies with, when this one is told of it.
+    published = KeyRingFile(settings.auth.public_key_file) if settings.auth.public_key_file else None
+    revocations = settings.auth.revocations() if settings.auth.required else Revocations.always_fresh()
+    verifier = None
+    if settings.auth.required:
+        verifier = TokenVerifier(
+            issuer.public_key_pem, AUDIENCE_INTERNAL, leeway=settings.auth.leeway_seconds, revocations=revocations
+        )
+    else:
+        warn_disabled("consent_service")
+    signing_keys = SigningKeys(issuer, verifier, signing_file=settings.signing_key_file, published=published)
     services = load_service_credentials(settings.service_credentials_file)
     engine = make_engine(settings.database_url)
     channels: list[grpc.aio.Channel] = []
     try:
         await prepare_schema(engine, MIGRATIONS, auto_migrate=settings.auto_migrate)
-        store = ConsentStore(engine, sweep_delay=timedelta(seconds=settings.purge_sweep_seconds))
-        tokens = self_token_source(issuer)
+        store = ConsentStore(
+            engine,
+            sweep_delay=timedelta(seconds=settings.purge_sweep_seconds),
+            token_life=issuer.longest_ttl + timedelta(seconds=settings.auth.leeway_seconds),
+        )
+        desk = CredentialDesk(issuer, services, store)
+        tokens = self_token_source(desk)
 
         def channel(target: str) -> grpc.aio.Channel:
             made = create_channel(
@@ -167,21 +196,26 @@ async def build_consent(
             },
             clock=clock,
         )
+        # This service's own revocation list comes from its database (other
+        # replicas write there too), re-read every REVOCATION_POLL_SECONDS and at
+        # once after a revocation written here; expired entries are pruned.
+        watch = AuthWatch(
+            revocations,
+            local_revocations(store, clock),
+            interval=settings.auth.revocation_poll_seconds,
+            ticks=[signing_keys.reload, _pruner(store, clock)],
+        )
         servicer = ConsentServicer(
             store,
             clock=clock,
-            desk=CredentialDesk(issuer, services, store, store),
+            desk=desk,
             exporter=exporter,
             on_purge=worker.notify,
             export_timeout=settings.downstream_timeout_seconds,
+            on_revoke=watch.wake,
+            revocations=revocations,
         )
-        auth = None
-        if settings.auth.required:
-            # The consent service verifies with its own key: no public key file needed.
-            verifier = TokenVerifier(issuer.public_key_pem, AUDIENCE_INTERNAL, leeway=settings.auth.leeway_seconds)
-            auth = AuthInterceptor(verifier, POLICY)
-        else:
-            warn_disabled("consent_service")
+        auth = AuthInterceptor(verifier, POLICY) if verifier is not None else None
         handle = create_server(
             [
                 RegisteredService(
@@ -202,12 +236,48 @@ async def build_consent(
             await made.close()
         await engine.dispose()
         raise
-    # on_stop hooks run in reverse: the worker, the channels, then the store and the engine.
+    # on_stop hooks run in reverse: the worker, the watch, the channels, then the
+    # store and the engine.
     handle.on_stop.append(engine.dispose)
     handle.on_stop.append(store.close)
     for made in channels:
         handle.on_stop.append(made.close)
+    handle.on_start.append(watch.start)
+    handle.on_stop.append(watch.stop)
+    handle.ready.append(watch.ready)
     if settings.purge_worker:
         handle.on_start.append(worker.start)
     handle.on_stop.append(worker.stop)
-    return ConsentApp(handle, store, worker, issuer)
+    return ConsentApp(handle, store, worker, issuer, watch)
+
+
+def local_revocations(store: ConsentStore, clock: Callable[[], datetime]) -> RevocationFetch:
+    """The revocation log read from this service's own database."""
+
+    async def fetch(cursor: int) -> RevocationPage:
+        records, last, more, reset = await store.revocations_after(cursor, now=clock())
+        return RevocationPage(
+            entries=[
+                RevocationEntry(r.sequence, r.kind, r.key, r.generation, r.expire_time.timestamp())
+                for r in records
+            ],
+            last_sequence=last, more=more, reset=reset,
+        )
+
+    return fetch
+
+
+_PRUNE_SECONDS = 60.0
+
+
+def _pruner(store: ConsentStore, clock: Callable[[], datetime]) -> Callable[[], Awaitable[None]]:
+    """A tick that deletes expired revocations once a minute."""
+    last = [0.0]
+
+    async def prune() -> None:
+        now = time.monotonic()
+        if now - last[0] >= _PRUNE_SECONDS:
+            last[0] = now
+            await store.prune_revocations(clock())
+
+    return prune

@@ -22,7 +22,11 @@ from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
 from creditscore.runtime import (
     KIND_PARTNER,
     KIND_PRODUCER,
+    REVOKE_CLIENT,
+    REVOKE_SUBJECT,
     AlreadyExists,
+    Revocations,
+    Unauthenticated,
     FailedPrecondition,
     Deadline,
     FieldViolation,
@@ -34,6 +38,7 @@ from creditscore.runtime import (
     encode_page_token,
     from_timestamp,
     page_size,
+    subject_session_of,
     to_timestamp,
     utcnow,
 )
@@ -41,11 +46,13 @@ from creditscore.runtime import (
 from . import authorizations as auth_rules
 from . import consents as rules
 from . import registry, wire
+from . import revocation as revoke_rules
 from .authorizations import AccessToRecord, Authorization
 from .consents import Consent, Enrollment, RequestKey, Subject
 from .export import Exporter
 from .purge import DeletionScope
 from .registry import Client
+from .revocation import RevocationRecord
 from .store import ConsentStore, Withdrawal
 from .tokens import CredentialDesk
 
@@ -62,7 +69,17 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
     of times; tests pass a controllable one. ``desk`` issues tokens (None: the
     registry RPCs and IssueToken are unavailable); ``exporter`` builds exports;
     ``on_purge`` is called after a purge job was made (the worker's wake-up);
-    ``export_timeout`` bounds an export whose caller set no deadline.
+    ``export_timeout`` bounds an export whose caller set no deadline;
+    ``on_revoke`` is called after a revocation was written (this service's own
+    revocation list refreshes at once); ``revocations`` is that list (the token
+    ids a subject's session is also checked against).
+
+    A call made for a subject (the gateway's SubjectService names the subject's
+    token in ``creditscore-subject-session`` metadata) is refused at once
+    (UNAUTHENTICATED, ``TOKEN_REVOKED``) unless the token belongs to the subject's
+    current enrollment and credentials: a token of an earlier enrollment of the
+    same id, or one issued before a rotation, a closure or a revocation, never
+    acts for the subject, whatever the revocation list's delay.
     """
 
     def __init__(
@@ -74,6 +91,8 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         exporter: Exporter | None = None,
         on_purge: Callable[[], None] | None = None,
         export_timeout: float = 30.0,
+        on_revoke: Callable[[], None] | None = None,
+        revocations: Revocations | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -81,6 +100,27 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         self._exporter = exporter
         self._on_purge = on_purge or (lambda: None)
         self._export_timeout = export_timeout
+        self._on_revoke = on_revoke or (lambda: None)
+        self._revocations = revocations
+
+    async def _acting_for(self, context: grpc.aio.ServicerContext | None, subject_id: str) -> None:
+        """Refuses a call made for a subject with a token that is not the subject's
+        current one (see the class docstring); nothing for other calls."""
+        if context is None:
+            return
+        session = subject_session_of(context.invocation_metadata())
+        if session is None:
+            return
+        if session.subject_id != subject_id:
+            raise Unauthenticated("the token is not valid", reason="TOKEN_INVALID")
+        current = await self._store.subject_generation(subject_id)
+        if current is None or current != session.generation:
+            raise _subject_token_revoked()
+        if self._revocations is not None:
+            try:
+                self._revocations.check(session.token_id, REVOKE_SUBJECT, subject_id, session.generation)
+            except Unauthenticated:
+                raise _subject_token_revoked() from None
 
     # --- subjects and consents -------------------------------------------------
 
@@ -120,6 +160,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         rules.check_request_id(v, request.request_id)
         rules.check_subject_id(v, request.subject_id)
         v.raise_if_any(_INVALID)
+        await self._acting_for(context, request.subject_id)
 
         def encode(subject: Subject) -> bytes:
             return _serialize(consent_pb2.RotateSubjectSecretResponse(subject_id=subject.subject_id))
@@ -132,6 +173,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         reply = consent_pb2.RotateSubjectSecretResponse.FromString(done.response)
         if done.value is not None:
             reply.subject_secret = secret
+            self._on_revoke()
         return reply
 
     async def GetSubject(
@@ -140,6 +182,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         v = Violations()
         rules.check_subject_id(v, request.subject_id)
         v.raise_if_any(_INVALID)
+        await self._acting_for(context, request.subject_id)
         subject = await self._store.get_subject(request.subject_id)
         if subject is None:
             raise NotFound("no subject is enrolled under this id", reason="SUBJECT_NOT_FOUND")
@@ -157,6 +200,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         expire_time = _optional_time(v, request, "expire_time")
         rules.check_expire_time(v, expire_time, now)
         v.raise_if_any(_INVALID)
+        await self._acting_for(context, request.subject_id)
 
         def encode(consent: Consent) -> bytes:
             return _serialize(consent_pb2.GrantConsentResponse(consent=wire.consent_pb(consent, now)))
@@ -181,6 +225,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         rules.check_source(v, request.source)
         rules.check_purpose(v, request.purpose)
         v.raise_if_any(_INVALID)
+        await self._acting_for(context, request.subject_id)
         now = self._clock()
 
         def encode(withdrawal: Withdrawal) -> bytes:
@@ -211,6 +256,9 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         rules.check_purpose(v, request.purpose)
         rules.check_checks(v, checks)
         v.raise_if_any(_INVALID)
+        if subject_session_of(context.invocation_metadata()) is not None:
+            for subject_id in {subject_id for subject_id, _ in checks}:
+                await self._acting_for(context, subject_id)
         now = self._clock()
         held = await self._store.consents_for(
             [subject_id for subject_id, _ in checks],
@@ -232,6 +280,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         rules.check_subject_id(v, request.subject_id)
         rules.check_page_size(v, request.page_size)
         v.raise_if_any(_INVALID)
+        await self._acting_for(context, request.subject_id)
         limit = page_size(
             request.page_size, default=rules.PAGE_SIZE_DEFAULT, maximum=rules.PAGE_SIZE_MAX
         )
@@ -248,25 +297,30 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
     async def WithdrawAllConsents(
         self, request: consent_pb2.WithdrawAllConsentsRequest, context: grpc.aio.ServicerContext
     ) -> consent_pb2.WithdrawAllConsentsResponse:
-        receipt = await self._purge_all(request, "WithdrawAllConsents", DeletionScope.ALL_DATA)
+        receipt = await self._purge_all(request, "WithdrawAllConsents", DeletionScope.ALL_DATA, context)
         return consent_pb2.WithdrawAllConsentsResponse(receipt=receipt)
 
     async def CloseAccount(
         self, request: consent_pb2.CloseAccountRequest, context: grpc.aio.ServicerContext
     ) -> consent_pb2.CloseAccountResponse:
-        receipt = await self._purge_all(request, "CloseAccount", DeletionScope.ACCOUNT)
+        receipt = await self._purge_all(request, "CloseAccount", DeletionScope.ACCOUNT, context)
         return consent_pb2.CloseAccountResponse(receipt=receipt)
 
-    async def _purge_all(self, request: Any, method: str, scope: DeletionScope) -> consent_pb2.DeletionReceipt:
+    async def _purge_all(
+        self, request: Any, method: str, scope: DeletionScope, context: grpc.aio.ServicerContext | None
+    ) -> consent_pb2.DeletionReceipt:
         v = Violations()
         rules.check_request_id(v, request.request_id)
         rules.check_subject_id(v, request.subject_id)
         v.raise_if_any(_INVALID)
+        await self._acting_for(context, request.subject_id)
         receipt, created = await self._store.purge_subject(
             _key(method, request), subject_id=request.subject_id, scope=scope, now=self._clock()
         )
         if created:
             self._on_purge()
+            if scope is DeletionScope.ACCOUNT:
+                self._on_revoke()
         return wire.receipt_pb(receipt)
 
     async def GetDeletionReceipt(
@@ -278,6 +332,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
                 f"must be at most {_MAX_RECEIPT_ID_LENGTH} characters")
         rules.check_subject_id(v, request.subject_id)
         v.raise_if_any(_INVALID)
+        await self._acting_for(context, request.subject_id)
         receipt = await self._store.receipt(request.receipt_id)
         if receipt is None or receipt.subject_id != request.subject_id:
             raise NotFound("no deletion receipt of this subject has this id", reason="RECEIPT_NOT_FOUND")
@@ -289,6 +344,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         v = Violations()
         rules.check_subject_id(v, request.subject_id)
         v.raise_if_any(_INVALID)
+        await self._acting_for(context, request.subject_id)
         exporter = _required(self._exporter, "export")
         document, when = await exporter.export(
             request.subject_id, Deadline.from_context(context, self._export_timeout)
@@ -380,6 +436,102 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
             expire_time=to_timestamp(issued.expire_time),
             audience=issued.audience,
             kind=issued.kind,
+            token_id=issued.token_id,
+        )
+
+    # --- revocation ----------------------------------------------------------------
+
+    async def RevokeToken(
+        self, request: consent_pb2.RevokeTokenRequest, context: grpc.aio.ServicerContext
+    ) -> consent_pb2.RevokeTokenResponse:
+        v = Violations()
+        rules.check_request_id(v, request.request_id)
+        revoke_rules.check_token_id(v, request.token_id)
+        revoke_rules.check_note(v, request.note)
+        v.raise_if_any(_INVALID)
+
+        def encode(record: RevocationRecord) -> bytes:
+            return _serialize(consent_pb2.RevokeTokenResponse(revocation=wire.revocation_pb(record)))
+
+        done = await self._store.revoke_token(
+            _key("RevokeToken", request), token_id=request.token_id, note=request.note,
+            now=self._clock(), encode=encode,
+        )
+        if done.value is not None:
+            self._on_revoke()
+        return consent_pb2.RevokeTokenResponse.FromString(done.response)
+
+    async def RevokeTokens(
+        self, request: consent_pb2.RevokeTokensRequest, context: grpc.aio.ServicerContext
+    ) -> consent_pb2.RevokeTokensResponse:
+        v = Violations()
+        rules.check_request_id(v, request.request_id)
+        which = request.WhichOneof("principal")
+        if which == "subject_id":
+            rules.check_subject_id(v, request.subject_id)
+        elif which == "client_id":
+            registry.check_client_id(v, request.client_id, "client_id")
+        else:
+            v.add("principal", "set client_id or subject_id")
+        revoke_rules.check_note(v, request.note)
+        v.raise_if_any(_INVALID)
+
+        def encode(record: RevocationRecord) -> bytes:
+            return _serialize(consent_pb2.RevokeTokensResponse(revocation=wire.revocation_pb(record)))
+
+        principal_id = request.subject_id if which == "subject_id" else request.client_id
+        done = await self._store.revoke_tokens(
+            _key("RevokeTokens", request),
+            kind=REVOKE_SUBJECT if which == "subject_id" else REVOKE_CLIENT,
+            principal_id=principal_id,
+            service=which == "client_id" and self._desk is not None and self._desk.reserved(principal_id),
+            note=request.note, now=self._clock(), encode=encode,
+        )
+        if done.value is not None:
+            self._on_revoke()
+        return consent_pb2.RevokeTokensResponse.FromString(done.response)
+
+    async def RevokeClient(
+        self, request: consent_pb2.RevokeClientRequest, context: grpc.aio.ServicerContext
+    ) -> consent_pb2.RevokeClientResponse:
+        v = Violations()
+        rules.check_request_id(v, request.request_id)
+        registry.check_client_id(v, request.client_id, "client_id")
+        revoke_rules.check_note(v, request.note)
+        v.raise_if_any(_INVALID)
+        if self._desk is not None and self._desk.reserved(request.client_id):
+            raise FailedPrecondition(
+                "a service is configured, not registered: remove it from SERVICE_CREDENTIALS_FILE "
+                "and revoke its tokens with RevokeTokens",
+                reason="CLIENT_IS_SERVICE",
+            )
+
+        def encode(done: tuple[Client, RevocationRecord]) -> bytes:
+            client, record = done
+            return _serialize(consent_pb2.RevokeClientResponse(
+                client_id=client.client_id, kind=client.kind,
+                revoke_time=to_timestamp(client.revoke_time), revocation=wire.revocation_pb(record),
+            ))
+
+        done = await self._store.revoke_client(
+            _key("RevokeClient", request), client_id=request.client_id, note=request.note,
+            now=self._clock(), encode=encode,
+        )
+        if done.value is not None:
+            self._on_revoke()
+        return consent_pb2.RevokeClientResponse.FromString(done.response)
+
+    async def ListRevocations(
+        self, request: consent_pb2.ListRevocationsRequest, context: grpc.aio.ServicerContext
+    ) -> consent_pb2.ListRevocationsResponse:
+        v = Violations()
+        v.check(request.after_sequence >= 0, "after_sequence", "must not be negative")
+        v.raise_if_any(_INVALID)
+        records, last, more, reset = await self._store.revocations_after(
+            request.after_sequence, now=self._clock()
+        )
+        return consent_pb2.ListRevocationsResponse(
+            revocations=[wire.revocation_pb(r) for r in records], last_sequence=last, more=more, reset=reset
         )
 
     # --- authorizations ----------------------------------------------------------
@@ -396,6 +548,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         scope = auth_rules.check_scope(v, request.scope)
         expire_time = auth_rules.resolve_expire_time(v, _optional_time(v, request, "expire_time"), now)
         v.raise_if_any(_INVALID)
+        await self._acting_for(context, request.subject_id)
 
         def encode(grant: Authorization) -> bytes:
             return _serialize(
@@ -419,6 +572,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         registry.check_client_id(v, request.partner_id, "partner_id")
         auth_rules.check_access_purpose(v, request.purpose)
         v.raise_if_any(_INVALID)
+        await self._acting_for(context, request.subject_id)
 
         def encode(grant: Authorization) -> bytes:
             return _serialize(
@@ -439,6 +593,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         rules.check_subject_id(v, request.subject_id)
         rules.check_page_size(v, request.page_size)
         v.raise_if_any(_INVALID)
+        await self._acting_for(context, request.subject_id)
         limit = page_size(request.page_size, default=rules.PAGE_SIZE_DEFAULT, maximum=rules.PAGE_SIZE_MAX)
         position = _position(request.page_token, request.subject_id, {"p": str, "u": int})
         after = None if position is None else (position["p"], position["u"])
@@ -544,6 +699,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         rules.check_subject_id(v, request.subject_id)
         rules.check_page_size(v, request.page_size)
         v.raise_if_any(_INVALID)
+        await self._acting_for(context, request.subject_id)
         limit = page_size(request.page_size, default=rules.PAGE_SIZE_DEFAULT, maximum=rules.PAGE_SIZE_MAX)
         position = _position(request.page_token, request.subject_id, {"t": str, "a": str})
         after = None
@@ -605,6 +761,14 @@ def _position(token: str, subject_id: str, fields: dict[str, type]) -> dict[str,
     ):
         raise _bad_token()
     return position
+
+
+def _subject_token_revoked() -> Unauthenticated:
+    """A subject's token that is not the subject's current one: the gateway
+    answers the subject with it as its own (``metadata.principal``)."""
+    return Unauthenticated(
+        "the token has been revoked", reason="TOKEN_REVOKED", metadata={"principal": "subject"}
+    )
 
 
 def _bad_token() -> InvalidArgument:

@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Connection,
     ForeignKey,
@@ -72,10 +73,12 @@ from creditscore.runtime import (
 
 from . import authorizations as auth_rules
 from . import consents as rules
+from . import revocation as revoke_rules
 from .authorizations import AccessEntry, AccessOutcome, AccessOutcomeKind, AccessToRecord, Authorization
 from .consents import Consent, Enrollment, RequestKey, Subject
 from .purge import DeletionScope, Receipt, Step, StepTask, TableCount, new_receipt_id, plan_steps
 from .registry import Client
+from .revocation import RevocationRecord
 
 __all__ = [
     "Committed",
@@ -89,6 +92,9 @@ __all__ = [
     "purge_jobs_table",
     "purge_steps_table",
     "requests_table",
+    "revocation_sequence_table",
+    "revocations_table",
+    "service_generations_table",
     "subjects_table",
 ]
 
@@ -105,6 +111,9 @@ subjects_table = Table(
     # NULL for a subject enrolled before subject secrets (no token until an
     # operator rotates one). Deleted with the row; never read but to check it.
     Column("secret_hash", String(200), nullable=True),
+    # The credential generation the subject's tokens carry (revocation.py): a
+    # token of another one is not this enrollment's, or was revoked.
+    Column("token_generation", BigInteger, nullable=False, server_default="0"),
 )
 
 consents_table = Table(
@@ -143,6 +152,45 @@ clients_table = Table(
     Column("sources", String(64), nullable=False),
     Column("secret_hash", String(200), nullable=False),  # registry.hash_secret
     Column("register_time", UtcDateTime(), nullable=False),
+    # The credential generation its tokens carry (revocation.py).
+    Column("token_generation", BigInteger, nullable=False, server_default="0"),
+    # Set when an operator revoked the client (its contract ended): no token since.
+    Column("revoke_time", UtcDateTime(), nullable=True),
+)
+
+service_generations_table = Table(
+    "service_generations",
+    metadata,
+    # Configured services (SERVICE_CREDENTIALS_FILE) whose tokens were revoked:
+    # the generation their tokens must carry from then on (none: 0).
+    Column("service_id", String(64), primary_key=True),
+    Column("token_generation", BigInteger, nullable=False),
+)
+
+revocations_table = Table(
+    "revocations",
+    metadata,
+    # The revocation log every service polls (ListRevocations), in sequence order.
+    Column("sequence", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", String(16), nullable=False),  # "token" | "subject" | "client"
+    Column("key", String(128), nullable=False),  # token id, subject id, client id
+    Column("generation", BigInteger, nullable=False),
+    Column("revoke_time", UtcDateTime(), nullable=False),
+    # Dropped after this: every token the entry refuses has expired by then.
+    Column("expire_time", UtcDateTime(), nullable=False),
+    Column("note", String(200), nullable=False),
+    Index("ix_revocations_key", "kind", "key"),
+    Index("ix_revocations_expire", "expire_time"),
+)
+
+revocation_sequence_table = Table(
+    "revocation_sequence",
+    metadata,
+    # One row: the last sequence handed out. Taken with UPDATE ... RETURNING, its
+    # row lock orders the writers, so entries commit in sequence order and a
+    # poller reading "after N" never skips one committed later with a smaller N.
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("last_sequence", BigInteger, nullable=False),
 )
 
 authorizations_table = Table(
@@ -239,15 +287,26 @@ class ConsentStore:
 
     Build with ``await ConsentStore.open(engine)`` (tests) or ``ConsentStore(engine)``
     on a migrated database; the engine stays the caller's to dispose.
-    ``sweep_delay`` is when a purge's second pass comes due (see ``purge``).
+    ``sweep_delay`` is when a purge's second pass comes due (see ``purge``);
+    ``token_life`` the longest lifetime of a token (revocation entries outlive
+    their revocation by that much).
     """
 
-    def __init__(self, engine: AsyncEngine, *, sweep_delay: timedelta = timedelta(seconds=30)) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        sweep_delay: timedelta = timedelta(seconds=30),
+        token_life: timedelta = timedelta(minutes=15, seconds=5),
+    ) -> None:
         # The lookup's write (record_accesses) in one step (see Transactions).
         self._tx = Transactions.of(engine)
         self._engine = engine
         self._dialect = engine.dialect.name
         self._sweep_delay = sweep_delay
+        #: The longest a token lives (with the verifiers' leeway): how long a
+        #: revocation entry must stay in the log.
+        self._token_life = token_life
 
     async def close(self) -> None:
         """Releases the synchronous side of the store (a server's stop hook)."""
@@ -337,7 +396,11 @@ class ConsentStore:
                     candidate = rules.new_subject_id()
                     if await self._insert_subject(conn, candidate, now, secret_hash):
                         return Enrollment(Subject(candidate, now), created=True)
-            if await self._insert_subject(conn, subject_id, now, secret_hash):
+            # Above every revocation of an earlier enrollment of the same id: no
+            # token of that one is ever valid for this one.
+            floor = await self._revoked_generation(conn, revoke_rules.REVOKE_SUBJECT, subject_id)
+            generation = max(revoke_rules.generation_at(now), floor)
+            if await self._insert_subject(conn, subject_id, now, secret_hash, generation):
                 if await _open_purge(conn, subject_id, None, (DeletionScope.ACCOUNT,)):
                     raise _purge_in_progress("this account is still being closed")
                 return Enrollment(Subject(subject_id, now), created=True)
@@ -358,17 +421,22 @@ class ConsentStore:
         now: datetime,
         encode: Callable[[Subject], bytes],
     ) -> Committed[Subject]:
-        """Replaces the subject's secret with ``secret_hash``, once per request id
-        (a repeat changes nothing and answers as stored). ``SUBJECT_NOT_FOUND``
-        for an unknown subject."""
+        """Replaces the subject's secret with ``secret_hash`` and revokes every
+        token issued before (a new generation and its revocation entry), once per
+        request id (a repeat changes nothing and answers as stored).
+        ``SUBJECT_NOT_FOUND`` for an unknown subject."""
         s = subjects_table.c
 
         async def change(conn: AsyncConnection) -> Subject:
             subject = await _subject(conn, subject_id, lock="update")
             if subject is None:
                 raise _subject_not_found()
+            generation = await self._raise_subject_generation(conn, subject_id, now)
             await conn.execute(
                 update(subjects_table).where(s.subject_id == subject_id).values(secret_hash=secret_hash)
+            )
+            await self._append_revocation(
+                conn, revoke_rules.REVOKE_SUBJECT, subject_id, generation, now, revoke_rules.NOTE_SECRET_ROTATED
             )
             return subject
 
@@ -720,6 +788,13 @@ class ConsentStore:
             # first (and its rows are deleted here) or waits and finds it gone.
             if await _subject(conn, subject_id, lock="update") is None:
                 raise _subject_not_found()
+            if scope is DeletionScope.ACCOUNT:
+                # Every token of the subject ends with the account.
+                generation = await self._raise_subject_generation(conn, subject_id, now)
+                await self._append_revocation(
+                    conn, revoke_rules.REVOKE_SUBJECT, subject_id, generation, now,
+                    revoke_rules.NOTE_ACCOUNT_CLOSED,
+                )
             tables = await self._delete_own_rows(conn, subject_id, account=scope is DeletionScope.ACCOUNT)
             await _insert_steps(conn, receipt_id, plan_steps(now, self._sweep_delay, tables))
             receipt = await _receipt(conn, receipt_id)
@@ -899,6 +974,214 @@ class ConsentStore:
             ]
         return subject, consents, grants, accesses, await self.receipts_of(subject_id)
 
+    # --- credentials and revocation ------------------------------------------
+
+    async def subject_credentials(self, subject_id: str) -> tuple[str | None, int] | None:
+        """The stored hash of the subject's secret (None: it has none) and its
+        credential generation; None for a subject not enrolled."""
+        s = subjects_table.c
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(select(s.secret_hash, s.token_generation).where(s.subject_id == subject_id))
+            ).first()
+        return None if row is None else (row.secret_hash, row.token_generation)
+
+    async def subject_generation(self, subject_id: str) -> int | None:
+        """The generation the subject's tokens must carry; None: not enrolled."""
+        held = await self.subject_credentials(subject_id)
+        return None if held is None else held[1]
+
+    async def service_generation(self, service_id: str) -> int:
+        """The generation a configured service's tokens carry (0 until revoked)."""
+        g = service_generations_table.c
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(g.token_generation).where(g.service_id == service_id))).first()
+        return 0 if row is None else int(row.token_generation)
+
+    async def revocations_after(
+        self, after: int, *, now: datetime, limit: int = revoke_rules.PAGE_MAX
+    ) -> tuple[list[RevocationRecord], int, bool, bool]:
+        """The live entries after sequence ``after``, oldest first, at most
+        ``limit``; the sequence to ask after next; whether more follow; and whether
+        ``after`` was unknown (beyond the last sequence handed out: the log was
+        reset), in which case the entries start from the beginning."""
+        r, q = revocations_table.c, revocation_sequence_table.c
+        async with self._engine.connect() as conn:
+            last = (await conn.execute(select(q.last_sequence).where(q.id == 1))).scalar_one_or_none() or 0
+            reset = after > last
+            start = 0 if reset else after
+            rows = (
+                await conn.execute(
+                    select(revocations_table)
+                    .where(r.sequence > start, r.expire_time > now)
+                    .order_by(r.sequence)
+                    .limit(limit + 1)
+                )
+            ).all()
+        records = [_revocation(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        newest = records[-1].sequence if records else 0
+        cursor = newest if more else max(last, start, newest)
+        return records, cursor, more, reset
+
+    async def prune_revocations(self, now: datetime) -> int:
+        """Deletes the entries that can no longer refuse a live token."""
+        async with begin_write(self._engine) as conn:
+            done = await conn.execute(delete(revocations_table).where(revocations_table.c.expire_time <= now))
+        return int(done.rowcount or 0)
+
+    async def revoke_token(
+        self, key: RequestKey, *, token_id: str, note: str, now: datetime,
+        encode: Callable[[RevocationRecord], bytes],
+    ) -> Committed[RevocationRecord]:
+        """Revokes one token by its id (the entry lives the longest token life)."""
+
+        async def change(conn: AsyncConnection) -> RevocationRecord:
+            return await self._append_revocation(conn, revoke_rules.REVOKE_TOKEN, token_id, 0, now, note)
+
+        return await self._idempotent(key, now, change, encode)
+
+    async def revoke_tokens(
+        self, key: RequestKey, *, kind: str, principal_id: str, service: bool, note: str,
+        now: datetime, encode: Callable[[RevocationRecord], bytes],
+    ) -> Committed[RevocationRecord]:
+        """Revokes every token of a subject (``kind`` "subject") or a client
+        ("client": a registered one, or a configured service when ``service``)
+        issued so far: raises its generation and appends the entry.
+        ``SUBJECT_NOT_FOUND`` / ``CLIENT_NOT_FOUND`` for an unknown id."""
+
+        async def change(conn: AsyncConnection) -> RevocationRecord:
+            if kind == revoke_rules.REVOKE_SUBJECT:
+                if await _subject(conn, principal_id, lock="update") is None:
+                    raise _subject_not_found()
+                generation = await self._raise_subject_generation(conn, principal_id, now)
+            elif service:
+                generation = await self._raise_service_generation(conn, principal_id, now)
+            else:
+                client = await self._locked_client(conn, principal_id)
+                generation = await self._raise_client_generation(conn, client, now)
+            return await self._append_revocation(conn, kind, principal_id, generation, now, note)
+
+        return await self._idempotent(
+            key, now, change, encode,
+            subject_of=lambda _: principal_id if kind == revoke_rules.REVOKE_SUBJECT else None,
+        )
+
+    async def revoke_client(
+        self, key: RequestKey, *, client_id: str, note: str, now: datetime,
+        encode: Callable[[tuple[Client, RevocationRecord]], bytes],
+    ) -> Committed[tuple[Client, RevocationRecord]]:
+        """Ends a registered partner or producer: marks it revoked (kept: its
+        lookups stay in subjects' access logs), raises its generation and appends
+        the entry. Revoking it again appends another entry; ``revoke_time`` stays
+        the first. ``CLIENT_NOT_FOUND`` for an unknown id."""
+        k = clients_table.c
+
+        async def change(conn: AsyncConnection) -> tuple[Client, RevocationRecord]:
+            client = await self._locked_client(conn, client_id)
+            generation = await self._raise_client_generation(conn, client, now)
+            revoke_time = client.revoke_time or now
+            await conn.execute(update(clients_table).where(k.client_id == client_id).values(revoke_time=revoke_time))
+            entry = await self._append_revocation(
+                conn, revoke_rules.REVOKE_CLIENT, client_id, generation, now,
+                note or revoke_rules.NOTE_CLIENT_REVOKED,
+            )
+            return replace(client, token_generation=generation, revoke_time=revoke_time), entry
+
+        return await self._idempotent(key, now, change, encode)
+
+    async def _locked_client(self, conn: AsyncConnection, client_id: str) -> Client:
+        row = (
+            await conn.execute(
+                select(clients_table).where(clients_table.c.client_id == client_id).with_for_update()
+            )
+        ).first()
+        if row is None:
+            raise NotFound("no partner or producer is registered under this id", reason="CLIENT_NOT_FOUND")
+        return _client(row)
+
+    async def _raise_subject_generation(self, conn: AsyncConnection, subject_id: str, now: datetime) -> int:
+        s = subjects_table.c
+        current = (
+            await conn.execute(select(s.token_generation).where(s.subject_id == subject_id))
+        ).scalar_one()
+        generation = revoke_rules.next_generation(int(current), now)
+        await conn.execute(
+            update(subjects_table).where(s.subject_id == subject_id).values(token_generation=generation)
+        )
+        return generation
+
+    async def _raise_client_generation(self, conn: AsyncConnection, client: Client, now: datetime) -> int:
+        generation = revoke_rules.next_generation(client.token_generation, now)
+        await conn.execute(
+            update(clients_table)
+            .where(clients_table.c.client_id == client.client_id)
+            .values(token_generation=generation)
+        )
+        return generation
+
+    async def _raise_service_generation(self, conn: AsyncConnection, service_id: str, now: datetime) -> int:
+        g = service_generations_table.c
+        current = (
+            await conn.execute(
+                select(g.token_generation).where(g.service_id == service_id).with_for_update()
+            )
+        ).scalar_one_or_none()
+        generation = revoke_rules.next_generation(int(current or 0), now)
+        if current is None:
+            await conn.execute(
+                dialect_insert(self._dialect, service_generations_table)
+                .values(service_id=service_id, token_generation=generation)
+                .on_conflict_do_update(index_elements=[g.service_id], set_={"token_generation": generation})
+            )
+        else:
+            await conn.execute(
+                update(service_generations_table)
+                .where(g.service_id == service_id)
+                .values(token_generation=generation)
+            )
+        return generation
+
+    async def _revoked_generation(self, conn: AsyncConnection, kind: str, key: str) -> int:
+        """The highest generation a live entry of (kind, key) refuses below (0: none)."""
+        r = revocations_table.c
+        value = (
+            await conn.execute(select(func.max(r.generation)).where(r.kind == kind, r.key == key))
+        ).scalar_one_or_none()
+        return int(value or 0)
+
+    async def _append_revocation(
+        self, conn: AsyncConnection, kind: str, key: str, generation: int, now: datetime, note: str
+    ) -> RevocationRecord:
+        """Appends one entry under the next sequence number (in the caller's
+        transaction: the row lock on the counter orders the writers)."""
+        q = revocation_sequence_table.c
+        bump = (
+            update(revocation_sequence_table)
+            .where(q.id == 1)
+            .values(last_sequence=q.last_sequence + 1)
+            .returning(q.last_sequence)
+        )
+        sequence = (await conn.execute(bump)).scalar_one_or_none()
+        if sequence is None:  # the first entry ever (a store made without the migration's row)
+            await conn.execute(
+                dialect_insert(self._dialect, revocation_sequence_table)
+                .values(id=1, last_sequence=0)
+                .on_conflict_do_nothing(index_elements=[q.id])
+            )
+            sequence = (await conn.execute(bump)).scalar_one()
+        record = RevocationRecord(
+            sequence=int(sequence), kind=kind, key=key, generation=generation, revoke_time=now,
+            expire_time=revoke_rules.expire_time(now, self._token_life), note=note,
+        )
+        await conn.execute(
+            revocations_table.insert().values(
+                sequence=record.sequence, kind=kind, key=key, generation=generation,
+                revoke_time=now, expire_time=record.expire_time, note=note,
+            )
+        )
+        return record
+
     # --- internals -----------------------------------------------------------
 
     async def _idempotent(
@@ -949,13 +1232,21 @@ class ConsentStore:
             return Committed(response=response, value=value)
 
     async def _insert_subject(
-        self, conn: AsyncConnection, subject_id: str, now: datetime, secret_hash: str | None = None
+        self,
+        conn: AsyncConnection,
+        subject_id: str,
+        now: datetime,
+        secret_hash: str | None = None,
+        generation: int | None = None,
     ) -> bool:
         """Inserts the subject unless it exists; True when inserted."""
         s = subjects_table.c
         inserted = await conn.execute(
             dialect_insert(self._dialect, subjects_table)
-            .values(subject_id=subject_id, enroll_time=now, secret_hash=secret_hash)
+            .values(
+                subject_id=subject_id, enroll_time=now, secret_hash=secret_hash,
+                token_generation=revoke_rules.generation_at(now) if generation is None else generation,
+            )
             .on_conflict_do_nothing(index_elements=[s.subject_id])
             .returning(s.subject_id)
         )
@@ -1201,12 +1492,20 @@ def _client(row: Row[Any]) -> Client:
         secret_hash=row.secret_hash,
         register_time=row.register_time,
         sources=frozenset(int(s) for s in row.sources.split(",") if s),
+        token_generation=row.token_generation,
+        revoke_time=row.revoke_time,
     )
 
 
 def _replace_id(client: Client, client_id: str) -> Client:
-    return Client(client_id, client.kind, client.display_name, client.secret_hash,
-                  client.register_time, client.sources)
+    return replace(client, client_id=client_id)
+
+
+def _revocation(row: Row[Any]) -> RevocationRecord:
+    return RevocationRecord(
+        sequence=row.sequence, kind=row.kind, key=row.key, generation=row.generation,
+        revoke_time=row.revoke_time, expire_time=row.expire_time, note=row.note,
+    )
 
 
 def _authorization_query() -> Any:

@@ -12,7 +12,10 @@ subject id), for their own calls through the gateway, with a lifetime of their o
 
 Keys are PEM files. ``load_or_create_signing_key`` loads the private key, or, in
 development, generates a key pair on first start (logging that it did) with the
-private key readable by its owner only.
+private key readable by its owner only. Every token names its signing key in the
+header (``kid``); ``SigningKeys`` re-reads the key file, so that the key can be
+rotated without a restart (docs/deploy.md has the operator's steps). Every token
+carries its principal's credential generation (``gen``): see ``revocation``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import asyncio
 import logging
 import os
 import secrets
+import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,7 +33,7 @@ from typing import Protocol
 
 import jwt
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from creditscore.runtime import (
     AUDIENCE_GATEWAY,
@@ -40,8 +44,12 @@ from creditscore.runtime import (
     KIND_PRODUCER,
     KIND_SERVICE,
     KIND_SUBJECT,
+    KeyRing,
+    KeyRingFile,
     SettingsError,
+    TokenVerifier,
     is_subject_id,
+    key_id,
     utcnow,
 )
 
@@ -57,10 +65,10 @@ from .registry import (
 
 __all__ = [
     "AUDIENCE_OF_KIND",
-    "ClientLookup",
     "CredentialDesk",
+    "CredentialStore",
     "IssuedToken",
-    "SubjectLookup",
+    "SigningKeys",
     "TokenIssuer",
     "generate_key_pair",
     "load_or_create_signing_key",
@@ -90,8 +98,9 @@ class IssuedToken:
 
 
 class TokenIssuer:
-    """Signs tokens with ``private_key``; ``ttl`` is their lifetime (``subject_ttl``
-    that of subjects' tokens), ``clock`` "now"."""
+    """Signs tokens with ``private_key`` (naming it in the header's ``kid``);
+    ``ttl`` is their lifetime (``subject_ttl`` that of subjects' tokens), ``clock``
+    "now". ``set_key`` switches to another signing key (a rotation)."""
 
     def __init__(
         self,
@@ -104,9 +113,22 @@ class TokenIssuer:
         if ttl <= timedelta(0) or subject_ttl <= timedelta(0):
             raise ValueError("a token's lifetime must be positive")
         self._key = private_key
+        self._kid = key_id(private_key)
         self._ttl = ttl
         self._subject_ttl = subject_ttl
         self._clock = clock
+
+    @property
+    def longest_ttl(self) -> timedelta:
+        return max(self._ttl, self._subject_ttl)
+
+    @property
+    def key_id(self) -> str:
+        return self._kid
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        return self._key.public_key()
 
     @property
     def public_key_pem(self) -> bytes:
@@ -114,9 +136,16 @@ class TokenIssuer:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
 
-    def issue(self, kind: str, subject: str, *, sources: Collection[str] = ()) -> IssuedToken:
+    def set_key(self, private_key: Ed25519PrivateKey) -> None:
+        self._key = private_key
+        self._kid = key_id(private_key)
+
+    def issue(
+        self, kind: str, subject: str, *, sources: Collection[str] = (), generation: int = 0
+    ) -> IssuedToken:
         """A token for ``subject`` (the caller's id) of ``kind``, for the audience of
-        that kind; a producer's lists the source names it may send."""
+        that kind, carrying the principal's credential ``generation``; a
+        producer's lists the source names it may send."""
         audience = AUDIENCE_OF_KIND[kind]
         now = self._clock()
         expires = now + (self._subject_ttl if kind == KIND_SUBJECT else self._ttl)
@@ -129,10 +158,11 @@ class TokenIssuer:
             "iat": int(now.timestamp()),
             "exp": int(expires.timestamp()),
             "jti": token_id,
+            "gen": generation,
         }
         if kind == KIND_PRODUCER:
             claims["sources"] = sorted(sources)
-        token = jwt.encode(claims, self._key, algorithm="EdDSA")
+        token = jwt.encode(claims, self._key, algorithm="EdDSA", headers={"kid": self._kid})
         return IssuedToken(token, expires.replace(microsecond=0), audience, kind, token_id)
 
 
@@ -195,41 +225,34 @@ def load_or_create_signing_key(path: str, *, generate: bool, public_out: str = "
     return key
 
 
-class ClientLookup(Protocol):
-    """Where registered partners and producers are found (the store)."""
+class CredentialStore(Protocol):
+    """Where registered partners and producers, enrolled subjects and the
+    generations of services' tokens are found (the store)."""
 
     async def get_client(self, client_id: str) -> Client | None: ...
 
+    async def subject_credentials(self, subject_id: str) -> tuple[str | None, int] | None: ...
 
-class SubjectLookup(Protocol):
-    """Where enrolled subjects' secrets are found (the store)."""
-
-    async def subject_secret_hash(self, subject_id: str) -> str | None: ...
+    async def service_generation(self, service_id: str) -> int: ...
 
 
 class CredentialDesk:
     """Client credentials in, a token out: the use case behind ``IssueToken``.
 
     ``services`` are the configured service identities (tried first; a partner or
-    producer can never register under their ids); registered clients come from
-    ``clients``; subjects from ``subjects``, for a secret of a subject's form
+    producer can never register under their ids); registered clients and
+    subjects come from ``store``, subjects for a secret of a subject's form
     (``registry.SUBJECT_SECRET_PREFIX``) only, whatever the client id. A wrong
-    secret, an unknown client, a subject without a secret (or no more: a closed
-    account) are the same error, after the same work: one scrypt (in a worker
-    thread) for a client's secret, one SHA-256 for a subject's (a generated
-    256-bit secret: see ``registry.hash_generated_secret``)."""
+    secret, an unknown client, a revoked one, a subject without a secret (or no
+    more: a closed account) are the same error, after the same work: one scrypt
+    (in a worker thread) for a client's secret, one SHA-256 for a subject's (a
+    generated 256-bit secret: see ``registry.hash_generated_secret``). Every token
+    carries its principal's current credential generation."""
 
-    def __init__(
-        self,
-        issuer: TokenIssuer,
-        services: Mapping[str, Client],
-        clients: ClientLookup,
-        subjects: SubjectLookup | None = None,
-    ) -> None:
+    def __init__(self, issuer: TokenIssuer, services: Mapping[str, Client], store: CredentialStore) -> None:
         self._issuer = issuer
         self._services = dict(services)
-        self._clients = clients
-        self._subjects = subjects
+        self._store = store
 
     @property
     def issuer(self) -> TokenIssuer:
@@ -244,16 +267,124 @@ class CredentialDesk:
             return await self._issue_subject(client_id, client_secret)
         client: Client | None = None
         if is_client_id(client_id):
-            client = self._services.get(client_id) or await self._clients.get_client(client_id)
+            client = self._services.get(client_id) or await self._store.get_client(client_id)
         hashed = client.secret_hash if client is not None else None
         if not await asyncio.to_thread(verify_secret, client_secret, hashed) or client is None:
             raise invalid_client()
-        return self._issuer.issue(client.kind, client.client_id, sources=source_names(client.sources))
+        if client.revoke_time is not None:
+            raise invalid_client()
+        generation = client.token_generation
+        if client.kind == KIND_SERVICE:
+            generation = await self._store.service_generation(client.client_id)
+        return self._issuer.issue(
+            client.kind, client.client_id, sources=source_names(client.sources), generation=generation
+        )
+
+    async def service_token(self, service_id: str) -> IssuedToken:
+        """A service token for ``service_id``, signed here without credentials (the
+        consent service's own calls), at the service's current generation."""
+        generation = await self._store.service_generation(service_id)
+        return self._issuer.issue(KIND_SERVICE, service_id, generation=generation)
 
     async def _issue_subject(self, subject_id: str, secret: str) -> IssuedToken:
-        hashed = None
-        if self._subjects is not None and is_subject_id(subject_id):
-            hashed = await self._subjects.subject_secret_hash(subject_id)
-        if not verify_generated_secret(secret, hashed) or hashed is None:
+        held = None
+        if is_subject_id(subject_id):
+            held = await self._store.subject_credentials(subject_id)
+        hashed = held[0] if held is not None else None
+        if not verify_generated_secret(secret, hashed) or held is None or hashed is None:
             raise invalid_client()
-        return self._issuer.issue(KIND_SUBJECT, subject_id)
+        return self._issuer.issue(KIND_SUBJECT, subject_id, generation=held[1])
+
+
+class SigningKeys:
+    """The consent service's keys during its life: the signing key, re-read from
+    ``signing_file`` when it changes (a rotation), and the keys its own verifier
+    accepts.
+
+    With ``published`` (the key ring every other service verifies with,
+    ``TOKEN_PUBLIC_KEY_FILE``), a new signing key is used only once its public key
+    is in that ring, so that no service ever meets a token it cannot verify; until
+    then the old key keeps signing and the mismatch is logged. The verifier
+    accepts the published ring plus the signing key. Without ``published`` (a
+    development suite), it accepts the signing key and every key this process
+    signed with before, for the longest token lifetime after the switch."""
+
+    def __init__(
+        self,
+        issuer: TokenIssuer,
+        verifier: TokenVerifier | None,
+        *,
+        signing_file: str,
+        published: KeyRingFile | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._issuer = issuer
+        self._verifier = verifier
+        self._path = Path(signing_file)
+        self._published = published
+        self._clock = clock
+        self._seen = _file_signature(self._path)
+        #: Keys signed with before, and until when they are still accepted.
+        self._previous: dict[str, tuple[Ed25519PublicKey, float]] = {}
+        if published is not None and issuer.key_id not in published.ring:
+            raise SettingsError(
+                f"the token signing key ({issuer.key_id}) is not in TOKEN_PUBLIC_KEY_FILE "
+                f"({', '.join(sorted(published.ring))}): the other services could not verify its tokens"
+            )
+        self._update_verifier()
+
+    def ring(self) -> KeyRing:
+        now = self._clock()
+        self._previous = {k: v for k, v in self._previous.items() if v[1] > now}
+        keys = {self._issuer.key_id: self._issuer.public_key}
+        keys.update({k: v[0] for k, v in self._previous.items()})
+        if self._published is not None:
+            return self._published.ring.merged(keys)
+        return KeyRing(keys)
+
+    def _update_verifier(self) -> None:
+        if self._verifier is not None:
+            self._verifier.set_keys(self.ring())
+
+    def reload(self) -> None:
+        """Re-reads the published ring and the signing key file if they changed
+        (an ``AuthWatch`` tick)."""
+        if self._published is not None:
+            self._published.reload()
+        seen = _file_signature(self._path)
+        if seen != self._seen:
+            self._seen = seen
+            self._switch()
+        self._update_verifier()
+
+    def _switch(self) -> None:
+        try:
+            key = load_or_create_signing_key(str(self._path), generate=False)
+        except SettingsError as exc:
+            log.error("token signing key: %s; still signing with %s", exc, self._issuer.key_id)
+            return
+        kid = key_id(key)
+        if kid == self._issuer.key_id:
+            return
+        if self._published is not None and kid not in self._published.ring:
+            log.error(
+                "token signing key %s is not in TOKEN_PUBLIC_KEY_FILE yet (%s): still signing with %s; "
+                "publish its public key to every service first",
+                kid, ", ".join(sorted(self._published.ring)), self._issuer.key_id,
+            )
+            self._seen = None  # try again at the next tick
+            return
+        old_kid, old_public = self._issuer.key_id, self._issuer.public_key
+        self._issuer.set_key(key)
+        if self._published is None:
+            keep_until = self._clock() + self._issuer.longest_ttl.total_seconds() + 60
+            self._previous[old_kid] = (old_public, keep_until)
+        log.warning("token signing key rotated: now %s (was %s)", kid, old_kid)
+
+
+def _file_signature(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)

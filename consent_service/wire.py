@@ -13,6 +13,7 @@ from .authorizations import AccessEntry, AccessOutcome, AccessOutcomeKind, Autho
 from .consents import Consent, Subject
 from .purge import Receipt, Step, TableCount
 from .registry import Client
+from .revocation import KIND_NUMBERS, RevocationRecord
 
 __all__ = [
     "access_outcome_pb",
@@ -23,6 +24,7 @@ __all__ = [
     "producer_pb",
     "purged_tables_pb",
     "receipt_pb",
+    "revocation_pb",
     "subject_pb",
 ]
 
@@ -137,4 +139,16 @@ def receipt_pb(receipt: Receipt) -> consent_pb2.DeletionReceipt:
         complete_time=to_timestamp(receipt.complete_time),
         steps=[_step_pb(s) for s in receipt.steps],
         deleted_rows=receipt.deleted_rows,
+    )
+
+
+def revocation_pb(record: RevocationRecord) -> consent_pb2.Revocation:
+    return consent_pb2.Revocation(
+        sequence=record.sequence,
+        kind=KIND_NUMBERS.get(record.kind, 0),  # type: ignore[arg-type]
+        key=record.key,
+        generation=record.generation,
+        revoke_time=to_timestamp(record.revoke_time),
+        expire_time=to_timestamp(record.expire_time),
+        note=record.note,
     )

@@ -13,8 +13,10 @@ from creditscore.runtime import (
     AUDIENCE_INTERNAL,
     KIND_SERVICE,
     RegisteredService,
+    RevocationFetch,
     ServerHandle,
     create_server,
+    keep_tokens_current,
     make_engine,
     prepare_schema,
     server_auth,
@@ -47,6 +49,7 @@ async def build_server(
     tracer_provider: TracerProvider | None = None,
     meter_provider: MeterProvider | None = None,
     scorer: Scorer | None = None,
+    revocations: RevocationFetch | None = None,
 ) -> ServerHandle:
     """The FeatureService on ``settings.server`` over ``settings.database_url``
     (migrated to this build's schema, or checked, per ``settings.auto_migrate``);
@@ -64,13 +67,18 @@ async def build_server(
     try:
         store = FeatureStore(engine)
         await prepare_schema(engine, MIGRATIONS, auto_migrate=settings.auto_migrate)
-        if scorer is None:
-            (scoring_channel,), _, made = service_channels(
-                settings.auth, settings.consent_service_addr, (settings.scoring_service_addr,),
+        addrs = ([settings.consent_service_addr] if revocations is None else []) + (
+            [settings.scoring_service_addr] if scorer is None else [])
+        if addrs:
+            made_for, _, made = service_channels(
+                settings.auth, settings.consent_service_addr, addrs,
                 settings.channel, tls=settings.tls, tracer_provider=tracer_provider,
             )
             channels.extend(made)
-            scorer = GrpcScorer(scoring_pb2_grpc.ScoringServiceStub(scoring_channel))
+            if revocations is None:
+                revocations = made_for.pop(0)  # type: ignore[assignment]
+            if scorer is None:
+                scorer = GrpcScorer(scoring_pb2_grpc.ScoringServiceStub(made_for[0]))
         book = FeatureBook(
             store,
             clock_skew=timedelta(seconds=settings.clock_skew_seconds),
@@ -97,6 +105,8 @@ async def build_server(
             auth=auth,
             tls=settings.tls,
         )
+        assert revocations is not None
+        keep_tokens_current(handle, auth, settings.auth, revocations)
     except BaseException:
         for channel in channels:
             await channel.close()

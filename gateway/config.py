@@ -13,6 +13,8 @@ from creditscore.runtime import (
     env_field,
 )
 
+from .subject_clients import RelayLimits
+
 __all__ = ["Settings"]
 
 
@@ -58,8 +60,46 @@ class Settings:
         "more wait within their deadline",
     )
 
+    partner_lookup_rate: float = env_field(
+        "PARTNER_LOOKUP_RATE", 500.0,
+        help="lookups a second one partner may make through this replica (a batch check counts each "
+        "check); 0: no limit. Beyond it: RESOURCE_EXHAUSTED (LOOKUP_RATE_LIMITED) with RetryInfo",
+    )
+    partner_lookup_burst: float = env_field(
+        "PARTNER_LOOKUP_BURST", 1000.0, help="lookups one partner may make at once after a quiet spell"
+    )
+    token_rate_per_client: float = env_field(
+        "TOKEN_RATE_PER_CLIENT", 0.2, help="IssueToken requests a second per client id (known or not)"
+    )
+    token_burst_per_client: float = env_field("TOKEN_BURST_PER_CLIENT", 10.0)
+    token_rate_per_peer: float = env_field(
+        "TOKEN_RATE_PER_PEER", 5.0, help="IssueToken requests a second per peer address"
+    )
+    token_burst_per_peer: float = env_field("TOKEN_BURST_PER_PEER", 50.0)
+    login_free_failures: int = env_field(
+        "LOGIN_FREE_FAILURES", 5, help="wrong secrets in a row for one client id before it is locked"
+    )
+    login_lock_base_seconds: float = env_field(
+        "LOGIN_LOCK_BASE_SECONDS", 1.0, help="the first lock; each further wrong secret doubles it"
+    )
+    login_lock_max_seconds: float = env_field("LOGIN_LOCK_MAX_SECONDS", 300.0, help="the longest lock")
+
+    def relay_limits(self) -> RelayLimits:
+        return RelayLimits(
+            per_client_rate=self.token_rate_per_client, per_client_burst=self.token_burst_per_client,
+            per_peer_rate=self.token_rate_per_peer, per_peer_burst=self.token_burst_per_peer,
+            free_failures=self.login_free_failures, lock_base_seconds=self.login_lock_base_seconds,
+            lock_max_seconds=self.login_lock_max_seconds,
+        )
+
     def __post_init__(self) -> None:
         if not 1 <= self.batch_max_size <= 256:
             raise SettingsError(f"BATCH_MAX_SIZE must be 1 to 256, not {self.batch_max_size}")
         if self.batch_max_in_flight < 1:
             raise SettingsError(f"BATCH_MAX_IN_FLIGHT must be at least 1, not {self.batch_max_in_flight}")
+        if self.partner_lookup_rate < 0 or (self.partner_lookup_rate and self.partner_lookup_burst < 1):
+            raise SettingsError("PARTNER_LOOKUP_RATE must be 0 (no limit) or positive, with a burst of at least 1")
+        try:
+            self.relay_limits()
+        except ValueError as exc:
+            raise SettingsError(f"token relay limits (TOKEN_*, LOGIN_*): {exc}") from None

@@ -21,6 +21,7 @@ from creditscore.runtime import (
     ServerHandle,
     create_channel,
     create_server,
+    keep_tokens_current,
     direct_channel,
     server_auth,
     service_channels,
@@ -65,7 +66,8 @@ def _subject_services(
         scoring=SubjectScoring(scoring_pb2_grpc.ScoringServiceStub(scoring)),
     )
     tokens = TokenServicer(settings, relay=TokenRelay(
-        consent_pb2_grpc.ConsentServiceStub(relay), concurrency=settings.token_relay_concurrency
+        consent_pb2_grpc.ConsentServiceStub(relay), concurrency=settings.token_relay_concurrency,
+        limits=settings.relay_limits(),
     ))
     return [
         RegisteredService(_SUBJECT_SERVICE, subject_pb2_grpc.add_SubjectServiceServicer_to_server, subject),
@@ -123,6 +125,7 @@ async def build_server(
             auth=auth,
             tls=settings.tls,
         )
+        keep_tokens_current(handle, auth, settings.auth, consent_ch)
     except BaseException:
         for channel in channels:
             await channel.close()

@@ -17,6 +17,8 @@ from creditscore.runtime import (
     Deadline,
     DomainError,
     InvalidArgument,
+    RateLimiter,
+    ResourceExhausted,
     Unauthenticated,
     Violations,
     current_principal,
@@ -70,11 +72,29 @@ class CreditScoreServicer(gateway_pb2_grpc.CreditScoreServiceServicer):
     ) -> None:
         self._settings = settings
         self._ports = {"consent": consent, "features": features, "scoring": scoring}
+        self._limits = (
+            RateLimiter(settings.partner_lookup_rate, settings.partner_lookup_burst)
+            if settings.partner_lookup_rate > 0 else None
+        )
         self._lookups: Batcher[Lookup, Answer | DomainError] = Batcher(
             self._answer_batch, name="lookup",
             max_batch=settings.batch_max_size, max_in_flight=settings.batch_max_in_flight,
             tracer=tracer, meter=meter,
         )
+
+    def _partner(self, lookups: int = 1) -> str:
+        """The partner calling, within its lookup rate (``PARTNER_LOOKUP_RATE``, per
+        replica): RESOURCE_EXHAUSTED (``LOOKUP_RATE_LIMITED``) with RetryInfo beyond it."""
+        partner_id = _partner_id()
+        if self._limits is not None:
+            wait = self._limits.allow(partner_id, lookups)
+            if wait:
+                raise ResourceExhausted(
+                    f"more than {self._settings.partner_lookup_rate:g} lookups a second "
+                    f"(bursts of {self._settings.partner_lookup_burst:g}); retry later",
+                    reason="LOOKUP_RATE_LIMITED", retry_after=wait,
+                )
+        return partner_id
 
     async def _answer_batch(self, lookups: Sequence[Lookup], timeout: float) -> list[Answer | DomainError]:
         return await answer_lookups(lookups, deadline=Deadline(timeout), **self._ports)  # type: ignore[arg-type]
@@ -96,7 +116,7 @@ class CreditScoreServicer(gateway_pb2_grpc.CreditScoreServiceServicer):
         self, request: gateway_pb2.GetCreditScoreRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.GetCreditScoreResponse:
         question = ScoreQuestion(request.subject_id, request.purpose, request.transaction_id)
-        return await self._ask(Lookup(question, _partner_id()), self._deadline(context))  # type: ignore[return-value]
+        return await self._ask(Lookup(question, self._partner()), self._deadline(context))  # type: ignore[return-value]
 
     async def CheckCreditThreshold(
         self, request: gateway_pb2.CheckCreditThresholdRequest, context: grpc.aio.ServicerContext
@@ -104,13 +124,14 @@ class CreditScoreServicer(gateway_pb2_grpc.CreditScoreServiceServicer):
         question = ThresholdQuestion(
             request.subject_id, request.purpose, request.transaction_id, request.threshold
         )
-        return await self._ask(Lookup(question, _partner_id()), self._deadline(context))  # type: ignore[return-value]
+        return await self._ask(Lookup(question, self._partner()), self._deadline(context))  # type: ignore[return-value]
 
     async def BatchCheckCreditThreshold(
         self, request: gateway_pb2.BatchCheckCreditThresholdRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.BatchCheckCreditThresholdResponse:
-        partner_id = _partner_id()
+        _partner_id()
         _check_batch(request)
+        partner_id = self._partner(len(request.checks))
         deadline = self._deadline(context)
 
         async def one(check: gateway_pb2.CheckCreditThresholdRequest) -> gateway_pb2.ThresholdResult:

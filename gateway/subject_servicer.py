@@ -28,6 +28,7 @@ from creditscore.runtime import (
     KIND_SUBJECT,
     Deadline,
     FailedPrecondition,
+    Principal,
     Unauthenticated,
     Violations,
     current_principal,
@@ -56,7 +57,7 @@ HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX = 50, 100
 _HISTORY_READS = 4
 
 
-def _subject_id() -> str:
+def _subject() -> Principal:
     """The subject calling (from its token). Without one (``AUTH_MODE=disabled``)
     there is nobody to answer about."""
     principal = current_principal()
@@ -64,7 +65,7 @@ def _subject_id() -> str:
         raise Unauthenticated(
             "the subject's API answers subjects only: send a subject's token", reason="TOKEN_MISSING"
         )
-    return principal.id
+    return principal
 
 
 def subject_request_id(subject_id: str, request_id: str) -> str:
@@ -128,35 +129,35 @@ class SubjectServicer(subject_pb2_grpc.SubjectServiceServicer):
         )
 
     async def _consent_call(
-        self, rpc: str, request: Any, context: grpc.aio.ServicerContext
+        self, rpc: str, request: Any, context: grpc.aio.ServicerContext, subject: Principal
     ) -> Any:
-        return await self._consent.call(rpc, request, self._deadline(context).timeout())
+        return await self._consent.call(rpc, request, self._deadline(context).timeout(), subject)
 
     async def _mutate(
         self, rpc: str, request: Any, fields: dict[str, Any], context: grpc.aio.ServicerContext
     ) -> Any:
         """A mutating consent RPC for the subject: its request id checked and made
         the subject's own, the subject id added."""
-        subject = _subject_id()
+        subject = _subject()
         v = Violations()
         _check_request_id(v, request.request_id)
         v.raise_if_any(_INVALID)
         message = getattr(consent_pb2, f"{rpc}Request")(
-            request_id=subject_request_id(subject, request.request_id), subject_id=subject, **fields
+            request_id=subject_request_id(subject.id, request.request_id), subject_id=subject.id, **fields
         )
-        return await self._consent_call(rpc, message, context)
+        return await self._consent_call(rpc, message, context, subject)
 
     # --- the score ---------------------------------------------------------------
 
     async def GetMyScore(
         self, request: subject_pb2.GetMyScoreRequest, context: grpc.aio.ServicerContext
     ) -> subject_pb2.GetMyScoreResponse:
-        subject = _subject_id()
+        subject = _subject()
         deadline = self._deadline(context)
         timeout = deadline.timeout()
         granted, vector = await asyncio.gather(
             self._consent.granted_sources(subject, timeout),
-            self._features.feature_vector(subject, timeout),
+            self._features.feature_vector(subject.id, timeout),
             return_exceptions=True,
         )
         for result in (granted, vector):
@@ -166,23 +167,29 @@ class SubjectServicer(subject_pb2_grpc.SubjectServiceServicer):
         if not granted:
             raise consent_required()
         masked = mask_unconsented(vector, granted)  # type: ignore[arg-type]
-        score = await self._scoring.score(subject, masked, deadline.timeout())
+        score = await self._scoring.score(subject.id, masked, deadline.timeout())
         return subject_pb2.GetMyScoreResponse(credit_score=credit_score(score))
 
     async def ListMyScoreHistory(
         self, request: subject_pb2.ListMyScoreHistoryRequest, context: grpc.aio.ServicerContext
     ) -> subject_pb2.ListMyScoreHistoryResponse:
-        subject = _subject_id()
+        subject = _subject()
         want = page_size(request.page_size, default=HISTORY_PAGE_DEFAULT, maximum=HISTORY_PAGE_MAX)
         deadline = self._deadline(context)
+        # The one call of this API that reaches no other consent RPC: the token is
+        # confirmed as the subject's current one alongside the reads.
+        confirmed = asyncio.ensure_future(self._consent.confirm(subject, deadline.timeout()))
         scores: list[scoring_pb2.Score] = []
         token = request.page_token
-        for _ in range(_HISTORY_READS):
-            page = await self._scoring.list_scores(subject, want - len(scores), token, deadline.timeout())
-            scores.extend(s.score for s in page.scores if s.role != scoring_pb2.MODEL_ROLE_CHALLENGER)
-            token = page.next_page_token
-            if not token or len(scores) >= want:
-                break
+        try:
+            for _ in range(_HISTORY_READS):
+                page = await self._scoring.list_scores(subject.id, want - len(scores), token, deadline.timeout())
+                scores.extend(s.score for s in page.scores if s.role != scoring_pb2.MODEL_ROLE_CHALLENGER)
+                token = page.next_page_token
+                if not token or len(scores) >= want:
+                    break
+        finally:
+            await confirmed  # its refusal wins over anything read
         return subject_pb2.ListMyScoreHistoryResponse(
             scores=[credit_score(s) for s in scores], next_page_token=token
         )
@@ -192,25 +199,28 @@ class SubjectServicer(subject_pb2_grpc.SubjectServiceServicer):
     async def ListMyAccessLog(
         self, request: subject_pb2.ListMyAccessLogRequest, context: grpc.aio.ServicerContext
     ) -> subject_pb2.ListMyAccessLogResponse:
+        subject = _subject()
         reply = await self._consent_call("ListAccessLog", consent_pb2.ListAccessLogRequest(
-            subject_id=_subject_id(), page_size=request.page_size, page_token=request.page_token
-        ), context)
+            subject_id=subject.id, page_size=request.page_size, page_token=request.page_token
+        ), context, subject)
         return subject_pb2.ListMyAccessLogResponse(entries=reply.entries, next_page_token=reply.next_page_token)
 
     async def ListMyConsents(
         self, request: subject_pb2.ListMyConsentsRequest, context: grpc.aio.ServicerContext
     ) -> subject_pb2.ListMyConsentsResponse:
+        subject = _subject()
         reply = await self._consent_call("ListConsents", consent_pb2.ListConsentsRequest(
-            subject_id=_subject_id(), page_size=request.page_size, page_token=request.page_token
-        ), context)
+            subject_id=subject.id, page_size=request.page_size, page_token=request.page_token
+        ), context, subject)
         return subject_pb2.ListMyConsentsResponse(consents=reply.consents, next_page_token=reply.next_page_token)
 
     async def ListMyAuthorizations(
         self, request: subject_pb2.ListMyAuthorizationsRequest, context: grpc.aio.ServicerContext
     ) -> subject_pb2.ListMyAuthorizationsResponse:
+        subject = _subject()
         reply = await self._consent_call("ListAuthorizations", consent_pb2.ListAuthorizationsRequest(
-            subject_id=_subject_id(), page_size=request.page_size, page_token=request.page_token
-        ), context)
+            subject_id=subject.id, page_size=request.page_size, page_token=request.page_token
+        ), context, subject)
         return subject_pb2.ListMyAuthorizationsResponse(
             authorizations=reply.authorizations, next_page_token=reply.next_page_token
         )
@@ -218,17 +228,19 @@ class SubjectServicer(subject_pb2_grpc.SubjectServiceServicer):
     async def GetDeletionReceipt(
         self, request: subject_pb2.GetDeletionReceiptRequest, context: grpc.aio.ServicerContext
     ) -> subject_pb2.GetDeletionReceiptResponse:
+        subject = _subject()
         reply = await self._consent_call("GetDeletionReceipt", consent_pb2.GetDeletionReceiptRequest(
-            receipt_id=request.receipt_id, subject_id=_subject_id()
-        ), context)
+            receipt_id=request.receipt_id, subject_id=subject.id
+        ), context, subject)
         return subject_pb2.GetDeletionReceiptResponse(receipt=reply.receipt)
 
     async def ExportMyData(
         self, request: subject_pb2.ExportMyDataRequest, context: grpc.aio.ServicerContext
     ) -> subject_pb2.ExportMyDataResponse:
+        subject = _subject()
         reply = await self._consent_call("ExportSubjectData", consent_pb2.ExportSubjectDataRequest(
-            subject_id=_subject_id()
-        ), context)
+            subject_id=subject.id
+        ), context, subject)
         return subject_pb2.ExportMyDataResponse(document=reply.document, export_time=reply.export_time)
 
     # --- changes -------------------------------------------------------------------
@@ -305,7 +317,8 @@ class TokenServicer(subject_pb2_grpc.TokenServiceServicer):
         deadline = Deadline.from_context(
             context, self._settings.subject_timeout_seconds, cap=self._settings.subject_timeout_cap_seconds
         )
-        issued = await self._relay.issue(request.client_id, request.client_secret, deadline)
+        issued = await self._relay.issue(request.client_id, request.client_secret, deadline, peer=context.peer())
         return subject_pb2.IssueTokenResponse(
-            token=issued.token, expire_time=issued.expire_time, audience=issued.audience, kind=issued.kind
+            token=issued.token, expire_time=issued.expire_time, audience=issued.audience, kind=issued.kind,
+            token_id=issued.token_id,
         )

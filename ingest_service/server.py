@@ -20,6 +20,7 @@ from creditscore.runtime import (
     RegisteredService,
     ServerHandle,
     create_server,
+    keep_tokens_current,
     make_engine,
     prepare_schema,
     server_auth,
@@ -138,6 +139,7 @@ async def build_ingest(
             auth=auth,
             tls=settings.tls,
         )
+        keep_tokens_current(handle, auth, settings.auth, consent_channel)
     except BaseException:
         for channel in channels:
             await channel.close()

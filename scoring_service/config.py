@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from creditscore.runtime import AuthSettings, ServerSettings, TlsSettings, env_field
+from creditscore.runtime import AuthSettings, ChannelSettings, ServerSettings, TlsSettings, env_field
 
 __all__ = ["DEFAULT_MODEL_DIR", "DEFAULT_PORT", "Settings"]
 
@@ -18,8 +18,14 @@ DEFAULT_MODEL_DIR = str(Path(__file__).resolve().parent / "models")
 class Settings:
     server: ServerSettings = field(default_factory=lambda: ServerSettings(port=DEFAULT_PORT))
     # Services' tokens checked with TOKEN_PUBLIC_KEY_FILE (AUTH_MODE); mutual TLS (TLS_*).
+    # The revocation list comes from the consent service, with this service's own
+    # token (SERVICE_CLIENT_ID / SERVICE_CLIENT_SECRET).
     auth: AuthSettings = field(default_factory=AuthSettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
+    channel: ChannelSettings = field(default_factory=ChannelSettings)
+    consent_service_addr: str = env_field(
+        "CONSENT_SERVICE_ADDR", "localhost:50051", help="where the revocation list comes from"
+    )
     database_url: str = env_field("DATABASE_URL", "sqlite:///var/scoring.db")
     auto_migrate: bool = env_field(
         "AUTO_MIGRATE",

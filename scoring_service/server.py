@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import grpc
+
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -12,11 +14,14 @@ from creditscore.runtime import (
     AUDIENCE_INTERNAL,
     KIND_SERVICE,
     RegisteredService,
+    RevocationFetch,
     ServerHandle,
     create_server,
+    keep_tokens_current,
     make_engine,
     prepare_schema,
     server_auth,
+    service_channels,
 )
 from creditscore.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 
@@ -47,18 +52,21 @@ async def build_server(
     *,
     tracer_provider: TracerProvider | None = None,
     meter_provider: MeterProvider | None = None,
+    revocations: RevocationFetch | None = None,
 ) -> ServerHandle:
     """Loads the scorecards (``ModelLoadError`` when there is none to score with:
     the service refuses to start), brings the database to this build's schema
     (migrated, or only checked, per ``settings.auto_migrate``), reads the
     champion and challenger from the model history (writing the first activation
     on an empty one) and builds the server. Started, the server re-reads the
-    model history every ``settings.model_refresh_seconds``."""
+    model history every ``settings.model_refresh_seconds``, and, with auth, the
+    revocation list from the consent service (or from ``revocations``: tests)."""
     if settings.model_refresh_seconds <= 0:
         raise ValueError("MODEL_REFRESH_SECONDS must be positive")
     auth = server_auth(settings.auth, AUDIENCE_INTERNAL, POLICY, service="scoring_service")
     registry = ModelRegistry.load(settings.model_dir, settings.model_version)
     engine = make_engine(settings.database_url)
+    channels: list[grpc.aio.Channel] = []
     try:
         await prepare_schema(engine, MIGRATIONS, auto_migrate=settings.auto_migrate)
         store = ScoreStore(engine)
@@ -80,7 +88,19 @@ async def build_server(
             auth=auth,
             tls=settings.tls,
         )
+        if auth is not None and revocations is None:
+            # The revocation list, from the consent service (this service calls no other).
+            (consent_channel,), _, made = service_channels(
+                settings.auth, settings.consent_service_addr, (settings.consent_service_addr,),
+                settings.channel, tls=settings.tls, tracer_provider=tracer_provider,
+            )
+            channels.extend(made)
+            keep_tokens_current(handle, auth, settings.auth, consent_channel)
+        elif auth is not None and revocations is not None:
+            keep_tokens_current(handle, auth, settings.auth, revocations)
     except BaseException:
+        for channel in channels:
+            await channel.close()
         await engine.dispose()
         raise
 
@@ -98,5 +118,7 @@ async def build_server(
     handle.on_start.append(start_refresher)
     handle.on_stop.append(engine.dispose)
     handle.on_stop.append(store.close)
+    for channel in channels:
+        handle.on_stop.append(channel.close)
     handle.on_stop.append(stop_refresher)  # on-stop hooks run last first: the task stops before the engine
     return handle

@@ -18,9 +18,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from creditscore.runtime import ISSUER, SERVICE_SPIFFE_PREFIX, AuthSettings, TlsSettings
+from creditscore.runtime import ISSUER, SERVICE_SPIFFE_PREFIX, AuthSettings, RevocationPage, TlsSettings
 
-__all__ = ["NO_AUTH", "Ca", "TokenKeys", "bearer"]
+__all__ = ["NO_AUTH", "Ca", "TokenKeys", "bearer", "no_revocations"]
+
+
+async def no_revocations(cursor: int) -> RevocationPage:
+    """A revocation source with nothing revoked (a server built alone in a test)."""
+    return RevocationPage(entries=(), last_sequence=cursor)
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:
@@ -68,8 +73,11 @@ class TokenKeys:
         sources: list[str] | None = None,
         ttl: float = 900,
         iat: float | None = None,
+        headers: dict[str, Any] | None = None,
         **extra: Any,
     ) -> str:
+        """A token with the usual claims, ``extra`` ones over them (None drops one),
+        and ``headers`` (a ``kid``) in its header."""
         now = time.time() if iat is None else iat
         claims: dict[str, Any] = {
             "iss": ISSUER, "sub": sub, "aud": aud, "kind": kind,
@@ -79,7 +87,7 @@ class TokenKeys:
             claims["sources"] = sources
         claims.update(extra)
         claims = {k: v for k, v in claims.items() if v is not None}
-        return jwt.encode(claims, self.private_key, algorithm="EdDSA")
+        return jwt.encode(claims, self.private_key, algorithm="EdDSA", headers=headers)
 
     def partner(self, partner_id: str, **kw: Any) -> str:
         return self.mint(partner_id, "partner", "gateway", **kw)

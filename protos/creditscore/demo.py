@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
 import shutil
@@ -69,10 +70,11 @@ BATCH = 500
 # its request_id) keeps a slow moment from failing the whole load.
 SETUP_CALL_TIMEOUT = 20.0
 
-#: The services that call others (the consent service signs its own tokens) and
+#: The services that call others or fetch the revocation list (the consent service
+#: signs its own tokens) and
 #: the demo itself as an operator: each has a service identity
 #: (``SERVICE_CLIENT_ID`` / ``SERVICE_CLIENT_SECRET``).
-SERVICE_IDENTITIES = ("ingest_service", "feature_service", "gateway", "operator")
+SERVICE_IDENTITIES = ("ingest_service", "feature_service", "scoring_service", "gateway", "operator")
 #: The simulator's producers and the sources each is registered to send.
 PRODUCER_SOURCES: dict[str, tuple[int, ...]] = {
     "marketplace": (common_pb2.DATA_SOURCE_COMMERCE,),
@@ -152,6 +154,39 @@ async def issue_token(
     return reply.token
 
 
+def write_credentials(folder: Path, name: str, client_id: str, secret: str, kind: str) -> Path:
+    """``<folder>/<name>.json``: a client id and secret (owner-only), as
+    ``creditscore token --credentials`` reads them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump({"client_id": client_id, "client_secret": secret, "kind": kind}, out, indent=2)
+        out.write("\n")
+    return path
+
+
+class PortsTaken(RuntimeError):
+    """The suite's ports are taken by other processes."""
+
+
+def check_ports_free(ports: dict[str, int]) -> None:
+    """``PortsTaken`` naming every port of ``ports`` something else listens on."""
+    taken = []
+    for package, port in ports.items():
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                taken.append(f"{port} ({package})")
+    if taken:
+        raise PortsTaken(
+            "these ports are in use by another process: " + ", ".join(taken) + ". Stop it (an earlier "
+            "`make run` still serving?), or run on other ports: make run ARGS='--base-port 0' (free ports) "
+            "or ARGS='--base-port 51050'."
+        )
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -210,15 +245,20 @@ class Suite:
         return codes
 
 
-def start_suite(data_dir: Path, base_port: int | None, *, fresh: bool = True, timeout: float = 60.0) -> Suite:
+def start_suite(
+    data_dir: Path,
+    base_port: int | None,
+    *,
+    fresh: bool = True,
+    timeout: float = 60.0,
+    env: dict[str, str] | None = None,
+) -> Suite:
     """Starts the five services as processes on SQLite files in ``data_dir``,
     authentication required: the consent service first (it generates the token
     key pair), the others once its public key is there. ``base_port`` None: the
-    usual ports 50050-50054; 0: free ports."""
-    if fresh and data_dir.exists():
-        shutil.rmtree(data_dir)
-    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
-    auth = DemoAuth.create(data_dir)
+    usual ports 50050-50054; 0: free ports. ``PortsTaken`` (before anything is
+    touched, the data folder included) when another process listens on one.
+    ``env``: variables for every service, over the suite's own."""
     ports = {}
     for package, default in SERVICES:
         if base_port is None:
@@ -227,6 +267,11 @@ def start_suite(data_dir: Path, base_port: int | None, *, fresh: bool = True, ti
             ports[package] = _free_port()
         else:
             ports[package] = base_port + (default - 50050)
+    check_ports_free(ports)
+    if fresh and data_dir.exists():
+        shutil.rmtree(data_dir)
+    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    auth = DemoAuth.create(data_dir)
     suite = Suite(data_dir, ports, {}, auth)
     env_common = {
         "CONSENT_SERVICE_ADDR": suite.addr("consent_service"),
@@ -237,12 +282,12 @@ def start_suite(data_dir: Path, base_port: int | None, *, fresh: bool = True, ti
         "GRPC_GRACE_SECONDS": "5",
     }
     for package, _ in SERVICES:
-        env = {**os.environ, **env_common, **auth.env_for(package),
-               "GRPC_PORT": str(ports[package]),
-               "DATABASE_URL": f"sqlite:///{data_dir / (package + '.db')}"}
+        service_env = {**os.environ, **env_common, **auth.env_for(package),
+                       "GRPC_PORT": str(ports[package]),
+                       "DATABASE_URL": f"sqlite:///{data_dir / (package + '.db')}", **(env or {})}
         log = open(data_dir / "logs" / f"{package}.log", "wb")  # noqa: SIM115 - owned by the child
         suite.procs[package] = subprocess.Popen(
-            [sys.executable, "-m", package], env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", package], env=service_env, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
         if package == "consent_service":
@@ -263,7 +308,19 @@ def _wait_public_key(suite: Suite, timeout: float) -> None:
         time.sleep(0.05)
 
 
+#: The service each package's readiness is asked of (the health service answers
+#: for the server as a whole as soon as it listens, for its services once ready).
+READY_SERVICE = {
+    "consent_service": "creditscore.consent.v1.ConsentService",
+    "feature_service": "creditscore.feature.v1.FeatureService",
+    "scoring_service": "creditscore.scoring.v1.ScoringService",
+    "ingest_service": "creditscore.ingest.v1.IngestService",
+    "gateway": "creditscore.gateway.v1.CreditScoreService",
+}
+
+
 async def wait_serving(suite: Suite, timeout: float = 60.0) -> None:
+    """Waits until every service of the suite is ready (SERVING by name)."""
     deadline = time.monotonic() + timeout
     for package, _ in SERVICES:
         async with grpc.aio.insecure_channel(suite.addr(package)) as channel:
@@ -274,7 +331,8 @@ async def wait_serving(suite: Suite, timeout: float = 60.0) -> None:
                     log = (suite.data_dir / "logs" / f"{package}.log").read_text(errors="replace")
                     raise RuntimeError(f"{package} exited with {proc.returncode}:\n{log[-3000:]}")
                 try:
-                    reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+                    reply = await stub.Check(health_pb2.HealthCheckRequest(service=READY_SERVICE[package]),
+                                             timeout=1.0)
                     if reply.status == health_pb2.HealthCheckResponse.SERVING:
                         break
                 except grpc.aio.AioRpcError:
@@ -296,6 +354,8 @@ class LoadReport:
     accepted_for_features: int
     #: Each subject's own secret, shown once by its enrollment.
     subject_secrets: dict[str, str] = field(default_factory=dict)
+    #: Each producer's client secret, shown once by its registration.
+    producer_secrets: dict[str, str] = field(default_factory=dict)
 
 
 async def load_population(suite: Suite, n_subjects: int, seed: int, out=print) -> tuple[object, LoadReport]:
@@ -315,10 +375,12 @@ async def load_population(suite: Suite, n_subjects: int, seed: int, out=print) -
         # Each producer is registered with the sources it may send and sends with
         # its own token.
         producer_tokens = {}
+        producer_secrets: dict[str, str] = {}
         for producer, sources in PRODUCER_SOURCES.items():
             registered = await consent.RegisterProducer(consent_pb2.RegisterProducerRequest(
                 request_id=f"demo-producer-{producer}-{uuid.uuid4().hex}", producer_id=producer,
                 display_name=producer, sources=sources), timeout=10)
+            producer_secrets[producer] = registered.credentials.client_secret
             producer_tokens[producer] = await issue_token(
                 suite.addr("consent_service"), registered.credentials.client_id,
                 registered.credentials.client_secret, tls=suite.tls)
@@ -391,7 +453,8 @@ async def load_population(suite: Suite, n_subjects: int, seed: int, out=print) -
         await consent_ch.close()
         await ingest_ch.close()
     return population, LoadReport(len(population.subjects), sent, statuses, reasons, seconds,
-                                  len(batch), resent_statuses, accepted_for_features, subject_secrets)
+                                  len(batch), resent_statuses, accepted_for_features, subject_secrets,
+                                  producer_secrets)
 
 
 async def wait_features(suite: Suite, population, expected: int, timeout: float = 120.0) -> int:
@@ -420,6 +483,8 @@ def _band(band: int) -> str:
 class Partner:
     partner_id: str
     token: str
+    #: Its client secret, shown once by its registration.
+    secret: str = ""
 
 
 async def register_partner(suite: Suite, subject_ids: list[str], out=print) -> Partner:
@@ -447,7 +512,7 @@ async def register_partner(suite: Suite, subject_ids: list[str], out=print) -> P
                               registered.credentials.client_secret, tls=suite.tls)
     out(f"registered partner {DEMO_PARTNER}; {len(subject_ids)} subjects authorized it for credit "
         "applications (full score) and rentals (threshold only)")
-    return Partner(DEMO_PARTNER, token)
+    return Partner(DEMO_PARTNER, token, registered.credentials.client_secret)
 
 
 async def revoke(suite: Suite, subject_id: str, partner_id: str, purpose: int) -> None:
@@ -589,7 +654,11 @@ def _pick_subjects(population, k: int = 6) -> list[str]:
 async def run(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir)
     t_start = time.perf_counter()
-    suite = start_suite(data_dir, args.base_port)
+    try:
+        suite = start_suite(data_dir, args.base_port)
+    except PortsTaken as exc:
+        print(f"creditscore run: {exc}", file=sys.stderr)
+        return 2
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -609,12 +678,21 @@ async def run(args: argparse.Namespace) -> int:
         print(f"feature service applied {applied} of {report.accepted_for_features} records "
               "delivered through the outbox (loan outcomes are labels and stay in ingest)")
         partner = await register_partner(suite, [s.subject_id for s in population.subjects])
-        token_file = data_dir / "keys" / "partner.token"
+        keys = data_dir / "keys"
+        token_file = keys / "partner.token"
         fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(partner.token)
         gateway_addr = suite.addr("gateway")
         ids = _pick_subjects(population)
+        # Credentials a newcomer keeps using after the 15-minute tokens expire:
+        # creditscore token --credentials <file>.
+        write_credentials(keys, f"partner-{partner.partner_id}", partner.partner_id, partner.secret, "partner")
+        for producer, secret in sorted(report.producer_secrets.items()):
+            write_credentials(keys, f"producer-{producer}", producer, secret, "producer")
+        for sid in ids:
+            if sid in report.subject_secrets:
+                write_credentials(keys, f"subject-{sid}", sid, report.subject_secrets[sid], "subject")
         print(f"{partner.partner_id}'s score lookups through the gateway (CreditScoreService/GetCreditScore, "
               "purpose CREDIT_APPLICATION, full score):")
         await lookups(gateway_addr, ids, token=partner.token)
@@ -640,12 +718,19 @@ async def run(args: argparse.Namespace) -> int:
             return 0
         request = ('{"subject_id": "%s", "purpose": "ACCESS_PURPOSE_CREDIT_APPLICATION", '
                    '"transaction_id": "try-1"}' % ids[2])
+        partner_file = keys / f"partner-{partner.partner_id}.json"
         print(f"\nserving until interrupted (Ctrl-C). Try, as the partner (its token, valid 15 minutes, "
               f"is in {token_file}):\n"
               f"  .venv/bin/grpcurl -plaintext 127.0.0.1:{suite.ports['gateway']} list\n"
               f"  .venv/bin/grpcurl -plaintext -H \"authorization: Bearer $(cat {token_file})\" "
               f"-d '{request}' "
               f"127.0.0.1:{suite.ports['gateway']} creditscore.gateway.v1.CreditScoreService/GetCreditScore\n"
+              f"a fresh token once it has expired (the partner's credentials are in {partner_file}):\n"
+              f"  .venv/bin/creditscore token --credentials {partner_file} "
+              f"--gateway 127.0.0.1:{suite.ports['gateway']} > {token_file}\n"
+              f"credentials kept in {keys}/: partner-*.json (the partner), producer-*.json (each producer), "
+              f"subject-*.json ({len(ids)} subjects, the looked-up ones), service-credentials (the "
+              f"services' identities)\n"
               f"logs in {data_dir / 'logs'}/")
         crashed = asyncio.create_task(_watch(suite))
         stopped = asyncio.create_task(stop_requested.wait())

@@ -14,7 +14,7 @@ from creditscore.records.v1 import records_pb2 as R
 from creditscore.runtime import AuthSettings, CallError, ServerSettings, create_channel, to_timestamp
 from feature_service.config import Settings
 from feature_service.server import build_server
-from tests.authkit import NO_AUTH, TokenKeys, bearer
+from tests.authkit import NO_AUTH, TokenKeys, bearer, no_revocations
 from tests.fake_scorer import FakeScorer
 
 
@@ -24,6 +24,7 @@ async def _serve(
     handle = await build_server(
         Settings(server=ServerSettings(host="127.0.0.1", port=0), database_url=database_url, auth=auth),
         scorer=FakeScorer(),
+        revocations=no_revocations,
     )
     await handle.start()
     channel = create_channel(f"127.0.0.1:{handle.port}")

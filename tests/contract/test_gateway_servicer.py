@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 import pytest
 
 from creditscore.catalog import FEATURE_NAMES
@@ -64,6 +65,9 @@ class FakeConsent(consent_pb2_grpc.ConsentServiceServicer):
 
     def _seen(self):
         self.callers.add(current_principal().id)
+
+    async def ListRevocations(self, request, context):
+        return consent_pb2.ListRevocationsResponse(last_sequence=request.after_sequence)
 
     async def RecordAccesses(self, request, context):
         """The lookup's one question, with the consent service's rules over dicts."""
@@ -191,6 +195,9 @@ async def gw(tmp_path):
         await gateway.stop(0)
         for handle in downstream.values():
             await handle.stop(0)
+
+
+_SERVICE = gateway_pb2.DESCRIPTOR.services_by_name["CreditScoreService"]
 
 
 def _ask(subject="alice", txn="t-1", purpose=LOAN):
@@ -335,12 +342,21 @@ async def test_the_gateway_needs_its_own_credentials(gw, tmp_path):
         consent_service_addr=f"127.0.0.1:{gw.downstream['consent'].port}",
         feature_service_addr=f"127.0.0.1:{gw.downstream['feature'].port}",
         scoring_service_addr=f"127.0.0.1:{gw.downstream['scoring'].port}"))
+    handle.ready_wait = 0.5
     await handle.start()
     try:
         async with create_channel(f"127.0.0.1:{handle.port}") as channel:
+            # Without a token of its own it cannot fetch the revocation list: it
+            # never reports SERVING, and refuses every token rather than trust one
+            # it cannot check.
+            health = health_pb2_grpc.HealthStub(channel)
+            ready = await health.Check(health_pb2.HealthCheckRequest(service=_SERVICE.full_name), timeout=3)
+            assert ready.status == health_pb2.HealthCheckResponse.NOT_SERVING  # kept out of traffic
+            alive = await health.Check(health_pb2.HealthCheckRequest(), timeout=3)
+            assert alive.status == health_pb2.HealthCheckResponse.SERVING  # not restarted
             stub = gateway_pb2_grpc.CreditScoreServiceStub(channel)
             err = CallError.from_rpc_error(await _error(stub.GetCreditScore(_ask(), metadata=gw.partner(), timeout=3)))
-            assert (err.code, err.reason) == (grpc.StatusCode.UNAVAILABLE, "TOKEN_UNAVAILABLE")
+            assert (err.code, err.reason) == (grpc.StatusCode.UNAVAILABLE, "REVOCATIONS_STALE")
     finally:
         await handle.stop(0)
     assert not gw.consent.callers

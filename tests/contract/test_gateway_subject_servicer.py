@@ -69,6 +69,13 @@ class FakeConsent(consent_pb2_grpc.ConsentServiceServicer):
         assert current_principal().id == "gateway"
         self.requests.append(request)
 
+    async def ListRevocations(self, request, context):
+        return consent_pb2.ListRevocationsResponse(last_sequence=request.after_sequence)
+
+    async def GetSubject(self, request, context):
+        self._seen(request)
+        return consent_pb2.GetSubjectResponse(subject=consent_pb2.Subject(subject_id=request.subject_id))
+
     async def CheckConsents(self, request, context):
         self._seen(request)
         return consent_pb2.CheckConsentsResponse(decisions=[

@@ -20,7 +20,7 @@ from creditscore.scoring.v1 import scoring_pb2 as pb
 from creditscore.scoring.v1 import scoring_pb2_grpc
 from scoring_service.config import Settings
 from scoring_service.server import build_server
-from tests.authkit import NO_AUTH, TokenKeys, bearer
+from tests.authkit import NO_AUTH, TokenKeys, bearer, no_revocations
 
 Values = dict[str, float | None]
 GOOD: Values = {"pay_ontime_ratio_12m": 0.97, "identity_verified": 1.0, "ext_delinquencies_24m": 0.0}
@@ -70,7 +70,7 @@ async def serve(
     handle = await build_server(Settings(
         server=ServerSettings(host="127.0.0.1", port=0), database_url=database_url, model_dir=str(model_dir),
         auth=auth,
-    ))
+    ), revocations=no_revocations)
     await handle.start()
     channel = create_channel(f"127.0.0.1:{handle.port}")
 

@@ -6,7 +6,7 @@ required everywhere, as ``creditscore run`` sets it up (``DemoAuth``)."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -40,9 +40,12 @@ class InProcessSuite:
     database_urls: dict = dataclasses.field(default_factory=dict)
 
 
-async def _start(database_urls: dict[str, str], folder: Path, ca: Ca | None = None) -> InProcessSuite:
+async def _start(
+    database_urls: dict[str, str], folder: Path, ca: Ca | None = None, env: dict[str, str] | None = None
+) -> InProcessSuite:
     """The five servers; with ``ca``, every service and the test's own calls speak
-    mutual TLS with certificates of that CA (each naming its service)."""
+    mutual TLS with certificates of that CA (each naming its service); ``env``
+    (variables for every service) over the defaults."""
     import consent_service.config, consent_service.server  # noqa: E401
     import feature_service.config, feature_service.server  # noqa: E401
     import gateway.config, gateway.server  # noqa: E401
@@ -64,11 +67,11 @@ async def _start(database_urls: dict[str, str], folder: Path, ca: Ca | None = No
     ports = {package: _free_port() for package in PACKAGES}
     for package in PACKAGES:
         config, server = modules[package]
-        env = {**auth.env_for(package), **QUICK.get(package, {})}
+        service_env = {**auth.env_for(package), **QUICK.get(package, {}), **(env or {})}
         if ca is not None:
             tls = ca.issue(package)
-            env.update(TLS_CERT_FILE=tls.cert_file, TLS_KEY_FILE=tls.key_file, TLS_CA_FILE=tls.ca_file)
-        settings = from_env(config.Settings, env)
+            service_env.update(TLS_CERT_FILE=tls.cert_file, TLS_KEY_FILE=tls.key_file, TLS_CA_FILE=tls.ca_file)
+        settings = from_env(config.Settings, service_env)
         changes: dict = {"server": dataclasses.replace(LOCAL, port=ports[package])}
         if package in database_urls:
             changes["database_url"] = database_urls[package]
@@ -92,24 +95,41 @@ async def _stop(running: InProcessSuite) -> None:
         await running.handles[package].stop(0)
 
 
+SuiteFactory = Callable[..., Awaitable[InProcessSuite]]
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def inprocess_suite(request, tmp_path) -> AsyncIterator[InProcessSuite]:
+async def suite_factory(request, tmp_path) -> AsyncIterator[SuiteFactory]:
+    """Starts the suite, on SQLite or PostgreSQL, with the environment a test
+    gives (``await suite_factory(TOKEN_TTL_SECONDS="4")``); stopped after the test."""
     databases = [p for p in PACKAGES if p != "gateway"]
-    if request.param == "sqlite":
-        urls = {p: f"sqlite:///{tmp_path}/{p}.db" for p in databases}
-        created: list[str] = []
-    else:
-        if not POSTGRES_URL:
-            pytest.skip("TEST_POSTGRES_URL not set (CI sets it; see .ci/run)")
-        created = [await create_pg_database() for _ in databases]
-        urls = dict(zip(databases, created, strict=True))
-    running = await _start(urls, tmp_path)
+    if request.param == "postgres" and not POSTGRES_URL:
+        pytest.skip("TEST_POSTGRES_URL not set (CI sets it; see .ci/run)")
+    created: list[str] = []
+    running: list[InProcessSuite] = []
+
+    async def make(**env: str) -> InProcessSuite:
+        assert not running, "one suite per test"
+        if request.param == "sqlite":
+            urls = {p: f"sqlite:///{tmp_path}/{p}.db" for p in databases}
+        else:
+            created.extend([await create_pg_database() for _ in databases])
+            urls = dict(zip(databases, created, strict=True))
+        running.append(await _start(urls, tmp_path, env=env))
+        return running[0]
+
     try:
-        yield running
+        yield make
     finally:
-        await _stop(running)
+        for suite in running:
+            await _stop(suite)
         for url in created:
             await drop_pg_database(url)
+
+
+@pytest.fixture
+async def inprocess_suite(suite_factory: SuiteFactory) -> InProcessSuite:
+    return await suite_factory()
 
 
 @pytest.fixture

@@ -38,7 +38,8 @@ STORES = {
     "scoring_service": scoring_metadata,
 }
 #: What the consent service keeps of a closed account: the deletion receipt.
-RECEIPTS = {"purge_jobs", "purge_steps"}
+# Deletion receipts, and for the longest token lifetime the entry revoking its tokens.
+RECEIPTS = {"purge_jobs", "purge_steps", "revocations"}
 
 
 async def held(urls: dict[str, str], subject_id: str) -> dict[str, int]:

@@ -156,8 +156,8 @@ def test_every_service_address_points_at_a_service_that_exists(rendered):
             target = rendered.get("Deployment", host)
             assert package_of(target).removesuffix("_service") == key.removesuffix("_SERVICE_ADDR").lower()
     # gateway: consent, feature, scoring; ingest: consent, feature; consent: the other three;
-    # feature: consent, scoring
-    assert seen == 10
+    # feature: consent, scoring; scoring: consent (the revocation list)
+    assert seen == 11
 
 
 def test_every_variable_set_is_one_the_service_reads(rendered):

@@ -17,6 +17,7 @@ CALLS = {
     "ingest": ["consent", "feature"],  # consent check, the outbox
     "consent": ["ingest", "feature", "scoring"],  # purge on withdrawal
     "feature": ["consent", "scoring"],  # its token; subjects' materialized scores
+    "scoring": ["consent"],  # its token; the revocation list
 }
 # Partners and apps reach only the gateway; producers only ingest. Both come from
 # outside the cluster or through an ingress in another namespace.
@@ -72,9 +73,20 @@ def test_the_evaluator_sees_an_open_door():
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_only_the_callers_reach_the_token_issuer(variant):
+def test_only_the_services_reach_the_token_issuer(variant):
     """Tokens come from the consent service's IssueToken, yet partners and producers
     reach only the gateway and ingest: no edge from outside to consent (relaying
     IssueToken through the gateway and ingest is issue 6; docs/deploy.md)."""
     allowed = allowed_edges(Rendered(variant))
-    assert {src for src, dst, _, _ in allowed if dst == "consent"} == {"gateway", "ingest", "feature"}
+    assert {src for src, dst, _, _ in allowed if dst == "consent"} == {"gateway", "ingest", "feature", "scoring"}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_token_checking_service_reaches_the_revocation_list(variant):
+    """Every service but consent polls ListRevocations on the consent service's gRPC
+    port; one cut off from it refuses every token once its list is
+    REVOCATION_MAX_STALENESS_SECONDS old."""
+    allowed = allowed_edges(Rendered(variant))
+    for service in SERVICES:
+        if service != "consent":
+            assert (service, "consent", PORT["consent"], "TCP") in allowed, service

@@ -17,16 +17,34 @@ from ._auth import (
     KIND_SERVICE,
     KIND_SUBJECT,
     PUBLIC,
+    SUBJECT_SESSION_METADATA,
     AuthInterceptor,
     AuthSettings,
     BearerTokenInterceptor,
     Principal,
+    SubjectSession,
     TokenSource,
     TokenVerifier,
     current_principal,
     server_auth,
+    subject_session,
+    subject_session_of,
     token_expiry,
     warn_disabled,
+)
+from ._keys import KeyRing, KeyRingFile, key_id
+from ._ratelimit import LoginGuard, RateLimiter
+from ._revocation import (
+    REVOCATION_KINDS,
+    REVOKE_CLIENT,
+    REVOKE_SUBJECT,
+    REVOKE_TOKEN,
+    AuthWatch,
+    RevocationEntry,
+    RevocationFetch,
+    RevocationPage,
+    Revocations,
+    revoked,
 )
 from ._batching import BATCH_SIZE_METRIC, Batcher
 from ._channels import (
@@ -93,6 +111,7 @@ from ._server import (
     ServerHandle,
     ServerSettings,
     create_server,
+    keep_tokens_current,
     run_main,
     serve,
 )
@@ -100,6 +119,26 @@ from ._telemetry import configure_metrics, configure_tracing
 from ._tls import SERVICE_SPIFFE_PREFIX, TlsSettings, service_name_of
 
 __all__ = [
+    "REVOCATION_KINDS",
+    "REVOKE_CLIENT",
+    "REVOKE_SUBJECT",
+    "REVOKE_TOKEN",
+    "SUBJECT_SESSION_METADATA",
+    "AuthWatch",
+    "KeyRing",
+    "KeyRingFile",
+    "LoginGuard",
+    "RateLimiter",
+    "RevocationEntry",
+    "RevocationFetch",
+    "RevocationPage",
+    "Revocations",
+    "SubjectSession",
+    "keep_tokens_current",
+    "key_id",
+    "revoked",
+    "subject_session",
+    "subject_session_of",
     "PURGE_REQUEST_ID_LENGTH",
     "PurgeLedger",
     "PurgedTable",

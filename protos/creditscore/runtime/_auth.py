@@ -9,7 +9,12 @@ public key (``TOKEN_PUBLIC_KEY_FILE``). Claims::
     aud   "gateway" | "ingest" | "internal"   (the service(s) the token is for)
     kind  "partner" | "producer" | "service" | "subject"
     iat, exp, jti
+    gen      the principal's credential generation when the token was issued (a
+             subject's or a client's): revocations end every token of a lower one
     sources  (producers only) the DataSource enum names the producer may send
+
+The JWT header names the signing key (``kid``, its RFC 7638 thumbprint: ``_keys``);
+a verifier holds a ring of keys (old and new during a rotation).
 
 A call carries its token in the metadata ``authorization: Bearer <token>``.
 
@@ -28,7 +33,10 @@ service's ``IssueToken``); health and reflection are always open. The errors:
 
     no token                          UNAUTHENTICATED    TOKEN_MISSING
     bad signature, malformed, other   UNAUTHENTICATED    TOKEN_INVALID
+      (an unknown or retired key too)
     expired                           UNAUTHENTICATED    TOKEN_EXPIRED
+    revoked (``_revocation``)         UNAUTHENTICATED    TOKEN_REVOKED
+    revocation list out of date       UNAVAILABLE        REVOCATIONS_STALE
     for another audience              UNAUTHENTICATED    TOKEN_WRONG_AUDIENCE
     kind not allowed / not in policy  PERMISSION_DENIED  METHOD_NOT_ALLOWED
     service token, no service cert    PERMISSION_DENIED  SERVICE_CERTIFICATE_REQUIRED
@@ -64,6 +72,8 @@ import jwt
 
 from ._config import SettingsError, env_field
 from ._errors import DomainError, PermissionDenied, Unauthenticated, Unavailable
+from ._keys import KeyRing, KeyRingFile
+from ._revocation import REVOKE_CLIENT, REVOKE_SUBJECT, Revocations
 from ._tls import service_name_of
 
 __all__ = [
@@ -84,11 +94,15 @@ __all__ = [
     "KIND_SUBJECT",
     "OPEN_SERVICES",
     "PUBLIC",
+    "SUBJECT_SESSION_METADATA",
     "Principal",
+    "SubjectSession",
     "TokenSource",
     "TokenVerifier",
     "current_principal",
     "server_auth",
+    "subject_session",
+    "subject_session_of",
     "token_expiry",
 ]
 
@@ -134,12 +148,46 @@ _CACHE_SIZE = 4096
 @dataclass(frozen=True)
 class Principal:
     """The authenticated caller: its kind, id (the token's ``sub``), for a producer the
-    DataSource names it may send, and the token's id (``jti``)."""
+    DataSource names it may send, the token's id (``jti``) and the credential
+    generation it was issued under (``gen``; 0 for a token without one)."""
 
     kind: str
     id: str
     sources: frozenset[str] = frozenset()
     token_id: str = ""
+    generation: int = 0
+
+
+#: Call metadata with which a service acting for a subject (the gateway's
+#: SubjectService) names the subject's token: ``<subject id> <generation> <token id>``.
+#: The consent service checks it against the subject's enrollment at once.
+SUBJECT_SESSION_METADATA = "creditscore-subject-session"
+
+
+@dataclass(frozen=True)
+class SubjectSession:
+    """A subject's token as a service acting for the subject names it."""
+
+    subject_id: str
+    generation: int
+    token_id: str
+
+
+def subject_session(principal: Principal) -> tuple[tuple[str, str], ...]:
+    """The metadata naming a subject's token, for calls made on its behalf."""
+    return ((SUBJECT_SESSION_METADATA, f"{principal.id} {principal.generation} {principal.token_id}"),)
+
+
+def subject_session_of(metadata: Any) -> SubjectSession | None:
+    """The subject session a call names (None: the call is not made for a subject);
+    ``TOKEN_INVALID`` when the value is malformed or repeated."""
+    values = [v for k, v in (metadata or ()) if k == SUBJECT_SESSION_METADATA]
+    if not values:
+        return None
+    parts = values[0].split(" ") if len(values) == 1 and isinstance(values[0], str) else []
+    if len(parts) != 3 or not parts[0] or not parts[1].isdigit():
+        raise _invalid()
+    return SubjectSession(parts[0], int(parts[1]), parts[2])
 
 
 _current: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
@@ -159,70 +207,81 @@ def _invalid() -> Unauthenticated:
 
 class TokenVerifier:
     """Verifies tokens for one audience (or a few: the ingest service takes
-    producers' "ingest" and services' "internal") with the issuer's public key
-    (PEM, Ed25519). A token's audience must also be the one its kind is issued for.
+    producers' "ingest" and services' "internal") with the issuer's public keys
+    (PEM, Ed25519; one key or a ``KeyRing``). A token's audience must also be the
+    one its kind is issued for.
 
-    ``verify`` checks the signature (EdDSA only; ``none`` and every other algorithm
-    are refused), issuer, audience, expiry and the claims' shapes. ``leeway`` seconds
-    of clock skew are tolerated on ``exp``/``iat``, read against ``clock``. Verified tokens are remembered
-    (bounded) so that a caller reusing its token costs a dict lookup and an expiry
-    check, not a signature check."""
+    ``verify`` picks the key the token's ``kid`` names (a token without one is
+    tried against each key of the ring), checks the signature (EdDSA only;
+    ``none`` and every other algorithm are refused), issuer, audience, expiry and
+    the claims' shapes, then, with ``revocations``, that it is not revoked.
+    ``leeway`` seconds of clock skew are tolerated on ``exp``/``iat``, read
+    against ``clock``. Verified tokens are remembered (bounded) so that a caller
+    reusing its token costs a dict lookup, an expiry and a revocation check, not a
+    signature check. ``set_keys`` replaces the ring (a rotation) and forgets what
+    was verified with the old one; ``key_file`` is re-read by ``reload_keys``."""
 
     def __init__(
         self,
-        public_key_pem: bytes | str,
+        keys: bytes | str | KeyRing,
         audience: str | Collection[str],
         *,
         leeway: float = 5.0,
         clock: Callable[[], float] = time.time,
+        revocations: Revocations | None = None,
+        key_file: KeyRingFile | None = None,
     ) -> None:
         audiences = (audience,) if isinstance(audience, str) else tuple(audience)
         if not audiences or not set(audiences) <= AUDIENCES:
             raise ValueError(f"unknown audience {audience!r}; one or more of {sorted(AUDIENCES)}")
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-        from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
-        pem = public_key_pem.encode() if isinstance(public_key_pem, str) else public_key_pem
-        key = load_pem_public_key(pem)
-        if not isinstance(key, Ed25519PublicKey):
-            raise ValueError("the token public key must be an Ed25519 key (PEM)")
-        self._key = key
+        ring = keys if isinstance(keys, KeyRing) else KeyRing.from_pem(keys)
+        self._ring = ring
         self.audiences = frozenset(audiences)
         self._leeway = leeway
         self._clock = clock
+        self.revocations = revocations
+        self.key_file = key_file
         self._cache: dict[str, tuple[Principal, float]] = {}
+
+    @property
+    def keys(self) -> KeyRing:
+        return self._ring
+
+    def set_keys(self, ring: KeyRing) -> None:
+        if ring != self._ring:
+            self._ring = ring
+            self._cache = {}
+
+    def reload_keys(self) -> None:
+        """Re-reads ``key_file`` if it changed (an ``AuthWatch`` tick)."""
+        if self.key_file is not None and self.key_file.reload():
+            self.set_keys(self.key_file.ring)
+
+    def _check_revoked(self, principal: Principal) -> None:
+        if self.revocations is not None:
+            self.revocations.check(
+                principal.token_id,
+                REVOKE_SUBJECT if principal.kind == KIND_SUBJECT else REVOKE_CLIENT,
+                principal.id,
+                principal.generation,
+            )
 
     def verify(self, token: str) -> Principal:
         """The caller the token names; ``Unauthenticated`` (``TOKEN_INVALID``,
-        ``TOKEN_EXPIRED`` or ``TOKEN_WRONG_AUDIENCE``) otherwise."""
+        ``TOKEN_EXPIRED``, ``TOKEN_WRONG_AUDIENCE`` or ``TOKEN_REVOKED``) otherwise,
+        or ``Unavailable`` (``REVOCATIONS_STALE``)."""
         now = self._clock()
         hit = self._cache.get(token)
         if hit is not None:
             principal, expires = hit
             if now <= expires + self._leeway:
+                self._check_revoked(principal)
                 return principal
             del self._cache[token]
             raise Unauthenticated("the token has expired", reason="TOKEN_EXPIRED")
         if not token or len(token) > _MAX_TOKEN_CHARS:
             raise _invalid()
-        try:
-            # Signature first (PyJWT checks it before any claim), so a forged
-            # token never gets an answer about its claims.
-            claims = jwt.decode(
-                token,
-                self._key,
-                algorithms=_ALGORITHMS,
-                audience=list(self.audiences),
-                issuer=ISSUER,
-                # Times are checked below against this verifier's clock.
-                options={"require": _REQUIRED_CLAIMS, "verify_iat": False, "verify_exp": False},
-            )
-        except jwt.InvalidAudienceError:
-            raise Unauthenticated(
-                "the token is not meant for this service", reason="TOKEN_WRONG_AUDIENCE"
-            ) from None
-        except (jwt.PyJWTError, ValueError, TypeError):
-            raise _invalid() from None
+        claims = self._decode(token)
         principal = _principal(claims)
         if claims.get("aud") != AUDIENCE_OF_KIND[principal.kind]:
             # Each kind's tokens are issued for one audience only: anything else
@@ -233,10 +292,48 @@ class TokenVerifier:
             raise _invalid()
         if now > exp + self._leeway:
             raise Unauthenticated("the token has expired", reason="TOKEN_EXPIRED")
+        self._check_revoked(principal)
         if len(self._cache) >= _CACHE_SIZE:
             self._cache.clear()
         self._cache[token] = (principal, float(exp))
         return principal
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except (jwt.PyJWTError, ValueError, TypeError, AttributeError):
+            raise _invalid() from None
+        if kid is None:
+            candidates = list(self._ring.values())  # a token from before key ids
+        elif isinstance(kid, str) and kid in self._ring:
+            candidates = [self._ring[kid]]
+        else:
+            raise _invalid()  # an unknown or retired key
+        for i, key in enumerate(candidates):
+            try:
+                # Signature first (PyJWT checks it before any claim), so a forged
+                # token never gets an answer about its claims.
+                claims: dict[str, Any] = jwt.decode(
+                    token,
+                    key,
+                    algorithms=_ALGORITHMS,
+                    audience=list(self.audiences),
+                    issuer=ISSUER,
+                    # Times are checked by the caller against this verifier's clock.
+                    options={"require": _REQUIRED_CLAIMS, "verify_iat": False, "verify_exp": False},
+                )
+                return claims
+            except jwt.InvalidSignatureError:
+                if i + 1 < len(candidates):
+                    continue
+                raise _invalid() from None
+            except jwt.InvalidAudienceError:
+                raise Unauthenticated(
+                    "the token is not meant for this service", reason="TOKEN_WRONG_AUDIENCE"
+                ) from None
+            except (jwt.PyJWTError, ValueError, TypeError):
+                raise _invalid() from None
+        raise _invalid()
 
 
 def _is_number(value: Any) -> bool:
@@ -253,7 +350,10 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
         if not isinstance(raw, list) or not all(isinstance(s, str) for s in raw):
             raise _invalid()
         sources = frozenset(raw)
-    return Principal(kind=kind, id=sub, sources=sources, token_id=jti)
+    generation = claims.get("gen", 0)
+    if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
+        raise _invalid()
+    return Principal(kind=kind, id=sub, sources=sources, token_id=jti, generation=generation)
 
 
 def token_expiry(token: str) -> float | None:
@@ -420,6 +520,15 @@ class AuthSettings:
     leeway_seconds: float = env_field(
         "TOKEN_LEEWAY_SECONDS", 5.0, help="clock skew tolerated on a token's expiry"
     )
+    revocation_poll_seconds: float = env_field(
+        "REVOCATION_POLL_SECONDS", 1.0,
+        help="how often the revocation list is fetched from the consent service (a revocation "
+        "takes effect within about this)",
+    )
+    revocation_max_staleness_seconds: float = env_field(
+        "REVOCATION_MAX_STALENESS_SECONDS", 30.0,
+        help="every token is refused (UNAVAILABLE) while the revocation list is older than this",
+    )
 
     @property
     def required(self) -> bool:
@@ -428,17 +537,29 @@ class AuthSettings:
     def check(self) -> None:
         if self.mode not in AUTH_MODES:
             raise SettingsError(f"AUTH_MODE={self.mode!r}: expected one of {', '.join(AUTH_MODES)}")
+        if self.revocation_poll_seconds <= 0 or self.revocation_max_staleness_seconds <= 0:
+            raise SettingsError("REVOCATION_POLL_SECONDS and REVOCATION_MAX_STALENESS_SECONDS must be positive")
+        if self.revocation_max_staleness_seconds < 2 * self.revocation_poll_seconds:
+            raise SettingsError(
+                "REVOCATION_MAX_STALENESS_SECONDS must be at least twice REVOCATION_POLL_SECONDS "
+                "(one failed poll must not refuse every token)"
+            )
 
     def public_key(self) -> bytes:
+        return self.key_file().path.read_bytes()
+
+    def key_file(self) -> KeyRingFile:
+        """The verification keys (``TOKEN_PUBLIC_KEY_FILE``: one PEM public key, or
+        several during a rotation), re-readable."""
         self.check()
         if not self.public_key_file:
             raise SettingsError(
                 "AUTH_MODE=required needs TOKEN_PUBLIC_KEY_FILE (the consent service's public key)"
             )
-        path = Path(self.public_key_file)
-        if not path.is_file():
-            raise SettingsError(f"TOKEN_PUBLIC_KEY_FILE={self.public_key_file!r}: no such file")
-        return path.read_bytes()
+        return KeyRingFile(self.public_key_file)
+
+    def revocations(self) -> Revocations:
+        return Revocations(max_staleness=self.revocation_max_staleness_seconds)
 
 
 def warn_disabled(service: str) -> None:
@@ -459,12 +580,18 @@ def server_auth(
 ) -> AuthInterceptor | None:
     """The interceptor a service's ``build_server`` hands to ``create_server``: None
     (with the loud warning) when auth is disabled; ``SettingsError`` when it is
-    required and the public key is missing."""
+    required and the public key is missing. Its verifier re-reads the key file
+    and checks revocations, both kept current by the ``AuthWatch`` that
+    ``keep_tokens_current`` attaches to the server."""
     settings.check()
     if not settings.required:
         warn_disabled(service)
         return None
-    verifier = TokenVerifier(settings.public_key(), audience, leeway=settings.leeway_seconds)
+    key_file = settings.key_file()
+    verifier = TokenVerifier(
+        key_file.ring, audience, leeway=settings.leeway_seconds,
+        revocations=settings.revocations(), key_file=key_file,
+    )
     return AuthInterceptor(verifier, policy)
 
 

@@ -15,7 +15,8 @@ The hierarchy, written down once::
     └── DeadlineExceeded             DEADLINE_EXCEEDED
 
 Every error carries an UPPER_SNAKE ``reason`` and string ``metadata`` that travel
-as ``google.rpc.ErrorInfo`` with the service's domain.
+as ``google.rpc.ErrorInfo`` with the service's domain; one with ``retry_after``
+(seconds: a rate limit, a lockout) also carries ``google.rpc.RetryInfo``.
 
 On the client side, ``CallError`` is the one exception type for a failed call: it
 carries the status code, message and the decoded ``ErrorInfo``/``BadRequest``.
@@ -66,11 +67,13 @@ class DomainError(Exception):
         *,
         reason: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason or self.default_reason
         self.metadata = dict(metadata or {})
+        self.retry_after = retry_after
 
 
 class InvalidArgument(DomainError):
@@ -139,6 +142,10 @@ def to_status(error: DomainError, domain: str) -> grpc.Status:
     info = error_details_pb2.ErrorInfo(reason=error.reason, domain=domain, metadata=error.metadata)
     status = status_pb2.Status(code=error.code.value[0], message=error.message)
     status.details.add().Pack(info)
+    if error.retry_after is not None:
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromNanoseconds(max(0, int(error.retry_after * 1e9)))
+        status.details.add().Pack(retry)
     if isinstance(error, InvalidArgument) and error.violations:
         bad = error_details_pb2.BadRequest(
             field_violations=[
@@ -160,6 +167,8 @@ class CallError(Exception):
     domain: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
     violations: tuple[FieldViolation, ...] = ()
+    #: Seconds to wait before trying again (``google.rpc.RetryInfo``), when given.
+    retry_after: float | None = None
 
     def __str__(self) -> str:
         extra = f" [{self.reason}]" if self.reason else ""
@@ -183,6 +192,10 @@ class CallError(Exception):
                 info = error_details_pb2.ErrorInfo()
                 detail.Unpack(info)
                 out.reason, out.domain, out.metadata = info.reason, info.domain, dict(info.metadata)
+            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                retry = error_details_pb2.RetryInfo()
+                detail.Unpack(retry)
+                out.retry_after = retry.retry_delay.ToNanoseconds() / 1e9
             elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
                 bad = error_details_pb2.BadRequest()
                 detail.Unpack(bad)

@@ -9,6 +9,7 @@ A service's ``server.py`` builds its servicers and calls ``create_server``; its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,13 +22,22 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
-from ._auth import AuthInterceptor
+from ._auth import AuthInterceptor, AuthSettings, TokenVerifier
+from ._revocation import AuthWatch, Fetch
 from ._config import env_field
 from ._interceptors import ErrorInterceptor
 from ._metrics import MetricsInterceptor
 from ._tls import TlsSettings
 
-__all__ = ["RegisteredService", "ServerHandle", "ServerSettings", "create_server", "run_main", "serve"]
+__all__ = [
+    "RegisteredService",
+    "ServerHandle",
+    "ServerSettings",
+    "create_server",
+    "keep_tokens_current",
+    "run_main",
+    "serve",
+]
 
 log = logging.getLogger("creditscore.runtime")
 
@@ -71,7 +81,15 @@ class RegisteredService:
 
 @dataclass
 class ServerHandle:
-    """A built server: what ``create_server`` returns and ``serve`` runs."""
+    """A built server: what ``create_server`` returns and ``serve`` runs.
+
+    Health: the server as a whole (service ``""``: what liveness and start-up
+    probes ask) is SERVING once it listens; each of its services (what readiness
+    probes and clients ask) is SERVING once everything in ``ready`` has happened
+    (the first sync of the revocation list). ``start`` waits for that up to
+    ``ready_wait`` seconds, then, if it is still pending, returns and lets the
+    services turn SERVING once it is done: a pod that cannot reach the consent
+    service is kept out of traffic, not restarted."""
 
     server: grpc.aio.Server
     port: int
@@ -80,18 +98,43 @@ class ServerHandle:
     tracer_provider: TracerProvider | None = None
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    ready: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    ready_wait: float = 5.0
+    #: The verifier callers' tokens are checked with (None: authentication disabled).
+    verifier: TokenVerifier | None = None
+    _becoming_ready: asyncio.Task[None] | None = None
+
+    async def _set_health(self, status: Any, *, whole: bool = True) -> None:
+        for name in ("", *self.service_names) if whole else self.service_names:
+            await self.health.set(name, status)
 
     async def start(self) -> None:
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
         for hook in self.on_start:
             await hook()
-        for name in ("", *self.service_names):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+
+        async def become_ready() -> None:
+            for gate in self.ready:
+                await gate()
+            await self._set_health(health_pb2.HealthCheckResponse.SERVING, whole=False)
+
+        task = asyncio.create_task(become_ready())
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=self.ready_wait)
+        except TimeoutError:
+            log.warning("not ready after %.1fs (%s): health stays NOT_SERVING until it is",
+                        self.ready_wait, ", ".join(self.service_names))
+            self._becoming_ready = task
 
     async def stop(self, grace: float | None = 5.0) -> None:
         """NOT_SERVING, drain in-flight calls for ``grace`` seconds, run on-stop hooks."""
-        for name in ("", *self.service_names):
-            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._becoming_ready is not None:
+            self._becoming_ready.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._becoming_ready
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(grace)
         for hook in reversed(self.on_stop):
             try:
@@ -163,7 +206,37 @@ def create_server(
         health=health_servicer,
         service_names=names,
         tracer_provider=tracer_provider,
+        verifier=auth.verifier if auth is not None else None,
     )
+
+
+def keep_tokens_current(
+    handle: ServerHandle,
+    auth: AuthInterceptor | None,
+    settings: AuthSettings,
+    fetch: Fetch | grpc.aio.Channel,
+) -> AuthWatch | None:
+    """Keeps the verifier of ``auth`` current while ``handle`` runs: an ``AuthWatch``
+    that re-reads its key file and fetches revocations (``fetch``: a function of
+    the cursor, or a channel to the consent service carrying this service's
+    token) every ``REVOCATION_POLL_SECONDS``, started and stopped with the server,
+    which reports SERVING once the list is first synced. None (and nothing
+    attached) when ``auth`` is None (authentication disabled)."""
+    if auth is None:
+        return None
+    verifier = auth.verifier
+    assert verifier.revocations is not None, "the verifier has no revocation list to keep"
+    if isinstance(fetch, grpc.aio.Channel):
+        from ._revocation import grpc_fetch
+
+        fetch = grpc_fetch(fetch, timeout=max(1.0, settings.revocation_poll_seconds * 2))
+    watch = AuthWatch(
+        verifier.revocations, fetch, interval=settings.revocation_poll_seconds, ticks=[verifier.reload_keys]
+    )
+    handle.on_start.append(watch.start)
+    handle.on_stop.append(watch.stop)
+    handle.ready.append(watch.ready)
+    return watch
 
 
 async def serve(handle: ServerHandle, settings: ServerSettings) -> None:

@@ -44,7 +44,9 @@ T0 = datetime(2030, 1, 1, tzinfo=UTC)
 PAYMENTS = common_pb2.DATA_SOURCE_PAYMENTS
 SCORING = common_pb2.PURPOSE_CREDIT_SCORING
 #: The consent service keeps the receipts (and only them) after an account is closed.
-RECEIPTS = ("purge_jobs", "purge_steps")
+# A closed subject leaves its deletion receipts and, for the longest token
+# lifetime, the entry that revokes its tokens.
+RECEIPTS = ("purge_jobs", "purge_steps", "revocations")
 
 
 class Clock:

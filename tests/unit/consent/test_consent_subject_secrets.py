@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+
+from creditscore.runtime import key_id
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -82,20 +84,23 @@ def test_a_service_secret_may_not_have_a_subjects_form(tmp_path: Path) -> None:
 # --- the credential desk ---------------------------------------------------------
 
 
-class Clients:
-    def __init__(self, *clients: Client) -> None:
+class Credentials:
+    """The store's side of the desk: registered clients and subjects' secrets."""
+
+    def __init__(self, clients: list[Client], hashes: dict[str, str | None]) -> None:
         self.clients = {c.client_id: c for c in clients}
+        self.hashes = hashes
 
     async def get_client(self, client_id: str) -> Client | None:
         return self.clients.get(client_id)
 
+    async def subject_credentials(self, subject_id: str) -> tuple[str | None, int] | None:
+        if subject_id not in self.hashes:
+            return None
+        return self.hashes[subject_id], 7
 
-class Subjects:
-    def __init__(self, hashes: dict[str, str | None]) -> None:
-        self.hashes = hashes
-
-    async def subject_secret_hash(self, subject_id: str) -> str | None:
-        return self.hashes.get(subject_id)
+    async def service_generation(self, service_id: str) -> int:
+        return 0
 
 
 @pytest.fixture(scope="module")
@@ -109,15 +114,14 @@ def desk(secrets: dict[str, str]) -> CredentialDesk:
     key = Ed25519PrivateKey.generate()
     issuer = TokenIssuer(key, ttl=timedelta(minutes=15), subject_ttl=timedelta(minutes=2))
     services = {"gateway": Client("gateway", KIND_SERVICE, "gateway", hash_secret(secrets["service"]))}
-    clients = Clients(Client("acme", KIND_PARTNER, "Acme", hash_secret(secrets["acme"])))
-    subjects = Subjects({
+    store = Credentials([Client("acme", KIND_PARTNER, "Acme", hash_secret(secrets["acme"]))], {
         "alice": hash_generated_secret(secrets["alice"]),
         # A subject may carry a service's id: another namespace.
         "gateway": hash_generated_secret(secrets["gateway"]),
         # Enrolled before subjects had secrets.
         "legacy": None,
     })
-    return CredentialDesk(issuer, services, clients, subjects)
+    return CredentialDesk(issuer, services, store)
 
 
 def public_pem(desk: CredentialDesk) -> bytes:
@@ -176,10 +180,12 @@ def test_the_subject_lifetime_must_be_positive() -> None:
 
 def test_a_subject_token_carries_the_usual_claims_only() -> None:
     key = Ed25519PrivateKey.generate()
-    token = TokenIssuer(key).issue(KIND_SUBJECT, "alice").token
+    token = TokenIssuer(key).issue(KIND_SUBJECT, "alice", generation=42).token
     pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     claims = jwt.decode(token, pem, algorithms=["EdDSA"], audience=AUDIENCE_GATEWAY)
-    assert set(claims) == {"iss", "sub", "aud", "kind", "iat", "exp", "jti"}
+    assert set(claims) == {"iss", "sub", "aud", "kind", "iat", "exp", "jti", "gen"}
+    assert claims["gen"] == 42
+    assert jwt.get_unverified_header(token)["kid"] == key_id(key)
     assert (claims["sub"], claims["kind"]) == ("alice", KIND_SUBJECT)
 
 

@@ -65,7 +65,7 @@ def test_each_kind_gets_its_audience_and_the_verifier_accepts_it(key: Ed25519Pri
         for other in {AUDIENCE_GATEWAY, AUDIENCE_INGEST, AUDIENCE_INTERNAL} - {audience}:
             assert refusal(TokenVerifier(public_pem(key), other), issued.token) == "TOKEN_WRONG_AUDIENCE"
     claims = jwt.decode(issuer.issue(KIND_SERVICE, "gateway").token, options={"verify_signature": False})
-    assert set(claims) == {"iss", "sub", "aud", "kind", "iat", "exp", "jti"}
+    assert set(claims) == {"iss", "sub", "aud", "kind", "iat", "exp", "jti", "gen"}
     assert jwt.get_unverified_header(issuer.issue(KIND_SERVICE, "x").token)["alg"] == "EdDSA"
 
 

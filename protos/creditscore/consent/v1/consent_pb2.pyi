@@ -40,6 +40,13 @@ class AccessOutcomeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ACCESS_OUTCOME_KIND_NOT_AUTHORIZED: _ClassVar[AccessOutcomeKind]
     ACCESS_OUTCOME_KIND_TRANSACTION_ID_REUSED: _ClassVar[AccessOutcomeKind]
     ACCESS_OUTCOME_KIND_SOURCES_CHANGED: _ClassVar[AccessOutcomeKind]
+
+class RevocationKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REVOCATION_KIND_UNSPECIFIED: _ClassVar[RevocationKind]
+    REVOCATION_KIND_TOKEN: _ClassVar[RevocationKind]
+    REVOCATION_KIND_SUBJECT_TOKENS: _ClassVar[RevocationKind]
+    REVOCATION_KIND_CLIENT_TOKENS: _ClassVar[RevocationKind]
 CONSENT_STATE_UNSPECIFIED: ConsentState
 CONSENT_STATE_GRANTED: ConsentState
 CONSENT_STATE_WITHDRAWN: ConsentState
@@ -58,6 +65,10 @@ ACCESS_OUTCOME_KIND_REPLAYED: AccessOutcomeKind
 ACCESS_OUTCOME_KIND_NOT_AUTHORIZED: AccessOutcomeKind
 ACCESS_OUTCOME_KIND_TRANSACTION_ID_REUSED: AccessOutcomeKind
 ACCESS_OUTCOME_KIND_SOURCES_CHANGED: AccessOutcomeKind
+REVOCATION_KIND_UNSPECIFIED: RevocationKind
+REVOCATION_KIND_TOKEN: RevocationKind
+REVOCATION_KIND_SUBJECT_TOKENS: RevocationKind
+REVOCATION_KIND_CLIENT_TOKENS: RevocationKind
 
 class Subject(_message.Message):
     __slots__ = ("subject_id", "enroll_time")
@@ -394,16 +405,18 @@ class IssueTokenRequest(_message.Message):
     def __init__(self, client_id: _Optional[str] = ..., client_secret: _Optional[str] = ...) -> None: ...
 
 class IssueTokenResponse(_message.Message):
-    __slots__ = ("token", "expire_time", "audience", "kind")
+    __slots__ = ("token", "expire_time", "audience", "kind", "token_id")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     AUDIENCE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
     token: str
     expire_time: _timestamp_pb2.Timestamp
     audience: str
     kind: str
-    def __init__(self, token: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., audience: _Optional[str] = ..., kind: _Optional[str] = ...) -> None: ...
+    token_id: str
+    def __init__(self, token: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., audience: _Optional[str] = ..., kind: _Optional[str] = ..., token_id: _Optional[str] = ...) -> None: ...
 
 class Authorization(_message.Message):
     __slots__ = ("subject_id", "partner_id", "partner_name", "purpose", "scope", "state", "grant_time", "expire_time", "revoke_time")
@@ -660,3 +673,95 @@ class ListAccessLogResponse(_message.Message):
     entries: _containers.RepeatedCompositeFieldContainer[AccessEntry]
     next_page_token: str
     def __init__(self, entries: _Optional[_Iterable[_Union[AccessEntry, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class Revocation(_message.Message):
+    __slots__ = ("sequence", "kind", "key", "generation", "revoke_time", "expire_time", "note")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    REVOKE_TIME_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    kind: RevocationKind
+    key: str
+    generation: int
+    revoke_time: _timestamp_pb2.Timestamp
+    expire_time: _timestamp_pb2.Timestamp
+    note: str
+    def __init__(self, sequence: _Optional[int] = ..., kind: _Optional[_Union[RevocationKind, str]] = ..., key: _Optional[str] = ..., generation: _Optional[int] = ..., revoke_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., note: _Optional[str] = ...) -> None: ...
+
+class RevokeTokenRequest(_message.Message):
+    __slots__ = ("request_id", "token_id", "note")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    token_id: str
+    note: str
+    def __init__(self, request_id: _Optional[str] = ..., token_id: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
+
+class RevokeTokenResponse(_message.Message):
+    __slots__ = ("revocation",)
+    REVOCATION_FIELD_NUMBER: _ClassVar[int]
+    revocation: Revocation
+    def __init__(self, revocation: _Optional[_Union[Revocation, _Mapping]] = ...) -> None: ...
+
+class RevokeTokensRequest(_message.Message):
+    __slots__ = ("request_id", "client_id", "subject_id", "note")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    client_id: str
+    subject_id: str
+    note: str
+    def __init__(self, request_id: _Optional[str] = ..., client_id: _Optional[str] = ..., subject_id: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
+
+class RevokeTokensResponse(_message.Message):
+    __slots__ = ("revocation",)
+    REVOCATION_FIELD_NUMBER: _ClassVar[int]
+    revocation: Revocation
+    def __init__(self, revocation: _Optional[_Union[Revocation, _Mapping]] = ...) -> None: ...
+
+class RevokeClientRequest(_message.Message):
+    __slots__ = ("request_id", "client_id", "note")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    client_id: str
+    note: str
+    def __init__(self, request_id: _Optional[str] = ..., client_id: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
+
+class RevokeClientResponse(_message.Message):
+    __slots__ = ("client_id", "kind", "revoke_time", "revocation")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    REVOKE_TIME_FIELD_NUMBER: _ClassVar[int]
+    REVOCATION_FIELD_NUMBER: _ClassVar[int]
+    client_id: str
+    kind: str
+    revoke_time: _timestamp_pb2.Timestamp
+    revocation: Revocation
+    def __init__(self, client_id: _Optional[str] = ..., kind: _Optional[str] = ..., revoke_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revocation: _Optional[_Union[Revocation, _Mapping]] = ...) -> None: ...
+
+class ListRevocationsRequest(_message.Message):
+    __slots__ = ("after_sequence",)
+    AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    after_sequence: int
+    def __init__(self, after_sequence: _Optional[int] = ...) -> None: ...
+
+class ListRevocationsResponse(_message.Message):
+    __slots__ = ("revocations", "last_sequence", "more", "reset")
+    REVOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    RESET_FIELD_NUMBER: _ClassVar[int]
+    revocations: _containers.RepeatedCompositeFieldContainer[Revocation]
+    last_sequence: int
+    more: bool
+    reset: bool
+    def __init__(self, revocations: _Optional[_Iterable[_Union[Revocation, _Mapping]]] = ..., last_sequence: _Optional[int] = ..., more: _Optional[bool] = ..., reset: _Optional[bool] = ...) -> None: ...

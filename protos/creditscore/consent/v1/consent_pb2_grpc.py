@@ -154,6 +154,26 @@ class ConsentServiceStub:
                 request_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.ListAccessLogRequest.SerializeToString,
                 response_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.ListAccessLogResponse.FromString,
                 _registered_method=True)
+        self.RevokeToken = channel.unary_unary(
+                '/creditscore.consent.v1.ConsentService/RevokeToken',
+                request_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RevokeTokenRequest.SerializeToString,
+                response_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RevokeTokenResponse.FromString,
+                _registered_method=True)
+        self.RevokeTokens = channel.unary_unary(
+                '/creditscore.consent.v1.ConsentService/RevokeTokens',
+                request_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RevokeTokensRequest.SerializeToString,
+                response_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RevokeTokensResponse.FromString,
+                _registered_method=True)
+        self.RevokeClient = channel.unary_unary(
+                '/creditscore.consent.v1.ConsentService/RevokeClient',
+                request_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RevokeClientRequest.SerializeToString,
+                response_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RevokeClientResponse.FromString,
+                _registered_method=True)
+        self.ListRevocations = channel.unary_unary(
+                '/creditscore.consent.v1.ConsentService/ListRevocations',
+                request_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.ListRevocationsRequest.SerializeToString,
+                response_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.ListRevocationsResponse.FromString,
+                _registered_method=True)
 
 
 class ConsentServiceServicer:
@@ -179,8 +199,9 @@ class ConsentServiceServicer:
 
     def RotateSubjectSecret(self, request, context):
         """Replaces the subject's secret with a new one, shown in this reply only; the
-        old secret stops working at once (tokens already issued with it stay valid
-        until they expire). Idempotent on request_id: a retry answers without the
+        old secret stops working at once, and every token issued before is revoked
+        (refused everywhere within the revocation bound; at once by this service's
+        subject calls). Idempotent on request_id: a retry answers without the
         secret (it is not kept), so a lost reply means rotating again. Reached by
         the subject through the gateway (SubjectService.RotateMySecret); an
         operator's service token may call it too (a subject enrolled before subject
@@ -241,7 +262,9 @@ class ConsentServiceServicer:
 
     def CloseAccount(self, request, context):
         """As WithdrawAllConsents, and the enrollment goes too: nothing of the subject is
-        left but the deletion receipt. Idempotent on request_id.
+        left but the deletion receipt, and every token issued to the subject is
+        revoked. The same id enrolled again is a new enrollment: no token of the
+        closed one acts for it. Idempotent on request_id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -370,6 +393,54 @@ class ConsentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RevokeToken(self, request, context):
+        """--- revocation (operators; ListRevocations: every service) -----------------
+
+        A revocation ends tokens everywhere within the revocation bound: every
+        service holds the revocation list in memory and fetches what is new every
+        REVOCATION_POLL_SECONDS (1 s by default), so a revoked token is refused
+        (UNAUTHENTICATED, TOKEN_REVOKED) by every service within about two seconds,
+        and a service that cannot refresh the list for
+        REVOCATION_MAX_STALENESS_SECONDS (30 s) refuses every token (UNAVAILABLE,
+        REVOCATIONS_STALE). Closing an account, rotating a subject's secret and
+        re-enrolling an id end the earlier tokens the same way, by themselves.
+
+        Revokes one token, by its id (the JWT's jti; IssueTokenResponse.token_id).
+        Idempotent on request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeTokens(self, request, context):
+        """Revokes every token issued so far to one client (a partner, producer or
+        service) or one subject; tokens issued after it are valid. Idempotent on
+        request_id. CLIENT_NOT_FOUND / SUBJECT_NOT_FOUND for an unknown id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeClient(self, request, context):
+        """Ends a partner or producer (its contract ended): every token it holds is
+        revoked and it gets no new one (IssueToken answers INVALID_CLIENT, as for a
+        wrong secret). Idempotent on request_id; revoking a revoked client again
+        answers as the first time. Services are configured, not registered: remove
+        them from SERVICE_CREDENTIALS_FILE (and RevokeTokens their tokens).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRevocations(self, request, context):
+        """Internal (every service that checks tokens polls it): the revocations after
+        after_sequence that can still refuse a live token, oldest first, at most
+        10,000 a page (more: ask again from last_sequence at once).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConsentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -482,6 +553,26 @@ def add_ConsentServiceServicer_to_server(servicer, server):
                     servicer.ListAccessLog,
                     request_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.ListAccessLogRequest.FromString,
                     response_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.ListAccessLogResponse.SerializeToString,
+            ),
+            'RevokeToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeToken,
+                    request_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RevokeTokenRequest.FromString,
+                    response_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RevokeTokenResponse.SerializeToString,
+            ),
+            'RevokeTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeTokens,
+                    request_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RevokeTokensRequest.FromString,
+                    response_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RevokeTokensResponse.SerializeToString,
+            ),
+            'RevokeClient': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeClient,
+                    request_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RevokeClientRequest.FromString,
+                    response_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.RevokeClientResponse.SerializeToString,
+            ),
+            'ListRevocations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRevocations,
+                    request_deserializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.ListRevocationsRequest.FromString,
+                    response_serializer=creditscore_dot_consent_dot_v1_dot_consent__pb2.ListRevocationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1088,6 +1179,114 @@ class ConsentService:
             '/creditscore.consent.v1.ConsentService/ListAccessLog',
             creditscore_dot_consent_dot_v1_dot_consent__pb2.ListAccessLogRequest.SerializeToString,
             creditscore_dot_consent_dot_v1_dot_consent__pb2.ListAccessLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.consent.v1.ConsentService/RevokeToken',
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.RevokeTokenRequest.SerializeToString,
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.RevokeTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.consent.v1.ConsentService/RevokeTokens',
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.RevokeTokensRequest.SerializeToString,
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.RevokeTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeClient(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.consent.v1.ConsentService/RevokeClient',
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.RevokeClientRequest.SerializeToString,
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.RevokeClientResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRevocations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/creditscore.consent.v1.ConsentService/ListRevocations',
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.ListRevocationsRequest.SerializeToString,
+            creditscore_dot_consent_dot_v1_dot_consent__pb2.ListRevocationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

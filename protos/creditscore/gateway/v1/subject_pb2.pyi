@@ -227,13 +227,15 @@ class IssueTokenRequest(_message.Message):
     def __init__(self, client_id: _Optional[str] = ..., client_secret: _Optional[str] = ...) -> None: ...
 
 class IssueTokenResponse(_message.Message):
-    __slots__ = ("token", "expire_time", "audience", "kind")
+    __slots__ = ("token", "expire_time", "audience", "kind", "token_id")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     AUDIENCE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
     token: str
     expire_time: _timestamp_pb2.Timestamp
     audience: str
     kind: str
-    def __init__(self, token: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., audience: _Optional[str] = ..., kind: _Optional[str] = ...) -> None: ...
+    token_id: str
+    def __init__(self, token: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., audience: _Optional[str] = ..., kind: _Optional[str] = ..., token_id: _Optional[str] = ...) -> None: ...

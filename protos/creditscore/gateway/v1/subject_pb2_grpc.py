@@ -233,9 +233,11 @@ class SubjectServiceServicer:
 
     def CloseAccount(self, request, context):
         """Closes the account: everything of the subject is purged, the enrollment
-        and its secret too, so no new token can be had. What is left is the
-        deletion receipt in this reply; tokens already issued stay valid until they
-        expire, which is how the receipt can still be followed for a while.
+        and its secret too, so no new token can be had, and every token already
+        issued to the subject ends with it (this one included; refused everywhere
+        within the revocation bound). What is left is the deletion receipt in this
+        reply: keep it. An id enrolled again later is a new enrollment: no token of
+        this one ever acts for it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -251,8 +253,10 @@ class SubjectServiceServicer:
 
     def RotateMySecret(self, request, context):
         """A new secret for the subject, shown once in this reply; the old one stops
-        working at once. A retry with the same request_id answers without the
-        secret: a lost reply means rotating again (with a token still valid).
+        working at once, and so does every token issued before (this one
+        included): sign in again with the new secret. A retry with the same
+        request_id answers without the secret (it is not kept): if the reply was
+        lost, only an operator's RotateSubjectSecret can issue another.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
