@@ -307,7 +307,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     print(code_version())
     print(_tracing_line())
     print(f"{args.calls} lookups and {args.echo_calls} echo calls per level (each at most "
-          f"{args.level_seconds:.0f} s), levels {LEVELS}; "
+          f"{args.level_seconds:.0f} s), levels {args.levels}; "
           "one client process, one channel, everything on 127.0.0.1")
     workdir = Path(tempfile.mkdtemp(prefix="bench-lookup-"))
     figures: dict[str, object] = {"subjects": args.subjects, "calls": args.calls,
@@ -355,7 +355,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             await drive(lookup_of(ids, "warm"), 100, 8, 60, server_pids)
             await drive(echo, 100, 8, 60, [echo_proc.pid])
             print("lookups (GetCreditScore as the partner) and echo (Health/Check, same runtime):")
-            for n in LEVELS:
+            for n in args.levels:
                 lk = await drive(lookup_of(ids, f"l{n}"), args.calls, n, args.level_seconds, server_pids)
                 ec = await drive(echo, args.echo_calls, n, args.level_seconds, [echo_proc.pid])
                 print(_describe("lookup", lk))
@@ -453,11 +453,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="lookups of each history subject (default 200; quick 50)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the data folder and the services' logs")
+    parser.add_argument("--levels", default=",".join(map(str, LEVELS)),
+                        help="lookups in flight to measure at, comma-separated (default 1,8,32,64)")
     parser.add_argument("--serve-echo", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_echo:
         _serve_echo()
         return 0
+    try:
+        args.levels = tuple(int(n) for n in args.levels.split(","))
+    except ValueError:
+        parser.error(f"--levels {args.levels!r}: comma-separated numbers of calls in flight")
+    if not args.levels or min(args.levels) < 1:
+        parser.error("--levels: at least one level, each at least 1")
     args.subjects = args.subjects or (100 if args.quick else 500)
     args.calls = args.calls or (300 if args.quick else 2000)
     args.echo_calls = args.echo_calls or 10 * args.calls

@@ -247,6 +247,15 @@ async def test_every_revocation_is_refused_at_every_service_within_the_bound(sui
             await answered(call(fresh))
         channels["operator"] = await suite.operator_channel("consent_service")
         world.consent = consent_pb2_grpc.ConsentServiceStub(channels["operator"])
+        # One service token by its id, at each of the four: the operator's other tokens stay good.
+        spare = (await consent_pb2_grpc.ConsentServiceStub(channels["consent_service"]).IssueToken(
+            consent_pb2.IssueTokenRequest(client_id="operator", client_secret=suite.auth.secrets["operator"]),
+            timeout=10))
+        await world.consent.RevokeToken(consent_pb2.RevokeTokenRequest(
+            request_id="r-one-service-token", token_id=spare.token_id), timeout=10)
+        for name, call in as_service.items():
+            waits[f"one service token at {name}"] = await time_to_refusal(lambda call=call: call(spare.token))
+            await answered(call(fresh))
 
         # Every token of a subject (the gateway's own list; the consent service at once).
         subject_token = await world.token(world.ids[1])
