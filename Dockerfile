@@ -19,6 +19,7 @@ RUN python -m venv /opt/creditscore
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY protos/ protos/
+COPY src/ src/
 COPY consent_service/ consent_service/
 COPY ingest_service/ ingest_service/
 COPY feature_service/ feature_service/

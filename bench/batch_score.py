@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 
 from bench._common import code_version, describe_machine, result_line, synthetic_population, timed
-from creditscore.catalog import CATALOG, FEATURE_NAMES
-from scoring_service.scorecard import Scorecard
-from scoring_service.training import train_scorecard
+from creditscore.features.catalog import CATALOG, FEATURE_NAMES
+from creditscore.scorecard.model import Scorecard
+from creditscore.scorecard.training import train_scorecard
 
 
 def _repeat(fn: Callable[[], Any], times: int) -> list[float]:

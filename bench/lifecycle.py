@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from creditscore.catalog import CATALOG, FEATURE_NAMES
+from creditscore.features.catalog import CATALOG, FEATURE_NAMES
 from creditscore.runtime import make_engine
 from scoring_service.config import DEFAULT_MODEL_DIR
 from scoring_service.lifecycle import Lifecycle

@@ -4,7 +4,7 @@ history.
 
 ``python -m bench.lookup [--quick]``
 
-The suite runs as ``creditscore run`` runs it (``creditscore.demo``): the five
+The suite runs as ``creditscore run`` runs it (``creditscore.cli.run``): the five
 services as separate processes (``python -m <package>``) on SQLite files in a
 temporary folder, on free ports of 127.0.0.1, authentication required
 everywhere. A simulated population (``--quick``: 100 subjects; default 500) is
@@ -277,7 +277,7 @@ async def load_history_subjects(suite, subject_ids: list[str], sizes: tuple[int,
 async def _start_echo(workdir: Path):
     import subprocess
 
-    from creditscore.demo import _free_port
+    from creditscore.cli.run import _free_port
 
     port = _free_port()
     log_path = workdir / "echo.log"

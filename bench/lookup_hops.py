@@ -4,7 +4,7 @@ check through the same server.
 
 ``python -m bench.lookup_hops [--quick]``
 
-The suite runs as ``creditscore run`` runs it (``creditscore.demo``): five
+The suite runs as ``creditscore run`` runs it (``creditscore.cli.run``): five
 processes on SQLite files in a temporary folder, authentication required. A
 simulated population (``--subjects``, default 100) is loaded and a partner
 authorized, as ``bench.lookup`` does. Then, one call at a time from this process,

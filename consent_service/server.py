@@ -243,7 +243,7 @@ async def build_consent(
     for made in channels:
         handle.on_stop.append(made.close)
     handle.on_start.append(watch.start)
-    handle.on_stop.append(watch.stop)
+    handle.before_stop.append(watch.stop)
     handle.ready.append(watch.ready)
     if settings.purge_worker:
         handle.on_start.append(worker.start)

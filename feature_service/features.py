@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from creditscore.catalog import FEATURE_NAMES, SOURCE_OF_BODY, sources_used
+from creditscore.features.catalog import FEATURE_NAMES, SOURCE_OF_BODY, sources_used
 from creditscore.common.v1 import common_pb2
 from creditscore.records.v1 import records_pb2
 from creditscore.runtime import (
@@ -37,7 +37,7 @@ from creditscore.runtime import (
 )
 from creditscore.scoring.v1 import scoring_pb2
 
-from .aggregates import (
+from creditscore.features.engine import (
     NO_REPAIRS,
     Repairs,
     SubjectState,

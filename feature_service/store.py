@@ -59,7 +59,7 @@ from creditscore.runtime import (
     purge_requests_table,
 )
 
-from .aggregates import SubjectState
+from creditscore.features.engine import SubjectState
 
 __all__ = [
     "MAX_ID_LENGTH",

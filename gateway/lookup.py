@@ -47,8 +47,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from creditscore.catalog import CATALOG
-from creditscore.catalog import sources_used as catalog_sources_used
+from creditscore.features.catalog import CATALOG
+from creditscore.features.catalog import sources_used as catalog_sources_used
 from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2
 from creditscore.gateway.v1 import gateway_pb2

@@ -67,7 +67,7 @@ from creditscore.runtime import (
 )
 
 from .registry import ModelLoadError, ModelRegistry
-from .scorecard import Scorecard, is_valid_version
+from creditscore.scorecard.model import Scorecard, is_valid_version
 from .store import ModelEventRecord, ModelEventStore
 
 __all__ = [

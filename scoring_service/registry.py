@@ -23,10 +23,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from creditscore.catalog import FEATURE_NAMES
+from creditscore.features.catalog import FEATURE_NAMES
 
-from .binning import NUMERIC
-from .scorecard import Scorecard, ScorecardError, version_key
+from creditscore.scorecard.binning import NUMERIC
+from creditscore.scorecard.model import Scorecard, ScorecardError, version_key
 
 __all__ = ["ARTIFACT_GLOB", "ModelLoadError", "ModelRegistry", "servable_problem"]
 
@@ -103,7 +103,7 @@ class ModelRegistry:
         if not models:
             raise ModelLoadError(
                 f"no scorecard found in {folder} (expected {ARTIFACT_GLOB}; "
-                "train one with python -m scoring_service.training)"
+                "train one with python -m creditscore.scorecard.training)"
             )
         return cls(models, initial_version)
 

@@ -8,9 +8,9 @@ from creditscore.common.v1 import common_pb2
 from creditscore.runtime import from_timestamp, to_timestamp
 from creditscore.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 
-from .drift import DriftStatus
+from creditscore.scorecard.drift import DriftStatus
 from .lifecycle import ModelAction, points_table
-from .scorecard import Band, Scorecard, ScoreState
+from creditscore.scorecard.model import Band, Scorecard, ScoreState
 from .scoring import Scorer
 from .store import ModelEventRecord, ScoreRecord, ScoreRole
 

@@ -70,7 +70,7 @@ from creditscore.runtime import (
     purge_requests_table,
 )
 
-from .scorecard import Band, Improvement, Reason, ScoreResult, ScoreState
+from creditscore.scorecard.model import Band, Improvement, Reason, ScoreResult, ScoreState
 
 __all__ = [
     "MAX_IN_KEYS",

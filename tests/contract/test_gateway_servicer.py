@@ -11,7 +11,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 import pytest
 
-from creditscore.catalog import FEATURE_NAMES
+from creditscore.features.catalog import FEATURE_NAMES
 from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
 from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc

@@ -13,7 +13,7 @@ import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from creditscore.demo import DemoAuth, Suite, _free_port
+from creditscore.cli.run import DemoAuth, Suite, _free_port
 from creditscore.runtime import ServerSettings, configure_tracing, from_env
 from tests.authkit import Ca
 from tests.pg import POSTGRES_URL, create_pg_database, drop_pg_database

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
-from creditscore.demo import _free_port
+from creditscore.cli.run import _free_port
 from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
 from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from creditscore.records.v1 import records_pb2 as R
@@ -29,7 +29,7 @@ from creditscore.runtime import (
     upgrade_schema,
 )
 from creditscore.sim import producer_of, simulate
-from feature_service.aggregates import SubjectState, advance_horizon, apply_record
+from creditscore.features.engine import SubjectState, advance_horizon, apply_record
 from feature_service.features import FeatureBook
 from feature_service.migrations import MIGRATIONS as FEATURE_MIGRATIONS
 from feature_service.servicer import FeatureServicer

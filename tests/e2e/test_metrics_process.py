@@ -14,7 +14,7 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from creditscore.demo import _free_port
+from creditscore.cli.run import _free_port
 
 
 def test_a_service_process_exports_rpc_metrics(tmp_path):

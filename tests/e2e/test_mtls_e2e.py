@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from creditscore.common.v1 import common_pb2
-from creditscore.demo import bearer, load_population, register_partner, wait_features
+from creditscore.cli.run import bearer, load_population, register_partner, wait_features
 from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
 from creditscore.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from creditscore.runtime import CallError, ChannelSettings, create_channel

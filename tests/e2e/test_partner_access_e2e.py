@@ -14,7 +14,7 @@ import pytest
 
 from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
-from creditscore.demo import bearer, load_population, register_partner, wait_features
+from creditscore.cli.run import bearer, load_population, register_partner, wait_features
 from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
 from creditscore.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc
@@ -194,7 +194,7 @@ async def test_a_withdrawn_source_never_reaches_the_answer_even_before_its_purge
     try:
         vector = (await feature_pb2_grpc.FeatureServiceStub(features_ch).GetFeatureVector(
             feature_pb2.GetFeatureVectorRequest(subject_id=subject), timeout=5)).feature_vector.features
-        from creditscore.catalog import by_name
+        from creditscore.features.catalog import by_name
         without = [f if by_name(f.name).source != common_pb2.DATA_SOURCE_PAYMENTS
                    else common_pb2.FeatureValue(name=f.name) for f in vector]
         expected = (await scoring_pb2_grpc.ScoringServiceStub(scoring_ch).ScoreFeatures(

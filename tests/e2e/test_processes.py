@@ -12,7 +12,7 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from creditscore.demo import _free_port
+from creditscore.cli.run import _free_port
 
 
 def _wait_ready(proc: subprocess.Popen, timeout: float = 30.0) -> str:

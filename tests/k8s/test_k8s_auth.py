@@ -25,7 +25,7 @@ import pytest
 
 from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
-from creditscore.demo import DemoAuth, Suite, _free_port, load_population, register_partner, wait_features
+from creditscore.cli.run import DemoAuth, Suite, _free_port, load_population, register_partner, wait_features
 from creditscore.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from creditscore.runtime import CallError, KeyRing, TokenSource, create_channel, from_env
 from creditscore.scoring.v1 import scoring_pb2, scoring_pb2_grpc

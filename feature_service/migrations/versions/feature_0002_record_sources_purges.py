@@ -38,7 +38,7 @@ def upgrade() -> None:
 def _fill_sources() -> None:
     """A stored version's source follows from its body; retractions (no stored
     version) stay 0."""
-    from creditscore.catalog import SOURCE_OF_BODY
+    from creditscore.features.catalog import SOURCE_OF_BODY
     from creditscore.records.v1 import records_pb2
 
     applied = sa.table(

@@ -19,12 +19,12 @@ from consent_service.consents import RequestKey
 from consent_service.purge import DeletionScope, PurgeWorker, TableCount, step_request_id
 from consent_service.store import ConsentStore, Withdrawal
 from consent_service.store import metadata as consent_metadata
-from creditscore.catalog import features_of_source
+from creditscore.features.catalog import features_of_source
 from creditscore.common.v1 import common_pb2
 from creditscore.records.v1 import records_pb2
 from creditscore.runtime import create_schema, make_engine
 from creditscore.sim import producer_of, simulate
-from feature_service.aggregates import rebuild_state
+from creditscore.features.engine import rebuild_state
 from feature_service.features import FeatureBook
 from feature_service.store import FeatureStore
 from feature_service.store import metadata as feature_metadata

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from creditscore.catalog import FEATURE_NAMES
+from creditscore.features.catalog import FEATURE_NAMES
 from creditscore.records.v1 import records_pb2 as R
 from creditscore.sim import simulate
-from feature_service.aggregates import (
+from creditscore.features.engine import (
     MONTHS_KEPT,
     SubjectState,
     apply_record,

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from creditscore.catalog import FEATURE_NAMES
+from creditscore.features.catalog import FEATURE_NAMES
 from creditscore.records.v1 import records_pb2 as R
 from creditscore.sim import producer_of, simulate
-from feature_service.aggregates import SubjectState, apply_record, feature_vector
+from creditscore.features.engine import SubjectState, apply_record, feature_vector
 from feature_service.features import FeatureBook
 from feature_service.store import FeatureStore, StoreBatch
 

@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from creditscore.common.v1 import common_pb2
-from creditscore.demo import _free_port
+from creditscore.cli.run import _free_port
 from creditscore.runtime import (
     AuthInterceptor,
     ChannelSettings,

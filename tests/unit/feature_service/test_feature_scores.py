@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import event
 
-from creditscore.catalog import FEATURE_NAMES, sources_used
+from creditscore.features.catalog import FEATURE_NAMES, sources_used
 from creditscore.common.v1 import common_pb2
 from creditscore.records.v1 import records_pb2 as R
 from creditscore.runtime import FailedPrecondition, Transactions, Unavailable, make_engine

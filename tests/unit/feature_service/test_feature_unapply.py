@@ -11,7 +11,7 @@ import pytest
 
 from creditscore.records.v1 import records_pb2 as R
 from creditscore.sim import simulate
-from feature_service.aggregates import (
+from creditscore.features.engine import (
     Repairs,
     SubjectState,
     advance_horizon,

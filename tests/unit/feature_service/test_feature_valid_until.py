@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from creditscore.records.v1 import records_pb2 as R
-from feature_service.aggregates import (
+from creditscore.features.engine import (
     SubjectState,
     feature_values,
     month_index,

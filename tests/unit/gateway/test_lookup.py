@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from creditscore.catalog import FEATURE_NAMES, by_name
+from creditscore.features.catalog import FEATURE_NAMES, by_name
 from creditscore.common.v1 import common_pb2
 from creditscore.runtime import (
     Aborted,

@@ -10,8 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from creditscore.catalog import by_name
-from scoring_service.binning import (
+from creditscore.features.catalog import by_name
+from creditscore.scorecard.binning import (
     CATEGORICAL,
     NUMERIC,
     PEAK,
@@ -244,7 +244,7 @@ def test_specs_derive_codes_and_texts_from_the_name_or_the_catalog():
 
 
 def test_regular_bins_are_searchsorted_bins_for_any_number_of_edges():
-    from scoring_service.binning import COMPARE_EDGES, regular_bins
+    from creditscore.scorecard.binning import COMPARE_EDGES, regular_bins
 
     rng = np.random.default_rng(3)
     grid = np.linspace(-3, 3, 61)

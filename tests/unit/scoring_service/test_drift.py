@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from scoring_service.config import DEFAULT_MODEL_DIR
-from scoring_service.drift import (
+from creditscore.scorecard.drift import (
     DEFAULT_MIN_SCORES,
     DriftStatus,
     NoTrainingDistribution,
@@ -22,7 +22,7 @@ from scoring_service.drift import (
     training_distribution,
 )
 from scoring_service.registry import ModelRegistry
-from scoring_service.scorecard import Scorecard
+from creditscore.scorecard.model import Scorecard
 
 
 def test_identical_distributions_have_zero_psi():
@@ -260,8 +260,8 @@ def test_every_kind_of_bin_of_a_trained_model_drifts():
     pooled into "other"), a numeric one with a special code with a bin of its own
     and one pooled with "no data", and missing values: every feature gets a PSI,
     about 0 on the training population itself, and the one that moves shifts."""
-    from scoring_service.binning import CATEGORICAL, NUMERIC, FeatureSpec
-    from scoring_service.training import stratified_split, train_table
+    from creditscore.scorecard.binning import CATEGORICAL, NUMERIC, FeatureSpec
+    from creditscore.scorecard.training import stratified_split, train_table
 
     rng = np.random.default_rng(12)
     n = 20_000

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scoring_service.binning import CATEGORICAL, NUMERIC, FeatureSpec
+from creditscore.scorecard.binning import CATEGORICAL, NUMERIC, FeatureSpec
 from scoring_service.config import DEFAULT_MODEL_DIR
 from scoring_service.registry import ModelLoadError, ModelRegistry, servable_problem
-from scoring_service.scorecard import Scorecard
-from scoring_service.training import save_model, train_table
+from creditscore.scorecard.model import Scorecard
+from creditscore.scorecard.training import save_model, train_table
 
 
 SHIPPED = sorted(Path(DEFAULT_MODEL_DIR).glob("scorecard-*.json"))

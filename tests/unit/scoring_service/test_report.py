@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scoring_service.report import (
+from creditscore.scorecard.report import (
     bad_rate_by_band,
     calibration_by_decile,
     render_report,
@@ -21,8 +21,8 @@ from scoring_service.report import (
     score_histogram,
     write_report,
 )
-from scoring_service.binning import CATEGORICAL, NUMERIC, FeatureSpec
-from scoring_service.training import TrainResult, auc_score, ks_score, train_table
+from creditscore.scorecard.binning import CATEGORICAL, NUMERIC, FeatureSpec
+from creditscore.scorecard.training import TrainResult, auc_score, ks_score, train_table
 
 SECTIONS = ("headline", "roc", "calibration", "distribution", "bands", "iv", "points")
 

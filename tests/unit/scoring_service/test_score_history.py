@@ -24,7 +24,7 @@ from creditscore.runtime import InvalidArgument, Transactions, make_engine, upgr
 from scoring_service.lifecycle import Lifecycle
 from scoring_service.migrations import MIGRATIONS
 from scoring_service.registry import ModelRegistry
-from scoring_service.scorecard import ScoreState
+from creditscore.scorecard.model import ScoreState
 from scoring_service.scoring import MAX_BATCH_ITEMS, Scorer, recompute, validate_score_batch
 from scoring_service.store import (
     ModelEventStore,

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from creditscore.catalog import FEATURE_NAMES
-from scoring_service.scorecard import (
+from creditscore.features.catalog import FEATURE_NAMES
+from creditscore.scorecard.model import (
     Band,
     Scaling,
     Scorecard,
@@ -22,7 +22,7 @@ from scoring_service.scorecard import (
     band_for,
     version_key,
 )
-from scoring_service.training import save_model
+from creditscore.scorecard.training import save_model
 
 Bins = list[tuple[float | None, float | None, float]]
 
@@ -290,8 +290,8 @@ def test_versions_order_naturally():
 
 def test_a_reason_for_having_no_data_says_so():
     """The missing bin's reason is the catalog's no-data code and text."""
-    from creditscore.catalog import by_name
-    from scoring_service.scorecard import Scorecard
+    from creditscore.features.catalog import by_name
+    from creditscore.scorecard.model import Scorecard
 
     card = Scorecard.load(Path(__file__).resolve().parents[3] / "scoring_service/models/scorecard-1.0.0.json")
     result = card.score_one({n: None for n in card.features} | {

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from creditscore.catalog import by_name
-from scoring_service.binning import CATALOG_LABELS
-from scoring_service.scorecard import (
+from creditscore.features.catalog import by_name
+from creditscore.scorecard.binning import CATALOG_LABELS
+from creditscore.scorecard.model import (
     Band,
     FeatureValueError,
     Improvement,
@@ -27,7 +27,7 @@ from scoring_service.scorecard import (
     ScoreState,
     UnknownFeatureError,
 )
-from scoring_service.training import save_model
+from creditscore.scorecard.training import save_model
 
 SHIPPED_V1 = Path(__file__).resolve().parents[3] / "scoring_service/models/scorecard-1.0.0.json"
 
@@ -203,7 +203,7 @@ def test_a_format_1_file_still_loads_and_scores_as_its_format_2_twin():
     old, new = Scorecard.load(SHIPPED_V1), Scorecard.from_dict(as_format_2(v1))
     rng = np.random.default_rng(2)
     X = rng.choice([0.0, 0.3, 0.9, 1.0, 2.0, 5.0, 14.0, 40.0, 120.0, np.nan], size=(1500, 20))
-    from creditscore.catalog import FEATURE_NAMES
+    from creditscore.features.catalog import FEATURE_NAMES
 
     for a, b in zip(old.score_batch(X), new.score_batch(X)):
         np.testing.assert_array_equal(a, b)
@@ -272,7 +272,7 @@ def test_batch_reasons_rank_ties_as_score_one_across_blocks():
     """Many features losing exactly the same points: the four reasons and their
     order (most points lost first, ties in catalog order, then artifact order)
     must be score_one's, row by row, across the batch kernel's row blocks."""
-    from creditscore.catalog import FEATURE_NAMES
+    from creditscore.features.catalog import FEATURE_NAMES
 
     rng = np.random.default_rng(11)
     catalog = list(FEATURE_NAMES[:8])

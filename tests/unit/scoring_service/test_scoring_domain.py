@@ -15,7 +15,7 @@ from creditscore.runtime import SUBJECT_ID_RULE, InvalidArgument, from_env, make
 from scoring_service.config import Settings
 from scoring_service.lifecycle import Lifecycle
 from scoring_service.registry import ModelLoadError, ModelRegistry
-from scoring_service.scorecard import Band, ScoreState
+from creditscore.scorecard.model import Band, ScoreState
 from scoring_service.scoring import Scorer, recompute, validate_score_request
 from scoring_service.store import ModelEventStore, ScoreStore
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from creditscore.cli import main as cli
-from scoring_service.binning import CATEGORICAL, NUMERIC
-from scoring_service.scorecard import Scorecard
-from scoring_service.tabular import (
+from creditscore.scorecard.binning import CATEGORICAL, NUMERIC
+from creditscore.scorecard.model import Scorecard
+from creditscore.scorecard.tabular import (
     OUTPUT_COLUMNS,
     TabularError,
     infer_column,

@@ -13,11 +13,12 @@ from itertools import product
 import numpy as np
 import pytest
 
-from creditscore.catalog import FEATURE_NAMES, by_name
-from creditscore.runtime import InvalidArgument
-from scoring_service.binning import CATEGORICAL, NUMERIC, FeatureSpec
-from scoring_service.scorecard import Scorecard, ScoreState
-from scoring_service.training import (
+from creditscore.features.catalog import FEATURE_NAMES, by_name
+from creditscore.scorecard.errors import InputError
+from creditscore.scorecard.binning import CATEGORICAL, NUMERIC, FeatureSpec
+from creditscore.scorecard.model import Scorecard, ScoreState
+from creditscore.cli.train import main
+from creditscore.scorecard.training import (
     L2_CV_MAX_ROWS,
     L2_GRID,
     LARGE_FIT_ROWS,
@@ -29,7 +30,6 @@ from scoring_service.training import (
     fit_logistic,
     fit_logistic_detailed,
     ks_score,
-    main,
     stratified_split,
     train_matrix,
     train_scorecard,
@@ -269,10 +269,10 @@ def test_main_trains_on_the_simulator_and_writes_the_artifact(tmp_path, monkeypa
 
     sim = types.ModuleType("creditscore.sim")
     sim.simulate = simulate  # type: ignore[attr-defined]
-    aggregates = types.ModuleType("feature_service.aggregates")
+    aggregates = types.ModuleType("creditscore.features.engine")
     aggregates.point_in_time_matrix = point_in_time_matrix  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "creditscore.sim", sim)
-    monkeypatch.setitem(sys.modules, "feature_service.aggregates", aggregates)
+    monkeypatch.setitem(sys.modules, "creditscore.features.engine", aggregates)
 
     out = tmp_path / "scorecard-1.0.0.json"
     argv = ["--simulate", "3000", "--seed", "42", "--version", "1.0.0", "--out", str(out)]
@@ -408,7 +408,7 @@ def test_training_errors_name_every_bad_field():
                     version="a b", description="", min_bin_share=0.7)
     fields = {v.field for v in info.value.violations}
     assert fields == {"version", "description", "min_bin_share", "columns['income']", "columns['missing_column']"}
-    assert isinstance(info.value, InvalidArgument) and isinstance(info.value, ValueError)
+    assert isinstance(info.value, InputError) and isinstance(info.value, ValueError)
     with pytest.raises(TrainingError, match="bads"):
         train_table(columns, np.zeros(500), [FeatureSpec("income", NUMERIC)], version="1", description="x")
 
@@ -444,7 +444,7 @@ def test_the_fast_fit_gives_the_points_an_exact_fit_gives(monkeypatch):
     assert 0.7 * len(y) > LARGE_FIT_ROWS
     fast = train_matrix(X, y, FEATURE_NAMES, version="1", description="fast fit", seed=3)
     assert fast.artifact["training"]["converged"]
-    monkeypatch.setattr("scoring_service.training.fit_logistic_detailed", reference_fit)
+    monkeypatch.setattr("creditscore.scorecard.training.fit_logistic_detailed", reference_fit)
     exact = train_matrix(X, y, FEATURE_NAMES, version="1", description="exact fit", seed=3)
     a, b = fast.artifact, exact.artifact
     assert [f["name"] for f in a["features"]] == [f["name"] for f in b["features"]]

@@ -67,7 +67,7 @@ from typing import Any
 
 import numpy as np
 
-from creditscore.catalog import Feature
+from creditscore.features.catalog import Feature
 
 __all__ = [
     "CATALOG_LABELS",

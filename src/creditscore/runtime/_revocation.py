@@ -217,6 +217,7 @@ class AuthWatch:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        self._stopping = False
         self.rounds = 0
 
     async def sync_once(self) -> None:
@@ -237,7 +238,7 @@ class AuthWatch:
         self._wake.set()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 await self.sync_once()
@@ -262,12 +263,20 @@ class AuthWatch:
         """Returns once the revocation list has been synced at least once."""
         await self.revocations.wait_synced()
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stops after the round in progress (a round cut off mid-query would leave
+        its database connection to the garbage collector), or after ``grace``
+        seconds at the most."""
         task, self._task = self._task, None
-        if task is not None:
+        if task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        done, _ = await asyncio.wait({task}, timeout=grace)
+        if not done:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
 
 
 def grpc_fetch(channel: object, *, timeout: float = 2.0) -> Fetch:

@@ -1,6 +1,6 @@
 """The scorecard trainer: from named columns (numeric and categorical) and outcomes,
 or from a point-in-time feature matrix of catalog features, to a scorecard artifact
-(format in ``scoring_service.scorecard``) and its holdout metrics.
+(format in ``creditscore.scorecard.model``) and its holdout metrics.
 
 The steps (``train_table``; ``train_scorecard`` and ``train_matrix`` are the same on a
 matrix of catalog features):
@@ -8,7 +8,7 @@ matrix of catalog features):
 1. A fixed, seeded, stratified holdout (``stratified_split``): the same seed gives
    the same split; bads and goods are held out in the same proportion. Everything
    below is fitted on the training rows only.
-2. Binning per feature (``scoring_service.binning``): quantile pre-bins, then the
+2. Binning per feature (``creditscore.scorecard.binning``): quantile pre-bins, then the
    IV-optimal partition into at most ``max_bins`` bins of at least ``min_bin_share``
    of the rows each, with a monotone bad rate in the feature's direction (or the
    better trend when it is not known), found exactly by dynamic programming;
@@ -57,12 +57,9 @@ the CSV reader are imported on use)::
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import json
 import math
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -73,18 +70,18 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from creditscore.catalog import FEATURE_NAMES, by_name
-from creditscore.runtime import DomainError, FieldViolation, InvalidArgument
+from creditscore.features.catalog import FEATURE_NAMES, by_name
+from .errors import InputError
+from .errors import Problem as FieldViolation
 
-from .binning import CATEGORICAL, NUMERIC, Binning, FeatureSpec, fit_binning, woe_iv
-from .scorecard import (
+from .binning import NUMERIC, Binning, FeatureSpec, fit_binning, woe_iv
+from .model import (
     ARTIFACT_FORMAT,
     BANDS,
     SCORE_MAX,
     SCORE_MIN,
     Scaling,
     Scorecard,
-    ScorecardError,
     is_valid_version,
 )
 
@@ -107,7 +104,6 @@ __all__ = [
     "fit_logistic_detailed",
     "format_report",
     "ks_score",
-    "main",
     "save_model",
     "stratified_split",
     "train_matrix",
@@ -125,13 +121,12 @@ Progress = Callable[[str, float], None]
 """``progress(message, fraction done 0-1)``: called as long work advances."""
 
 
-class TrainingError(InvalidArgument, ValueError):
+class TrainingError(InputError):
     """Training input that cannot give a scorecard (malformed columns or outcomes,
     bad settings, no informative feature); one violation per bad field. A
-    ``ValueError`` too, so that callers of the matrix API keep catching that."""
+    ``ValueError``, as every ``InputError``."""
 
-    def __init__(self, message: str, violations: Sequence[FieldViolation] = ()) -> None:
-        super().__init__(message, violations, reason="TRAINING_INPUT_INVALID")
+    reason = "TRAINING_INPUT_INVALID"
 
 
 def _fail(problems: Sequence[FieldViolation]) -> None:
@@ -199,7 +194,7 @@ def bin_feature(
     the IV-optimal partition of up to ``n_candidates`` quantile pre-bins into at most
     ``max_bins`` bins, each with at least ``min_bin_share`` of *all* rows (missing
     included), the bad rate strictly monotone in ``direction`` (+1: falls as the
-    value grows; -1: rises; 0: no constraint). ``scoring_service.binning`` has the
+    value grows; -1: rises; 0: no constraint). ``creditscore.scorecard.binning`` has the
     general form (categories, special values, the auto trend)."""
     binning = fit_binning(
         values, y, FeatureSpec("feature", NUMERIC, direction=direction),
@@ -1156,160 +1151,3 @@ def format_report(artifact: Mapping[str, Any]) -> str:
     for w in m.get("warnings", []):
         lines.append(f"WARNING: {w}")
     return "\n".join(lines)
-
-
-def _print_progress(message: str, fraction: float) -> None:
-    print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
-
-
-def _special_values(text: str) -> tuple[float, ...]:
-    values = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        value = float(part)  # ValueError -> argparse reports the option
-        if not math.isfinite(value):
-            raise ValueError(part)
-        values.append(value)
-    return tuple(values)
-
-
-def _joined_special_values(argv: list[str]) -> list[str]:
-    """``--special-values -999,-1`` as ``--special-values=-999,-1``: argparse would
-    take a value starting with "-" that is not a plain number for an option."""
-    out: list[str] = []
-    i = 0
-    while i < len(argv):
-        if argv[i] == "--special-values" and i + 1 < len(argv):
-            out.append(f"--special-values={argv[i + 1]}")
-            i += 2
-        else:
-            out.append(argv[i])
-            i += 1
-    return out
-
-
-def _write_report(result: TrainResult, path: str) -> bool:
-    """Writes the HTML report through ``scoring_service.report`` when that module
-    is there; says so loudly when it is not."""
-    try:
-        module = importlib.import_module("scoring_service.report")
-    except ModuleNotFoundError as exc:
-        if exc.name != "scoring_service.report":
-            raise
-        print(
-            "REPORT NOT BUILT: scoring_service.report is not part of this build, so no "
-            f"report was written to {path} (the model itself was written).",
-            file=sys.stderr,
-        )
-        return False
-    written = module.write_report(result, path)
-    print(f"wrote report {written}")
-    return True
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``creditscore train``: trains on the simulator or on a CSV and writes the
-    artifact (and the report when asked); prints the metrics and the path."""
-    parser = argparse.ArgumentParser(
-        prog="creditscore train",
-        description="Train a scorecard on point-in-time features of a simulated population, "
-        "or on a CSV table with a target column.",
-    )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--simulate", type=int, metavar="N", help="simulated subjects")
-    source.add_argument("--csv", metavar="FILE", help="a CSV table with a header row")
-    parser.add_argument("--target", metavar="COLUMN", help="--csv: the outcome column")
-    parser.add_argument("--bad-value", metavar="VALUE",
-                        help="--csv: the target value that means bad (default: 1, bad, yes, true)")
-    parser.add_argument("--special-values", type=_special_values, default=(), metavar="V,V",
-                        help="--csv: numeric codes (e.g. -999,-1) that get a bin of their own in every numeric column")
-    parser.add_argument("--seed", type=int, default=7, help="seeds the simulator and the holdout split")
-    parser.add_argument("--version", default="1.0.0", help="model version (default 1.0.0)")
-    parser.add_argument("--out", required=True, help="artifact path, e.g. scorecard-1.0.0.json")
-    parser.add_argument("--description", default="", help="replaces the generated description")
-    parser.add_argument("--report", metavar="FILE", help="also write the HTML model report")
-    parser.add_argument("--max-bins", type=int, default=None, help="bins per feature (default 6 simulated, 8 CSV)")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing artifact")
-    args = parser.parse_args(_joined_special_values(list(sys.argv[1:] if argv is None else argv)))
-    out = Path(args.out)
-    if out.exists() and not args.force:
-        parser.error(f"{out} exists; a version is never overwritten silently (use --force)")
-    if not is_valid_version(args.version):
-        parser.error(f"--version {args.version!r} is not valid (1-64 of A-Z a-z 0-9 . _ -)")
-    progress = None if args.quiet else _print_progress
-    try:
-        if args.simulate is not None:
-            result = _train_simulated(args, parser, progress)
-        else:
-            result = _train_csv(args, parser, progress)
-    except (DomainError, ScorecardError) as exc:
-        print(f"creditscore train: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"creditscore train: {exc}", file=sys.stderr)
-        return 1
-    save_model(result.artifact, out)
-    print(format_report(result.artifact))
-    print(f"wrote {out}")
-    if args.report and not _write_report(result, args.report):
-        return 1
-    return 0
-
-
-def _train_simulated(args: argparse.Namespace, parser: argparse.ArgumentParser, progress: Progress | None) -> TrainResult:
-    if args.simulate < 100:
-        parser.error("--simulate needs at least 100 subjects")
-    if args.target or args.bad_value or args.special_values:
-        parser.error("--target, --bad-value and --special-values go with --csv")
-    from creditscore.sim import simulate
-    from feature_service.aggregates import point_in_time_matrix
-
-    if progress:
-        progress(f"simulating {args.simulate} subjects", 0.0)
-    population = simulate(args.simulate, seed=args.seed)
-    matrix = point_in_time_matrix(population.records, population.outcomes)
-    description = args.description or (
-        f"Trained on the creditscore simulator (creditscore.sim.simulate): {args.simulate} simulated "
-        f"subjects, seed {args.seed}, point-in-time features at each loan application "
-        f"({len(matrix.y)} outcomes); stratified holdout with the same seed."
-    )
-    return train_matrix(
-        matrix.X, matrix.y, list(matrix.feature_names), version=args.version, description=description,
-        seed=args.seed, max_bins=args.max_bins or 6, progress=progress,
-    )
-
-
-def _train_csv(args: argparse.Namespace, parser: argparse.ArgumentParser, progress: Progress | None) -> TrainResult:
-    if not args.target:
-        parser.error("--csv needs --target COLUMN")
-    from .tabular import read_csv, training_table
-
-    if progress:
-        progress(f"reading {Path(args.csv).name}", 0.0)
-    data = training_table(
-        read_csv(args.csv), target=args.target, bad_value=args.bad_value, special_values=args.special_values
-    )
-    kinds = [s.kind for s in data.specs]
-    print(
-        f"{Path(args.csv).name}: {len(data.y)} rows, {len(kinds)} feature columns "
-        f"({kinds.count(NUMERIC)} numeric, {kinds.count(CATEGORICAL)} categorical), "
-        f"target {args.target!r}: bad = {', '.join(repr(v) for v in data.bad_labels)}, "
-        f"bad rate {float(np.mean(data.y)):.4f}"
-        + (f"; identifiers not used: {', '.join(data.identifiers)}" if data.identifiers else "")
-    )
-    description = args.description or (
-        f"Trained on the table {Path(args.csv).name} ({len(data.y)} rows, {len(kinds)} feature columns; "
-        f"target {args.target!r}, bad = {', '.join(repr(v) for v in data.bad_labels)}); "
-        f"stratified 30% holdout, seed {args.seed}."
-    )
-    return train_table(
-        data.columns, data.y, data.specs, version=args.version, description=description, seed=args.seed,
-        max_bins=args.max_bins or 8, progress=progress,
-    )
-
-
-if __name__ == "__main__":
-    sys.exit(main())

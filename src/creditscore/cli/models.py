@@ -231,8 +231,12 @@ async def drift(argv: list[str], *, out: Out = print) -> int:
     return await _call(args.scoring, run)
 
 
-def models_main(argv: list[str]) -> int:
+def main(argv: list[str]) -> int:
+    """``creditscore models ...``."""
     return asyncio.run(models(argv))
+
+
+models_main = main
 
 
 def drift_main(argv: list[str]) -> int:

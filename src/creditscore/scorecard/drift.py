@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from .binning import NUMERIC
-from .scorecard import Scorecard
+from .model import Scorecard
 
 __all__ = [
     "DEFAULT_MIN_SCORES",

@@ -122,7 +122,7 @@ from typing import Any
 
 import numpy as np
 
-from creditscore.catalog import FEATURE_NAMES
+from creditscore.features.catalog import FEATURE_NAMES
 from creditscore.records.v1 import records_pb2 as _R
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""``python -m feature_service.bench [--subjects N] [--seed S]``: how fast the feature
+"""``python -m bench.feature_engine [--subjects N] [--seed S]``: how fast the feature
 engine is on a simulated population, and how it was measured.
 
 Measures, in this process, with ``time.perf_counter`` (wall clock, one run each):
@@ -32,7 +32,7 @@ def _median_us(fn: Callable[[], object], runs: int = 2000) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m feature_service.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.feature_engine", description=__doc__)
     parser.add_argument("--subjects", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)

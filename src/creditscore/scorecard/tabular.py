@@ -36,10 +36,7 @@ traceback.
 
 from __future__ import annotations
 
-import argparse
 import csv
-import math
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -47,10 +44,10 @@ from typing import Any
 
 import numpy as np
 
-from creditscore.runtime import FieldViolation, InvalidArgument
+from .errors import InputError, Problem
 
 from .binning import CATEGORICAL, NUMERIC, FeatureSpec
-from .scorecard import BatchScores, Scorecard, ScorecardError, band_for
+from .model import BatchScores, Scorecard, band_for
 
 __all__ = [
     "BAD_VALUES",
@@ -62,7 +59,6 @@ __all__ = [
     "TrainingTable",
     "infer_column",
     "is_identifier",
-    "main",
     "missing_mask",
     "parse_target",
     "read_csv",
@@ -79,12 +75,14 @@ OUTPUT_COLUMNS = ("score", "band", "probability_of_bad", "reasons", "state")
 _CHUNK = 65_536
 
 
-class TabularError(InvalidArgument):
+class TabularError(InputError):
     """A table that cannot be used as asked; ``field`` says where (the file, a
     column, ``target``, ``bad_value``)."""
 
+    reason = "INVALID_TABLE"
+
     def __init__(self, message: str, field: str = "csv") -> None:
-        super().__init__(message, [FieldViolation(field, message)], reason="INVALID_TABLE")
+        super().__init__(message, [Problem(field, message)])
         self.field = field
 
 
@@ -385,41 +383,3 @@ def score_csv(card: Scorecard, source: str | Path, out: str | Path) -> ScoredFil
     rows = write_scored_csv(source, out, batch)
     scored = batch.scores[~batch.insufficient]
     return ScoredFile(rows, int(batch.insufficient.sum()), absent, float(scored.mean()) if scored.size else None)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``creditscore score --model MODEL --csv FILE --out FILE``."""
-    parser = argparse.ArgumentParser(
-        prog="creditscore score",
-        description="Score every row of a CSV with a scorecard; writes the rows with score, band, "
-        "probability_of_bad, reasons and state.",
-    )
-    parser.add_argument("--model", required=True, help="a scorecard-<version>.json file")
-    parser.add_argument("--csv", required=True, metavar="FILE", help="the rows to score (a header row first)")
-    parser.add_argument("--out", required=True, metavar="FILE", help="where to write the scored rows")
-    args = parser.parse_args(argv)
-    try:
-        card = Scorecard.load(args.model)
-    except (ScorecardError, OSError) as exc:
-        print(f"creditscore score: cannot load the model: {exc}", file=sys.stderr)
-        return 1
-    try:
-        result = score_csv(card, args.csv, args.out)
-    except InvalidArgument as exc:
-        print(f"creditscore score: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"creditscore score: {exc}", file=sys.stderr)
-        return 1
-    if result.absent:
-        print(
-            f"creditscore score: the table has no column for {', '.join(result.absent)}: "
-            "scored as no data for every row",
-            file=sys.stderr,
-        )
-    mean = "" if result.mean_score is None or math.isnan(result.mean_score) else f", mean score {result.mean_score:.1f}"
-    print(
-        f"scored {result.rows} rows with scorecard {card.version}: {result.rows - result.insufficient} scored, "
-        f"{result.insufficient} INSUFFICIENT_DATA{mean}; wrote {args.out}"
-    )
-    return 0

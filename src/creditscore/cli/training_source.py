@@ -1,6 +1,6 @@
 """Training data from the running suite: the records the ingest service holds for
 model development, turned into a point-in-time feature matrix by the feature
-service's own engine (``feature_service.aggregates``), so that a scorecard is
+service's own engine (``creditscore.features.engine``), so that a scorecard is
 trained on exactly the features the service computes.
 
     records, outcomes = await fetch_training_records("localhost:50052")

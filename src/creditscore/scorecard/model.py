@@ -131,7 +131,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from creditscore.catalog import CATALOG, FEATURE_NAMES
+from creditscore.features.catalog import CATALOG, FEATURE_NAMES
 
 from .binning import CATALOG_LABELS, CATEGORICAL, NUMERIC, categorical_keys, regular_bins
 

@@ -98,6 +98,9 @@ class ServerHandle:
     tracer_provider: TracerProvider | None = None
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    #: Run first when stopping (in order), before ``on_stop`` (in reverse): work
+    #: that still uses the channels and the engine those close.
+    before_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     ready: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     ready_wait: float = 5.0
     #: The verifier callers' tokens are checked with (None: authentication disabled).
@@ -136,7 +139,7 @@ class ServerHandle:
                 await self._becoming_ready
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(grace)
-        for hook in reversed(self.on_stop):
+        for hook in [*self.before_stop, *reversed(self.on_stop)]:
             try:
                 await hook()
             except Exception:  # noqa: BLE001 - stopping goes on
@@ -234,7 +237,7 @@ def keep_tokens_current(
         verifier.revocations, fetch, interval=settings.revocation_poll_seconds, ticks=[verifier.reload_keys]
     )
     handle.on_start.append(watch.start)
-    handle.on_stop.append(watch.stop)
+    handle.before_stop.append(watch.stop)
     handle.ready.append(watch.ready)
     return watch
 

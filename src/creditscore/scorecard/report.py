@@ -37,9 +37,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from creditscore.catalog import FEATURE_NAMES, by_name
+from creditscore.features.catalog import FEATURE_NAMES, by_name
 
-from .scorecard import BANDS, SCORE_MAX, SCORE_MIN
+from .model import BANDS, SCORE_MAX, SCORE_MIN
 
 __all__ = [
     "HISTOGRAM_STEP",
@@ -69,7 +69,7 @@ _BAND_COLOURS = ("#c0392b", "#e67e22", "#d4ac0d", "#7cb342", "#2e8b57")
 
 class TrainResultLike(Protocol):
     """What the report reads from the trainer's result: the artifact (the model
-    dict, ``scoring_service.scorecard`` format), its holdout metrics, and per
+    dict, ``creditscore.scorecard.model`` format), its holdout metrics, and per
     holdout row the outcome (1 = bad), the score and the probability of bad
     (NaN where the row was not scored)."""
 
