@@ -50,7 +50,7 @@ class GrpcScorer:
     ``ListModels``. Each method's ``timeout`` bounds the whole method, every call
     it makes included."""
 
-    def __init__(self, stub: scoring_pb2_grpc.ScoringServiceStub) -> None:
+    def __init__(self, stub: scoring_pb2_grpc.ScoringServiceAsyncStub) -> None:
         self._stub = stub
 
     async def score(

@@ -24,19 +24,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from creditscore.features.catalog import FEATURE_NAMES, SOURCE_OF_BODY, sources_used
 from creditscore.common.v1 import common_pb2
-from creditscore.records.v1 import records_pb2
-from creditscore.runtime import (
-    FailedPrecondition,
-    PurgedTable,
-    Violations,
-    check_purge_request,
-    check_subject_id,
-    utcnow,
-)
-from creditscore.scoring.v1 import scoring_pb2
-
+from creditscore.features.catalog import FEATURE_NAMES, SOURCE_OF_BODY, sources_used
 from creditscore.features.engine import (
     NO_REPAIRS,
     Repairs,
@@ -50,6 +39,17 @@ from creditscore.features.engine import (
     unapply_record,
     vector_valid_until,
 )
+from creditscore.records.v1 import records_pb2
+from creditscore.runtime import (
+    FailedPrecondition,
+    PurgedTable,
+    Violations,
+    check_purge_request,
+    check_subject_id,
+    utcnow,
+)
+from creditscore.scoring.v1 import scoring_pb2
+
 from .scores import MAX_SCORE_BATCH, SCORING_NOT_CONFIGURED, Scorer
 from .store import (
     AppliedRow,
@@ -472,7 +472,8 @@ class FeatureBook:
             _vector_of(subject_id, StoredState(subject_id, state, state.record_count, now), now)
             for subject_id, state in sorted(states.items())
         ]
-        return {vector.subject_id: stored for vector, (_, stored) in zip(vectors, await self._score(vectors))}
+        scored = await self._score(vectors)
+        return {vector.subject_id: stored for vector, (_, stored) in zip(vectors, scored, strict=True)}
 
     async def _rescore(
         self, subject_ids: Sequence[str], active_model: str
@@ -496,8 +497,9 @@ class FeatureBook:
                             vectors.append(_vector_of(subject_id, state, now))
                     if vectors:
                         scored = await self._score(vectors)
-                        await batch.save_scores({v.subject_id: stored for v, (_, stored) in zip(vectors, scored)})
-                        for vector, (given, stored) in zip(vectors, scored):
+                        pairs = zip(vectors, scored, strict=True)
+                        await batch.save_scores({v.subject_id: stored for v, (_, stored) in pairs})
+                        for vector, (given, stored) in zip(vectors, scored, strict=True):
                             answers[vector.subject_id] = (given, stored.sources_used)
             return answers, len(vectors)
 

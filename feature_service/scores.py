@@ -61,7 +61,8 @@ class Scorer(Protocol):
         self, items: Sequence[tuple[str, Sequence[common_pb2.FeatureValue]]], timeout: float
     ) -> list[scoring_pb2.Score]:
         """ScoreBatch: the active scorecard's score of each (subject_id, vector), in order.
-        Raises creditscore.runtime.Unavailable (reason SCORING_UNAVAILABLE) when the scoring service cannot be reached."""
+        Raises creditscore.runtime.Unavailable (reason SCORING_UNAVAILABLE) when the
+        scoring service cannot be reached."""
         ...
 
     async def active_model(self, timeout: float) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 
 from creditscore.common.v1 import common_pb2
@@ -18,6 +20,9 @@ from .validation import (
 
 __all__ = ["FeatureServicer"]
 
+#: A servicer method's context (its request and response types are the method's).
+Context = grpc.aio.ServicerContext[Any, Any]
+
 
 class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
     """Thin: validation and the work live in ``validation`` and ``FeatureBook``;
@@ -27,27 +32,27 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
         self._book = book
 
     async def ApplyRecords(
-        self, request: feature_pb2.ApplyRecordsRequest, context: grpc.aio.ServicerContext
+        self, request: feature_pb2.ApplyRecordsRequest, context: Context
     ) -> feature_pb2.ApplyRecordsResponse:
         envelopes = validate_apply_records(request, latest_allowed=self._book.latest_allowed_time())
         result = await self._book.apply(envelopes)
         return feature_pb2.ApplyRecordsResponse(applied_count=result.applied, duplicate_count=result.duplicates)
 
     async def GetFeatureVector(
-        self, request: feature_pb2.GetFeatureVectorRequest, context: grpc.aio.ServicerContext
+        self, request: feature_pb2.GetFeatureVectorRequest, context: Context
     ) -> feature_pb2.GetFeatureVectorResponse:
         query = validate_get_feature_vector(request, latest_allowed=self._book.latest_allowed_time())
         vector = await self._book.vector(query.subject_id, query.as_of)
         return feature_pb2.GetFeatureVectorResponse(feature_vector=_vector(vector))
 
     async def GetFeatureVectors(
-        self, request: feature_pb2.GetFeatureVectorsRequest, context: grpc.aio.ServicerContext
+        self, request: feature_pb2.GetFeatureVectorsRequest, context: Context
     ) -> feature_pb2.GetFeatureVectorsResponse:
         vectors = await self._book.vectors(validate_get_feature_vectors(request))
         return feature_pb2.GetFeatureVectorsResponse(feature_vectors=[_vector(v) for v in vectors])
 
     async def GetCurrentScores(
-        self, request: feature_pb2.GetCurrentScoresRequest, context: grpc.aio.ServicerContext
+        self, request: feature_pb2.GetCurrentScoresRequest, context: Context
     ) -> feature_pb2.GetCurrentScoresResponse:
         subject_ids = validate_get_current_scores(request)
         scores = await self._book.current_scores(subject_ids)
@@ -63,7 +68,7 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
         )
 
     async def PurgeSubject(
-        self, request: feature_pb2.PurgeSubjectRequest, context: grpc.aio.ServicerContext
+        self, request: feature_pb2.PurgeSubjectRequest, context: Context
     ) -> feature_pb2.PurgeSubjectResponse:
         tables = await self._book.purge(request.request_id, request.subject_id, request.source)
         return feature_pb2.PurgeSubjectResponse(
@@ -74,7 +79,7 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
         )
 
     async def ExportSubject(
-        self, request: feature_pb2.ExportSubjectRequest, context: grpc.aio.ServicerContext
+        self, request: feature_pb2.ExportSubjectRequest, context: Context
     ) -> feature_pb2.ExportSubjectResponse:
         held = await self._book.holdings(request.subject_id)
         return feature_pb2.ExportSubjectResponse(

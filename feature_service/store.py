@@ -49,6 +49,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from creditscore.features.engine import SubjectState
 from creditscore.runtime import (
     PurgedTable,
     PurgeLedger,
@@ -58,8 +59,6 @@ from creditscore.runtime import (
     dialect_insert,
     purge_requests_table,
 )
-
-from creditscore.features.engine import SubjectState
 
 __all__ = [
     "MAX_ID_LENGTH",

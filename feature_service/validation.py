@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from google.protobuf import timestamp_pb2
+
 from creditscore.feature.v1 import feature_pb2
 from creditscore.records.v1 import records_pb2 as _R
 from creditscore.runtime import Violations, check_subject_id, from_timestamp
@@ -53,7 +55,7 @@ def _check_id(v: Violations, value: str, path: str) -> None:
 
 
 def _valid_timestamp(message: object, field_name: str) -> bool:
-    ts = getattr(message, field_name)
+    ts: timestamp_pb2.Timestamp = getattr(message, field_name)
     return _MIN_SECONDS <= ts.seconds <= _MAX_SECONDS and 0 <= ts.nanos < 1_000_000_000
 
 

@@ -47,10 +47,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from creditscore.features.catalog import CATALOG
-from creditscore.features.catalog import sources_used as catalog_sources_used
 from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2
+from creditscore.features.catalog import CATALOG
+from creditscore.features.catalog import sources_used as catalog_sources_used
 from creditscore.gateway.v1 import gateway_pb2
 from creditscore.runtime import (
     Aborted,
@@ -92,7 +92,7 @@ __all__ = [
 ]
 
 # The sources a score may draw on (outcomes are labels, never scoring inputs).
-SCORED_SOURCES: tuple[int, ...] = (
+SCORED_SOURCES: tuple[common_pb2.DataSource.ValueType, ...] = (
     common_pb2.DATA_SOURCE_COMMERCE,
     common_pb2.DATA_SOURCE_PAYMENTS,
     common_pb2.DATA_SOURCE_IDENTITY,
@@ -417,7 +417,9 @@ async def answer_lookups(
     return results  # type: ignore[return-value]  # every lookup settled above
 
 
-def _settle(question: ScoreQuestion | ThresholdQuestion, recorded: Recorded, built: Answer) -> Answer | DomainError | None:
+def _settle(
+    question: ScoreQuestion | ThresholdQuestion, recorded: Recorded, built: Answer
+) -> Answer | DomainError | None:
     """What the consent service's verdict makes of one lookup: its answer, an
     error, or None when it must be scored again (``SOURCES_CHANGED``)."""
     match recorded.outcome:

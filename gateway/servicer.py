@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import grpc
 from opentelemetry import trace
@@ -37,6 +38,9 @@ from .lookup import (
 )
 
 __all__ = ["MAX_BATCH_CHECKS", "CreditScoreServicer", "item_error"]
+
+#: A servicer method's context (its request and response types are the method's).
+Context = grpc.aio.ServicerContext[Any, Any]
 
 _log = logging.getLogger(__name__)
 
@@ -105,7 +109,7 @@ class CreditScoreServicer(gateway_pb2_grpc.CreditScoreServiceServicer):
             raise result
         return result
 
-    def _deadline(self, context: grpc.aio.ServicerContext) -> Deadline:
+    def _deadline(self, context: Context) -> Deadline:
         return Deadline.from_context(
             context,
             self._settings.lookup_timeout_seconds,
@@ -113,13 +117,13 @@ class CreditScoreServicer(gateway_pb2_grpc.CreditScoreServiceServicer):
         )
 
     async def GetCreditScore(
-        self, request: gateway_pb2.GetCreditScoreRequest, context: grpc.aio.ServicerContext
+        self, request: gateway_pb2.GetCreditScoreRequest, context: Context
     ) -> gateway_pb2.GetCreditScoreResponse:
         question = ScoreQuestion(request.subject_id, request.purpose, request.transaction_id)
         return await self._ask(Lookup(question, self._partner()), self._deadline(context))  # type: ignore[return-value]
 
     async def CheckCreditThreshold(
-        self, request: gateway_pb2.CheckCreditThresholdRequest, context: grpc.aio.ServicerContext
+        self, request: gateway_pb2.CheckCreditThresholdRequest, context: Context
     ) -> gateway_pb2.CheckCreditThresholdResponse:
         question = ThresholdQuestion(
             request.subject_id, request.purpose, request.transaction_id, request.threshold
@@ -127,7 +131,7 @@ class CreditScoreServicer(gateway_pb2_grpc.CreditScoreServiceServicer):
         return await self._ask(Lookup(question, self._partner()), self._deadline(context))  # type: ignore[return-value]
 
     async def BatchCheckCreditThreshold(
-        self, request: gateway_pb2.BatchCheckCreditThresholdRequest, context: grpc.aio.ServicerContext
+        self, request: gateway_pb2.BatchCheckCreditThresholdRequest, context: Context
     ) -> gateway_pb2.BatchCheckCreditThresholdResponse:
         _partner_id()
         _check_batch(request)

@@ -24,10 +24,9 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 import grpc
-from google.protobuf.message import Message
 
 from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
@@ -42,8 +41,8 @@ from creditscore.runtime import (
     DomainError,
     FailedPrecondition,
     InvalidArgument,
-    NotFound,
     LoginGuard,
+    NotFound,
     Principal,
     RateLimiter,
     ResourceExhausted,
@@ -120,37 +119,48 @@ def relayed_errors(service: str) -> Iterator[None]:
             raise relayed from None
 
 
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
 class SubjectConsent:
     """The consent service's RPCs a subject's call reaches (with the gateway's
     service token, which the channel carries), each naming the subject's token
     (``subject_session``): the consent service refuses it at once unless it is
-    the subject's current one."""
+    the subject's current one. ``stub`` is the typed stub the servicer picks an
+    RPC from; ``call`` makes it."""
 
-    def __init__(self, stub: consent_pb2_grpc.ConsentServiceStub) -> None:
-        self._stub = stub
+    def __init__(self, stub: consent_pb2_grpc.ConsentServiceAsyncStub) -> None:
+        self.stub = stub
 
-    async def call(self, rpc: str, request: Message, timeout: float, subject: Principal) -> Any:
-        """``ConsentService/<rpc>`` with ``request``, for ``subject``; its reply."""
+    async def call(
+        self,
+        rpc: grpc.aio.UnaryUnaryMultiCallable[Req, Resp],
+        request: Req,
+        timeout: float,
+        subject: Principal,
+    ) -> Resp:
+        """``rpc`` (one of ``stub``'s) with ``request``, for ``subject``; its reply."""
         with relayed_errors(CONSENT):
-            return await getattr(self._stub, rpc)(request, timeout=timeout, metadata=subject_session(subject))
+            return await rpc(request, timeout=timeout, metadata=subject_session(subject))
 
     async def granted_sources(self, subject: Principal, timeout: float) -> frozenset[int]:
         """The scored sources the subject has a live CREDIT_SCORING consent for."""
         request = consent_pb2.CheckConsentsRequest(
             purpose=common_pb2.PURPOSE_CREDIT_SCORING,
-            checks=[consent_pb2.ConsentCheck(subject_id=subject.id, source=s) for s in SCORED_SOURCES],  # type: ignore[arg-type]
+            checks=[consent_pb2.ConsentCheck(subject_id=subject.id, source=s) for s in SCORED_SOURCES],
         )
-        reply = await self.call("CheckConsents", request, timeout, subject)
+        reply = await self.call(self.stub.CheckConsents, request, timeout, subject)
         return frozenset(d.source for d in reply.decisions if d.granted)
 
     async def confirm(self, subject: Principal, timeout: float) -> None:
         """That the subject's token is still the subject's current one (for a call
         that otherwise reaches no consent RPC)."""
-        await self.call("GetSubject", consent_pb2.GetSubjectRequest(subject_id=subject.id), timeout, subject)
+        await self.call(self.stub.GetSubject, consent_pb2.GetSubjectRequest(subject_id=subject.id), timeout, subject)
 
 
 class SubjectFeatures:
-    def __init__(self, stub: feature_pb2_grpc.FeatureServiceStub) -> None:
+    def __init__(self, stub: feature_pb2_grpc.FeatureServiceAsyncStub) -> None:
         self._stub = stub
 
     async def feature_vector(self, subject_id: str, timeout: float) -> Sequence[common_pb2.FeatureValue]:
@@ -162,7 +172,7 @@ class SubjectFeatures:
 
 
 class SubjectScoring:
-    def __init__(self, stub: scoring_pb2_grpc.ScoringServiceStub) -> None:
+    def __init__(self, stub: scoring_pb2_grpc.ScoringServiceAsyncStub) -> None:
         self._stub = stub
 
     async def score(
@@ -253,7 +263,7 @@ class TokenRelay:
 
     def __init__(
         self,
-        stub: consent_pb2_grpc.ConsentServiceStub,
+        stub: consent_pb2_grpc.ConsentServiceAsyncStub,
         *,
         concurrency: int = 8,
         limits: RelayLimits = RelayLimits(),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
@@ -39,6 +39,21 @@ from creditscore.scoring.v1 import scoring_pb2
 from .config import Settings
 from .lookup import mask_unconsented
 from .subject_clients import SubjectConsent, SubjectFeatures, SubjectScoring, TokenRelay
+
+#: A servicer method's context (its request and response types are the method's).
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class _SubjectRequest(Protocol):
+    """A consent request made for a subject: its request id and subject are the gateway's to set."""
+
+    request_id: str
+    subject_id: str
+
+
+SubjectReq = TypeVar("SubjectReq", bound=_SubjectRequest)
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
 
 __all__ = [
     "HISTORY_PAGE_DEFAULT",
@@ -121,7 +136,7 @@ class SubjectServicer(subject_pb2_grpc.SubjectServiceServicer):
         self._features = features
         self._scoring = scoring
 
-    def _deadline(self, context: grpc.aio.ServicerContext) -> Deadline:
+    def _deadline(self, context: Context) -> Deadline:
         return Deadline.from_context(
             context,
             self._settings.subject_timeout_seconds,
@@ -129,28 +144,31 @@ class SubjectServicer(subject_pb2_grpc.SubjectServiceServicer):
         )
 
     async def _consent_call(
-        self, rpc: str, request: Any, context: grpc.aio.ServicerContext, subject: Principal
-    ) -> Any:
+        self, rpc: grpc.aio.UnaryUnaryMultiCallable[Req, Resp], request: Req, context: Context, subject: Principal
+    ) -> Resp:
         return await self._consent.call(rpc, request, self._deadline(context).timeout(), subject)
 
     async def _mutate(
-        self, rpc: str, request: Any, fields: dict[str, Any], context: grpc.aio.ServicerContext
-    ) -> Any:
-        """A mutating consent RPC for the subject: its request id checked and made
-        the subject's own, the subject id added."""
+        self,
+        rpc: grpc.aio.UnaryUnaryMultiCallable[SubjectReq, Resp],
+        request: SubjectReq,
+        request_id: str,
+        context: Context,
+    ) -> Resp:
+        """A mutating consent RPC for the subject: the subject's request id checked
+        and made the subject's own, the subject id set."""
         subject = _subject()
         v = Violations()
-        _check_request_id(v, request.request_id)
+        _check_request_id(v, request_id)
         v.raise_if_any(_INVALID)
-        message = getattr(consent_pb2, f"{rpc}Request")(
-            request_id=subject_request_id(subject.id, request.request_id), subject_id=subject.id, **fields
-        )
-        return await self._consent_call(rpc, message, context, subject)
+        request.request_id = subject_request_id(subject.id, request_id)
+        request.subject_id = subject.id
+        return await self._consent_call(rpc, request, context, subject)
 
     # --- the score ---------------------------------------------------------------
 
     async def GetMyScore(
-        self, request: subject_pb2.GetMyScoreRequest, context: grpc.aio.ServicerContext
+        self, request: subject_pb2.GetMyScoreRequest, context: Context
     ) -> subject_pb2.GetMyScoreResponse:
         subject = _subject()
         deadline = self._deadline(context)
@@ -171,7 +189,7 @@ class SubjectServicer(subject_pb2_grpc.SubjectServiceServicer):
         return subject_pb2.GetMyScoreResponse(credit_score=credit_score(score))
 
     async def ListMyScoreHistory(
-        self, request: subject_pb2.ListMyScoreHistoryRequest, context: grpc.aio.ServicerContext
+        self, request: subject_pb2.ListMyScoreHistoryRequest, context: Context
     ) -> subject_pb2.ListMyScoreHistoryResponse:
         subject = _subject()
         want = page_size(request.page_size, default=HISTORY_PAGE_DEFAULT, maximum=HISTORY_PAGE_MAX)
@@ -197,28 +215,28 @@ class SubjectServicer(subject_pb2_grpc.SubjectServiceServicer):
     # --- reads of the consent service --------------------------------------------
 
     async def ListMyAccessLog(
-        self, request: subject_pb2.ListMyAccessLogRequest, context: grpc.aio.ServicerContext
+        self, request: subject_pb2.ListMyAccessLogRequest, context: Context
     ) -> subject_pb2.ListMyAccessLogResponse:
         subject = _subject()
-        reply = await self._consent_call("ListAccessLog", consent_pb2.ListAccessLogRequest(
+        reply = await self._consent_call(self._consent.stub.ListAccessLog, consent_pb2.ListAccessLogRequest(
             subject_id=subject.id, page_size=request.page_size, page_token=request.page_token
         ), context, subject)
         return subject_pb2.ListMyAccessLogResponse(entries=reply.entries, next_page_token=reply.next_page_token)
 
     async def ListMyConsents(
-        self, request: subject_pb2.ListMyConsentsRequest, context: grpc.aio.ServicerContext
+        self, request: subject_pb2.ListMyConsentsRequest, context: Context
     ) -> subject_pb2.ListMyConsentsResponse:
         subject = _subject()
-        reply = await self._consent_call("ListConsents", consent_pb2.ListConsentsRequest(
+        reply = await self._consent_call(self._consent.stub.ListConsents, consent_pb2.ListConsentsRequest(
             subject_id=subject.id, page_size=request.page_size, page_token=request.page_token
         ), context, subject)
         return subject_pb2.ListMyConsentsResponse(consents=reply.consents, next_page_token=reply.next_page_token)
 
     async def ListMyAuthorizations(
-        self, request: subject_pb2.ListMyAuthorizationsRequest, context: grpc.aio.ServicerContext
+        self, request: subject_pb2.ListMyAuthorizationsRequest, context: Context
     ) -> subject_pb2.ListMyAuthorizationsResponse:
         subject = _subject()
-        reply = await self._consent_call("ListAuthorizations", consent_pb2.ListAuthorizationsRequest(
+        reply = await self._consent_call(self._consent.stub.ListAuthorizations, consent_pb2.ListAuthorizationsRequest(
             subject_id=subject.id, page_size=request.page_size, page_token=request.page_token
         ), context, subject)
         return subject_pb2.ListMyAuthorizationsResponse(
@@ -226,19 +244,19 @@ class SubjectServicer(subject_pb2_grpc.SubjectServiceServicer):
         )
 
     async def GetDeletionReceipt(
-        self, request: subject_pb2.GetDeletionReceiptRequest, context: grpc.aio.ServicerContext
+        self, request: subject_pb2.GetDeletionReceiptRequest, context: Context
     ) -> subject_pb2.GetDeletionReceiptResponse:
         subject = _subject()
-        reply = await self._consent_call("GetDeletionReceipt", consent_pb2.GetDeletionReceiptRequest(
+        reply = await self._consent_call(self._consent.stub.GetDeletionReceipt, consent_pb2.GetDeletionReceiptRequest(
             receipt_id=request.receipt_id, subject_id=subject.id
         ), context, subject)
         return subject_pb2.GetDeletionReceiptResponse(receipt=reply.receipt)
 
     async def ExportMyData(
-        self, request: subject_pb2.ExportMyDataRequest, context: grpc.aio.ServicerContext
+        self, request: subject_pb2.ExportMyDataRequest, context: Context
     ) -> subject_pb2.ExportMyDataResponse:
         subject = _subject()
-        reply = await self._consent_call("ExportSubjectData", consent_pb2.ExportSubjectDataRequest(
+        reply = await self._consent_call(self._consent.stub.ExportSubjectData, consent_pb2.ExportSubjectDataRequest(
             subject_id=subject.id
         ), context, subject)
         return subject_pb2.ExportMyDataResponse(document=reply.document, export_time=reply.export_time)
@@ -246,57 +264,69 @@ class SubjectServicer(subject_pb2_grpc.SubjectServiceServicer):
     # --- changes -------------------------------------------------------------------
 
     async def GrantConsent(
-        self, request: subject_pb2.GrantConsentRequest, context: grpc.aio.ServicerContext
+        self, request: subject_pb2.GrantConsentRequest, context: Context
     ) -> subject_pb2.GrantConsentResponse:
-        fields: dict[str, Any] = {"source": request.source, "purpose": request.purpose}
+        grant = consent_pb2.GrantConsentRequest(source=request.source, purpose=request.purpose)
         if request.HasField("expire_time"):
-            fields["expire_time"] = request.expire_time
-        reply = await self._mutate("GrantConsent", request, fields, context)
+            grant.expire_time.CopyFrom(request.expire_time)
+        reply = await self._mutate(self._consent.stub.GrantConsent, grant, request.request_id, context)
         return subject_pb2.GrantConsentResponse(consent=reply.consent)
 
     async def WithdrawConsent(
-        self, request: subject_pb2.WithdrawConsentRequest, context: grpc.aio.ServicerContext
+        self, request: subject_pb2.WithdrawConsentRequest, context: Context
     ) -> subject_pb2.WithdrawConsentResponse:
         reply = await self._mutate(
-            "WithdrawConsent", request, {"source": request.source, "purpose": request.purpose}, context
+            self._consent.stub.WithdrawConsent,
+            consent_pb2.WithdrawConsentRequest(source=request.source, purpose=request.purpose),
+            request.request_id, context,
         )
         return subject_pb2.WithdrawConsentResponse(consent=reply.consent, receipt_id=reply.receipt_id)
 
     async def WithdrawAllConsents(
-        self, request: subject_pb2.WithdrawAllConsentsRequest, context: grpc.aio.ServicerContext
+        self, request: subject_pb2.WithdrawAllConsentsRequest, context: Context
     ) -> subject_pb2.WithdrawAllConsentsResponse:
-        reply = await self._mutate("WithdrawAllConsents", request, {}, context)
+        reply = await self._mutate(
+            self._consent.stub.WithdrawAllConsents, consent_pb2.WithdrawAllConsentsRequest(),
+            request.request_id, context,
+        )
         return subject_pb2.WithdrawAllConsentsResponse(receipt=reply.receipt)
 
     async def CloseAccount(
-        self, request: subject_pb2.CloseAccountRequest, context: grpc.aio.ServicerContext
+        self, request: subject_pb2.CloseAccountRequest, context: Context
     ) -> subject_pb2.CloseAccountResponse:
-        reply = await self._mutate("CloseAccount", request, {}, context)
+        reply = await self._mutate(
+            self._consent.stub.CloseAccount, consent_pb2.CloseAccountRequest(), request.request_id, context
+        )
         return subject_pb2.CloseAccountResponse(receipt=reply.receipt)
 
     async def GrantAuthorization(
-        self, request: subject_pb2.GrantAuthorizationRequest, context: grpc.aio.ServicerContext
+        self, request: subject_pb2.GrantAuthorizationRequest, context: Context
     ) -> subject_pb2.GrantAuthorizationResponse:
-        fields: dict[str, Any] = {
-            "partner_id": request.partner_id, "purpose": request.purpose, "scope": request.scope,
-        }
+        grant = consent_pb2.GrantAuthorizationRequest(
+            partner_id=request.partner_id, purpose=request.purpose, scope=request.scope
+        )
         if request.HasField("expire_time"):
-            fields["expire_time"] = request.expire_time
-        reply = await self._mutate("GrantAuthorization", request, fields, context)
+            grant.expire_time.CopyFrom(request.expire_time)
+        reply = await self._mutate(self._consent.stub.GrantAuthorization, grant, request.request_id, context)
         return subject_pb2.GrantAuthorizationResponse(authorization=reply.authorization)
 
     async def RevokeAuthorization(
-        self, request: subject_pb2.RevokeAuthorizationRequest, context: grpc.aio.ServicerContext
+        self, request: subject_pb2.RevokeAuthorizationRequest, context: Context
     ) -> subject_pb2.RevokeAuthorizationResponse:
         reply = await self._mutate(
-            "RevokeAuthorization", request, {"partner_id": request.partner_id, "purpose": request.purpose}, context
+            self._consent.stub.RevokeAuthorization,
+            consent_pb2.RevokeAuthorizationRequest(partner_id=request.partner_id, purpose=request.purpose),
+            request.request_id, context,
         )
         return subject_pb2.RevokeAuthorizationResponse(authorization=reply.authorization)
 
     async def RotateMySecret(
-        self, request: subject_pb2.RotateMySecretRequest, context: grpc.aio.ServicerContext
+        self, request: subject_pb2.RotateMySecretRequest, context: Context
     ) -> subject_pb2.RotateMySecretResponse:
-        reply = await self._mutate("RotateSubjectSecret", request, {}, context)
+        reply = await self._mutate(
+            self._consent.stub.RotateSubjectSecret, consent_pb2.RotateSubjectSecretRequest(),
+            request.request_id, context,
+        )
         return subject_pb2.RotateMySecretResponse(subject_secret=reply.subject_secret)
 
 
@@ -308,7 +338,7 @@ class TokenServicer(subject_pb2_grpc.TokenServiceServicer):
         self._relay = relay
 
     async def IssueToken(
-        self, request: subject_pb2.IssueTokenRequest, context: grpc.aio.ServicerContext
+        self, request: subject_pb2.IssueTokenRequest, context: Context
     ) -> subject_pb2.IssueTokenResponse:
         v = Violations()
         v.check(bool(request.client_id), "client_id", "must be set")

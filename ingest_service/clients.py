@@ -9,9 +9,11 @@ ingest modules besides the servicer that know about gRPC.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import grpc
 
+from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
 from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
 from creditscore.records.v1 import records_pb2
@@ -28,7 +30,7 @@ _UNREACHABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_
 class GrpcConsentChecker:
     """Asks the consent service, one ``CheckConsents`` call per question set."""
 
-    def __init__(self, stub: consent_pb2_grpc.ConsentServiceStub) -> None:
+    def __init__(self, stub: consent_pb2_grpc.ConsentServiceAsyncStub) -> None:
         self._stub = stub
 
     async def check(
@@ -42,11 +44,9 @@ class GrpcConsentChecker:
         failure or a reply that does not match the questions.
         """
         request = consent_pb2.CheckConsentsRequest(
-            purpose=purpose,  # type: ignore[arg-type]
+            purpose=cast(common_pb2.Purpose.ValueType, purpose),
             checks=[
-                consent_pb2.ConsentCheck(
-                    subject_id=subject_id, source=source  # type: ignore[arg-type]
-                )
+                consent_pb2.ConsentCheck(subject_id=subject_id, source=cast(common_pb2.DataSource.ValueType, source))
                 for subject_id, source in pairs
             ],
         )
@@ -82,7 +82,7 @@ class DeliveryError(Exception):
 class GrpcFeatureSink:
     """Delivers outbox batches with ``FeatureService.ApplyRecords``."""
 
-    def __init__(self, stub: feature_pb2_grpc.FeatureServiceStub) -> None:
+    def __init__(self, stub: feature_pb2_grpc.FeatureServiceAsyncStub) -> None:
         self._stub = stub
 
     async def apply(self, request_id: str, items: Sequence[OutboxItem], timeout: float) -> None:

@@ -42,7 +42,7 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, cast
 
 from creditscore.common.v1 import common_pb2
 from creditscore.records.v1 import records_pb2
@@ -134,7 +134,8 @@ class AuthorizedProducer:
 
 
 def _source_not_allowed(index: int, record_id: str, source: int) -> RecordOutcome:
-    name = common_pb2.DataSource.Name(source) if source in common_pb2.DataSource.values() else str(source)
+    known = source in common_pb2.DataSource.values()
+    name = common_pb2.DataSource.Name(cast(common_pb2.DataSource.ValueType, source)) if known else str(source)
     return RecordOutcome(
         index, record_id, Status.REJECTED, SOURCE_NOT_ALLOWED,
         (FieldViolation("body", f"this producer may not send records of {name}"),),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any
 
 import grpc
 
@@ -14,6 +15,9 @@ from .ingestion import AuthorizedProducer, Chunk, Ingestor, RecordOutcome, Statu
 from .subjects import SubjectData
 
 __all__ = ["IngestServicer"]
+
+#: A servicer method's context (its request and response types are the method's).
+Context = grpc.aio.ServicerContext[Any, Any]
 
 _STATUS = {
     Status.ACCEPTED: ingest_pb2.RECORD_STATUS_ACCEPTED,
@@ -74,7 +78,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         self._subjects = subjects
 
     async def IngestRecords(
-        self, request: ingest_pb2.IngestRecordsRequest, context: grpc.aio.ServicerContext
+        self, request: ingest_pb2.IngestRecordsRequest, context: Context
     ) -> ingest_pb2.IngestRecordsResponse:
         timeout = derive_timeout(context, self._consent_timeout, reserve=_STORE_RESERVE_SECONDS)
         outcome = await self._ingestor.ingest(
@@ -91,7 +95,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     async def IngestRecordStream(
         self,
         request_iterator: AsyncIterable[ingest_pb2.IngestRecordStreamRequest],
-        context: grpc.aio.ServicerContext,
+        context: Context,
     ) -> ingest_pb2.IngestRecordStreamResponse:
         async def chunks() -> AsyncIterator[Chunk]:
             async for request in request_iterator:
@@ -115,7 +119,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         )
 
     async def ListRecords(
-        self, request: ingest_pb2.ListRecordsRequest, context: grpc.aio.ServicerContext
+        self, request: ingest_pb2.ListRecordsRequest, context: Context
     ) -> ingest_pb2.ListRecordsResponse:
         page = await self._ingestor.list_records(
             request.subject_id, request.page_size, request.page_token
@@ -125,7 +129,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         )
 
     async def ExportTrainingRecords(
-        self, request: ingest_pb2.ExportTrainingRecordsRequest, context: grpc.aio.ServicerContext
+        self, request: ingest_pb2.ExportTrainingRecordsRequest, context: Context
     ) -> AsyncIterator[ingest_pb2.ExportTrainingRecordsResponse]:
         # Each chunk's consent check gets the usual bound: an export runs for as
         # long as the store is large, not within one call's deadline.
@@ -137,7 +141,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
 
 
     async def PurgeSubject(
-        self, request: ingest_pb2.PurgeSubjectRequest, context: grpc.aio.ServicerContext
+        self, request: ingest_pb2.PurgeSubjectRequest, context: Context
     ) -> ingest_pb2.PurgeSubjectResponse:
         tables = await self._subjects.purge(request.request_id, request.subject_id, request.source)
         return ingest_pb2.PurgeSubjectResponse(
@@ -148,7 +152,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         )
 
     async def ExportSubject(
-        self, request: ingest_pb2.ExportSubjectRequest, context: grpc.aio.ServicerContext
+        self, request: ingest_pb2.ExportSubjectRequest, context: Context
     ) -> ingest_pb2.ExportSubjectResponse:
         page = await self._subjects.export(request.subject_id, request.page_size, request.page_token)
         return ingest_pb2.ExportSubjectResponse(

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -51,6 +52,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from creditscore.runtime import (
@@ -525,13 +527,13 @@ class RecordStore:
             .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has no FOR UPDATE
         )
         async with self._engine.begin() as conn:
-            taken = []
+            taken: list[Row[Any, Any, Any, Any, Any]] = []
             total = 0
-            for row in (await conn.execute(query)).all():
-                if taken and total + row.record_count > limit:
+            for candidate in (await conn.execute(query)).all():
+                if taken and total + candidate.record_count > limit:
                     break
-                taken.append(row)
-                total += row.record_count
+                taken.append(candidate)
+                total += candidate.record_count
             if not taken:
                 return []
             wanted: dict[str, list[str]] = {}

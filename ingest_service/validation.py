@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
+from google.protobuf import timestamp_pb2
 from google.protobuf.descriptor import EnumDescriptor
 
 from creditscore.common.v1 import common_pb2
@@ -141,7 +142,7 @@ class _Checker:
             if required:
                 self.add(path, "must be set")
             return None
-        ts = getattr(message, name)
+        ts: timestamp_pb2.Timestamp = getattr(message, name)
         seconds, nanos = ts.seconds, ts.nanos
         if not (_MIN_SECONDS <= seconds <= _MAX_SECONDS and 0 <= nanos <= 999_999_999):
             self.add(path, "is not a valid timestamp")
@@ -223,7 +224,8 @@ def _bill(c: _Checker, bill: records_pb2.Bill) -> None:
 
 
 def _identity(c: _Checker, identity: records_pb2.IdentityTenure) -> None:
-    fields = ("residence_since_time", "phone_since_time", "identity_verified")
+    fields: tuple[Literal["residence_since_time", "phone_since_time", "identity_verified"], ...] = (
+        "residence_since_time", "phone_since_time", "identity_verified")
     if not any(identity.HasField(name) for name in fields):
         c.add("identity", "must set at least one of " + ", ".join(fields))
     for name in fields[:2]:
