@@ -60,7 +60,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench._common import code_version, describe_machine, result_line
-
 from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
 from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc

@@ -66,7 +66,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench._common import BENCH_ENV, code_version, describe_machine, result_line
-
 from creditscore.runtime import ServerSettings
 
 LEVELS = (1, 8, 32, 64)

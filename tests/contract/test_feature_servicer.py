@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 
-from creditscore.features.catalog import FEATURE_NAMES
-from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
-from creditscore.records.v1 import records_pb2 as R
 from creditscore.common.v1 import common_pb2
-from creditscore.runtime import CallError, ServerSettings, create_channel, make_engine, to_timestamp
+from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
+from creditscore.features.catalog import FEATURE_NAMES
 from creditscore.features.engine import SubjectState, apply_record, vector_valid_until
+from creditscore.records.v1 import records_pb2 as R
+from creditscore.runtime import CallError, ServerSettings, create_channel, make_engine, to_timestamp
 from feature_service.config import Settings
 from feature_service.features import FeatureBook
 from feature_service.server import build_server

@@ -8,13 +8,13 @@ import asyncio
 import dataclasses
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from creditscore.features.catalog import FEATURE_NAMES
 from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
 from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
+from creditscore.features.catalog import FEATURE_NAMES
 from creditscore.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from creditscore.runtime import (
     PUBLIC,
@@ -31,8 +31,8 @@ from creditscore.runtime import (
     utcnow,
 )
 from creditscore.scoring.v1 import scoring_pb2, scoring_pb2_grpc
-from gateway.lookup import SCORED_SOURCES
 from gateway.config import Settings
+from gateway.lookup import SCORED_SOURCES
 from gateway.server import build_server
 from tests.authkit import TokenKeys, bearer
 
@@ -370,7 +370,8 @@ async def test_a_downstream_stopped_and_restarted_is_unavailable_then_serves_aga
     await gw.downstream["feature"].stop(0)
     loop = asyncio.get_running_loop()
     start = loop.time()
-    err = CallError.from_rpc_error(await _error(gw.stub.GetCreditScore(_ask(txn="down"), metadata=gw.partner(), timeout=3)))
+    call = gw.stub.GetCreditScore(_ask(txn="down"), metadata=gw.partner(), timeout=3)
+    err = CallError.from_rpc_error(await _error(call))
     assert (err.code, err.reason, err.metadata["service"]) == (
         grpc.StatusCode.UNAVAILABLE, "DOWNSTREAM_UNAVAILABLE", "feature_service")
     assert loop.time() - start < 2.5  # a clear answer, not a hang to the deadline
@@ -421,7 +422,8 @@ async def test_a_batch_answers_each_check_as_alone_and_refuses_each_unauthorized
     assert kinds == ["response", "response", "error", "error", "response", "error"]
     assert reply.results[0].response.decision == common_pb2.THRESHOLD_DECISION_MEETS
     assert reply.results[1].response.decision == common_pb2.THRESHOLD_DECISION_BELOW
-    assert reply.results[4].response.SerializeToString(deterministic=True) == first.SerializeToString(deterministic=True)
+    replayed = reply.results[4].response
+    assert replayed.SerializeToString(deterministic=True) == first.SerializeToString(deterministic=True)
     refused = [reply.results[2].error, reply.results[3].error]
     expected = CallError.from_rpc_error(alone)
     for error in refused:

@@ -13,10 +13,10 @@ import dataclasses
 import grpc
 import pytest
 
-from creditscore.features.catalog import CATALOG, FEATURE_NAMES, features_of_source
 from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
 from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
+from creditscore.features.catalog import CATALOG, FEATURE_NAMES, features_of_source
 from creditscore.gateway.v1 import subject_pb2, subject_pb2_grpc
 from creditscore.runtime import (
     PUBLIC,

@@ -4,7 +4,6 @@ feature services on their own in-process servers; asserts on what crosses the wi
 from __future__ import annotations
 
 import dataclasses
-
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass

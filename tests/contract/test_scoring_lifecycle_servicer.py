@@ -225,7 +225,8 @@ async def test_a_request_id_applies_once(stub):
     assert (err.code, err.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "REQUEST_ID_REUSED")
     assert [v.field for v in err.violations] == ["request_id"]
     rollback = pb.RollbackModelRequest(request_id="rb", note="x")
-    assert (await stub.RollbackModel(rollback, timeout=5)).event == (await stub.RollbackModel(rollback, timeout=5)).event
+    once, again = await stub.RollbackModel(rollback, timeout=5), await stub.RollbackModel(rollback, timeout=5)
+    assert once.event == again.event
     assert (await stub.GetModel(pb.GetModelRequest(), timeout=5)).model.version == "1.0.0"  # rolled back once
 
 
@@ -381,8 +382,9 @@ async def test_bad_requests_name_every_bad_field(stub):
         (stub.SetChallenger(pb.SetChallengerRequest(request_id="", version="no spaces"), timeout=5),
          ["request_id", "version"]),
         (stub.ListModelEvents(pb.ListModelEventsRequest(page_size=-1), timeout=5), ["page_size"]),
-        (stub.GetDrift(pb.GetDriftRequest(since_time=to_timestamp(now), until_time=to_timestamp(now - timedelta(days=1)),
-                                          min_scores=-1), timeout=5), ["until_time", "min_scores"]),
+        (stub.GetDrift(pb.GetDriftRequest(since_time=to_timestamp(now),
+                                          until_time=to_timestamp(now - timedelta(days=1)), min_scores=-1),
+                       timeout=5), ["until_time", "min_scores"]),
         (stub.GetDrift(pb.GetDriftRequest(version="a b"), timeout=5), ["version"]),
         (stub.ListScores(pb.ListScoresRequest(subject_id="not ok!", page_size=-1), timeout=5),
          ["subject_id", "page_size"]),

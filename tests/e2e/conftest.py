@@ -46,11 +46,16 @@ async def _start(
     """The five servers; with ``ca``, every service and the test's own calls speak
     mutual TLS with certificates of that CA (each naming its service); ``env``
     (variables for every service) over the defaults."""
-    import consent_service.config, consent_service.server  # noqa: E401
-    import feature_service.config, feature_service.server  # noqa: E401
-    import gateway.config, gateway.server  # noqa: E401
-    import ingest_service.config, ingest_service.server  # noqa: E401
-    import scoring_service.config, scoring_service.server  # noqa: E401
+    import consent_service.config  # noqa: E401
+    import consent_service.server
+    import feature_service.config  # noqa: E401
+    import feature_service.server
+    import gateway.config  # noqa: E401
+    import gateway.server
+    import ingest_service.config  # noqa: E401
+    import ingest_service.server
+    import scoring_service.config  # noqa: E401
+    import scoring_service.server
 
     modules = {
         "consent_service": (consent_service.config, consent_service.server),

@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import func, select
 
-from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
 from creditscore.cli.run import _free_port
+from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
 from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
+from creditscore.features.engine import SubjectState, advance_horizon, apply_record
 from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from creditscore.records.v1 import records_pb2 as R
 from creditscore.runtime import (
@@ -29,7 +30,6 @@ from creditscore.runtime import (
     upgrade_schema,
 )
 from creditscore.sim import producer_of, simulate
-from creditscore.features.engine import SubjectState, advance_horizon, apply_record
 from feature_service.features import FeatureBook
 from feature_service.migrations import MIGRATIONS as FEATURE_MIGRATIONS
 from feature_service.servicer import FeatureServicer

@@ -12,9 +12,9 @@ import grpc
 import numpy as np
 import pytest
 
-from creditscore.features.catalog import CATALOG
-from creditscore.common.v1 import common_pb2
 from creditscore.cli.run import _pick_subjects, bearer, load_population, register_partner, wait_features
+from creditscore.common.v1 import common_pb2
+from creditscore.features.catalog import CATALOG
 from creditscore.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from creditscore.records.v1 import records_pb2
@@ -134,8 +134,8 @@ async def test_ingest_stores_a_record_once(inprocess_suite):
 async def test_training_data_comes_from_the_ingested_records(inprocess_suite):
     """The trainer's input built from the running suite: ingest's export (model
     development consent only) and the feature service's point-in-time engine."""
-    from creditscore.features.engine import point_in_time_matrix
     from creditscore.cli.training_source import fetch_training_records
+    from creditscore.features.engine import point_in_time_matrix
 
     suite = inprocess_suite.suite
     population, report = await load_population(suite, 40, seed=21, out=lambda *_: None)

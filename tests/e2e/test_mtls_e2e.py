@@ -9,8 +9,8 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from creditscore.common.v1 import common_pb2
 from creditscore.cli.run import bearer, load_population, register_partner, wait_features
+from creditscore.common.v1 import common_pb2
 from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
 from creditscore.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from creditscore.runtime import CallError, ChannelSettings, create_channel

@@ -12,9 +12,9 @@ from datetime import timedelta
 import grpc
 import pytest
 
+from creditscore.cli.run import bearer, load_population, register_partner, wait_features
 from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
-from creditscore.cli.run import bearer, load_population, register_partner, wait_features
 from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
 from creditscore.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc

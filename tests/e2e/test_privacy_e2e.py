@@ -14,11 +14,11 @@ import grpc
 import pytest
 
 from consent_service.store import metadata as consent_metadata
-from creditscore.features.catalog import features_of_source
+from creditscore.cli.run import bearer, load_population, register_partner, wait_features
 from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
-from creditscore.cli.run import bearer, load_population, register_partner, wait_features
 from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
+from creditscore.features.catalog import features_of_source
 from creditscore.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from creditscore.runtime import CallError, make_engine, tool_channel

@@ -30,9 +30,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from creditscore.cli.run import Partner, bearer, load_population, wait_features
 from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
-from creditscore.cli.run import Partner, bearer, load_population, register_partner, wait_features
 from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
 from creditscore.gateway.v1 import gateway_pb2, gateway_pb2_grpc, subject_pb2, subject_pb2_grpc
 from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc
@@ -210,7 +210,7 @@ async def test_every_revocation_is_refused_at_every_service_within_the_bound(sui
             "scoring": lambda t: scoring_pb2_grpc.ScoringServiceStub(channels["scoring_service"]).ListModels(
                 scoring_pb2.ListModelsRequest(), metadata=bearer(t), timeout=5),
         }
-        for name, call in as_service.items():
+        for call in as_service.values():
             await answered(call(operator))
 
         # One token, by its id: that one refused, another of the same partner not.

@@ -16,9 +16,9 @@ from typing import Any
 import grpc
 import pytest
 
+from creditscore.cli.run import Partner, bearer, load_population, register_partner, subject_view, wait_features
 from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
-from creditscore.cli.run import Partner, bearer, load_population, register_partner, subject_view, wait_features
 from creditscore.gateway.v1 import gateway_pb2, gateway_pb2_grpc, subject_pb2, subject_pb2_grpc
 from creditscore.runtime import CallError, create_channel
 from creditscore.scoring.v1 import scoring_pb2, scoring_pb2_grpc

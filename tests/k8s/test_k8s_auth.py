@@ -23,9 +23,9 @@ import grpc
 import jwt
 import pytest
 
+from creditscore.cli.run import DemoAuth, Suite, _free_port, load_population, register_partner, wait_features
 from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
-from creditscore.cli.run import DemoAuth, Suite, _free_port, load_population, register_partner, wait_features
 from creditscore.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from creditscore.runtime import CallError, KeyRing, TokenSource, create_channel, from_env
 from creditscore.scoring.v1 import scoring_pb2, scoring_pb2_grpc
@@ -354,11 +354,16 @@ async def test_the_dev_pods_start_and_authenticate_with_the_documented_secrets(t
     from consent_service.tokens import generate_key_pair
 
     caplog.set_level(logging.INFO, logger="creditscore.runtime")
-    import consent_service.config, consent_service.server  # noqa: E401
-    import feature_service.config, feature_service.server  # noqa: E401
-    import gateway.config, gateway.server  # noqa: E401
-    import ingest_service.config, ingest_service.server  # noqa: E401
-    import scoring_service.config, scoring_service.server  # noqa: E401
+    import consent_service.config  # noqa: E401
+    import consent_service.server
+    import feature_service.config  # noqa: E401
+    import feature_service.server
+    import gateway.config  # noqa: E401
+    import gateway.server
+    import ingest_service.config  # noqa: E401
+    import ingest_service.server
+    import scoring_service.config  # noqa: E401
+    import scoring_service.server
 
     modules = {
         "consent_service": (consent_service.config, consent_service.server),
@@ -406,7 +411,8 @@ async def test_the_dev_pods_start_and_authenticate_with_the_documented_secrets(t
 
         async def list_models(token: str) -> None:
             async with create_channel(suite.addr("scoring_service"), tokens=TokenSource.static(token)) as channel:
-                await scoring_pb2_grpc.ScoringServiceStub(channel).ListModels(scoring_pb2.ListModelsRequest(), timeout=10)
+                scoring = scoring_pb2_grpc.ScoringServiceStub(channel)
+                await scoring.ListModels(scoring_pb2.ListModelsRequest(), timeout=10)
 
         async def operator_token() -> consent_pb2.IssueTokenResponse:
             async with create_channel(suite.addr("consent_service")) as channel:

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from creditscore.features.catalog import FEATURE_NAMES
+from creditscore.features.engine import SubjectState, apply_record, feature_vector
 from creditscore.records.v1 import records_pb2 as R
 from creditscore.sim import producer_of, simulate
-from creditscore.features.engine import SubjectState, apply_record, feature_vector
 from feature_service.features import FeatureBook
 from feature_service.store import FeatureStore, StoreBatch
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import grpc
 import pytest
 
-from creditscore.common.v1 import common_pb2
 from creditscore.cli.run import _free_port
+from creditscore.common.v1 import common_pb2
 from creditscore.runtime import (
     AuthInterceptor,
     ChannelSettings,

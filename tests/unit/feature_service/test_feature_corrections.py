@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from creditscore.features.engine import SubjectState, advance_horizon, apply_record, feature_vector
 from creditscore.records.v1 import records_pb2 as R
 from creditscore.runtime import make_engine, to_timestamp
 from creditscore.sim import producer_of, simulate
-from creditscore.features.engine import SubjectState, advance_horizon, apply_record, feature_vector
 from feature_service.features import FeatureBook
 from feature_service.store import FeatureStore, applied_records
 

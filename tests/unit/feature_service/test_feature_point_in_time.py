@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from creditscore.features.catalog import FEATURE_NAMES
+from creditscore.features.engine import SubjectState, apply_record, feature_values, point_in_time_matrix
 from creditscore.records.v1 import records_pb2 as R
 from creditscore.sim import simulate
-from creditscore.features.engine import SubjectState, apply_record, feature_values, point_in_time_matrix
 
 
 def _s(y: int, m: int, d: int) -> int:

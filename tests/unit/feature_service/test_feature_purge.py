@@ -11,12 +11,12 @@ import pytest
 from alembic import command
 from sqlalchemy import select
 
-from creditscore.features.catalog import SOURCE_OF_BODY, features_of_source
 from creditscore.common.v1 import common_pb2
+from creditscore.features.catalog import SOURCE_OF_BODY, features_of_source
+from creditscore.features.engine import rebuild_state
 from creditscore.records.v1 import records_pb2 as R
 from creditscore.runtime import InvalidArgument, PurgedTable, make_engine, to_timestamp
 from creditscore.sim import producer_of, simulate
-from creditscore.features.engine import rebuild_state
 from feature_service.features import FeatureBook
 from feature_service.migrations import MIGRATIONS
 from feature_service.store import FeatureStore, applied_records

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import event
 
-from creditscore.features.catalog import FEATURE_NAMES, sources_used
 from creditscore.common.v1 import common_pb2
+from creditscore.features.catalog import FEATURE_NAMES, sources_used
 from creditscore.records.v1 import records_pb2 as R
 from creditscore.runtime import FailedPrecondition, Transactions, Unavailable, make_engine
 from creditscore.scoring.v1 import scoring_pb2
@@ -128,7 +128,7 @@ async def test_fresh_rows_are_answered_from_the_row_with_no_scoring_call(book, s
     answers = await book.current_scores(asked)
     assert scorer.calls == [] and scorer.model_calls == 0  # the model is known from ScoreBatch's answers
     assert [score.subject_id for score, _ in answers] == asked
-    for subject, (score, sources) in zip(asked, answers):
+    for subject, (score, sources) in zip(asked, answers, strict=True):
         assert score == scorer.given[subject]
         assert sources == sources_used((await book.vector(subject)).values.items())
 

@@ -9,8 +9,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from creditscore.records.v1 import records_pb2 as R
-from creditscore.sim import simulate
 from creditscore.features.engine import (
     Repairs,
     SubjectState,
@@ -20,6 +18,8 @@ from creditscore.features.engine import (
     repair,
     unapply_record,
 )
+from creditscore.records.v1 import records_pb2 as R
+from creditscore.sim import simulate
 
 SUBJECT = "subj-1"
 

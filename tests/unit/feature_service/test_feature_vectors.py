@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import event
 
-from creditscore.features.catalog import FEATURE_NAMES
 from creditscore.feature.v1 import feature_pb2
+from creditscore.features.catalog import FEATURE_NAMES
+from creditscore.features.engine import epoch_seconds, next_month_start, vector_valid_until
 from creditscore.runtime import SUBJECT_ID_RULE, InvalidArgument, Transactions, make_engine
 from creditscore.sim import producer_of, simulate
-from creditscore.features.engine import epoch_seconds, next_month_start, vector_valid_until
 from feature_service.features import FeatureBook
 from feature_service.store import FeatureStore
 from feature_service.validation import MAX_SUBJECTS_PER_BATCH, validate_get_feature_vectors

@@ -8,8 +8,9 @@ import asyncio
 
 import pytest
 
-from creditscore.features.catalog import FEATURE_NAMES, by_name
 from creditscore.common.v1 import common_pb2
+from creditscore.features.catalog import FEATURE_NAMES, by_name
+from creditscore.gateway.v1 import gateway_pb2
 from creditscore.runtime import (
     Aborted,
     Deadline,
@@ -20,14 +21,13 @@ from creditscore.runtime import (
     to_timestamp,
     utcnow,
 )
-from creditscore.gateway.v1 import gateway_pb2
 from creditscore.scoring.v1 import scoring_pb2
 from gateway.lookup import (
     MAX_ATTEMPTS,
-    Lookup,
     NOT_AUTHORIZED_MESSAGE,
     SCORED_SOURCES,
     AccessOutcome,
+    Lookup,
     Recorded,
     ScoreQuestion,
     ThresholdQuestion,
