@@ -131,44 +131,60 @@ class Level:
         return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
+class WrongAnswer(RuntimeError):
+    """A timed call failed or answered wrongly: the benchmark stops without a figure."""
+
+
 async def drive(call: Callable[[int], Awaitable[object]], calls: int, in_flight: int,
-                max_seconds: float, server_pids: list[int]) -> Level:
+                max_seconds: float, server_pids: list[int],
+                check: Callable[[int, object], None] | None = None) -> Level:
     """``calls`` calls of ``call(i)``, ``in_flight`` at a time, stopping early after
-    ``max_seconds``; latencies of the successful ones."""
+    ``max_seconds``; latencies of every call. Every answer is checked with
+    ``check(i, reply)`` (which raises on a wrong one); a failed call or a wrong
+    answer stops the level with ``WrongAnswer``: no rate is ever computed over
+    failed work."""
     import grpc
 
     latencies: list[float] = []
-    errors = 0
     issued = 0
     start = time.perf_counter()
     stop_at = start + max_seconds
+    failure: list[str] = []
 
     async def worker() -> None:
-        nonlocal issued, errors
-        while issued < calls and time.perf_counter() < stop_at:
+        nonlocal issued
+        while issued < calls and time.perf_counter() < stop_at and not failure:
             i = issued
             issued += 1
             t0 = time.perf_counter()
             try:
-                await call(i)
-            except grpc.aio.AioRpcError:
-                errors += 1
-                continue
+                reply = await call(i)
+            except grpc.aio.AioRpcError as exc:
+                failure.append(f"call {i} failed: {exc.code().name} {exc.details()}")
+                return
             latencies.append((time.perf_counter() - t0) * 1000)
+            if check is not None:
+                try:
+                    check(i, reply)
+                except Exception as exc:  # noqa: BLE001 - reported as the wrong answer it is
+                    failure.append(f"call {i} answered wrongly: {exc}")
+                    return
 
     cpu0, srv0 = time.process_time(), _cpu_seconds(server_pids)
     await asyncio.gather(*(worker() for _ in range(in_flight)))
+    if failure:
+        raise WrongAnswer(failure[0])
     seconds = time.perf_counter() - start
     cpu1, srv1 = time.process_time(), _cpu_seconds(server_pids)
     by_pid = {pid: srv1[pid] - srv0[pid] for pid in server_pids} if srv0 and srv1 else {}
     server_cpu = sum(by_pid.values()) if by_pid else None
-    return Level(in_flight, issued, seconds, latencies, errors, cpu1 - cpu0, server_cpu, by_pid)
+    return Level(in_flight, issued, seconds, latencies, 0, cpu1 - cpu0, server_cpu, by_pid)
 
 
 def _describe(name: str, lv: Level) -> str:
     per_call = f"{lv.server_cpu / lv.calls * 1000:.2f} ms" if lv.server_cpu is not None else "unknown"
     return (f"  {name} {lv.in_flight:>2} in flight: {lv.calls} calls in {lv.seconds:.2f} s = {lv.rate:,.0f}/s, "
-            f"p50 {lv.pct(0.5):.2f} ms, p99 {lv.pct(0.99):.2f} ms, errors {lv.errors}; "
+            f"p50 {lv.pct(0.5):.2f} ms, p99 {lv.pct(0.99):.2f} ms, every answer checked; "
             f"server CPU {per_call}/call, client CPU {lv.client_cpu / lv.seconds:.0%} of one core")
 
 
@@ -297,7 +313,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from creditscore import demo
+    from creditscore.cli import run as demo
     from creditscore.common.v1 import common_pb2
     from creditscore.gateway.v1 import gateway_pb2, gateway_pb2_grpc
     from creditscore.runtime import create_channel, tool_channel
@@ -341,6 +357,17 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                     transaction_id=f"bench-{run_id}-{tag}-{i}"), timeout=30)
             return call
 
+        def scored_answer(subjects: list[str]) -> Callable[[int, object], None]:
+            """A lookup's answer must be the asked subject's, SCORED, 350-950, with a model."""
+            def check(i: int, reply: object) -> None:
+                cs = reply.credit_score  # type: ignore[attr-defined]
+                asked = subjects[i % len(subjects)]
+                if cs.subject_id != asked or cs.state != common_pb2.SCORE_STATE_SCORED:
+                    raise ValueError(f"{asked}: {common_pb2.ScoreState.Name(cs.state)} for {cs.subject_id!r}")
+                if not 350 <= cs.score <= 950 or not cs.model_version:
+                    raise ValueError(f"{asked}: score {cs.score}, model {cs.model_version!r}")
+            return check
+
         echo_proc, echo_port = await _start_echo(workdir)
         echo_channel = create_channel(f"127.0.0.1:{echo_port}")
         health = health_pb2_grpc.HealthStub(echo_channel)
@@ -349,14 +376,32 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         def echo(_i: int):
             return health.Check(check, timeout=30)
 
+        def serving(_i: int, reply: object) -> None:
+            if reply.status != health_pb2.HealthCheckResponse.SERVING:  # type: ignore[attr-defined]
+                raise ValueError(f"health {reply}")
+
         try:
+            # Which subjects the population scores (thin files are INSUFFICIENT_DATA):
+            # the timed lookups ask only those, and every answer must be SCORED.
+            states = {}
+            for sid in ids:
+                reply = await stub.GetCreditScore(gateway_pb2.GetCreditScoreRequest(
+                    subject_id=sid, purpose=purpose, transaction_id=f"bench-{run_id}-state-{sid}"), timeout=30)
+                states[sid] = reply.credit_score.state
+            scored_ids = [sid for sid, state in states.items() if state == common_pb2.SCORE_STATE_SCORED]
+            print(f"{len(scored_ids)} of {len(ids)} subjects SCORED (the others INSUFFICIENT_DATA); "
+                  "the timed lookups ask the SCORED ones")
+            if len(scored_ids) < len(ids) // 2:
+                raise WrongAnswer(f"only {len(scored_ids)} of {len(ids)} subjects are scored")
+            ids = scored_ids
             # Warm-up: connections, caches, the first token verification.
-            await drive(lookup_of(ids, "warm"), 100, 8, 60, server_pids)
-            await drive(echo, 100, 8, 60, [echo_proc.pid])
+            await drive(lookup_of(ids, "warm"), 100, 8, 60, server_pids, scored_answer(ids))
+            await drive(echo, 100, 8, 60, [echo_proc.pid], serving)
             print("lookups (GetCreditScore as the partner) and echo (Health/Check, same runtime):")
             for n in args.levels:
-                lk = await drive(lookup_of(ids, f"l{n}"), args.calls, n, args.level_seconds, server_pids)
-                ec = await drive(echo, args.echo_calls, n, args.level_seconds, [echo_proc.pid])
+                lk = await drive(lookup_of(ids, f"l{n}"), args.calls, n, args.level_seconds, server_pids,
+                                 scored_answer(ids))
+                ec = await drive(echo, args.echo_calls, n, args.level_seconds, [echo_proc.pid], serving)
                 print(_describe("lookup", lk))
                 if lk.cpu_by_pid:
                     print("    lookup server CPU by service: " + ", ".join(
@@ -374,8 +419,6 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 figures[f"echo_p99_ms_{n}"] = ec.pct(0.99)
                 if lk.server_cpu is not None:
                     figures[f"cpu_ms_{n}"] = lk.server_cpu / lk.calls * 1000
-                if lk.errors or ec.errors:
-                    figures[f"errors_{n}"] = lk.errors + ec.errors
 
             # Pre-screen: batches of threshold checks.
             per_call = 50
@@ -387,8 +430,19 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                         transaction_id=f"bench-{run_id}-p{i}-{j}")
                     for j in range(per_call)]), timeout=60)
 
+            def every_check_answered(i: int, reply: object) -> None:
+                results = reply.results  # type: ignore[attr-defined]
+                if len(results) != per_call:
+                    raise ValueError(f"{len(results)} results for {per_call} checks")
+                for j, result in enumerate(results):
+                    if result.WhichOneof("result") != "response":
+                        raise ValueError(f"check {j}: {result.error.reason} {result.error.message}")
+                    decision = result.response.decision
+                    if decision not in (common_pb2.THRESHOLD_DECISION_MEETS, common_pb2.THRESHOLD_DECISION_BELOW):
+                        raise ValueError(f"check {j}: {common_pb2.ThresholdDecision.Name(decision)}")
+
             batch_calls = max(8, args.calls // per_call * 2)
-            pb = await drive(prescreen, batch_calls, 4, args.level_seconds, server_pids)
+            pb = await drive(prescreen, batch_calls, 4, args.level_seconds, server_pids, every_check_answered)
             checks_s = pb.rate * per_call
             print(f"pre-screen: {pb.calls} BatchCheckCreditThreshold calls of {per_call} checks, 4 in flight: "
                   f"{checks_s:,.0f} checks/s, p50 {pb.pct(0.5):.1f} ms, p99 {pb.pct(0.99):.1f} ms per call"
@@ -403,13 +457,18 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                     subject_id=sid, purpose=purpose, transaction_id=f"bench-{run_id}-h-{sid}"), timeout=30)
                 cs = reply.credit_score
                 print(f"  {sid}: {common_pb2.ScoreState.Name(cs.state)} score {cs.score}")
+                if cs.state != common_pb2.SCORE_STATE_SCORED:
+                    raise WrongAnswer(f"{sid}: {common_pb2.ScoreState.Name(cs.state)}")
             times: dict[str, list[float]] = {sid: [] for sid in hist_ids}
             for i in range(args.history_calls):
                 for sid in hist_ids:
                     t0 = time.perf_counter()
-                    await stub.GetCreditScore(gateway_pb2.GetCreditScoreRequest(
+                    reply = await stub.GetCreditScore(gateway_pb2.GetCreditScoreRequest(
                         subject_id=sid, purpose=purpose, transaction_id=f"bench-{run_id}-h{i}-{sid}"), timeout=30)
                     times[sid].append((time.perf_counter() - t0) * 1000)
+                    cs = reply.credit_score
+                    if cs.subject_id != sid or cs.state != common_pb2.SCORE_STATE_SCORED:
+                        raise WrongAnswer(f"{sid}: {cs}")
             p50 = {sid: statistics.median(v) for sid, v in times.items()}
             small, big = (p50[s] for s in hist_ids)
             print(f"history: {args.history_calls} lookups each, one at a time, interleaved: "
@@ -469,7 +528,11 @@ def main(argv: list[str] | None = None) -> int:
     args.calls = args.calls or (300 if args.quick else 2000)
     args.echo_calls = args.echo_calls or 10 * args.calls
     args.history_calls = args.history_calls or (50 if args.quick else 200)
-    figures = asyncio.run(run(args))
+    try:
+        figures = asyncio.run(run(args))
+    except WrongAnswer as exc:
+        print(f"bench.lookup: STOPPED, no figures: {exc}", file=sys.stderr)
+        return 1
     print(result_line("lookup", figures))
     return 0
 

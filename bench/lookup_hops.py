@@ -66,7 +66,7 @@ async def _measure(call: Callable[[int], Awaitable[object]], pid: int, calls: in
 async def run(args: argparse.Namespace) -> dict[str, object]:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from creditscore import demo
+    from creditscore.cli import run as demo
     from creditscore.common.v1 import common_pb2
     from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
     from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
