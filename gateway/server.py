@@ -21,8 +21,8 @@ from creditscore.runtime import (
     ServerHandle,
     create_channel,
     create_server,
-    keep_tokens_current,
     direct_channel,
+    keep_tokens_current,
     server_auth,
     service_channels,
 )

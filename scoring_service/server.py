@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 
 import grpc
-
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 

@@ -1,8 +1,9 @@
 """creditscore.runtime: the one shared library of the services.
 
 Server bootstrap (health, reflection, graceful stop), the error model and its
-interceptor, authentication (bearer tokens, ``_auth``) and mutual TLS (``_tls``), client channels with deadlines and retries, tracing and metrics
-(calls, errors, latency per RPC; gauges) from ``OTEL_*``,
+interceptor, authentication (bearer tokens, ``_auth``) and mutual TLS (``_tls``),
+client channels with deadlines and retries, tracing and metrics (calls, errors,
+latency per RPC; gauges) from ``OTEL_*``,
 settings from the environment, database engines and their schema migrations,
 and small protobuf helpers.
 """
@@ -32,20 +33,6 @@ from ._auth import (
     token_expiry,
     warn_disabled,
 )
-from ._keys import KeyRing, KeyRingFile, key_id
-from ._ratelimit import LoginGuard, RateLimiter
-from ._revocation import (
-    REVOCATION_KINDS,
-    REVOKE_CLIENT,
-    REVOKE_SUBJECT,
-    REVOKE_TOKEN,
-    AuthWatch,
-    RevocationEntry,
-    RevocationFetch,
-    RevocationPage,
-    Revocations,
-    revoked,
-)
 from ._batching import BATCH_SIZE_METRIC, Batcher
 from ._channels import (
     ChannelSettings,
@@ -60,7 +47,15 @@ from ._channels import (
     tool_channel,
 )
 from ._config import SettingsError, env_field, from_env
-from ._db import Transactions, UtcDateTime, begin_write, create_schema, dialect_insert, make_engine, normalize_database_url
+from ._db import (
+    Transactions,
+    UtcDateTime,
+    begin_write,
+    create_schema,
+    dialect_insert,
+    make_engine,
+    normalize_database_url,
+)
 from ._errors import (
     Aborted,
     AlreadyExists,
@@ -80,6 +75,7 @@ from ._errors import (
 )
 from ._ids import MAX_SUBJECT_ID_LENGTH, SUBJECT_ID_RULE, check_subject_id, is_subject_id
 from ._interceptors import ErrorInterceptor
+from ._keys import KeyRing, KeyRingFile, key_id
 from ._metrics import CALLS_METRIC, DURATION_METRIC, AsyncGauge, MetricsInterceptor
 from ._migrations import (
     Migrations,
@@ -91,13 +87,6 @@ from ._migrations import (
     schema_differences,
     upgrade_schema,
 )
-from ._purge import (
-    PURGE_REQUEST_ID_LENGTH,
-    PurgedTable,
-    PurgeLedger,
-    check_purge_request,
-    purge_requests_table,
-)
 from ._proto import (
     decode_page_token,
     encode_page_token,
@@ -105,6 +94,26 @@ from ._proto import (
     page_size,
     to_timestamp,
     utcnow,
+)
+from ._purge import (
+    PURGE_REQUEST_ID_LENGTH,
+    PurgedTable,
+    PurgeLedger,
+    check_purge_request,
+    purge_requests_table,
+)
+from ._ratelimit import LoginGuard, RateLimiter
+from ._revocation import (
+    REVOCATION_KINDS,
+    REVOKE_CLIENT,
+    REVOKE_SUBJECT,
+    REVOKE_TOKEN,
+    AuthWatch,
+    RevocationEntry,
+    RevocationFetch,
+    RevocationPage,
+    Revocations,
+    revoked,
 )
 from ._server import (
     RegisteredService,
@@ -206,6 +215,7 @@ __all__ = [
     "configure_metrics",
     "configure_tracing",
     "create_channel",
+    "create_server",
     "direct_channel",
     "Transactions",
     "begin_write",

@@ -14,20 +14,22 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.metrics import MeterProvider
-from opentelemetry.sdk.trace import TracerProvider
 
 from ._auth import AuthInterceptor, AuthSettings, TokenVerifier
-from ._revocation import AuthWatch, Fetch
 from ._config import env_field
 from ._interceptors import ErrorInterceptor
 from ._metrics import MetricsInterceptor
+from ._revocation import AuthWatch, Fetch
 from ._tls import TlsSettings
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
 
 __all__ = [
     "RegisteredService",
@@ -107,7 +109,7 @@ class ServerHandle:
     verifier: TokenVerifier | None = None
     _becoming_ready: asyncio.Task[None] | None = None
 
-    async def _set_health(self, status: Any, *, whole: bool = True) -> None:
+    async def _set_health(self, status: int, *, whole: bool = True) -> None:
         for name in ("", *self.service_names) if whole else self.service_names:
             await self.health.set(name, status)
 
@@ -183,7 +185,9 @@ def create_server(
     if tracer_provider is not None:
         from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
-        chain.append(aio_server_interceptor(tracer_provider=tracer_provider))
+        # opentelemetry-instrumentation-grpc leaves this factory unannotated.
+        tracing = cast("Callable[..., grpc.aio.ServerInterceptor]", aio_server_interceptor)
+        chain.append(tracing(tracer_provider=tracer_provider))
     chain.append(ErrorInterceptor(domain))
     if auth is not None:
         chain.append(auth)
@@ -228,7 +232,8 @@ def keep_tokens_current(
     if auth is None:
         return None
     verifier = auth.verifier
-    assert verifier.revocations is not None, "the verifier has no revocation list to keep"
+    if verifier.revocations is None:
+        raise ValueError("the verifier has no revocation list to keep")
     if isinstance(fetch, grpc.aio.Channel):
         from ._revocation import grpc_fetch
 
