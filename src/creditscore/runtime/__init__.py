@@ -1,6 +1,7 @@
 """creditscore.runtime: the one shared library of the services.
 
-Server bootstrap (health, reflection, graceful stop), the error model and its
+Server bootstrap (health, reflection, graceful stop) and the builder that owns what
+a server acquires (``ServiceBuilder``, ``ServiceStack``), the error model and its
 interceptor, authentication (bearer tokens, ``_auth``) and mutual TLS (``_tls``),
 client channels with deadlines and retries, tracing and metrics (calls, errors,
 latency per RPC; gauges) from ``OTEL_*``, settings from the environment, database
@@ -45,6 +46,9 @@ if TYPE_CHECKING:
     from ._batching import (
         BATCH_SIZE_METRIC,
         Batcher,
+    )
+    from ._builder import (
+        ServiceBuilder,
     )
     from ._channels import (
         ChannelSettings,
@@ -159,6 +163,9 @@ if TYPE_CHECKING:
         run_main,
         serve,
     )
+    from ._stack import (
+        ServiceStack,
+    )
     from ._telemetry import (
         configure_metrics,
         configure_tracing,
@@ -178,6 +185,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "server_auth", "subject_session", "subject_session_of", "token_expiry", "warn_disabled",
     ),
     "_batching": ("BATCH_SIZE_METRIC", "Batcher"),
+    "_builder": ("ServiceBuilder",),
     "_channels": (
         "ChannelSettings", "Deadline", "Outgoing", "create_channel", "derive_timeout", "direct_channel",
         "downstream_errors", "service_channels", "service_tokens", "tool_channel",
@@ -211,6 +219,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "RegisteredService", "ServerHandle", "ServerSettings", "create_server", "keep_tokens_current", "run_main",
         "serve",
     ),
+    "_stack": ("ServiceStack",),
     "_telemetry": ("configure_metrics", "configure_tracing"),
     "_tls": ("SERVICE_SPIFFE_PREFIX", "TlsSettings", "service_name_of"),
 }
@@ -276,6 +285,8 @@ __all__ = [
     "SchemaError",
     "ServerHandle",
     "ServerSettings",
+    "ServiceBuilder",
+    "ServiceStack",
     "SettingsError",
     "SubjectSession",
     "TlsSettings",

@@ -557,20 +557,30 @@ def server_auth(
     policy: Mapping[str, Collection[str]],
     *,
     service: str,
+    keys: bytes | str | KeyRing | None = None,
+    revocations: Revocations | None = None,
 ) -> AuthInterceptor | None:
     """The interceptor a service's ``build_server`` hands to ``create_server``: None
     (with the loud warning) when auth is disabled; ``SettingsError`` when it is
     required and the public key is missing. Its verifier re-reads the key file
     and checks revocations, both kept current by the ``AuthWatch`` that
-    ``keep_tokens_current`` attaches to the server."""
+    ``keep_tokens_current`` attaches to the server.
+
+    ``keys`` and ``revocations`` are for the service that issues the tokens (the
+    consent service): it verifies with its own keys (then no key file is read,
+    and its ``SigningKeys`` keeps the verifier's ring current) and a revocation
+    list it fills itself (default: a new one, ``settings.revocations()``)."""
     settings.check()
     if not settings.required:
         warn_disabled(service)
         return None
-    key_file = settings.key_file()
+    key_file: KeyRingFile | None = None
+    if keys is None:
+        key_file = settings.key_file()
+        keys = key_file.ring
     verifier = TokenVerifier(
-        key_file.ring, audience, leeway=settings.leeway_seconds,
-        revocations=settings.revocations(), key_file=key_file,
+        keys, audience, leeway=settings.leeway_seconds,
+        revocations=settings.revocations() if revocations is None else revocations, key_file=key_file,
     )
     return AuthInterceptor(verifier, policy)
 

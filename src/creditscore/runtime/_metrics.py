@@ -161,8 +161,7 @@ class AsyncGauge:
 
         gauge = AsyncGauge(meter, "creditscore.ingest.outbox.backlog", store.outbox_backlog,
                            unit="{record}", description="...")
-        handle.on_start.append(gauge.start)
-        handle.on_stop.append(gauge.stop)
+        build.worker(gauge.start, gauge.stop)    # a ServiceBuilder's: with the server
 
     The metric reader collects from its own thread (every
     ``OTEL_METRIC_EXPORT_INTERVAL``); at each collection the gauge runs ``read`` on
