@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import grpc
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -19,7 +18,6 @@ from creditscore.runtime import (
     AUDIENCE_INTERNAL,
     KIND_SERVICE,
     PUBLIC,
-    AuthInterceptor,
     AuthWatch,
     KeyRingFile,
     RegisteredService,
@@ -28,13 +26,9 @@ from creditscore.runtime import (
     RevocationPage,
     Revocations,
     ServerHandle,
-    TokenVerifier,
-    create_channel,
-    create_server,
-    make_engine,
-    prepare_schema,
+    ServiceBuilder,
+    server_auth,
     utcnow,
-    warn_disabled,
 )
 from creditscore.scoring.v1 import scoring_pb2_grpc
 
@@ -145,40 +139,40 @@ async def build_consent(
         ttl=timedelta(seconds=settings.token_ttl_seconds),
         subject_ttl=timedelta(seconds=settings.subject_token_ttl_seconds),
     )
-    # The ring every other service verifies with, when this one is told of it.
+    # This service verifies tokens with its own keys (the signing key, and the ring
+    # every other service verifies with, when this one is told of it: SigningKeys
+    # keeps the verifier's ring current) against its own revocation list.
     published = KeyRingFile(settings.auth.public_key_file) if settings.auth.public_key_file else None
     revocations = settings.auth.revocations() if settings.auth.required else Revocations.always_fresh()
-    verifier = None
-    if settings.auth.required:
-        verifier = TokenVerifier(
-            issuer.public_key_pem, AUDIENCE_INTERNAL, leeway=settings.auth.leeway_seconds, revocations=revocations
-        )
-    else:
-        warn_disabled("consent_service")
-    signing_keys = SigningKeys(issuer, verifier, signing_file=settings.signing_key_file, published=published)
+    auth = server_auth(
+        settings.auth, AUDIENCE_INTERNAL, POLICY, service="consent_service",
+        keys=issuer.public_key_pem, revocations=revocations,
+    )
+    signing_keys = SigningKeys(
+        issuer, auth.verifier if auth is not None else None,
+        signing_file=settings.signing_key_file, published=published,
+    )
     services = load_service_credentials(settings.service_credentials_file)
-    engine = make_engine(settings.database_url)
-    channels: list[grpc.aio.Channel] = []
-    try:
-        await prepare_schema(engine, MIGRATIONS, auto_migrate=settings.auto_migrate)
+    async with ServiceBuilder(
+        settings.server, tls=settings.tls, tracer_provider=tracer_provider, meter_provider=meter_provider
+    ) as build:
+        engine = await build.database(settings.database_url, MIGRATIONS, auto_migrate=settings.auto_migrate)
         store = ConsentStore(
             engine,
             sweep_delay=timedelta(seconds=settings.purge_sweep_seconds),
             token_life=issuer.longest_ttl + timedelta(seconds=settings.auth.leeway_seconds),
         )
+        build.callback(store.close)
         desk = CredentialDesk(issuer, services, store)
+        # The services a purge or an export reaches, called with this service's own
+        # tokens, signed here.
         tokens = self_token_source(desk)
-
-        def channel(target: str) -> grpc.aio.Channel:
-            made = create_channel(
-                target, settings.channel, tracer_provider=tracer_provider, tokens=tokens, tls=settings.tls
-            )
-            channels.append(made)
-            return made
-
-        ingest = ingest_pb2_grpc.IngestServiceStub(channel(settings.ingest_service_addr))
-        feature = feature_pb2_grpc.FeatureServiceStub(channel(settings.feature_service_addr))
-        scoring = scoring_pb2_grpc.ScoringServiceStub(channel(settings.scoring_service_addr))
+        ingest = ingest_pb2_grpc.IngestServiceStub(
+            build.channel(settings.ingest_service_addr, settings.channel, tokens=tokens))
+        feature = feature_pb2_grpc.FeatureServiceStub(
+            build.channel(settings.feature_service_addr, settings.channel, tokens=tokens))
+        scoring = scoring_pb2_grpc.ScoringServiceStub(
+            build.channel(settings.scoring_service_addr, settings.channel, tokens=tokens))
         worker = PurgeWorker(
             store,
             purgers_override or purgers(ingest, feature, scoring),
@@ -187,6 +181,8 @@ async def build_consent(
             backoff_max=settings.purge_backoff_max_seconds,
             clock=clock,
         )
+        if settings.purge_worker:
+            build.worker(worker.start, worker.stop)
         exporter = Exporter(
             store,
             held_override or {
@@ -205,6 +201,7 @@ async def build_consent(
             interval=settings.auth.revocation_poll_seconds,
             ticks=[signing_keys.reload, _pruner(store, clock)],
         )
+        build.worker(watch.start, watch.stop, ready=watch.ready)
         servicer = ConsentServicer(
             store,
             clock=clock,
@@ -215,8 +212,7 @@ async def build_consent(
             on_revoke=watch.wake,
             revocations=revocations,
         )
-        auth = AuthInterceptor(verifier, POLICY) if verifier is not None else None
-        handle = create_server(
+        handle = build.server(
             [
                 RegisteredService(
                     consent_pb2.DESCRIPTOR.services_by_name["ConsentService"],
@@ -224,30 +220,9 @@ async def build_consent(
                     servicer,
                 )
             ],
-            settings.server,
             domain=DOMAIN,
-            tracer_provider=tracer_provider,
-            meter_provider=meter_provider,
             auth=auth,
-            tls=settings.tls,
         )
-    except BaseException:
-        for made in channels:
-            await made.close()
-        await engine.dispose()
-        raise
-    # on_stop hooks run in reverse: the worker, the watch, the channels, then the
-    # store and the engine.
-    handle.on_stop.append(engine.dispose)
-    handle.on_stop.append(store.close)
-    for made in channels:
-        handle.on_stop.append(made.close)
-    handle.on_start.append(watch.start)
-    handle.before_stop.append(watch.stop)
-    handle.ready.append(watch.ready)
-    if settings.purge_worker:
-        handle.on_start.append(worker.start)
-    handle.on_stop.append(worker.stop)
     return ConsentApp(handle, store, worker, issuer, watch)
 
 

@@ -15,12 +15,8 @@ from creditscore.runtime import (
     RegisteredService,
     RevocationFetch,
     ServerHandle,
-    create_server,
-    keep_tokens_current,
-    make_engine,
-    prepare_schema,
+    ServiceBuilder,
     server_auth,
-    service_channels,
 )
 from creditscore.scoring.v1 import scoring_pb2_grpc
 
@@ -58,68 +54,46 @@ async def build_server(
     Subjects' materialized scores come from the scoring service at
     ``settings.scoring_service_addr`` (with this service's own tokens, from the
     consent service, when auth is required; ``settings.channel`` for retries and
-    keepalive), or from ``scorer`` when one is given (then no channel is made).
+    keepalive), or from ``scorer`` when one is given (then no channel is made);
+    the revocation list from the consent service, or from ``revocations`` (tests).
     Starting the server starts the score refresher; stopping it stops the
-    refresher, closes the channels and disposes the engine."""
+    refresher, waits for the writes in flight, closes the channels and disposes
+    of the engine."""
     auth = server_auth(settings.auth, AUDIENCE_INTERNAL, POLICY, service="feature_service")
-    engine = make_engine(settings.database_url)
-    channels: list[grpc.aio.Channel] = []
-    try:
+    async with ServiceBuilder(
+        settings.server, tls=settings.tls, tracer_provider=tracer_provider, meter_provider=meter_provider
+    ) as build:
+        engine = await build.database(settings.database_url, MIGRATIONS, auto_migrate=settings.auto_migrate)
         store = FeatureStore(engine)
-        await prepare_schema(engine, MIGRATIONS, auto_migrate=settings.auto_migrate)
+        build.callback(store.close)
+        # Channels to what is not handed in: the consent service (revocations), the scoring service.
         addrs = ([settings.consent_service_addr] if revocations is None else []) + (
             [settings.scoring_service_addr] if scorer is None else [])
+        made: list[grpc.aio.Channel] = []
         if addrs:
-            made_for, _, made = service_channels(
-                settings.auth, settings.consent_service_addr, addrs,
-                settings.channel, tls=settings.tls, tracer_provider=tracer_provider,
-            )
-            channels.extend(made)
-            if revocations is None:
-                revocations = made_for.pop(0)  # type: ignore[assignment]
-            if scorer is None:
-                scorer = GrpcScorer(scoring_pb2_grpc.ScoringServiceStub(made_for[0]))
+            made, _ = build.channels(settings.auth, settings.consent_service_addr, addrs, settings.channel)
+        watched: RevocationFetch | grpc.aio.Channel = revocations if revocations is not None else made.pop(0)
+        if scorer is None:
+            scorer = GrpcScorer(scoring_pb2_grpc.ScoringServiceStub(made[0]))
         book = FeatureBook(
             store,
             clock_skew=timedelta(seconds=settings.clock_skew_seconds),
             scorer=scorer,
             score_timeout_seconds=settings.score_timeout_seconds,
         )
+        # After the server has drained and before the channels close: writes in
+        # flight may still be scoring.
+        build.callback(book.drain)
         refresher = ScoreRefresher(
             book,
             refresh_seconds=settings.score_refresh_seconds,
             model_refresh_seconds=settings.model_refresh_seconds,
         )
-        handle = create_server(
-            [
-                RegisteredService(
-                    _SERVICE,
-                    feature_pb2_grpc.add_FeatureServiceServicer_to_server,
-                    FeatureServicer(book),
-                )
-            ],
-            settings.server,
+        build.worker(refresher.start, refresher.stop)
+        handle = build.server(
+            [RegisteredService(_SERVICE, feature_pb2_grpc.add_FeatureServiceServicer_to_server, FeatureServicer(book))],
             domain=DOMAIN,
-            tracer_provider=tracer_provider,
-            meter_provider=meter_provider,
             auth=auth,
-            tls=settings.tls,
         )
-        assert revocations is not None
-        keep_tokens_current(handle, auth, settings.auth, revocations)
-    except BaseException:
-        for channel in channels:
-            await channel.close()
-        await engine.dispose()
-        raise
-    # on_stop hooks run in reverse: the refresher, the writes in flight, the channels,
-    # the store, then the engine.
-    handle.on_stop.append(engine.dispose)
-    handle.on_stop.append(store.close)
-    for channel in channels:
-        handle.on_stop.append(channel.close)
-    # Before the channels close: writes in flight may still be scoring.
-    handle.on_stop.append(book.drain)
-    handle.on_start.append(refresher.start)
-    handle.on_stop.append(refresher.stop)
+        build.keep_tokens_current(auth, settings.auth, watched)
     return handle

@@ -19,12 +19,8 @@ from creditscore.runtime import (
     Outgoing,
     RegisteredService,
     ServerHandle,
-    create_channel,
-    create_server,
-    keep_tokens_current,
-    direct_channel,
+    ServiceBuilder,
     server_auth,
-    service_channels,
 )
 from creditscore.scoring.v1 import scoring_pb2_grpc
 
@@ -85,51 +81,36 @@ async def build_server(
     ``AUTH_MODE=required`` it needs the token public key and its own service
     credentials (``SettingsError`` otherwise)."""
     auth = server_auth(settings.auth, AUDIENCE_GATEWAY, POLICY, service="gateway")
-    channels: list[grpc.aio.Channel] = []
-    try:
-        (consent_ch, feature_ch, scoring_ch), tokens, made = service_channels(
-            settings.auth, settings.consent_service_addr,
-            (settings.consent_service_addr, settings.feature_service_addr, settings.scoring_service_addr),
-            settings.channel, tls=settings.tls, tracer_provider=tracer_provider,
+    async with ServiceBuilder(
+        settings.server, tls=settings.tls, tracer_provider=tracer_provider, meter_provider=meter_provider
+    ) as build:
+        downstream = (settings.consent_service_addr, settings.feature_service_addr, settings.scoring_service_addr)
+        (consent_ch, feature_ch, scoring_ch), tokens = build.channels(
+            settings.auth, settings.consent_service_addr, downstream, settings.channel
         )
-        channels.extend(made)
-        relay_ch = create_channel(
-            settings.consent_service_addr, settings.channel, tracer_provider=tracer_provider, tls=settings.tls
-        )
-        channels.append(relay_ch)
+        # IssueToken relayed for callers: a channel to the consent service without our token.
+        relay_ch = build.channel(settings.consent_service_addr, settings.channel)
         # The lookup's batched calls on channels of their own, without client
         # interceptors: each call carries its token, trace context and timeout.
-        lookup_channels = [
-            direct_channel(addr, settings.channel, tls=settings.tls)
-            for addr in (settings.consent_service_addr, settings.feature_service_addr, settings.scoring_service_addr)
-        ]
-        channels.extend(lookup_channels)
+        lookup_consent, lookup_feature, lookup_scoring = (
+            build.direct_channel(addr, settings.channel) for addr in downstream
+        )
         outgoing = Outgoing(tokens)
         servicer = CreditScoreServicer(
             settings,
-            consent=GrpcConsent(consent_pb2_grpc.ConsentServiceStub(lookup_channels[0]), outgoing=outgoing),
-            features=GrpcFeatures(feature_pb2_grpc.FeatureServiceStub(lookup_channels[1]), outgoing=outgoing),
-            scoring=GrpcScoring(scoring_pb2_grpc.ScoringServiceStub(lookup_channels[2]), outgoing=outgoing),
+            consent=GrpcConsent(consent_pb2_grpc.ConsentServiceStub(lookup_consent), outgoing=outgoing),
+            features=GrpcFeatures(feature_pb2_grpc.FeatureServiceStub(lookup_feature), outgoing=outgoing),
+            scoring=GrpcScoring(scoring_pb2_grpc.ScoringServiceStub(lookup_scoring), outgoing=outgoing),
             tracer=tracer_provider.get_tracer("gateway") if tracer_provider is not None else None,
             meter=meter_provider.get_meter("gateway") if meter_provider is not None else None,
         )
-        handle = create_server(
+        handle = build.server(
             [
                 RegisteredService(_SERVICE, gateway_pb2_grpc.add_CreditScoreServiceServicer_to_server, servicer),
                 *_subject_services(settings, consent_ch, feature_ch, scoring_ch, relay_ch),
             ],
-            settings.server,
             domain="gateway.creditscore",
-            tracer_provider=tracer_provider,
-            meter_provider=meter_provider,
             auth=auth,
-            tls=settings.tls,
         )
-        keep_tokens_current(handle, auth, settings.auth, consent_ch)
-    except BaseException:
-        for channel in channels:
-            await channel.close()
-        raise
-    for channel in channels:
-        handle.on_stop.append(channel.close)
+        build.keep_tokens_current(auth, settings.auth, consent_ch)
     return handle

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import grpc
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -19,12 +18,8 @@ from creditscore.runtime import (
     AsyncGauge,
     RegisteredService,
     ServerHandle,
-    create_server,
-    keep_tokens_current,
-    make_engine,
-    prepare_schema,
+    ServiceBuilder,
     server_auth,
-    service_channels,
 )
 
 from .clients import GrpcConsentChecker, GrpcFeatureSink
@@ -93,17 +88,15 @@ async def build_ingest(
     auth = server_auth(
         settings.auth, (AUDIENCE_INGEST, AUDIENCE_INTERNAL), POLICY, service="ingest_service"
     )
-    engine = make_engine(settings.database_url)
-    channels: list[grpc.aio.Channel] = []
-    try:
+    async with ServiceBuilder(
+        settings.server, tls=settings.tls, tracer_provider=tracer_provider, meter_provider=meter_provider
+    ) as build:
+        engine = await build.database(settings.database_url, MIGRATIONS, auto_migrate=settings.auto_migrate)
         store = RecordStore(engine)
-        await prepare_schema(engine, MIGRATIONS, auto_migrate=settings.auto_migrate)
-        (consent_channel, feature_channel), _, made = service_channels(
+        (consent_channel, feature_channel), _ = build.channels(
             settings.auth, settings.consent_service_addr,
-            (settings.consent_service_addr, settings.feature_service_addr),
-            settings.channel, tls=settings.tls, tracer_provider=tracer_provider,
+            (settings.consent_service_addr, settings.feature_service_addr), settings.channel,
         )
-        channels.extend(made)
         dispatcher = Dispatcher(
             store,
             GrpcFeatureSink(feature_pb2_grpc.FeatureServiceStub(feature_channel)),
@@ -112,6 +105,15 @@ async def build_ingest(
             delivery_timeout=settings.outbox_delivery_timeout_seconds,
             lease_margin=settings.outbox_lease_margin_seconds,
         )
+        if settings.outbox_dispatch:
+            build.worker(dispatcher.start, dispatcher.stop)
+        if meter_provider is not None:
+            backlog = AsyncGauge(
+                meter_provider.get_meter("ingest_service"), "creditscore.ingest.outbox.backlog",
+                store.outbox_backlog, unit="{record}",
+                description="Accepted records not yet delivered to the feature service (whole outbox).",
+            )
+            build.worker(backlog.start, backlog.stop)
         ingestor = Ingestor(
             store,
             GrpcConsentChecker(consent_pb2_grpc.ConsentServiceStub(consent_channel)),
@@ -124,7 +126,7 @@ async def build_ingest(
             reply_budget=settings.server.max_message_bytes - _REPLY_MARGIN_BYTES,
             subjects=SubjectData(store),
         )
-        handle = create_server(
+        handle = build.server(
             [
                 RegisteredService(
                     ingest_pb2.DESCRIPTOR.services_by_name["IngestService"],
@@ -132,32 +134,8 @@ async def build_ingest(
                     servicer,
                 )
             ],
-            settings.server,
             domain=DOMAIN,
-            tracer_provider=tracer_provider,
-            meter_provider=meter_provider,
             auth=auth,
-            tls=settings.tls,
         )
-        keep_tokens_current(handle, auth, settings.auth, consent_channel)
-    except BaseException:
-        for channel in channels:
-            await channel.close()
-        await engine.dispose()
-        raise
-    # on_stop hooks run in reverse: dispatcher, channels, then the engine.
-    handle.on_stop.append(engine.dispose)
-    for channel in channels:
-        handle.on_stop.append(channel.close)
-    if settings.outbox_dispatch:
-        handle.on_start.append(dispatcher.start)
-    handle.on_stop.append(dispatcher.stop)
-    if meter_provider is not None:
-        backlog = AsyncGauge(
-            meter_provider.get_meter("ingest_service"), "creditscore.ingest.outbox.backlog",
-            store.outbox_backlog, unit="{record}",
-            description="Accepted records not yet delivered to the feature service (whole outbox).",
-        )
-        handle.on_start.append(backlog.start)
-        handle.on_stop.append(backlog.stop)
+        build.keep_tokens_current(auth, settings.auth, consent_channel)
     return IngestApp(handle, store, dispatcher)

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 import grpc
-
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -16,12 +12,8 @@ from creditscore.runtime import (
     RegisteredService,
     RevocationFetch,
     ServerHandle,
-    create_server,
-    keep_tokens_current,
-    make_engine,
-    prepare_schema,
+    ServiceBuilder,
     server_auth,
-    service_channels,
 )
 from creditscore.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 
@@ -65,60 +57,28 @@ async def build_server(
         raise ValueError("MODEL_REFRESH_SECONDS must be positive")
     auth = server_auth(settings.auth, AUDIENCE_INTERNAL, POLICY, service="scoring_service")
     registry = ModelRegistry.load(settings.model_dir, settings.model_version)
-    engine = make_engine(settings.database_url)
-    channels: list[grpc.aio.Channel] = []
-    try:
-        await prepare_schema(engine, MIGRATIONS, auto_migrate=settings.auto_migrate)
+    async with ServiceBuilder(
+        settings.server, tls=settings.tls, tracer_provider=tracer_provider, meter_provider=meter_provider
+    ) as build:
+        engine = await build.database(settings.database_url, MIGRATIONS, auto_migrate=settings.auto_migrate)
         store = ScoreStore(engine)
+        build.callback(store.close)
         lifecycle = await Lifecycle.open(registry, ModelEventStore(engine))
         scorer = Scorer(lifecycle, store, drift_max_scores=settings.drift_max_scores)
-        servicer = ScoringServicer(scorer)
-        handle = create_server(
-            [
-                RegisteredService(
-                    _SERVICE,
-                    scoring_pb2_grpc.add_ScoringServiceServicer_to_server,
-                    servicer,
-                )
-            ],
-            settings.server,
-            domain=DOMAIN,
-            tracer_provider=tracer_provider,
-            meter_provider=meter_provider,
-            auth=auth,
-            tls=settings.tls,
-        )
+        watched: RevocationFetch | grpc.aio.Channel | None = revocations
         if auth is not None and revocations is None:
             # The revocation list, from the consent service (this service calls no other).
-            (consent_channel,), _, made = service_channels(
-                settings.auth, settings.consent_service_addr, (settings.consent_service_addr,),
-                settings.channel, tls=settings.tls, tracer_provider=tracer_provider,
+            (watched,), _ = build.channels(
+                settings.auth, settings.consent_service_addr, (settings.consent_service_addr,), settings.channel
             )
-            channels.extend(made)
-            keep_tokens_current(handle, auth, settings.auth, consent_channel)
-        elif auth is not None and revocations is not None:
-            keep_tokens_current(handle, auth, settings.auth, revocations)
-    except BaseException:
-        for channel in channels:
-            await channel.close()
-        await engine.dispose()
-        raise
-
-    refresher: list[asyncio.Task[None]] = []
-
-    async def start_refresher() -> None:
-        refresher.append(asyncio.create_task(lifecycle.run_refresher(settings.model_refresh_seconds)))
-
-    async def stop_refresher() -> None:
-        for task in refresher:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    handle.on_start.append(start_refresher)
-    handle.on_stop.append(engine.dispose)
-    handle.on_stop.append(store.close)
-    for channel in channels:
-        handle.on_stop.append(channel.close)
-    handle.on_stop.append(stop_refresher)  # on-stop hooks run last first: the task stops before the engine
+        build.task(lambda: lifecycle.run_refresher(settings.model_refresh_seconds), name="model-refresher")
+        servicer = ScoringServicer(scorer)
+        handle = build.server(
+            [RegisteredService(_SERVICE, scoring_pb2_grpc.add_ScoringServiceServicer_to_server, servicer)],
+            domain=DOMAIN,
+            auth=auth,
+        )
+        if watched is not None:
+            build.keep_tokens_current(auth, settings.auth, watched)
     return handle
+

@@ -64,14 +64,14 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 import grpc
 import jwt
 
 from ._config import SettingsError, env_field
 from ._errors import DomainError, PermissionDenied, Unauthenticated, Unavailable
+from ._handlers import Context, Continuation, Handler, streaming, unary, with_streaming, with_unary
 from ._keys import KeyRing, KeyRingFile
 from ._revocation import REVOKE_CLIENT, REVOKE_SUBJECT, Revocations
 from ._tls import service_name_of
@@ -336,7 +336,7 @@ class TokenVerifier:
         raise _invalid()
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -413,7 +413,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     def requiring_service_certificates(self) -> AuthInterceptor:
         return AuthInterceptor(self.verifier, self.policy, service_certificates=True)
 
-    def authenticate(self, method: str, metadata: Any, context: grpc.aio.ServicerContext | None) -> Principal:
+    def authenticate(self, method: str, metadata: Any, context: Context | None) -> Principal:
         """The caller of ``method``, or the domain error that refuses it."""
         kinds = self.policy.get(method)
         if kinds is None:
@@ -436,10 +436,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         return principal
 
     async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> Handler | None:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
         if handler is None or method.startswith(OPEN_SERVICES) or self.policy.get(method) == PUBLIC:
@@ -447,50 +445,32 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         metadata = handler_call_details.invocation_metadata
         authenticate = self.authenticate
 
-        if handler.unary_unary or handler.stream_unary:
-            inner = handler.unary_unary or handler.stream_unary
+        inner = unary(handler)
+        if inner is not None:
 
-            async def unary_response(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def unary_response(request: Any, context: Context) -> Any:
                 reset = _current.set(authenticate(method, metadata, context))
                 try:
                     return await inner(request, context)
                 finally:
                     _current.reset(reset)
 
-            factory = (
-                grpc.unary_unary_rpc_method_handler
-                if handler.unary_unary
-                else grpc.stream_unary_rpc_method_handler
-            )
-            return factory(
-                unary_response,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
+            return with_unary(handler, unary_response)
 
-        inner_stream = handler.unary_stream or handler.stream_stream
+        inner_stream = streaming(handler)
 
-        async def stream_response(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def stream_response(request: Any, context: Context) -> AsyncIterator[Any]:
             principal = authenticate(method, metadata, context)
             reset = _current.set(principal)
             try:
-                async for item in inner_stream(request, context):
+                async for item in cast("AsyncIterator[Any]", inner_stream(request, context)):
                     yield item
             finally:
                 # A generator closed from elsewhere runs this in another context.
                 with contextlib.suppress(ValueError):
                     _current.reset(reset)
 
-        factory = (
-            grpc.unary_stream_rpc_method_handler
-            if handler.unary_stream
-            else grpc.stream_stream_rpc_method_handler
-        )
-        return factory(
-            stream_response,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return with_streaming(handler, stream_response)
 
 
 # --- settings ----------------------------------------------------------------
@@ -577,20 +557,30 @@ def server_auth(
     policy: Mapping[str, Collection[str]],
     *,
     service: str,
+    keys: bytes | str | KeyRing | None = None,
+    revocations: Revocations | None = None,
 ) -> AuthInterceptor | None:
     """The interceptor a service's ``build_server`` hands to ``create_server``: None
     (with the loud warning) when auth is disabled; ``SettingsError`` when it is
     required and the public key is missing. Its verifier re-reads the key file
     and checks revocations, both kept current by the ``AuthWatch`` that
-    ``keep_tokens_current`` attaches to the server."""
+    ``keep_tokens_current`` attaches to the server.
+
+    ``keys`` and ``revocations`` are for the service that issues the tokens (the
+    consent service): it verifies with its own keys (then no key file is read,
+    and its ``SigningKeys`` keeps the verifier's ring current) and a revocation
+    list it fills itself (default: a new one, ``settings.revocations()``)."""
     settings.check()
     if not settings.required:
         warn_disabled(service)
         return None
-    key_file = settings.key_file()
+    key_file: KeyRingFile | None = None
+    if keys is None:
+        key_file = settings.key_file()
+        keys = key_file.ring
     verifier = TokenVerifier(
-        key_file.ring, audience, leeway=settings.leeway_seconds,
-        revocations=settings.revocations(), key_file=key_file,
+        keys, audience, leeway=settings.leeway_seconds,
+        revocations=settings.revocations() if revocations is None else revocations, key_file=key_file,
     )
     return AuthInterceptor(verifier, policy)
 

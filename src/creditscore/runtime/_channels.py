@@ -7,18 +7,21 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import grpc
 from opentelemetry import propagate
-from opentelemetry.sdk.trace import TracerProvider
 
 from ._auth import AuthSettings, BearerTokenInterceptor, TokenSource
 from ._config import SettingsError, env_field
 from ._errors import CallError, DeadlineExceeded, DomainError, Unavailable
+from ._handlers import Context
 from ._tls import TlsSettings
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 __all__ = [
     "ChannelSettings",
@@ -166,7 +169,9 @@ def create_channel(
     if tracer_provider is not None:
         from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
-        interceptors.extend(aio_client_interceptors(tracer_provider=tracer_provider))
+        # opentelemetry-instrumentation-grpc leaves this factory unannotated.
+        tracing = cast("Callable[..., list[grpc.aio.ClientInterceptor]]", aio_client_interceptors)
+        interceptors.extend(tracing(tracer_provider=tracer_provider))
     return direct_channel(target, settings, tls=tls, interceptors=interceptors)
 
 
@@ -219,7 +224,7 @@ class Outgoing:
 
 
 def derive_timeout(
-    context: grpc.aio.ServicerContext | None,
+    context: Context | None,
     default: float,
     *,
     reserve: float = 0.005,
@@ -252,7 +257,7 @@ class Deadline:
     @classmethod
     def from_context(
         cls,
-        context: grpc.aio.ServicerContext | None,
+        context: Context | None,
         default: float,
         *,
         cap: float | None = None,

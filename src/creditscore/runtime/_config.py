@@ -22,11 +22,14 @@ import dataclasses
 import os
 import typing
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = ["SettingsError", "env_field", "from_env"]
 
-T = TypeVar("T")
+T = TypeVar("T", bound="DataclassInstance")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -69,9 +72,9 @@ def from_env(cls: type[T], environ: Mapping[str, str] | None = None) -> T:
     env = os.environ if environ is None else environ
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
-    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for field in dataclasses.fields(cls):
         kind = hints[field.name]
-        if dataclasses.is_dataclass(kind):
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
             # A nested settings dataclass: its own variables, on top of this
             # field's default instance (so a service can set its default port).
             base = field.default_factory() if field.default_factory is not dataclasses.MISSING else kind()

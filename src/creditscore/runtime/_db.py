@@ -12,18 +12,25 @@ import os
 import weakref
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
-
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, DateTime, Engine, MetaData, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.types import TypeDecorator
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeDecorator
 
-__all__ = ["Transactions", "UtcDateTime", "begin_write", "create_schema", "dialect_insert", "make_engine", "normalize_database_url"]
+__all__ = [
+    "Transactions",
+    "UtcDateTime",
+    "begin_write",
+    "create_schema",
+    "dialect_insert",
+    "make_engine",
+    "normalize_database_url",
+]
 
 
 class UtcDateTime(TypeDecorator[datetime]):

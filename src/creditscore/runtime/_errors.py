@@ -24,11 +24,15 @@ carries the status code, message and the decoded ``ErrorInfo``/``BadRequest``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
+# Imported as modules: mypy then finds google.rpc's .pyi files beside the protobuf
+# stubs' own "google" package.
+import google.rpc.error_details_pb2 as error_details_pb2
+import google.rpc.status_pb2 as status_pb2
 import grpc
-from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 __all__ = [
@@ -182,23 +186,23 @@ class CallError(Exception):
         out = cls(code=code, message=message or "")
         status = None
         trailing = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
-        for key, value in trailing or ():
-            if key == "grpc-status-details-bin":
+        # Pairs either way: grpc.aio's Metadata, or the sync API's _Metadatum
+        # namedtuples (the stubs type those by their attributes only).
+        for key, value in cast("Iterable[tuple[str, str | bytes]]", trailing or ()):
+            if key == "grpc-status-details-bin" and isinstance(value, bytes):
                 status = status_pb2.Status.FromString(value)
         if status is None:
             return out
         for detail in status.details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
+            # Unpack is True when the detail is of the message's type.
+            info = error_details_pb2.ErrorInfo()
+            retry = error_details_pb2.RetryInfo()
+            bad = error_details_pb2.BadRequest()
+            if detail.Unpack(info):
                 out.reason, out.domain, out.metadata = info.reason, info.domain, dict(info.metadata)
-            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-                retry = error_details_pb2.RetryInfo()
-                detail.Unpack(retry)
+            elif detail.Unpack(retry):
                 out.retry_after = retry.retry_delay.ToNanoseconds() / 1e9
-            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad = error_details_pb2.BadRequest()
-                detail.Unpack(bad)
+            elif detail.Unpack(bad):
                 out.violations = tuple(
                     FieldViolation(v.field, v.description) for v in bad.field_violations
                 )

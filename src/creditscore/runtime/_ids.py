@@ -10,7 +10,7 @@ __all__ = ["MAX_SUBJECT_ID_LENGTH", "SUBJECT_ID_RULE", "check_subject_id", "is_s
 
 MAX_SUBJECT_ID_LENGTH = 64
 SUBJECT_ID_RULE = f"must be 1-{MAX_SUBJECT_ID_LENGTH} characters of [A-Za-z0-9_-]"
-_SUBJECT_ID = re.compile(r"[A-Za-z0-9_-]{1,%d}" % MAX_SUBJECT_ID_LENGTH)
+_SUBJECT_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_SUBJECT_ID_LENGTH}}}")
 
 
 def is_subject_id(value: str) -> bool:

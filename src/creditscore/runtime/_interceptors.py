@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, cast
 
 import grpc
 
 from ._errors import DomainError, to_status
+from ._handlers import Context, Continuation, Handler, streaming, unary, with_streaming, with_unary
 
 __all__ = ["ErrorInterceptor"]
 
@@ -25,7 +26,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, domain: str) -> None:
         self.domain = domain
 
-    async def _abort(self, context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> None:
+    async def _abort(self, context: Context, exc: BaseException, method: str) -> None:
         if isinstance(exc, DomainError):
             error = exc
         else:
@@ -35,20 +36,18 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         await context.abort(status.code, status.details, status.trailing_metadata)
 
     async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> Handler | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
         method = handler_call_details.method
         abort = self._abort
 
-        if handler.unary_unary or handler.stream_unary:
-            inner = handler.unary_unary or handler.stream_unary
+        inner = unary(handler)
+        if inner is not None:
 
-            async def unary_response(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def unary_response(request: Any, context: Context) -> Any:
                 try:
                     return await inner(request, context)
                 except grpc.aio.AbortError:
@@ -56,47 +55,30 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 except Exception as exc:  # noqa: BLE001 - mapped to a status
                     await abort(context, exc, method)
 
-            factory = (
-                grpc.unary_unary_rpc_method_handler
-                if handler.unary_unary
-                else grpc.stream_unary_rpc_method_handler
-            )
-            return factory(
-                unary_response,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
+            return with_unary(handler, unary_response)
 
-        inner_stream = handler.unary_stream or handler.stream_stream
+        inner_stream = streaming(handler)
 
-        async def stream_response(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def stream_response(request: Any, context: Context) -> AsyncIterator[Any]:
             try:
-                async for item in inner_stream(request, context):
+                async for item in cast("AsyncIterator[Any]", inner_stream(request, context)):
                     yield item
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:  # noqa: BLE001 - mapped to a status
                 await abort(context, exc, method)
 
-        async def written_response(request: Any, context: grpc.aio.ServicerContext) -> None:
+        async def written_response(request: Any, context: Context) -> None:
             # A streaming handler may be a coroutine that answers through
             # ``context.write`` (the health service's Watch is one) rather than an
             # async generator: it is awaited, not iterated.
             try:
-                await inner_stream(request, context)
+                await cast("Awaitable[None]", inner_stream(request, context))
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:  # noqa: BLE001 - mapped to a status
                 await abort(context, exc, method)
 
-        wrapper = stream_response if inspect.isasyncgenfunction(inner_stream) else written_response
-        factory = (
-            grpc.unary_stream_rpc_method_handler
-            if handler.unary_stream
-            else grpc.stream_stream_rpc_method_handler
-        )
-        return factory(
-            wrapper,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
+        return with_streaming(
+            handler, stream_response if inspect.isasyncgenfunction(inner_stream) else written_response
         )

@@ -22,11 +22,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from typing import Any, cast
 
 import grpc
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
+
+from ._handlers import Context, Continuation, Handler, streaming, unary, with_streaming, with_unary
 
 __all__ = [
     "AsyncGauge",
@@ -49,16 +51,17 @@ DURATION_BUCKETS = (
 _OK = grpc.StatusCode.OK.name
 
 
-def _status_name(context: grpc.aio.ServicerContext, default: str) -> str:
+def _status_name(context: Context, default: str) -> str:
     """The status the call ends with: what the servicer set (``set_code`` or
     ``abort``), else ``default``."""
-    code = context.code()
+    # None until a status is set (the stubs say a StatusCode).
+    code: object = context.code()
     if code is None:
         return default
     return code.name if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN.name
 
 
-def _cancelled_name(context: grpc.aio.ServicerContext) -> str:
+def _cancelled_name(context: Context) -> str:
     """A call cancelled under the servicer: by its deadline or by the client."""
     remaining = context.time_remaining()
     if remaining is not None and remaining <= 0:
@@ -98,10 +101,8 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         self._calls.add(1, attributes)
 
     async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> Handler | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
@@ -109,10 +110,10 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         record = self._record
         clock = self._clock
 
-        if handler.unary_unary or handler.stream_unary:
-            inner = handler.unary_unary or handler.stream_unary
+        inner = unary(handler)
+        if inner is not None:
 
-            async def unary_response(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def unary_response(request: Any, context: Context) -> Any:
                 started = clock()
                 status = grpc.StatusCode.UNKNOWN.name
                 try:
@@ -128,24 +129,15 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 finally:
                     record(method, status, started)
 
-            factory = (
-                grpc.unary_unary_rpc_method_handler
-                if handler.unary_unary
-                else grpc.stream_unary_rpc_method_handler
-            )
-            return factory(
-                unary_response,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
+            return with_unary(handler, unary_response)
 
-        inner_stream = handler.unary_stream or handler.stream_stream
+        inner_stream = streaming(handler)
 
-        async def stream_response(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def stream_response(request: Any, context: Context) -> AsyncIterator[Any]:
             started = clock()
             status = grpc.StatusCode.UNKNOWN.name
             try:
-                async for item in inner_stream(request, context):
+                async for item in cast("AsyncIterator[Any]", inner_stream(request, context)):
                     yield item
                 status = _status_name(context, _OK)
             except asyncio.CancelledError:
@@ -161,16 +153,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             finally:
                 record(method, status, started)
 
-        factory = (
-            grpc.unary_stream_rpc_method_handler
-            if handler.unary_stream
-            else grpc.stream_stream_rpc_method_handler
-        )
-        return factory(
-            stream_response,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return with_streaming(handler, stream_response)
 
 
 class AsyncGauge:
@@ -178,8 +161,7 @@ class AsyncGauge:
 
         gauge = AsyncGauge(meter, "creditscore.ingest.outbox.backlog", store.outbox_backlog,
                            unit="{record}", description="...")
-        handle.on_start.append(gauge.start)
-        handle.on_stop.append(gauge.stop)
+        build.worker(gauge.start, gauge.stop)    # a ServiceBuilder's: with the server
 
     The metric reader collects from its own thread (every
     ``OTEL_METRIC_EXPORT_INTERVAL``); at each collection the gauge runs ``read`` on
@@ -193,7 +175,7 @@ class AsyncGauge:
         self,
         meter: Meter,
         name: str,
-        read: Callable[[], Awaitable[float]],
+        read: Callable[[], Coroutine[Any, Any, float]],
         *,
         timeout: float = 5.0,
         unit: str = "",

@@ -31,8 +31,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ._errors import Unauthenticated, Unavailable
+
+if TYPE_CHECKING:
+    import grpc
 
 __all__ = [
     "REVOCATION_KINDS",
@@ -279,7 +283,7 @@ class AuthWatch:
             await task
 
 
-def grpc_fetch(channel: object, *, timeout: float = 2.0) -> Fetch:
+def grpc_fetch(channel: grpc.aio.Channel, *, timeout: float = 2.0) -> Fetch:
     """``ConsentService.ListRevocations`` on ``channel`` (one that carries the
     service's own token) as an ``AuthWatch`` fetch."""
     from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc

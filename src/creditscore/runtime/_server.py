@@ -1,9 +1,11 @@
 """Server bootstrap: health, reflection, error mapping, tracing, metrics, graceful stop.
 
-A service's ``server.py`` builds its servicers and calls ``create_server``; its
-``__main__`` calls ``serve`` which runs until SIGTERM or SIGINT:
+A service's ``server.py`` builds its servicers and its server with a
+``ServiceBuilder`` (``_builder``), which calls ``create_server``; its ``__main__``
+calls ``run_main``, whose ``serve`` runs until SIGTERM or SIGINT:
 
-    health -> NOT_SERVING, server.stop(grace), on-stop hooks, tracer flush.
+    health -> NOT_SERVING, server.stop(grace), the server's stack released
+    (workers, channels, stores, engine: last acquired first), tracer flush.
 """
 
 from __future__ import annotations
@@ -14,20 +16,23 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.metrics import MeterProvider
-from opentelemetry.sdk.trace import TracerProvider
 
 from ._auth import AuthInterceptor, AuthSettings, TokenVerifier
-from ._revocation import AuthWatch, Fetch
 from ._config import env_field
 from ._interceptors import ErrorInterceptor
 from ._metrics import MetricsInterceptor
+from ._revocation import AuthWatch, Fetch
+from ._stack import ServiceStack
 from ._tls import TlsSettings
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
 
 __all__ = [
     "RegisteredService",
@@ -37,6 +42,7 @@ __all__ = [
     "keep_tokens_current",
     "run_main",
     "serve",
+    "token_watch",
 ]
 
 log = logging.getLogger("creditscore.runtime")
@@ -81,7 +87,14 @@ class RegisteredService:
 
 @dataclass
 class ServerHandle:
-    """A built server: what ``create_server`` returns and ``serve`` runs.
+    """A built server: what ``create_server`` (or ``ServiceBuilder.server``) returns
+    and ``serve`` runs, with ``stack``, everything else the server owns (its
+    engine, stores, channels, workers: ``_stack``).
+
+    ``start``: the workers of ``stack`` (in the order they were added), then the
+    server. ``stop``: NOT_SERVING, the server drains its calls for ``grace_seconds``
+    (``GRPC_GRACE_SECONDS``), then ``stack`` is released, last acquired first: the
+    server went up last and goes down first, since its calls use all the rest.
 
     Health: the server as a whole (service ``""``: what liveness and start-up
     probes ask) is SERVING once it listens; each of its services (what readiness
@@ -96,26 +109,30 @@ class ServerHandle:
     health: health.aio.HealthServicer
     service_names: tuple[str, ...]
     tracer_provider: TracerProvider | None = None
-    on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    #: Run first when stopping (in order), before ``on_stop`` (in reverse): work
-    #: that still uses the channels and the engine those close.
-    before_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    ready: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     ready_wait: float = 5.0
     #: The verifier callers' tokens are checked with (None: authentication disabled).
     verifier: TokenVerifier | None = None
+    #: How long ``stop`` lets calls in flight finish (``ServerSettings.grace_seconds``).
+    grace_seconds: float = ServerSettings.grace_seconds
+    stack: ServiceStack = field(default_factory=ServiceStack)
     _becoming_ready: asyncio.Task[None] | None = None
+    _stopped: bool = field(default=False, init=False, repr=False)
 
-    async def _set_health(self, status: Any, *, whole: bool = True) -> None:
+    @property
+    def ready(self) -> list[Callable[[], Awaitable[object]]]:
+        """What must have happened before the services report SERVING (``stack.ready``)."""
+        return self.stack.ready
+
+    async def _set_health(self, status: int, *, whole: bool = True) -> None:
         for name in ("", *self.service_names) if whole else self.service_names:
             await self.health.set(name, status)
 
     async def start(self) -> None:
+        """The workers, then the server; health as the class says. On failure the
+        caller stops the handle (``serve`` does), which releases what started."""
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.stack.start()
         await self.server.start()
-        for hook in self.on_start:
-            await hook()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
 
         async def become_ready() -> None:
@@ -131,21 +148,25 @@ class ServerHandle:
                         self.ready_wait, ", ".join(self.service_names))
             self._becoming_ready = task
 
-    async def stop(self, grace: float | None = 5.0) -> None:
-        """NOT_SERVING, drain in-flight calls for ``grace`` seconds, run on-stop hooks."""
-        if self._becoming_ready is not None:
-            self._becoming_ready.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._becoming_ready
-        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        await self.server.stop(grace)
-        for hook in [*self.before_stop, *reversed(self.on_stop)]:
-            try:
-                await hook()
-            except Exception:  # noqa: BLE001 - stopping goes on
-                log.exception("on-stop hook failed")
-        if self.tracer_provider is not None:
-            self.tracer_provider.force_flush()
+    async def stop(self, grace: float | None = None) -> None:
+        """NOT_SERVING, drain calls in flight for ``grace`` seconds (default:
+        ``grace_seconds``, from the settings), then release ``stack``. Stopping a
+        handle that never started, or started only in part, releases what there
+        is; stopping it again does nothing."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            if self._becoming_ready is not None:
+                self._becoming_ready.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._becoming_ready
+            await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+            await self.server.stop(self.grace_seconds if grace is None else grace)
+        finally:
+            await self.stack.aclose()
+            if self.tracer_provider is not None:
+                self.tracer_provider.force_flush()
 
 
 def create_server(
@@ -183,7 +204,9 @@ def create_server(
     if tracer_provider is not None:
         from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
-        chain.append(aio_server_interceptor(tracer_provider=tracer_provider))
+        # opentelemetry-instrumentation-grpc leaves this factory unannotated.
+        tracing = cast("Callable[..., grpc.aio.ServerInterceptor]", aio_server_interceptor)
+        chain.append(tracing(tracer_provider=tracer_provider))
     chain.append(ErrorInterceptor(domain))
     if auth is not None:
         chain.append(auth)
@@ -210,6 +233,7 @@ def create_server(
         service_names=names,
         tracer_provider=tracer_provider,
         verifier=auth.verifier if auth is not None else None,
+        grace_seconds=settings.grace_seconds,
     )
 
 
@@ -222,38 +246,58 @@ def keep_tokens_current(
     """Keeps the verifier of ``auth`` current while ``handle`` runs: an ``AuthWatch``
     that re-reads its key file and fetches revocations (``fetch``: a function of
     the cursor, or a channel to the consent service carrying this service's
-    token) every ``REVOCATION_POLL_SECONDS``, started and stopped with the server,
-    which reports SERVING once the list is first synced. None (and nothing
-    attached) when ``auth`` is None (authentication disabled)."""
+    token) every ``REVOCATION_POLL_SECONDS``, a worker of ``handle.stack``, which
+    reports SERVING once the list is first synced. None (and nothing attached)
+    when ``auth`` is None (authentication disabled). ``ServiceBuilder`` has the
+    same as a method."""
+    watch = token_watch(auth, settings, fetch)
+    if watch is not None:
+        handle.stack.worker(watch.start, watch.stop, ready=watch.ready)
+    return watch
+
+
+def token_watch(
+    auth: AuthInterceptor | None,
+    settings: AuthSettings,
+    fetch: Fetch | grpc.aio.Channel,
+) -> AuthWatch | None:
+    """The ``AuthWatch`` that ``keep_tokens_current`` attaches (None without ``auth``)."""
     if auth is None:
         return None
     verifier = auth.verifier
-    assert verifier.revocations is not None, "the verifier has no revocation list to keep"
+    if verifier.revocations is None:
+        raise ValueError("the verifier has no revocation list to keep")
     if isinstance(fetch, grpc.aio.Channel):
         from ._revocation import grpc_fetch
 
         fetch = grpc_fetch(fetch, timeout=max(1.0, settings.revocation_poll_seconds * 2))
-    watch = AuthWatch(
+    return AuthWatch(
         verifier.revocations, fetch, interval=settings.revocation_poll_seconds, ticks=[verifier.reload_keys]
     )
-    handle.on_start.append(watch.start)
-    handle.before_stop.append(watch.stop)
-    handle.ready.append(watch.ready)
-    return watch
 
 
-async def serve(handle: ServerHandle, settings: ServerSettings) -> None:
-    """Starts ``handle`` and runs until SIGTERM or SIGINT, then stops it gracefully."""
+async def serve(handle: ServerHandle) -> None:
+    """Starts ``handle`` and runs until SIGTERM or SIGINT, then stops it: the
+    server drains for its grace period (``GRPC_GRACE_SECONDS``) and everything it
+    owns is released. A start that fails stops it as well (what had started is
+    released) before the error goes on."""
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
         loop.add_signal_handler(sig, stopping.set)
-    await handle.start()
-    log.info("serving %s on port %d", ", ".join(handle.service_names), handle.port)
-    print(f"READY {','.join(handle.service_names)} port={handle.port}", flush=True)
-    await stopping.wait()
-    log.info("stopping: draining for up to %.1fs", settings.grace_seconds)
-    await handle.stop(settings.grace_seconds)
+    try:
+        await handle.start()
+        log.info("serving %s on port %d", ", ".join(handle.service_names), handle.port)
+        print(f"READY {','.join(handle.service_names)} port={handle.port}", flush=True)
+        await stopping.wait()
+        log.info("stopping: draining for up to %.1fs", handle.grace_seconds)
+    finally:
+        try:
+            await handle.stop()
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
     log.info("stopped")
 
 
@@ -281,7 +325,7 @@ def run_main(
 
     async def _run() -> None:
         handle = await build(settings, tracer_provider=tracer_provider, meter_provider=meter_provider)
-        await serve(handle, settings.server)
+        await serve(handle)
 
     try:
         asyncio.run(_run())

@@ -22,6 +22,7 @@ service from any other holder of a certificate of the same CA (see ``_auth``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,7 @@ class TlsSettings:
         return []
 
 
-def service_name_of(auth_context: dict[str, list[bytes]]) -> str | None:
+def service_name_of(auth_context: Mapping[str, Iterable[bytes]]) -> str | None:
     """The service a peer's certificate names (its ``spiffe://creditscore/service/<name>``
     URI SAN), or None: no TLS, no client certificate, or not a service's certificate.
     Reads ``context.auth_context()`` of a call; gRPC fills it only with a certificate

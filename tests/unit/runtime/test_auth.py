@@ -13,10 +13,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
 from creditscore.runtime import (
+    PUBLIC,
     AuthInterceptor,
     AuthSettings,
     CallError,
-    PUBLIC,
     RegisteredService,
     ServerSettings,
     SettingsError,

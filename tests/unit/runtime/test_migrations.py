@@ -142,7 +142,9 @@ async def test_a_scoring_database_its_previous_release_upgraded_in_place_is_adop
         # What the second release ran on start (its ScoreStore.create_schema).
         for ddl in ("role VARCHAR(16) NOT NULL DEFAULT 'CHAMPION'", "improvements JSON", "shadow_of BIGINT"):
             await conn.execute(text(f"ALTER TABLE score_history ADD COLUMN {ddl}"))
-        await conn.execute(text("CREATE INDEX ix_score_history_version_time ON score_history (model_version, score_time)"))
+        await conn.execute(
+            text("CREATE INDEX ix_score_history_version_time ON score_history (model_version, score_time)")
+        )
     migrations = migrations_of("scoring_service")
     assert await upgrade_schema(engine, migrations) == (None, migrations.head())
     kept = await ScoreStore(engine).get(7)

@@ -184,8 +184,6 @@ def test_subject_ids_are_checked_the_same_everywhere(value, ok):
 async def test_a_streaming_call_without_timeout_gets_the_channel_default_too():
     """grpc.aio files a multi-kind interceptor under one kind only: the default
     deadline must reach server-streaming calls as well."""
-    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-
     handle = create_server(
         [RegisteredService(consent_pb2.DESCRIPTOR.services_by_name["ConsentService"],
                            consent_pb2_grpc.add_ConsentServiceServicer_to_server, _Servicer())],

@@ -23,9 +23,9 @@ from creditscore.runtime import (
     RegisteredService,
     ServerSettings,
     configure_metrics,
+    configure_tracing,
     create_channel,
     create_server,
-    configure_tracing,
 )
 
 GET_SUBJECT = "creditscore.consent.v1.ConsentService/GetSubject"
