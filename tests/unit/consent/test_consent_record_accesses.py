@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,20 +47,6 @@ REPLAYED = AccessOutcomeKind.REPLAYED
 NOT_AUTHORIZED = AccessOutcomeKind.NOT_AUTHORIZED
 REUSED = AccessOutcomeKind.TRANSACTION_ID_REUSED
 SOURCES_CHANGED = AccessOutcomeKind.SOURCES_CHANGED
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[Any]:
-    engine = make_engine(database_url)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture
-async def store(engine: Any) -> ConsentStore:
-    return await ConsentStore.open(engine)
 
 
 def enc(value: Any) -> bytes:
