@@ -34,7 +34,7 @@ EXPORT_PARTS = {"ingest_service": "records", "feature_service": "features", "sco
 class HeldData(Protocol):
     """One service's ``ExportSubject``: what it holds about a subject, JSON-able."""
 
-    async def export(self, subject_id: str, timeout: float) -> Any: ...
+    async def export(self, subject_id: str, timeout: float) -> object: ...
 
 
 def message_dict(message: Message) -> dict[str, Any]:

@@ -130,7 +130,7 @@ def check_sources(v: Violations, sources: Iterable[int], field: str = "sources")
 
 def source_names(sources: Iterable[int]) -> list[str]:
     """The DataSource enum names of ``sources`` (a producer token's ``sources``)."""
-    return sorted(common_pb2.DataSource.Name(s) for s in sources)  # type: ignore[arg-type]
+    return sorted(common_pb2.DataSource.Name(common_pb2.DataSource.ValueType(s)) for s in sources)
 
 
 def new_partner_id() -> str:

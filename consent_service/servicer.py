@@ -11,11 +11,12 @@ the runtime's ``AuthInterceptor`` before a request reaches this class.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import grpc
+from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 
 from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
@@ -25,13 +26,13 @@ from creditscore.runtime import (
     REVOKE_CLIENT,
     REVOKE_SUBJECT,
     AlreadyExists,
-    Revocations,
-    Unauthenticated,
-    FailedPrecondition,
     Deadline,
+    FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     NotFound,
+    Revocations,
+    Unauthenticated,
     Violations,
     check_subject_id,
     decode_page_token,
@@ -53,13 +54,39 @@ from .export import Exporter
 from .purge import DeletionScope
 from .registry import Client
 from .revocation import RevocationRecord
-from .store import ConsentStore, Withdrawal
+from .store import Committed, ConsentStore, Withdrawal
 from .tokens import CredentialDesk
 
 __all__ = ["ConsentServicer"]
 
 _INVALID = "the request is not valid"
 _MAX_RECEIPT_ID_LENGTH = 40
+
+#: A call's context (``grpc.aio.ServicerContext[request, response]``).
+_Context = grpc.aio.ServicerContext
+_Request = TypeVar("_Request")
+_Response = TypeVar("_Response")
+#: A mutating RPC's reply, and the domain value its store mutation made.
+_Reply = TypeVar("_Reply", bound=Message)
+_Value = TypeVar("_Value")
+_Part = TypeVar("_Part")
+
+
+class _Mutation(Protocol):
+    """A mutating RPC's request: idempotent on its ``request_id``."""
+
+    @property
+    def DESCRIPTOR(self) -> Descriptor: ...
+
+    @property
+    def request_id(self) -> str: ...
+
+    def SerializeToString(self, *, deterministic: bool = ...) -> bytes: ...
+
+
+#: A store mutation idempotent on a request key, storing ``encode(value)`` as the
+#: response of the request (``ConsentStore.grant_consent`` and the others).
+_StoreWrite = Callable[[RequestKey, Callable[[_Value], bytes]], Awaitable[Committed[_Value]]]
 
 
 class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
@@ -103,7 +130,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         self._on_revoke = on_revoke or (lambda: None)
         self._revocations = revocations
 
-    async def _acting_for(self, context: grpc.aio.ServicerContext | None, subject_id: str) -> None:
+    async def _acting_for(self, context: _Context[_Request, _Response] | None, subject_id: str) -> None:
         """Refuses a call made for a subject with a token that is not the subject's
         current one (see the class docstring); nothing for other calls."""
         if context is None:
@@ -122,39 +149,56 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
             except Unauthenticated:
                 raise _subject_token_revoked() from None
 
+    async def _mutate(
+        self,
+        request: _Mutation,
+        reply_type: type[_Reply],
+        reply_of: Callable[[_Value], _Reply],
+        write: _StoreWrite[_Value],
+    ) -> tuple[_Reply, _Value] | tuple[_Reply, None]:
+        """The idempotent write of a mutating RPC: ``write`` runs the store's
+        mutation under the request's key (``_key``), storing the reply
+        ``reply_of(value)`` serialized in the same transaction. Returns the stored
+        reply (this call's, or the first call's when this one repeats it) and the
+        value this call made, None on a repeat: what is shown once (a new secret)
+        and what follows a change (a hook) go only with a value."""
+        done = await write(_key(request), lambda value: _serialize(reply_of(value)))
+        reply = reply_type.FromString(done.response)
+        return (reply, None) if done.value is None else (reply, done.value)
+
     # --- subjects and consents -------------------------------------------------
 
     async def EnrollSubject(
-        self, request: consent_pb2.EnrollSubjectRequest, context: grpc.aio.ServicerContext
+        self,
+        request: consent_pb2.EnrollSubjectRequest,
+        context: _Context[consent_pb2.EnrollSubjectRequest, consent_pb2.EnrollSubjectResponse],
     ) -> consent_pb2.EnrollSubjectResponse:
         v = Violations()
         rules.check_request_id(v, request.request_id)
         rules.check_subject_id(v, request.subject_id, required=False)
         v.raise_if_any(_INVALID)
 
-        def encode(enrollment: Enrollment) -> bytes:
+        def reply_of(enrollment: Enrollment) -> consent_pb2.EnrollSubjectResponse:
             # Stored for retries: never with the secret (shown once).
-            return _serialize(
-                consent_pb2.EnrollSubjectResponse(
-                    subject=wire.subject_pb(enrollment.subject), created=enrollment.created
-                )
+            return consent_pb2.EnrollSubjectResponse(
+                subject=wire.subject_pb(enrollment.subject), created=enrollment.created
             )
 
         secret, hashed = await _new_subject_secret()
-        done = await self._store.enroll_subject(
-            _key("EnrollSubject", request),
-            request.subject_id or None,
-            now=self._clock(),
-            encode=encode,
-            secret_hash=hashed,
+        reply, enrollment = await self._mutate(
+            request, consent_pb2.EnrollSubjectResponse, reply_of,
+            lambda key, encode: self._store.enroll_subject(
+                key, request.subject_id or None, now=self._clock(), encode=encode, secret_hash=hashed
+            ),
         )
-        reply = consent_pb2.EnrollSubjectResponse.FromString(done.response)
-        if done.value is not None and done.value.created:
+        if enrollment is not None and enrollment.created:
             reply.subject_secret = secret
         return reply
 
     async def RotateSubjectSecret(
-        self, request: consent_pb2.RotateSubjectSecretRequest, context: grpc.aio.ServicerContext
+        self,
+        request: consent_pb2.RotateSubjectSecretRequest,
+        context: _Context[consent_pb2.RotateSubjectSecretRequest, consent_pb2.RotateSubjectSecretResponse],
     ) -> consent_pb2.RotateSubjectSecretResponse:
         v = Violations()
         rules.check_request_id(v, request.request_id)
@@ -162,22 +206,25 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         v.raise_if_any(_INVALID)
         await self._acting_for(context, request.subject_id)
 
-        def encode(subject: Subject) -> bytes:
-            return _serialize(consent_pb2.RotateSubjectSecretResponse(subject_id=subject.subject_id))
+        def reply_of(subject: Subject) -> consent_pb2.RotateSubjectSecretResponse:
+            return consent_pb2.RotateSubjectSecretResponse(subject_id=subject.subject_id)
 
         secret, hashed = await _new_subject_secret()
-        done = await self._store.rotate_subject_secret(
-            _key("RotateSubjectSecret", request),
-            subject_id=request.subject_id, secret_hash=hashed, now=self._clock(), encode=encode,
+        reply, rotated = await self._mutate(
+            request, consent_pb2.RotateSubjectSecretResponse, reply_of,
+            lambda key, encode: self._store.rotate_subject_secret(
+                key, subject_id=request.subject_id, secret_hash=hashed, now=self._clock(), encode=encode
+            ),
         )
-        reply = consent_pb2.RotateSubjectSecretResponse.FromString(done.response)
-        if done.value is not None:
+        if rotated is not None:
             reply.subject_secret = secret
             self._on_revoke()
         return reply
 
     async def GetSubject(
-        self, request: consent_pb2.GetSubjectRequest, context: grpc.aio.ServicerContext
+        self,
+        request: consent_pb2.GetSubjectRequest,
+        context: _Context[consent_pb2.GetSubjectRequest, consent_pb2.GetSubjectResponse],
     ) -> consent_pb2.GetSubjectResponse:
         v = Violations()
         rules.check_subject_id(v, request.subject_id)
@@ -189,7 +236,9 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         return consent_pb2.GetSubjectResponse(subject=wire.subject_pb(subject))
 
     async def GrantConsent(
-        self, request: consent_pb2.GrantConsentRequest, context: grpc.aio.ServicerContext
+        self,
+        request: consent_pb2.GrantConsentRequest,
+        context: _Context[consent_pb2.GrantConsentRequest, consent_pb2.GrantConsentResponse],
     ) -> consent_pb2.GrantConsentResponse:
         now = self._clock()
         v = Violations()
@@ -202,22 +251,22 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         v.raise_if_any(_INVALID)
         await self._acting_for(context, request.subject_id)
 
-        def encode(consent: Consent) -> bytes:
-            return _serialize(consent_pb2.GrantConsentResponse(consent=wire.consent_pb(consent, now)))
+        def reply_of(consent: Consent) -> consent_pb2.GrantConsentResponse:
+            return consent_pb2.GrantConsentResponse(consent=wire.consent_pb(consent, now))
 
-        done = await self._store.grant_consent(
-            _key("GrantConsent", request),
-            subject_id=request.subject_id,
-            source=request.source,
-            purpose=request.purpose,
-            expire_time=expire_time,
-            now=now,
-            encode=encode,
+        reply, _ = await self._mutate(
+            request, consent_pb2.GrantConsentResponse, reply_of,
+            lambda key, encode: self._store.grant_consent(
+                key, subject_id=request.subject_id, source=request.source, purpose=request.purpose,
+                expire_time=expire_time, now=now, encode=encode,
+            ),
         )
-        return consent_pb2.GrantConsentResponse.FromString(done.response)
+        return reply
 
     async def WithdrawConsent(
-        self, request: consent_pb2.WithdrawConsentRequest, context: grpc.aio.ServicerContext
+        self,
+        request: consent_pb2.WithdrawConsentRequest,
+        context: _Context[consent_pb2.WithdrawConsentRequest, consent_pb2.WithdrawConsentResponse],
     ) -> consent_pb2.WithdrawConsentResponse:
         v = Violations()
         rules.check_request_id(v, request.request_id)
@@ -228,28 +277,26 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         await self._acting_for(context, request.subject_id)
         now = self._clock()
 
-        def encode(withdrawal: Withdrawal) -> bytes:
-            return _serialize(
-                consent_pb2.WithdrawConsentResponse(
-                    consent=wire.consent_pb(withdrawal.consent, now),
-                    receipt_id=withdrawal.receipt_id or "",
-                )
+        def reply_of(withdrawal: Withdrawal) -> consent_pb2.WithdrawConsentResponse:
+            return consent_pb2.WithdrawConsentResponse(
+                consent=wire.consent_pb(withdrawal.consent, now), receipt_id=withdrawal.receipt_id or ""
             )
 
-        done = await self._store.withdraw_consent(
-            _key("WithdrawConsent", request),
-            subject_id=request.subject_id,
-            source=request.source,
-            purpose=request.purpose,
-            now=now,
-            encode=encode,
+        reply, withdrawal = await self._mutate(
+            request, consent_pb2.WithdrawConsentResponse, reply_of,
+            lambda key, encode: self._store.withdraw_consent(
+                key, subject_id=request.subject_id, source=request.source, purpose=request.purpose,
+                now=now, encode=encode,
+            ),
         )
-        if done.value is not None and done.value.receipt_id:
+        if withdrawal is not None and withdrawal.receipt_id:
             self._on_purge()
-        return consent_pb2.WithdrawConsentResponse.FromString(done.response)
+        return reply
 
     async def CheckConsents(
-        self, request: consent_pb2.CheckConsentsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: consent_pb2.CheckConsentsRequest,
+        context: _Context[consent_pb2.CheckConsentsRequest, consent_pb2.CheckConsentsResponse],
     ) -> consent_pb2.CheckConsentsResponse:
         checks = [(c.subject_id, c.source) for c in request.checks]
         v = Violations()
@@ -274,7 +321,9 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         )
 
     async def ListConsents(
-        self, request: consent_pb2.ListConsentsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: consent_pb2.ListConsentsRequest,
+        context: _Context[consent_pb2.ListConsentsRequest, consent_pb2.ListConsentsResponse],
     ) -> consent_pb2.ListConsentsResponse:
         v = Violations()
         rules.check_subject_id(v, request.subject_id)
@@ -295,19 +344,26 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
     # --- withdrawal of everything, receipts, export ----------------------------
 
     async def WithdrawAllConsents(
-        self, request: consent_pb2.WithdrawAllConsentsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: consent_pb2.WithdrawAllConsentsRequest,
+        context: _Context[consent_pb2.WithdrawAllConsentsRequest, consent_pb2.WithdrawAllConsentsResponse],
     ) -> consent_pb2.WithdrawAllConsentsResponse:
-        receipt = await self._purge_all(request, "WithdrawAllConsents", DeletionScope.ALL_DATA, context)
+        receipt = await self._purge_all(request, DeletionScope.ALL_DATA, context)
         return consent_pb2.WithdrawAllConsentsResponse(receipt=receipt)
 
     async def CloseAccount(
-        self, request: consent_pb2.CloseAccountRequest, context: grpc.aio.ServicerContext
+        self,
+        request: consent_pb2.CloseAccountRequest,
+        context: _Context[consent_pb2.CloseAccountRequest, consent_pb2.CloseAccountResponse],
     ) -> consent_pb2.CloseAccountResponse:
-        receipt = await self._purge_all(request, "CloseAccount", DeletionScope.ACCOUNT, context)
+        receipt = await self._purge_all(request, DeletionScope.ACCOUNT, context)
         return consent_pb2.CloseAccountResponse(receipt=receipt)
 
     async def _purge_all(
-        self, request: Any, method: str, scope: DeletionScope, context: grpc.aio.ServicerContext | None
+        self,
+        request: consent_pb2.WithdrawAllConsentsRequest | consent_pb2.CloseAccountRequest,
+        scope: DeletionScope,
+        context: _Context[_Request, _Response],
     ) -> consent_pb2.DeletionReceipt:
         v = Violations()
         rules.check_request_id(v, request.request_id)
@@ -315,7 +371,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         v.raise_if_any(_INVALID)
         await self._acting_for(context, request.subject_id)
         receipt, created = await self._store.purge_subject(
-            _key(method, request), subject_id=request.subject_id, scope=scope, now=self._clock()
+            _key(request), subject_id=request.subject_id, scope=scope, now=self._clock()
         )
         if created:
             self._on_purge()
@@ -324,7 +380,9 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         return wire.receipt_pb(receipt)
 
     async def GetDeletionReceipt(
-        self, request: consent_pb2.GetDeletionReceiptRequest, context: grpc.aio.ServicerContext
+        self,
+        request: consent_pb2.GetDeletionReceiptRequest,
+        context: _Context[consent_pb2.GetDeletionReceiptRequest, consent_pb2.GetDeletionReceiptResponse],
     ) -> consent_pb2.GetDeletionReceiptResponse:
         v = Violations()
         v.check(bool(request.receipt_id), "receipt_id", "must be set")
@@ -339,7 +397,9 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         return consent_pb2.GetDeletionReceiptResponse(receipt=wire.receipt_pb(receipt))
 
     async def ExportSubjectData(
-        self, request: consent_pb2.ExportSubjectDataRequest, context: grpc.aio.ServicerContext
+        self,
+        request: consent_pb2.ExportSubjectDataRequest,
+        context: _Context[consent_pb2.ExportSubjectDataRequest, consent_pb2.ExportSubjectDataResponse],
     ) -> consent_pb2.ExportSubjectDataResponse:
         v = Violations()
         rules.check_subject_id(v, request.subject_id)
@@ -354,7 +414,9 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
     # --- partners, producers, tokens -------------------------------------------
 
     async def RegisterPartner(
-        self, request: consent_pb2.RegisterPartnerRequest, context: grpc.aio.ServicerContext
+        self,
+        request: consent_pb2.RegisterPartnerRequest,
+        context: _Context[consent_pb2.RegisterPartnerRequest, consent_pb2.RegisterPartnerResponse],
     ) -> consent_pb2.RegisterPartnerResponse:
         v = Violations()
         rules.check_request_id(v, request.request_id)
@@ -362,26 +424,26 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         registry.check_display_name(v, request.display_name)
         v.raise_if_any(_INVALID)
 
-        def encode(client: Client) -> bytes:
-            return _serialize(
-                consent_pb2.RegisterPartnerResponse(
-                    partner=wire.partner_pb(client),
-                    credentials=consent_pb2.ClientCredentials(client_id=client.client_id),
-                )
+        def reply_of(client: Client) -> consent_pb2.RegisterPartnerResponse:
+            return consent_pb2.RegisterPartnerResponse(
+                partner=wire.partner_pb(client),
+                credentials=consent_pb2.ClientCredentials(client_id=client.client_id),
             )
 
         secret, client = await self._new_client(request.partner_id, KIND_PARTNER, request.display_name, ())
-        done = await self._store.register_client(
-            _key("RegisterPartner", request), client,
-            generated_id=None if request.partner_id else registry.new_partner_id, encode=encode,
+        generated_id = None if request.partner_id else registry.new_partner_id
+        reply, registered = await self._mutate(
+            request, consent_pb2.RegisterPartnerResponse, reply_of,
+            lambda key, encode: self._store.register_client(key, client, generated_id=generated_id, encode=encode),
         )
-        reply = consent_pb2.RegisterPartnerResponse.FromString(done.response)
-        if done.value is not None:
+        if registered is not None:
             reply.credentials.client_secret = secret
         return reply
 
     async def RegisterProducer(
-        self, request: consent_pb2.RegisterProducerRequest, context: grpc.aio.ServicerContext
+        self,
+        request: consent_pb2.RegisterProducerRequest,
+        context: _Context[consent_pb2.RegisterProducerRequest, consent_pb2.RegisterProducerResponse],
     ) -> consent_pb2.RegisterProducerResponse:
         v = Violations()
         rules.check_request_id(v, request.request_id)
@@ -390,27 +452,25 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         registry.check_sources(v, request.sources)
         v.raise_if_any(_INVALID)
 
-        def encode(client: Client) -> bytes:
-            return _serialize(
-                consent_pb2.RegisterProducerResponse(
-                    producer=wire.producer_pb(client),
-                    credentials=consent_pb2.ClientCredentials(client_id=client.client_id),
-                )
+        def reply_of(client: Client) -> consent_pb2.RegisterProducerResponse:
+            return consent_pb2.RegisterProducerResponse(
+                producer=wire.producer_pb(client),
+                credentials=consent_pb2.ClientCredentials(client_id=client.client_id),
             )
 
         secret, client = await self._new_client(
             request.producer_id, KIND_PRODUCER, request.display_name, request.sources
         )
-        done = await self._store.register_client(
-            _key("RegisterProducer", request), client, generated_id=None, encode=encode
+        reply, registered = await self._mutate(
+            request, consent_pb2.RegisterProducerResponse, reply_of,
+            lambda key, encode: self._store.register_client(key, client, generated_id=None, encode=encode),
         )
-        reply = consent_pb2.RegisterProducerResponse.FromString(done.response)
-        if done.value is not None:
+        if registered is not None:
             reply.credentials.client_secret = secret
         return reply
 
     async def _new_client(
-        self, client_id: str, kind: str, display_name: str, sources: Any
+        self, client_id: str, kind: str, display_name: str, sources: Iterable[int]
     ) -> tuple[str, Client]:
         desk = _required(self._desk, "registration")
         if client_id and desk.reserved(client_id):
@@ -424,7 +484,9 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         return secret, client
 
     async def IssueToken(
-        self, request: consent_pb2.IssueTokenRequest, context: grpc.aio.ServicerContext
+        self,
+        request: consent_pb2.IssueTokenRequest,
+        context: _Context[consent_pb2.IssueTokenRequest, consent_pb2.IssueTokenResponse],
     ) -> consent_pb2.IssueTokenResponse:
         v = Violations()
         v.check(bool(request.client_id), "client_id", "must be set")
@@ -442,7 +504,9 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
     # --- revocation ----------------------------------------------------------------
 
     async def RevokeToken(
-        self, request: consent_pb2.RevokeTokenRequest, context: grpc.aio.ServicerContext
+        self,
+        request: consent_pb2.RevokeTokenRequest,
+        context: _Context[consent_pb2.RevokeTokenRequest, consent_pb2.RevokeTokenResponse],
     ) -> consent_pb2.RevokeTokenResponse:
         v = Violations()
         rules.check_request_id(v, request.request_id)
@@ -450,19 +514,23 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         revoke_rules.check_note(v, request.note)
         v.raise_if_any(_INVALID)
 
-        def encode(record: RevocationRecord) -> bytes:
-            return _serialize(consent_pb2.RevokeTokenResponse(revocation=wire.revocation_pb(record)))
+        def reply_of(record: RevocationRecord) -> consent_pb2.RevokeTokenResponse:
+            return consent_pb2.RevokeTokenResponse(revocation=wire.revocation_pb(record))
 
-        done = await self._store.revoke_token(
-            _key("RevokeToken", request), token_id=request.token_id, note=request.note,
-            now=self._clock(), encode=encode,
+        reply, revoked = await self._mutate(
+            request, consent_pb2.RevokeTokenResponse, reply_of,
+            lambda key, encode: self._store.revoke_token(
+                key, token_id=request.token_id, note=request.note, now=self._clock(), encode=encode
+            ),
         )
-        if done.value is not None:
+        if revoked is not None:
             self._on_revoke()
-        return consent_pb2.RevokeTokenResponse.FromString(done.response)
+        return reply
 
     async def RevokeTokens(
-        self, request: consent_pb2.RevokeTokensRequest, context: grpc.aio.ServicerContext
+        self,
+        request: consent_pb2.RevokeTokensRequest,
+        context: _Context[consent_pb2.RevokeTokensRequest, consent_pb2.RevokeTokensResponse],
     ) -> consent_pb2.RevokeTokensResponse:
         v = Violations()
         rules.check_request_id(v, request.request_id)
@@ -476,23 +544,27 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         revoke_rules.check_note(v, request.note)
         v.raise_if_any(_INVALID)
 
-        def encode(record: RevocationRecord) -> bytes:
-            return _serialize(consent_pb2.RevokeTokensResponse(revocation=wire.revocation_pb(record)))
+        def reply_of(record: RevocationRecord) -> consent_pb2.RevokeTokensResponse:
+            return consent_pb2.RevokeTokensResponse(revocation=wire.revocation_pb(record))
 
         principal_id = request.subject_id if which == "subject_id" else request.client_id
-        done = await self._store.revoke_tokens(
-            _key("RevokeTokens", request),
-            kind=REVOKE_SUBJECT if which == "subject_id" else REVOKE_CLIENT,
-            principal_id=principal_id,
-            service=which == "client_id" and self._desk is not None and self._desk.reserved(principal_id),
-            note=request.note, now=self._clock(), encode=encode,
+        kind = REVOKE_SUBJECT if which == "subject_id" else REVOKE_CLIENT
+        service = which == "client_id" and self._desk is not None and self._desk.reserved(principal_id)
+        reply, revoked = await self._mutate(
+            request, consent_pb2.RevokeTokensResponse, reply_of,
+            lambda key, encode: self._store.revoke_tokens(
+                key, kind=kind, principal_id=principal_id, service=service, note=request.note,
+                now=self._clock(), encode=encode,
+            ),
         )
-        if done.value is not None:
+        if revoked is not None:
             self._on_revoke()
-        return consent_pb2.RevokeTokensResponse.FromString(done.response)
+        return reply
 
     async def RevokeClient(
-        self, request: consent_pb2.RevokeClientRequest, context: grpc.aio.ServicerContext
+        self,
+        request: consent_pb2.RevokeClientRequest,
+        context: _Context[consent_pb2.RevokeClientRequest, consent_pb2.RevokeClientResponse],
     ) -> consent_pb2.RevokeClientResponse:
         v = Violations()
         rules.check_request_id(v, request.request_id)
@@ -506,23 +578,27 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
                 reason="CLIENT_IS_SERVICE",
             )
 
-        def encode(done: tuple[Client, RevocationRecord]) -> bytes:
-            client, record = done
-            return _serialize(consent_pb2.RevokeClientResponse(
+        def reply_of(revoked: tuple[Client, RevocationRecord]) -> consent_pb2.RevokeClientResponse:
+            client, record = revoked
+            return consent_pb2.RevokeClientResponse(
                 client_id=client.client_id, kind=client.kind,
                 revoke_time=to_timestamp(client.revoke_time), revocation=wire.revocation_pb(record),
-            ))
+            )
 
-        done = await self._store.revoke_client(
-            _key("RevokeClient", request), client_id=request.client_id, note=request.note,
-            now=self._clock(), encode=encode,
+        reply, revoked = await self._mutate(
+            request, consent_pb2.RevokeClientResponse, reply_of,
+            lambda key, encode: self._store.revoke_client(
+                key, client_id=request.client_id, note=request.note, now=self._clock(), encode=encode
+            ),
         )
-        if done.value is not None:
+        if revoked is not None:
             self._on_revoke()
-        return consent_pb2.RevokeClientResponse.FromString(done.response)
+        return reply
 
     async def ListRevocations(
-        self, request: consent_pb2.ListRevocationsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: consent_pb2.ListRevocationsRequest,
+        context: _Context[consent_pb2.ListRevocationsRequest, consent_pb2.ListRevocationsResponse],
     ) -> consent_pb2.ListRevocationsResponse:
         v = Violations()
         v.check(request.after_sequence >= 0, "after_sequence", "must not be negative")
@@ -537,7 +613,9 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
     # --- authorizations ----------------------------------------------------------
 
     async def GrantAuthorization(
-        self, request: consent_pb2.GrantAuthorizationRequest, context: grpc.aio.ServicerContext
+        self,
+        request: consent_pb2.GrantAuthorizationRequest,
+        context: _Context[consent_pb2.GrantAuthorizationRequest, consent_pb2.GrantAuthorizationResponse],
     ) -> consent_pb2.GrantAuthorizationResponse:
         now = self._clock()
         v = Violations()
@@ -550,20 +628,22 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         v.raise_if_any(_INVALID)
         await self._acting_for(context, request.subject_id)
 
-        def encode(grant: Authorization) -> bytes:
-            return _serialize(
-                consent_pb2.GrantAuthorizationResponse(authorization=wire.authorization_pb(grant, now))
-            )
+        def reply_of(grant: Authorization) -> consent_pb2.GrantAuthorizationResponse:
+            return consent_pb2.GrantAuthorizationResponse(authorization=wire.authorization_pb(grant, now))
 
-        done = await self._store.grant_authorization(
-            _key("GrantAuthorization", request),
-            subject_id=request.subject_id, partner_id=request.partner_id, purpose=request.purpose,
-            scope=scope, expire_time=expire_time, now=now, encode=encode,
+        reply, _ = await self._mutate(
+            request, consent_pb2.GrantAuthorizationResponse, reply_of,
+            lambda key, encode: self._store.grant_authorization(
+                key, subject_id=request.subject_id, partner_id=request.partner_id, purpose=request.purpose,
+                scope=scope, expire_time=expire_time, now=now, encode=encode,
+            ),
         )
-        return consent_pb2.GrantAuthorizationResponse.FromString(done.response)
+        return reply
 
     async def RevokeAuthorization(
-        self, request: consent_pb2.RevokeAuthorizationRequest, context: grpc.aio.ServicerContext
+        self,
+        request: consent_pb2.RevokeAuthorizationRequest,
+        context: _Context[consent_pb2.RevokeAuthorizationRequest, consent_pb2.RevokeAuthorizationResponse],
     ) -> consent_pb2.RevokeAuthorizationResponse:
         now = self._clock()
         v = Violations()
@@ -574,20 +654,22 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         v.raise_if_any(_INVALID)
         await self._acting_for(context, request.subject_id)
 
-        def encode(grant: Authorization) -> bytes:
-            return _serialize(
-                consent_pb2.RevokeAuthorizationResponse(authorization=wire.authorization_pb(grant, now))
-            )
+        def reply_of(grant: Authorization) -> consent_pb2.RevokeAuthorizationResponse:
+            return consent_pb2.RevokeAuthorizationResponse(authorization=wire.authorization_pb(grant, now))
 
-        done = await self._store.revoke_authorization(
-            _key("RevokeAuthorization", request),
-            subject_id=request.subject_id, partner_id=request.partner_id, purpose=request.purpose,
-            now=now, encode=encode,
+        reply, _ = await self._mutate(
+            request, consent_pb2.RevokeAuthorizationResponse, reply_of,
+            lambda key, encode: self._store.revoke_authorization(
+                key, subject_id=request.subject_id, partner_id=request.partner_id, purpose=request.purpose,
+                now=now, encode=encode,
+            ),
         )
-        return consent_pb2.RevokeAuthorizationResponse.FromString(done.response)
+        return reply
 
     async def ListAuthorizations(
-        self, request: consent_pb2.ListAuthorizationsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: consent_pb2.ListAuthorizationsRequest,
+        context: _Context[consent_pb2.ListAuthorizationsRequest, consent_pb2.ListAuthorizationsResponse],
     ) -> consent_pb2.ListAuthorizationsResponse:
         v = Violations()
         rules.check_subject_id(v, request.subject_id)
@@ -607,7 +689,9 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         )
 
     async def CheckAuthorization(
-        self, request: consent_pb2.CheckAuthorizationRequest, context: grpc.aio.ServicerContext
+        self,
+        request: consent_pb2.CheckAuthorizationRequest,
+        context: _Context[consent_pb2.CheckAuthorizationRequest, consent_pb2.CheckAuthorizationResponse],
     ) -> consent_pb2.CheckAuthorizationResponse:
         v = Violations()
         check_subject_id(v, request.subject_id)
@@ -619,13 +703,15 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         if grant is None or not grant.is_live(self._clock()):
             return consent_pb2.CheckAuthorizationResponse(authorized=False)
         return consent_pb2.CheckAuthorizationResponse(
-            authorized=True, scope=grant.scope, expire_time=to_timestamp(grant.expire_time)  # type: ignore[arg-type]
+            authorized=True, scope=wire.authorization_scope(grant.scope), expire_time=to_timestamp(grant.expire_time)
         )
 
     # --- the access log ----------------------------------------------------------
 
     async def RecordAccess(
-        self, request: consent_pb2.RecordAccessRequest, context: grpc.aio.ServicerContext
+        self,
+        request: consent_pb2.RecordAccessRequest,
+        context: _Context[consent_pb2.RecordAccessRequest, consent_pb2.RecordAccessResponse],
     ) -> consent_pb2.RecordAccessResponse:
         v = Violations()
         kind = _check_access(v, request)
@@ -643,7 +729,9 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         return consent_pb2.RecordAccessResponse(entry=wire.access_pb(entry, with_response=True), created=created)
 
     async def RecordAccesses(
-        self, request: consent_pb2.RecordAccessesRequest, context: grpc.aio.ServicerContext
+        self,
+        request: consent_pb2.RecordAccessesRequest,
+        context: _Context[consent_pb2.RecordAccessesRequest, consent_pb2.RecordAccessesResponse],
     ) -> consent_pb2.RecordAccessesResponse:
         v = Violations()
         items: list[AccessToRecord] = []
@@ -674,7 +762,9 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         return consent_pb2.RecordAccessesResponse(outcomes=[wire.access_outcome_pb(o) for o in outcomes])
 
     async def GetAccessByTransaction(
-        self, request: consent_pb2.GetAccessByTransactionRequest, context: grpc.aio.ServicerContext
+        self,
+        request: consent_pb2.GetAccessByTransactionRequest,
+        context: _Context[consent_pb2.GetAccessByTransactionRequest, consent_pb2.GetAccessByTransactionResponse],
     ) -> consent_pb2.GetAccessByTransactionResponse:
         v = Violations()
         registry.check_client_id(v, request.partner_id, "partner_id")
@@ -693,7 +783,9 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         )
 
     async def ListAccessLog(
-        self, request: consent_pb2.ListAccessLogRequest, context: grpc.aio.ServicerContext
+        self,
+        request: consent_pb2.ListAccessLogRequest,
+        context: _Context[consent_pb2.ListAccessLogRequest, consent_pb2.ListAccessLogResponse],
     ) -> consent_pb2.ListAccessLogResponse:
         v = Violations()
         rules.check_subject_id(v, request.subject_id)
@@ -785,25 +877,25 @@ async def _new_subject_secret() -> tuple[str, str]:
     return secret, registry.hash_generated_secret(secret)
 
 
-def _required(part: Any, what: str) -> Any:
+def _required(part: _Part | None, what: str) -> _Part:
     if part is None:
         raise FailedPrecondition(f"{what} is not configured on this server", reason="NOT_CONFIGURED")
     return part
 
 
-def _key(method: str, request: Message) -> RequestKey:
-    return RequestKey.of(
-        request.request_id,  # type: ignore[attr-defined]
-        method,
-        request.SerializeToString(deterministic=True),
-    )
+def _key(request: _Mutation) -> RequestKey:
+    """The idempotency key of a mutating request: its ``request_id``, its RPC (the
+    request message names it: ``GrantConsentRequest`` is ``GrantConsent``'s) and
+    its deterministic serialization."""
+    method = request.DESCRIPTOR.name.removesuffix("Request")
+    return RequestKey.of(request.request_id, method, request.SerializeToString(deterministic=True))
 
 
 def _serialize(message: Message) -> bytes:
     return message.SerializeToString(deterministic=True)
 
 
-def _optional_time(v: Violations, message: Any, field: str) -> datetime | None:
+def _optional_time(v: Violations, message: Message, field: str) -> datetime | None:
     """The datetime of an optional Timestamp field; a violation when it is out of
     the range a Timestamp may hold."""
     try:

@@ -217,12 +217,12 @@ def load_or_create_signing_key(path: str, *, generate: bool, public_out: str = "
         )
         return key
     try:
-        key = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
+        loaded = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
     except (ValueError, TypeError) as exc:
         raise SettingsError(f"TOKEN_SIGNING_KEY_FILE={path!r}: not a PEM private key ({exc})") from None
-    if not isinstance(key, Ed25519PrivateKey):
+    if not isinstance(loaded, Ed25519PrivateKey):
         raise SettingsError(f"TOKEN_SIGNING_KEY_FILE={path!r}: not an Ed25519 private key")
-    return key
+    return loaded
 
 
 class CredentialStore(Protocol):

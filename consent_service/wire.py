@@ -18,8 +18,11 @@ from .revocation import KIND_NUMBERS, RevocationRecord
 __all__ = [
     "access_outcome_pb",
     "access_pb",
+    "access_purpose",
     "authorization_pb",
+    "authorization_scope",
     "consent_pb",
+    "data_source",
     "partner_pb",
     "producer_pb",
     "purged_tables_pb",
@@ -39,9 +42,9 @@ def consent_pb(consent: Consent, now: datetime) -> consent_pb2.Consent:
     """The wire form of ``consent`` with its state as of ``now``."""
     return consent_pb2.Consent(
         subject_id=consent.subject_id,
-        source=consent.source,  # type: ignore[arg-type]
-        purpose=consent.purpose,  # type: ignore[arg-type]
-        state=int(consent.state_at(now)),  # type: ignore[arg-type]
+        source=data_source(consent.source),
+        purpose=common_pb2.Purpose.ValueType(consent.purpose),
+        state=consent_pb2.ConsentState.ValueType(consent.state_at(now)),
         grant_time=to_timestamp(consent.grant_time),
         expire_time=to_timestamp(consent.expire_time),
         withdraw_time=to_timestamp(consent.withdraw_time),
@@ -60,7 +63,7 @@ def producer_pb(client: Client) -> consent_pb2.Producer:
     return consent_pb2.Producer(
         producer_id=client.client_id,
         display_name=client.display_name,
-        sources=sorted(client.sources),  # type: ignore[arg-type]
+        sources=[data_source(s) for s in sorted(client.sources)],
         register_time=to_timestamp(client.register_time),
     )
 
@@ -70,9 +73,9 @@ def authorization_pb(grant: Authorization, now: datetime) -> consent_pb2.Authori
         subject_id=grant.subject_id,
         partner_id=grant.partner_id,
         partner_name=grant.partner_name,
-        purpose=grant.purpose,  # type: ignore[arg-type]
-        scope=grant.scope,  # type: ignore[arg-type]
-        state=int(grant.state_at(now)),  # type: ignore[arg-type]
+        purpose=access_purpose(grant.purpose),
+        scope=authorization_scope(grant.scope),
+        state=consent_pb2.AuthorizationState.ValueType(grant.state_at(now)),
         grant_time=to_timestamp(grant.grant_time),
         expire_time=to_timestamp(grant.expire_time),
         revoke_time=to_timestamp(grant.revoke_time),
@@ -85,9 +88,9 @@ def access_pb(entry: AccessEntry, *, with_response: bool) -> consent_pb2.AccessE
         subject_id=entry.subject_id,
         partner_id=entry.partner_id,
         partner_name=entry.partner_name,
-        purpose=entry.purpose,  # type: ignore[arg-type]
+        purpose=access_purpose(entry.purpose),
         transaction_id=entry.transaction_id,
-        scope=entry.scope,  # type: ignore[arg-type]
+        scope=authorization_scope(entry.scope),
         answer=consent_pb2.AccessAnswer.FromString(entry.answer),
         access_time=to_timestamp(entry.access_time),
         response=entry.response if with_response else b"",
@@ -99,8 +102,8 @@ def access_outcome_pb(outcome: AccessOutcome) -> consent_pb2.AccessOutcome:
     with it (the caller answers with it again); a new one does not (the caller
     just sent it)."""
     reply = consent_pb2.AccessOutcome(
-        kind=int(outcome.kind),  # type: ignore[arg-type]
-        granted_sources=sorted(outcome.granted_sources),  # type: ignore[arg-type]
+        kind=consent_pb2.AccessOutcomeKind.ValueType(outcome.kind),
+        granted_sources=[data_source(s) for s in sorted(outcome.granted_sources)],
     )
     if outcome.entry is not None:
         reply.entry.CopyFrom(
@@ -132,8 +135,8 @@ def receipt_pb(receipt: Receipt) -> consent_pb2.DeletionReceipt:
     return consent_pb2.DeletionReceipt(
         receipt_id=receipt.receipt_id,
         subject_id=receipt.subject_id,
-        scope=int(receipt.scope),  # type: ignore[arg-type]
-        source=receipt.source,  # type: ignore[arg-type]
+        scope=consent_pb2.DeletionScope.ValueType(receipt.scope),
+        source=data_source(receipt.source),
         request_time=to_timestamp(receipt.request_time),
         complete=receipt.complete,
         complete_time=to_timestamp(receipt.complete_time),
@@ -145,10 +148,26 @@ def receipt_pb(receipt: Receipt) -> consent_pb2.DeletionReceipt:
 def revocation_pb(record: RevocationRecord) -> consent_pb2.Revocation:
     return consent_pb2.Revocation(
         sequence=record.sequence,
-        kind=KIND_NUMBERS.get(record.kind, 0),  # type: ignore[arg-type]
+        kind=consent_pb2.RevocationKind.ValueType(KIND_NUMBERS.get(record.kind, 0)),
         key=record.key,
         generation=record.generation,
         revoke_time=to_timestamp(record.revoke_time),
         expire_time=to_timestamp(record.expire_time),
         note=record.note,
     )
+
+
+# The domain keeps enum fields as their numbers (``int``, as stored); on the wire
+# they are typed as the enum they number.
+
+
+def data_source(number: int) -> common_pb2.DataSource.ValueType:
+    return common_pb2.DataSource.ValueType(number)
+
+
+def access_purpose(number: int) -> common_pb2.AccessPurpose.ValueType:
+    return common_pb2.AccessPurpose.ValueType(number)
+
+
+def authorization_scope(number: int) -> common_pb2.AuthorizationScope.ValueType:
+    return common_pb2.AuthorizationScope.ValueType(number)

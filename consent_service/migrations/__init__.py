@@ -1,9 +1,9 @@
 """Schema migrations (Alembic) of the consent service's database: ``env.py`` runs the
 scripts in ``versions/``, whose newest revision makes exactly the tables of
-``consent_service.store.metadata`` (a test compares them on SQLite and PostgreSQL).
+``consent_service.tables.metadata`` (a test compares them on SQLite and PostgreSQL).
 
 Applied on start (``AUTO_MIGRATE``, default true) or by ``python -m consent_service
-migrate``. A change to the store's tables comes with a new revision here.
+migrate``. A change to the tables comes with a new revision here.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from creditscore.runtime import Migrations
 
-from ..store import metadata
+from ..tables import metadata
 
 __all__ = ["MIGRATIONS"]
 

@@ -140,7 +140,9 @@ async def withdraw(s: Served, request_id: str, subject_id: str, source: int = CO
 
 async def check(s: Served, purpose: int, *pairs: tuple[str, int]) -> list[bool]:
     reply = await s.stub.CheckConsents(
-        pb.CheckConsentsRequest(purpose=purpose, checks=[pb.ConsentCheck(subject_id=i, source=src) for i, src in pairs]),
+        pb.CheckConsentsRequest(
+            purpose=purpose, checks=[pb.ConsentCheck(subject_id=i, source=src) for i, src in pairs]
+        ),
         timeout=5,
     )
     assert [(d.subject_id, d.source) for d in reply.decisions] == list(pairs)

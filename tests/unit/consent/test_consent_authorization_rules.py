@@ -98,7 +98,8 @@ async def test_the_migration_names_the_subject_of_earlier_requests(sqlite_url: s
             await conn.run_sync(upgrade, "consent_0001")
             consent = consent_pb2.Consent(subject_id="s-9", grant_time=to_timestamp(T0))
             for request_id, method, response in (
-                ("r1", "EnrollSubject", consent_pb2.EnrollSubjectResponse(subject=consent_pb2.Subject(subject_id="s-1"))),
+                ("r1", "EnrollSubject",
+                 consent_pb2.EnrollSubjectResponse(subject=consent_pb2.Subject(subject_id="s-1"))),
                 ("r2", "GrantConsent", consent_pb2.GrantConsentResponse(consent=consent)),
                 ("r3", "WithdrawConsent", consent_pb2.WithdrawConsentResponse(consent=consent)),
             ):

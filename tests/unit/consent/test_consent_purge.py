@@ -19,12 +19,12 @@ from consent_service.consents import RequestKey
 from consent_service.purge import DeletionScope, PurgeWorker, TableCount, step_request_id
 from consent_service.store import ConsentStore, Withdrawal
 from consent_service.store import metadata as consent_metadata
-from creditscore.features.catalog import features_of_source
 from creditscore.common.v1 import common_pb2
+from creditscore.features.catalog import features_of_source
+from creditscore.features.engine import rebuild_state
 from creditscore.records.v1 import records_pb2
 from creditscore.runtime import create_schema, make_engine
 from creditscore.sim import producer_of, simulate
-from creditscore.features.engine import rebuild_state
 from feature_service.features import FeatureBook
 from feature_service.store import FeatureStore
 from feature_service.store import metadata as feature_metadata
@@ -243,7 +243,8 @@ async def test_withdrawing_a_source_purges_only_it_and_the_features_follow(servi
     assert {r.source for r in records_before} >= {PAYMENTS, common_pb2.DATA_SOURCE_COMMERCE}
     # A score given while the subject had no payments data does not use that source.
     card = ModelRegistry.load(DEFAULT_MODEL_DIR).initial
-    vector = {k: (None if k in features_of_source(PAYMENTS) else v) for k, v in (await s.book.vector(sid)).values.items()}
+    held = (await s.book.vector(sid)).values
+    vector = {k: (None if k in features_of_source(PAYMENTS) else v) for k, v in held.items()}
     unrelated = await s.scores.record(ScoreRecord.from_result(sid, card.score_one(vector), vector, T0))
     done = await s.consent.withdraw_consent(
         RequestKey.of("w-1", "Withdraw", b"payments"), subject_id=sid, source=PAYMENTS, purpose=SCORING,

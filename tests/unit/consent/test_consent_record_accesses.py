@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,20 +47,6 @@ REPLAYED = AccessOutcomeKind.REPLAYED
 NOT_AUTHORIZED = AccessOutcomeKind.NOT_AUTHORIZED
 REUSED = AccessOutcomeKind.TRANSACTION_ID_REUSED
 SOURCES_CHANGED = AccessOutcomeKind.SOURCES_CHANGED
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[Any]:
-    engine = make_engine(database_url)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture
-async def store(engine: Any) -> ConsentStore:
-    return await ConsentStore.open(engine)
 
 
 def enc(value: Any) -> bytes:
@@ -441,7 +426,7 @@ async def test_the_race_between_read_and_insert_ends_in_a_replay(
     error. On PostgreSQL the other writer commits on its own connection in that
     window; on SQLite no other writer can (the batch holds the write lock from
     its first statement), so its rows are written on the batch's connection."""
-    import consent_service.store as store_module
+    import consent_service.access_log_repo as access_log_repo
 
     await subject(lender, "s2")
     await authorize(lender, "s2", "acme")
@@ -454,7 +439,7 @@ async def test_the_race_between_read_and_insert_ends_in_a_replay(
          "scope": SCOPE_THRESHOLD, "answer": b"a", "access_time": T0, **values}
         for tx, values in theirs.items()
     ]
-    real = store_module._accesses_by_keys
+    real = access_log_repo._accesses_by_keys
     reads = 0
 
     def read_then_let_another_replica_write(conn: Any, keys: Any) -> Any:
@@ -470,7 +455,7 @@ async def test_the_race_between_read_and_insert_ends_in_a_replay(
                 conn.execute(access_log_table.insert(), rows)
         return found
 
-    monkeypatch.setattr(store_module, "_accesses_by_keys", read_then_let_another_replica_write)
+    monkeypatch.setattr(access_log_repo, "_accesses_by_keys", read_then_let_another_replica_write)
     outcomes = await lender.record_accesses(
         [access("s1", "tx-1"), access("s1", "tx-1"), access("s2", "tx-2"), access("s1", "tx-3")], now=T0
     )
@@ -536,7 +521,7 @@ async def test_the_lookup_statements_read_through_indexes_not_scans(tmp_path: Pa
     """SQLite answers a row-value IN ("(a, b) in ((?, ?), ...)") with a scan of the
     whole table; the lookup's statements must read the access log and the
     authorizations through their indexes, so a lookup does not grow with them."""
-    from consent_service.store import _lookup_statements
+    from consent_service.access_log_repo import _lookup_statements
 
     engine = make_engine(f"sqlite:///{tmp_path}/plan.db")
     try:

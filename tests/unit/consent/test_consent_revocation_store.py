@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,25 +16,12 @@ from consent_service.consents import RequestKey
 from consent_service.purge import DeletionScope
 from consent_service.registry import Client
 from consent_service.revocation import RevocationRecord, generation_at
-from consent_service.store import ConsentStore
-from creditscore.runtime import KIND_PARTNER, NotFound, make_engine
+from consent_service.store import TOKEN_LIFE, ConsentStore
+from creditscore.runtime import KIND_PARTNER, NotFound
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
-LIFE = timedelta(minutes=15)
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[Any]:
-    engine = make_engine(database_url)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture
-async def store(engine: Any) -> ConsentStore:
-    return await ConsentStore.open(engine, token_life=LIFE)
+#: How long a revocation entry lives: the store's default (the longest token life).
+LIFE = TOKEN_LIFE
 
 
 def key(request_id: str, payload: str = "") -> RequestKey:

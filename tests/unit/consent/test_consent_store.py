@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +14,7 @@ from sqlalchemy import event
 from consent_service.consents import Consent, Enrollment, RequestKey
 from consent_service.store import ConsentStore, Withdrawal
 from creditscore.common.v1 import common_pb2
-from creditscore.runtime import FailedPrecondition, InvalidArgument, NotFound, make_engine
+from creditscore.runtime import FailedPrecondition, InvalidArgument, NotFound
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -23,20 +22,6 @@ COMMERCE = common_pb2.DATA_SOURCE_COMMERCE
 PAYMENTS = common_pb2.DATA_SOURCE_PAYMENTS
 SCORING = common_pb2.PURPOSE_CREDIT_SCORING
 MODELLING = common_pb2.PURPOSE_MODEL_DEVELOPMENT
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[Any]:
-    engine = make_engine(database_url)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture
-async def store(engine: Any) -> ConsentStore:
-    return await ConsentStore.open(engine)
 
 
 def enc_enrollment(e: Enrollment) -> bytes:

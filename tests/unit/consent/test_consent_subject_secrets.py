@@ -7,17 +7,16 @@ deleted with a closed account and kept by a withdrawal of everything."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import jwt
-
-from creditscore.runtime import key_id
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 import consent_service.tokens as tokens_module
 from consent_service.consents import Enrollment, RequestKey, Subject
@@ -45,7 +44,7 @@ from creditscore.runtime import (
     SettingsError,
     TokenVerifier,
     Unauthenticated,
-    make_engine,
+    key_id,
 )
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -192,15 +191,6 @@ def test_a_subject_token_carries_the_usual_claims_only() -> None:
 # --- the store -------------------------------------------------------------------
 
 
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[ConsentStore]:
-    engine = make_engine(database_url)
-    try:
-        yield await ConsentStore.open(engine)
-    finally:
-        await engine.dispose()
-
-
 def key(request_id: str, method: str = "Enroll", payload: bytes = b"p") -> RequestKey:
     return RequestKey.of(request_id, method, payload)
 
@@ -213,15 +203,15 @@ def enc_subject(s: Subject) -> bytes:
     return s.subject_id.encode()
 
 
-async def stored_hashes(store: ConsentStore) -> dict[str, Any]:
-    from sqlalchemy import select
-
-    async with store._engine.connect() as conn:
+async def stored_hashes(engine: AsyncEngine) -> dict[str, Any]:
+    async with engine.connect() as conn:
         rows = (await conn.execute(select(subjects_table.c.subject_id, subjects_table.c.secret_hash))).all()
     return {row.subject_id: row.secret_hash for row in rows}
 
 
-async def test_the_hash_is_written_by_the_enrollment_that_creates_the_subject(store) -> None:
+async def test_the_hash_is_written_by_the_enrollment_that_creates_the_subject(
+    store: ConsentStore, engine: AsyncEngine
+) -> None:
     first = await store.enroll_subject(key("e1", payload=b"s1"), "s1", now=T0, encode=enc, secret_hash="h1")
     assert first.value is not None and first.value.created
     assert await store.subject_secret_hash("s1") == "h1"
@@ -235,10 +225,10 @@ async def test_the_hash_is_written_by_the_enrollment_that_creates_the_subject(st
     await store.enroll_subject(key("e3", payload=b"s2"), "s2", now=T0, encode=enc)
     assert await store.subject_secret_hash("s2") is None
     assert await store.subject_secret_hash("nobody") is None
-    assert await stored_hashes(store) == {"s1": "h1", "s2": None}
+    assert await stored_hashes(engine) == {"s1": "h1", "s2": None}
 
 
-async def test_a_rotation_replaces_the_hash_once_per_request(store) -> None:
+async def test_a_rotation_replaces_the_hash_once_per_request(store: ConsentStore, engine: AsyncEngine) -> None:
     await store.enroll_subject(key("e1", payload=b"s1"), "s1", now=T0, encode=enc, secret_hash="h1")
     await store.enroll_subject(key("e2", payload=b"s2"), "s2", now=T0, encode=enc, secret_hash="other")
     done = await store.rotate_subject_secret(
@@ -253,10 +243,12 @@ async def test_a_rotation_replaces_the_hash_once_per_request(store) -> None:
         await store.rotate_subject_secret(
             key("r2", "Rotate", b"x"), subject_id="nobody", secret_hash="h", now=T0, encode=enc_subject)
     assert info.value.reason == "SUBJECT_NOT_FOUND"
-    assert await stored_hashes(store) == {"s1": "h2", "s2": "other"}
+    assert await stored_hashes(engine) == {"s1": "h2", "s2": "other"}
 
 
-async def test_a_closed_account_takes_its_hash_and_a_withdrawal_of_everything_keeps_it(store) -> None:
+async def test_a_closed_account_takes_its_hash_and_a_withdrawal_of_everything_keeps_it(
+    store: ConsentStore, engine: AsyncEngine
+) -> None:
     for sid in ("closing", "withdrawing"):
         await store.enroll_subject(key(f"e-{sid}", payload=sid.encode()), sid, now=T0, encode=enc,
                                    secret_hash=f"hash-{sid}")
@@ -265,7 +257,7 @@ async def test_a_closed_account_takes_its_hash_and_a_withdrawal_of_everything_ke
                               now=T0)
     assert await store.subject_secret_hash("closing") is None
     assert await store.subject_secret_hash("withdrawing") == "hash-withdrawing"
-    assert await stored_hashes(store) == {"withdrawing": "hash-withdrawing"}
+    assert await stored_hashes(engine) == {"withdrawing": "hash-withdrawing"}
     # What an export reads of the subject has no secret in it.
     subject, *_ = await store.subject_holdings("withdrawing")
     assert subject == Subject("withdrawing", T0)
