@@ -232,7 +232,8 @@ class PurgeWorker:
 
     def backoff(self, attempts: int) -> float:
         """Seconds before attempt ``attempts + 1`` of a failing step."""
-        return min(self._backoff_max, self._backoff_initial * 2.0 ** max(0, attempts - 1))
+        # The exponent is capped: 2.0 ** 1024 overflows (a step failing for ~17 hours).
+        return min(self._backoff_max, self._backoff_initial * 2.0 ** min(max(0, attempts - 1), 64))
 
     async def run_once(self) -> int:
         """Claims the steps due now and runs them, one after another; the number run."""

@@ -339,3 +339,11 @@ async def test_a_failing_step_is_retried_with_backoff_until_it_succeeds(services
     await run_all(s, worker)
     receipt = await s.consent.receipt(receipt_id)
     assert receipt.complete and receipt.steps[1].attempts == 3 and receipt.steps[1].last_error is None
+
+
+def test_the_backoff_stays_at_its_cap_however_long_a_step_fails(services: Services) -> None:
+    worker = services.worker(backoff_max=60.0)
+    assert worker.backoff(1) < worker.backoff(3) <= 60.0
+    # 2.0 ** 1024 overflows a float: a step that has failed for about 17 hours at
+    # the cap must keep being retried at the cap, not break the worker's round.
+    assert worker.backoff(1025) == worker.backoff(10**6) == 60.0
