@@ -63,9 +63,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from creditscore.features.catalog import Feature
 
@@ -79,7 +81,9 @@ __all__ = [
     "SMOOTHING",
     "VALLEY",
     "Binning",
+    "FeatureBins",
     "FeatureSpec",
+    "bin_feature",
     "categorical_keys",
     "code_for",
     "fit_binning",
@@ -277,11 +281,11 @@ class Binning:
     @property
     def goods(self) -> tuple[int, ...]:
         """Goods per bin (rows less bads)."""
-        return tuple(c - b for c, b in zip(self.counts, self.bads))
+        return tuple(c - b for c, b in zip(self.counts, self.bads, strict=True))
 
     def bad_rates(self) -> list[float | None]:
         """Bad rate per bin (None for a bin without rows)."""
-        return [b / c if c else None for b, c in zip(self.bads, self.counts)]
+        return [b / c if c else None for b, c in zip(self.bads, self.counts, strict=True)]
 
     def transform(self, values: Any) -> np.ndarray:
         """The bin index (int64) of every value: numeric values as float64 with NaN
@@ -341,13 +345,16 @@ def regular_bins(x: np.ndarray, edges: Sequence[float], *, missing: int | None =
     return count.astype(np.intp)
 
 
+_NONE = np.array(None, dtype=object)  # compared element by element with an object column
+
+
 def categorical_keys(values: Any) -> tuple[np.ndarray, np.ndarray]:
     """``(present mask, the present values as a str array)`` of a categorical
     column: None, "" and float NaN are missing."""
     column = np.asarray(values, dtype=object)
     if column.ndim != 1:
         raise ValueError("a categorical column must be one-dimensional")
-    missing = np.equal(column, None) | np.equal(column, "") | np.not_equal(column, column)
+    missing = np.equal(column, _NONE) | np.equal(column, "") | np.not_equal(column, column)
     present = ~missing
     return present, column[present].astype(str)
 
@@ -356,7 +363,7 @@ def readable_edge(below: float, above: float) -> float:
     """A short number ``e`` with ``below < e <= above``: the split between two
     consecutive distinct values, rounded as far as that stays true."""
     middle = (below + above) / 2.0
-    for digits in range(0, 12):
+    for digits in range(12):
         candidate = round(middle, digits)
         if below < candidate <= above:
             return candidate
@@ -378,7 +385,7 @@ def _prebins(
     edges = sorted(
         {
             readable_edge(float(present_sorted[b]), float(v))
-            for b, v in zip(below.tolist(), values.tolist())
+            for b, v in zip(below.tolist(), values.tolist(), strict=True)
             if b >= 0
         }
     )
@@ -641,7 +648,7 @@ def _fit_numeric(
     all_bads = np.concatenate([_group(bads, starts), extra_bads])
     woe, iv_bins = _woe_iv_bins(counts.astype(np.float64), all_bads.astype(np.float64))
     if trend in (1, -1):
-        direction = int(trend)  # type: ignore[arg-type]
+        direction = int(trend)
     elif trend is None:
         direction = 0  # no constraint asked for: no trend recorded
     else:  # a peak or a valley was allowed: record the trend the bins took
@@ -685,7 +692,7 @@ def _fit_categorical(values: Any, y: np.ndarray, spec: FeatureSpec, max_bins: in
     items: list[tuple[tuple[str, ...], int, int]] = []
     rare: list[str] = []
     rare_rows = rare_bads = 0
-    for category, r, b in zip(distinct.tolist(), rows.tolist(), bads.tolist()):
+    for category, r, b in zip(distinct.tolist(), rows.tolist(), bads.tolist(), strict=True):
         if r >= min_count:
             items.append(((category,), r, b))
         else:
@@ -708,7 +715,7 @@ def _fit_categorical(values: Any, y: np.ndarray, spec: FeatureSpec, max_bins: in
         bounds = [*partition.starts, len(items)]
         groups: list[tuple[str, ...]] = []
         other_bin: int | None = None
-        for g, (start, stop) in enumerate(zip(bounds, bounds[1:])):
+        for g, (start, stop) in enumerate(pairwise(bounds)):
             members: list[str] = []
             for names, _, _ in items[start:stop]:
                 if names[0] == OTHER:
@@ -738,4 +745,56 @@ def _fit_categorical(values: Any, y: np.ndarray, spec: FeatureSpec, max_bins: in
         woe=tuple(float(w) for w in woe),
         iv_bins=tuple(float(v) for v in iv_bins),
         iv=float(iv_bins.sum()),
+    )
+
+
+# ---------------------------------------------------------------- one numeric column (matrix API)
+
+
+@dataclass(frozen=True)
+class FeatureBins:
+    """One numeric feature's bins on the training rows: numeric bins
+    ``[edges[i-1], edges[i])`` (``edges`` are the inner edges, so there are
+    ``len(edges) + 1`` numeric bins), then the missing bin."""
+
+    edges: tuple[float, ...]
+    counts: tuple[int, ...]  # rows per numeric bin
+    bads: tuple[int, ...]  # bads per numeric bin
+    missing_count: int
+    missing_bads: int
+
+    def all_counts(self) -> npt.NDArray[np.int64]:
+        return np.array([*self.counts, self.missing_count], dtype=np.int64)
+
+    def all_bads(self) -> npt.NDArray[np.int64]:
+        return np.array([*self.bads, self.missing_bads], dtype=np.int64)
+
+    def index(self, values: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
+        """The bin of every value (NaN: the missing bin, last)."""
+        index = np.searchsorted(np.asarray(self.edges, dtype=np.float64), values, side="right")
+        index[np.isnan(values)] = len(self.edges) + 1
+        return index
+
+
+def bin_feature(
+    values: npt.ArrayLike,
+    y: npt.ArrayLike,
+    *,
+    direction: int,
+    max_bins: int = 6,
+    min_bin_share: float = 0.05,
+    n_candidates: int = 50,
+) -> FeatureBins:
+    """Bins one numeric column (NaN = no data) against outcomes ``y`` (1 = bad):
+    the IV-optimal partition of up to ``n_candidates`` quantile pre-bins into at most
+    ``max_bins`` bins, each with at least ``min_bin_share`` of *all* rows (missing
+    included), the bad rate strictly monotone in ``direction`` (+1: falls as the
+    value grows; -1: rises; 0: no constraint). ``fit_binning`` has the general form
+    (categories, special values, the auto trend)."""
+    binning = fit_binning(
+        values, y, FeatureSpec("feature", NUMERIC, direction=direction),
+        max_bins=max_bins, min_bin_share=min_bin_share, max_prebins=n_candidates, monotone=direction != 0,
+    )
+    return FeatureBins(
+        binning.edges, binning.counts[:-1], binning.bads[:-1], binning.counts[-1], binning.bads[-1]
     )
