@@ -600,27 +600,12 @@ def _calibration(metrics: Mapping[str, Any], y: np.ndarray, pd: np.ndarray) -> l
     return calibration_by_decile(y, pd)
 
 
-def render_report(result: TrainResultLike) -> str:
-    """The report of ``result`` as one HTML document (see the module docstring)."""
-    artifact = result.artifact
-    metrics: Mapping[str, Any] = result.metrics if result.metrics is not None else artifact.get("metrics", {})
-    scaling = artifact.get("scaling", {})
-    y, score, pd, not_scored = _holdout(result)
-    if y.min() == y.max():
-        raise ValueError("the scored holdout needs both bads and goods")
-
-    fpr, tpr = roc_curve(y, pd)
-    auc = float(metrics.get("auc", float(np.trapezoid(tpr, fpr))))
-    ks = float(metrics.get("ks", float(np.max(tpr - fpr))))
-    gini = float(metrics.get("gini", 2 * auc - 1))
-    by_band = bad_rate_by_band(y, score)
-    groups = _calibration(metrics, y, pd)
+def _cards(metrics: Mapping[str, Any], scaling: Mapping[str, Any], headline: tuple[float, float, float],
+           n_holdout: Any, bad_rate: Any) -> str:
+    """The headline cards: AUC, Gini, KS, rows, bad rate, PDO."""
+    auc, gini, ks = headline
     n_train = metrics.get("n_train")
-    n_holdout = metrics.get("n_holdout", len(y) + not_scored)
-    bad_rate = metrics.get("bad_rate", float(y.mean()))
-    version = str(artifact.get("version", "?"))
-
-    cards = "".join([
+    return "".join([
         _card("AUC", _fixed(auc, 3), "holdout" + (f" · train {_fixed(metrics['train_auc'], 3)}"
                                                   if metrics.get("train_auc") is not None else "")),
         _card("Gini", _fixed(gini, 3), "2 · AUC − 1"),
@@ -632,14 +617,25 @@ def render_report(result: TrainResultLike) -> str:
         _card("PDO", _fixed(scaling.get("pdo"), 1),
               f"factor {_fixed(scaling.get('factor'), 2)} · offset {_fixed(scaling.get('offset'), 1)}"),
     ])
-    warnings = [str(w) for w in metrics.get("warnings", []) or []]
+
+
+def _bands_section(by_band: list[dict[str, Any]]) -> str:
     falls = all(later["bad_rate"] < earlier["bad_rate"] for earlier, later in pairwise(b for b in by_band if b["n"]))
-    scored_note = (f"{len(y):,} scored holdout rows" + (f"; {not_scored:,} had too little data to score "
-                                                         "and are left out" if not_scored else ""))
     band_rows = "".join(
         f"<tr><td>{_e(b['band'].replace('_', ' ').lower())}</td><td>{b['lo']}–{b['hi']}</td><td>{b['n']:,}</td>"
         f"<td>{b['bads']:,}</td><td>{_pct(b['bad_rate'])}</td></tr>" for b in by_band
     )
+    return (
+        '<section id="bands" class="wide"><h2>Bad rate by band</h2>'
+        f'<p class="note">Holdout bad rate per score band; it should fall as the band rises '
+        f"({'it does' if falls else 'it does not'}).</p>"
+        '<div class="grid"><div>' + _bands_svg(by_band) + "</div><div>"
+        '<table><thead><tr><th>band</th><th>scores</th><th>rows</th><th>bads</th><th>bad rate</th></tr></thead>'
+        f"<tbody>{band_rows}</tbody></table></div></div></section>"
+    )
+
+
+def _calibration_section(groups: list[dict[str, Any]]) -> str:
     with_scores = all("score_lo" in g and "score_hi" in g for g in groups)
     calibration_rows = "".join(
         f"<tr><td>{i + 1}</td>"
@@ -649,10 +645,23 @@ def render_report(result: TrainResultLike) -> str:
     )
     calibration_head = ("<th>decile</th>" + ("<th>scores</th>" if with_scores else "")
                         + "<th>rows</th><th>predicted</th><th>observed</th>")
+    return (
+        '<section id="calibration"><h2>Calibration</h2>'
+        '<p class="note">Holdout rows in ten groups of equal size, lowest score (highest risk) first: '
+        "the mean predicted probability of bad against the observed bad rate. On the dashed line they "
+        "agree.</p>"
+        f"{_calibration_svg(groups)}"
+        f'<table class="small"><thead><tr>{calibration_head}</tr>'
+        f"</thead><tbody>{calibration_rows}</tbody></table></section>"
+    )
+
+
+def _header(artifact: Mapping[str, Any]) -> list[str]:
+    version = str(artifact.get("version", "?"))
     train_time = artifact.get("train_time", "")
     training = artifact.get("training", {}) or {}
     settings = ", ".join(f"{k} {v}" for k, v in training.items() if isinstance(v, (int, float, str)))
-    parts = [
+    return [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -661,6 +670,29 @@ def render_report(result: TrainResultLike) -> str:
         f'<p class="desc">{_e(artifact.get("description", ""))}</p>',
         f'<p class="meta">trained {_e(train_time)} · {len(artifact.get("features", []))} features in the model'
         f"{' · ' + _e(settings) if settings else ''}</p></header>",
+    ]
+
+
+def render_report(result: TrainResultLike) -> str:
+    """The report of ``result`` as one HTML document (see the module docstring)."""
+    artifact = result.artifact
+    metrics: Mapping[str, Any] = result.metrics if result.metrics is not None else artifact.get("metrics", {})
+    y, score, pd, not_scored = _holdout(result)
+    if y.min() == y.max():
+        raise ValueError("the scored holdout needs both bads and goods")
+
+    fpr, tpr = roc_curve(y, pd)
+    auc = float(metrics.get("auc", float(np.trapezoid(tpr, fpr))))
+    ks = float(metrics.get("ks", float(np.max(tpr - fpr))))
+    gini = float(metrics.get("gini", 2 * auc - 1))
+    n_holdout = metrics.get("n_holdout", len(y) + not_scored)
+    bad_rate = metrics.get("bad_rate", float(y.mean()))
+    cards = _cards(metrics, artifact.get("scaling", {}), (auc, gini, ks), n_holdout, bad_rate)
+    warnings = [str(w) for w in metrics.get("warnings", []) or []]
+    scored_note = (f"{len(y):,} scored holdout rows" + (f"; {not_scored:,} had too little data to score "
+                                                         "and are left out" if not_scored else ""))
+    parts = [
+        *_header(artifact),
         f'<section id="headline" class="cards">{cards}</section>',
         "".join(f'<div class="warn">⚠ {_e(w)}</div>' for w in warnings),
         '<div class="grid">',
@@ -668,24 +700,13 @@ def render_report(result: TrainResultLike) -> str:
         f'<p class="note">{_e(scored_note)}. Ranked by probability of bad; the dashed diagonal is '
         "a model that ranks by chance, the red bar the KS distance.</p>"
         f"{_roc_svg(fpr, tpr, auc, ks)}</section>",
-        '<section id="calibration"><h2>Calibration</h2>'
-        '<p class="note">Holdout rows in ten groups of equal size, lowest score (highest risk) first: '
-        "the mean predicted probability of bad against the observed bad rate. On the dashed line they "
-        "agree.</p>"
-        f"{_calibration_svg(groups)}"
-        f'<table class="small"><thead><tr>{calibration_head}</tr>'
-        f"</thead><tbody>{calibration_rows}</tbody></table></section>",
+        _calibration_section(_calibration(metrics, y, pd)),
         '<section id="distribution" class="wide"><h2>Score distribution of goods and bads</h2>'
         f'<p class="note">Holdout scores in bars of {HISTOGRAM_STEP} points, each as a share of its own '
         "class: the less the two overlap, the better the score separates them.</p>"
         + _legend([(f"goods ({int((y == 0).sum()):,})", _GOOD), (f"bads ({int((y == 1).sum()):,})", _BAD)])
         + f"{_distribution_svg(score[y == 0], score[y == 1])}</section>",
-        '<section id="bands" class="wide"><h2>Bad rate by band</h2>'
-        f'<p class="note">Holdout bad rate per score band; it should fall as the band rises '
-        f"({'it does' if falls else 'it does not'}).</p>"
-        '<div class="grid"><div>' + _bands_svg(by_band) + "</div><div>"
-        '<table><thead><tr><th>band</th><th>scores</th><th>rows</th><th>bads</th><th>bad rate</th></tr></thead>'
-        f"<tbody>{band_rows}</tbody></table></div></div></section>",
+        _bands_section(bad_rate_by_band(y, score)),
         "</div>",
         _iv_section(artifact, metrics),
         _points_section(artifact),
