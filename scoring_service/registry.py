@@ -103,7 +103,7 @@ class ModelRegistry:
         if not models:
             raise ModelLoadError(
                 f"no scorecard found in {folder} (expected {ARTIFACT_GLOB}; "
-                "train one with python -m creditscore.scorecard.training)"
+                "train one with creditscore train)"
             )
         return cls(models, initial_version)
 
