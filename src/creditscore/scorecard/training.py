@@ -184,7 +184,8 @@ def train_table(
     started = time.perf_counter()
     config = _configured(config, settings)
     problems = config.problems()
-    specs = _with_special_values(specs, config.special_values)
+    if not problems:  # special values the config cannot hold are its problem, not the specs'
+        specs = _with_special_values(specs, config.special_values)
     data, y_all = prepare_columns(columns, y, specs, problems)
     raise_problems(problems)
     split = split_table(data, y_all, config.holdout_fraction, config.seed)

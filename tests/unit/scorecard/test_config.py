@@ -134,3 +134,10 @@ def test_the_trainer_s_old_names_are_still_importable_from_training() -> None:
     ]
     assert [name for name in old if not hasattr(training, name)] == []
     assert set(old) <= set(training.__all__)
+
+
+def test_bad_special_values_of_the_config_are_a_setting_s_problem() -> None:
+    columns, y, specs = table(500)
+    with pytest.raises(TrainingError) as info:
+        train_table(columns, y, specs, TrainingConfig(description="x", special_values=(float("nan"),)))
+    assert [v.field for v in info.value.violations] == ["special_values"]
