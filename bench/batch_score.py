@@ -35,6 +35,7 @@ import numpy as np
 
 from bench._common import code_version, describe_machine, result_line, synthetic_population, timed
 from creditscore.features.catalog import CATALOG, FEATURE_NAMES
+from creditscore.scorecard.config import TrainingConfig
 from creditscore.scorecard.model import Scorecard
 from creditscore.scorecard.training import train_scorecard
 
@@ -69,10 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     print(code_version())
     directions = [f.direction for f in CATALOG]
     X_train, y_train = synthetic_population(100_000, FEATURE_NAMES, directions, args.seed)
-    artifact = train_scorecard(
-        X_train, y_train, FEATURE_NAMES, version="bench", seed=args.seed, min_iv=0.0,
+    config = TrainingConfig(
+        version="bench", seed=args.seed, min_iv=0.0,
         description="synthetic logistic population for the batch scoring benchmark",
     )
+    artifact = train_scorecard(X_train, y_train, FEATURE_NAMES, config)
     card = Scorecard.from_dict(artifact)
     bins = sum(len(f["bins"]) + 1 for f in artifact["features"])
     print(f"scorecard: {len(card.features)} features, {bins} bins (missing bins included), "

@@ -17,9 +17,8 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
+from creditscore.features.engine import SubjectState, apply_record, feature_values, point_in_time_matrix
 from creditscore.sim import simulate
-
-from .aggregates import SubjectState, apply_record, feature_values, point_in_time_matrix
 
 
 def _median_us(fn: Callable[[], object], runs: int = 2000) -> float:

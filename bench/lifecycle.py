@@ -95,7 +95,7 @@ async def run(args: argparse.Namespace) -> int:
     n_vectors = max(args.scores, args.drift_rows)
     X, _ = synthetic_population(n_vectors, FEATURE_NAMES, directions, seed=17)
     vectors = [
-        {name: (None if x != x else float(x)) for name, x in zip(FEATURE_NAMES, row)}
+        {name: (None if x != x else float(x)) for name, x in zip(FEATURE_NAMES, row, strict=True)}
         for row in X.tolist()
     ]
     with tempfile.TemporaryDirectory() as tmp:

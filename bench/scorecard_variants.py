@@ -43,8 +43,9 @@ import numpy as np
 
 from bench._common import code_version, describe_machine, require_peers, result_line
 from bench.scorecard_compare import TARGET, load_german, write_csv
-from scoring_service import training
+from creditscore.scorecard import training
 from creditscore.scorecard.binning import fit_binning
+from creditscore.scorecard.config import TrainingConfig
 from creditscore.scorecard.training import auc_score, stratified_split, train_table
 
 
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     inner: dict[str, list[float]] = {name: [] for name in VARIANTS}
     holdout: dict[str, list[float]] = {name: [] for name in VARIANTS}
     for seed in seeds:
+        config = TrainingConfig(version="bench", description="German credit", seed=seed, max_bins=8)
         train, held = stratified_split(y, 0.3, seed)
         fold = _folds(y[train], args.folds, seed)
         for name, variant in VARIANTS.items():
@@ -107,15 +109,13 @@ def main(argv: list[str] | None = None) -> int:
                     fit_rows, check_rows = train[fold != f], train[fold == f]
                     result = train_table(
                         {k: v[fit_rows] for k, v in table.columns.items()}, y[fit_rows], table.specs,
-                        version="bench", description="German credit, inner fold", seed=seed, max_bins=8,
-                        holdout_fraction=0.1, **settings,
+                        config.replace(description="German credit, inner fold", holdout_fraction=0.1), **settings,
                     )
                     scored = result.scorecard.score_columns(
                         {k: v[check_rows] for k, v in table.columns.items()}, reasons=False
                     )
                     inner[name].append(auc_score(y[check_rows], scored.pd))
-                full = train_table(table.columns, y, table.specs, version="bench", seed=seed, max_bins=8,
-                                   description="German credit", **settings)
+                full = train_table(table.columns, y, table.specs, config, **settings)
                 holdout[name].append(auc_score(y[held], full.pd_holdout))
         print(f"  split {seed}: " + "  ".join(
             f"{name} inner {statistics.mean(inner[name][-args.folds:]):.4f} holdout {holdout[name][-1]:.4f}"
@@ -125,13 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ninner cross-validation ({len(seeds)} splits x {args.folds} folds, training rows only), "
           "paired against the default (mean ± s.e.):")
     for name in VARIANTS:
-        d = [a - b for a, b in zip(inner[name], inner["default"])]
+        d = [a - b for a, b in zip(inner[name], inner["default"], strict=True)]
         se = statistics.stdev(d) / len(d) ** 0.5 if len(d) > 1 and name != "default" else 0.0
         print(f"  {name:<12} AUC {statistics.mean(inner[name]):.4f}  difference {statistics.mean(d):+.4f} ± {se:.4f}")
         figures[f"inner_{name}"] = statistics.mean(inner[name])
     print("holdout (for the record only; no choice was made on it):")
     for name in VARIANTS:
-        d = [a - b for a, b in zip(holdout[name], holdout["default"])]
+        d = [a - b for a, b in zip(holdout[name], holdout["default"], strict=True)]
         se = statistics.stdev(d) / len(d) ** 0.5 if len(d) > 1 and name != "default" else 0.0
         print(f"  {name:<12} AUC {statistics.mean(holdout[name]):.4f}  difference {statistics.mean(d):+.4f} ± {se:.4f}")
         figures[f"holdout_{name}"] = statistics.mean(holdout[name])

@@ -31,20 +31,20 @@ import argparse
 import statistics
 import sys
 import warnings
-from typing import Any
 
 import numpy as np
 
 from bench._common import code_version, describe_machine, require_peers, result_line, synthetic_population, timed
 from creditscore.features.catalog import CATALOG, FEATURE_NAMES
+from creditscore.scorecard.config import TrainingConfig
 from creditscore.scorecard.training import TrainResult, auc_score, ks_score, stratified_split, train_matrix
 
 
 def _ours(X: np.ndarray, y: np.ndarray, seed: int) -> TrainResult:
-    return train_matrix(
-        X, y, FEATURE_NAMES, version="bench", seed=seed,
-        description="synthetic logistic population for the training speed benchmark",
+    config = TrainingConfig(
+        version="bench", seed=seed, description="synthetic logistic population for the training speed benchmark"
     )
+    return train_matrix(X, y, FEATURE_NAMES, config)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     peers = require_peers(["optbinning", "sklearn", "pandas"])
     pandas = peers["pandas"]
-    from optbinning import BinningProcess, Scorecard as PeerScorecard
+    from optbinning import BinningProcess
+    from optbinning import Scorecard as PeerScorecard
     from sklearn.linear_model import LogisticRegression
 
     n = args.rows or (100_000 if args.quick else 1_000_000)
@@ -99,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     scale = len(train_rows) / len(peer_rows)
     peer_auc = auc_score(y[holdout_rows], peer_pd)
     peer_ks = ks_score(y[holdout_rows], peer_pd)
-    scaled = " (scaled by rows from the subsample; binning is not linear in rows, so this is rough)" if scale > 1 else ""
+    scaled = (
+        " (scaled by rows from the subsample; binning is not linear in rows, so this is rough)" if scale > 1 else ""
+    )
     print(f"optbinning: BinningProcess + Scorecard(LogisticRegression).fit on {len(peer_rows):,} training rows "
           f"{peer_time:.2f} s{scaled}; holdout AUC {peer_auc:.4f} KS {peer_ks:.4f}")
     peer_full = peer_time * scale

@@ -65,9 +65,9 @@ from creditscore.runtime import (
     page_size,
     utcnow,
 )
+from creditscore.scorecard.model import Scorecard, is_valid_version
 
 from .registry import ModelLoadError, ModelRegistry
-from creditscore.scorecard.model import Scorecard, is_valid_version
 from .store import ModelEventRecord, ModelEventStore
 
 __all__ = [

@@ -24,7 +24,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from creditscore.features.catalog import FEATURE_NAMES
-
 from creditscore.scorecard.binning import NUMERIC
 from creditscore.scorecard.model import Scorecard, ScorecardError, version_key
 
@@ -52,7 +51,8 @@ def servable_problem(card: Scorecard) -> str | None:
             "(a model trained on a CSV table scores CSV files: creditscore score --csv)"
         )
     if categorical:
-        problems.append(f"catalog feature(s) {', '.join(repr(n) for n in categorical)} must be numeric, not categorical")
+        names = ", ".join(repr(n) for n in categorical)
+        problems.append(f"catalog feature(s) {names} must be numeric, not categorical")
     return "; ".join(problems) or None
 
 
@@ -103,7 +103,7 @@ class ModelRegistry:
         if not models:
             raise ModelLoadError(
                 f"no scorecard found in {folder} (expected {ARTIFACT_GLOB}; "
-                "train one with python -m creditscore.scorecard.training)"
+                "train one with creditscore train)"
             )
         return cls(models, initial_version)
 

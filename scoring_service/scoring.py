@@ -40,8 +40,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from creditscore.features.catalog import FEATURE_NAMES, features_of_source
 from creditscore.common.v1 import common_pb2
+from creditscore.features.catalog import FEATURE_NAMES, features_of_source
 from creditscore.runtime import (
     FailedPrecondition,
     FieldViolation,
@@ -56,11 +56,17 @@ from creditscore.runtime import (
     page_size,
     utcnow,
 )
+from creditscore.scorecard.drift import (
+    DEFAULT_MIN_SCORES,
+    DriftReport,
+    NoTrainingDistribution,
+    compute_drift,
+    training_distribution,
+)
+from creditscore.scorecard.model import Scorecard, ScoreResult, version_key
 
-from creditscore.scorecard.drift import DEFAULT_MIN_SCORES, DriftReport, NoTrainingDistribution, compute_drift, training_distribution
 from .lifecycle import Lifecycle
 from .registry import ModelRegistry
-from creditscore.scorecard.model import Scorecard, ScoreResult, version_key
 from .store import ScoreRecord, ScoreRole, ScoreStore
 
 __all__ = [

@@ -6,15 +6,17 @@ import grpc
 
 from creditscore.common.v1 import common_pb2
 from creditscore.runtime import from_timestamp, to_timestamp
+from creditscore.scorecard.drift import DriftStatus
+from creditscore.scorecard.model import Band, Scorecard, ScoreState
 from creditscore.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 
-from creditscore.scorecard.drift import DriftStatus
 from .lifecycle import ModelAction, points_table
-from creditscore.scorecard.model import Band, Scorecard, ScoreState
 from .scoring import Scorer
 from .store import ModelEventRecord, ScoreRecord, ScoreRole
 
 __all__ = ["ScoringServicer", "score_to_proto"]
+
+_Context = grpc.aio.ServicerContext
 
 _STATE = {
     ScoreState.SCORED: common_pb2.SCORE_STATE_SCORED,
@@ -103,19 +105,25 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         )
 
     async def ScoreFeatures(
-        self, request: scoring_pb2.ScoreFeaturesRequest, context: grpc.aio.ServicerContext
+        self,
+        request: scoring_pb2.ScoreFeaturesRequest,
+        context: _Context[scoring_pb2.ScoreFeaturesRequest, scoring_pb2.ScoreFeaturesResponse],
     ) -> scoring_pb2.ScoreFeaturesResponse:
         record = await self._scorer.score(request.subject_id, _features(request))
         return scoring_pb2.ScoreFeaturesResponse(score=score_to_proto(record))
 
     async def ScoreBatch(
-        self, request: scoring_pb2.ScoreBatchRequest, context: grpc.aio.ServicerContext
+        self,
+        request: scoring_pb2.ScoreBatchRequest,
+        context: _Context[scoring_pb2.ScoreBatchRequest, scoring_pb2.ScoreBatchResponse],
     ) -> scoring_pb2.ScoreBatchResponse:
         records = await self._scorer.score_batch([(item.subject_id, _features(item)) for item in request.items])
         return scoring_pb2.ScoreBatchResponse(scores=[score_to_proto(r) for r in records])
 
     async def ListModels(
-        self, request: scoring_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: scoring_pb2.ListModelsRequest,
+        context: _Context[scoring_pb2.ListModelsRequest, scoring_pb2.ListModelsResponse],
     ) -> scoring_pb2.ListModelsResponse:
         cards, next_token = self._scorer.list_models(request.page_size, request.page_token)
         return scoring_pb2.ListModelsResponse(
@@ -123,7 +131,9 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         )
 
     async def GetModel(
-        self, request: scoring_pb2.GetModelRequest, context: grpc.aio.ServicerContext
+        self,
+        request: scoring_pb2.GetModelRequest,
+        context: _Context[scoring_pb2.GetModelRequest, scoring_pb2.GetModelResponse],
     ) -> scoring_pb2.GetModelResponse:
         card = self._lifecycle.model(request.version)
         return scoring_pb2.GetModelResponse(
@@ -142,7 +152,9 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         )
 
     async def ActivateModel(
-        self, request: scoring_pb2.ActivateModelRequest, context: grpc.aio.ServicerContext
+        self,
+        request: scoring_pb2.ActivateModelRequest,
+        context: _Context[scoring_pb2.ActivateModelRequest, scoring_pb2.ActivateModelResponse],
     ) -> scoring_pb2.ActivateModelResponse:
         event = await self._lifecycle.activate(request.request_id, request.version, request.note)
         return scoring_pb2.ActivateModelResponse(
@@ -150,7 +162,9 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         )
 
     async def RollbackModel(
-        self, request: scoring_pb2.RollbackModelRequest, context: grpc.aio.ServicerContext
+        self,
+        request: scoring_pb2.RollbackModelRequest,
+        context: _Context[scoring_pb2.RollbackModelRequest, scoring_pb2.RollbackModelResponse],
     ) -> scoring_pb2.RollbackModelResponse:
         event = await self._lifecycle.rollback(request.request_id, request.note)
         return scoring_pb2.RollbackModelResponse(
@@ -158,7 +172,9 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         )
 
     async def SetChallenger(
-        self, request: scoring_pb2.SetChallengerRequest, context: grpc.aio.ServicerContext
+        self,
+        request: scoring_pb2.SetChallengerRequest,
+        context: _Context[scoring_pb2.SetChallengerRequest, scoring_pb2.SetChallengerResponse],
     ) -> scoring_pb2.SetChallengerResponse:
         event = await self._lifecycle.set_challenger(request.request_id, request.version, request.note)
         reply = scoring_pb2.SetChallengerResponse(event=_event_to_proto(event))
@@ -167,7 +183,9 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         return reply
 
     async def ListModelEvents(
-        self, request: scoring_pb2.ListModelEventsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: scoring_pb2.ListModelEventsRequest,
+        context: _Context[scoring_pb2.ListModelEventsRequest, scoring_pb2.ListModelEventsResponse],
     ) -> scoring_pb2.ListModelEventsResponse:
         events, token = await self._lifecycle.list_events(request.page_size, request.page_token)
         return scoring_pb2.ListModelEventsResponse(
@@ -175,7 +193,9 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         )
 
     async def GetDrift(
-        self, request: scoring_pb2.GetDriftRequest, context: grpc.aio.ServicerContext
+        self,
+        request: scoring_pb2.GetDriftRequest,
+        context: _Context[scoring_pb2.GetDriftRequest, scoring_pb2.GetDriftResponse],
     ) -> scoring_pb2.GetDriftResponse:
         result = await self._scorer.drift(
             request.version,
@@ -202,7 +222,9 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         )
 
     async def ListScores(
-        self, request: scoring_pb2.ListScoresRequest, context: grpc.aio.ServicerContext
+        self,
+        request: scoring_pb2.ListScoresRequest,
+        context: _Context[scoring_pb2.ListScoresRequest, scoring_pb2.ListScoresResponse],
     ) -> scoring_pb2.ListScoresResponse:
         records, token = await self._scorer.list_scores(request.subject_id, request.page_size, request.page_token)
         return scoring_pb2.ListScoresResponse(
@@ -210,7 +232,9 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         )
 
     async def PurgeSubject(
-        self, request: scoring_pb2.PurgeSubjectRequest, context: grpc.aio.ServicerContext
+        self,
+        request: scoring_pb2.PurgeSubjectRequest,
+        context: _Context[scoring_pb2.PurgeSubjectRequest, scoring_pb2.PurgeSubjectResponse],
     ) -> scoring_pb2.PurgeSubjectResponse:
         tables = await self._scorer.purge(request.request_id, request.subject_id, request.source)
         return scoring_pb2.PurgeSubjectResponse(
@@ -221,7 +245,9 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         )
 
     async def ExportSubject(
-        self, request: scoring_pb2.ExportSubjectRequest, context: grpc.aio.ServicerContext
+        self,
+        request: scoring_pb2.ExportSubjectRequest,
+        context: _Context[scoring_pb2.ExportSubjectRequest, scoring_pb2.ExportSubjectResponse],
     ) -> scoring_pb2.ExportSubjectResponse:
         # The score history, every role, as ListScores pages it (reasons, improvements, vectors).
         records, token = await self._scorer.list_scores(request.subject_id, request.page_size, request.page_token)
@@ -230,7 +256,9 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         )
 
     async def RecomputeScore(
-        self, request: scoring_pb2.RecomputeScoreRequest, context: grpc.aio.ServicerContext
+        self,
+        request: scoring_pb2.RecomputeScoreRequest,
+        context: _Context[scoring_pb2.RecomputeScoreRequest, scoring_pb2.RecomputeScoreResponse],
     ) -> scoring_pb2.RecomputeScoreResponse:
         result = await self._scorer.recompute_score(request.score_id)
         return scoring_pb2.RecomputeScoreResponse(

@@ -69,7 +69,6 @@ from creditscore.runtime import (
     dialect_insert,
     purge_requests_table,
 )
-
 from creditscore.scorecard.model import Band, Improvement, Reason, ScoreResult, ScoreState
 
 __all__ = [
@@ -414,7 +413,8 @@ class ScoreStore:
         if since is not None:
             where.append(h.score_time >= since)
         async with self._engine.connect() as conn:
-            in_window = int((await conn.execute(select(func.count()).select_from(score_history).where(*where))).scalar_one())
+            counted = await conn.execute(select(func.count()).select_from(score_history).where(*where))
+            in_window = int(counted.scalar_one())
             sampled = in_window > limit
             if sampled:
                 # Aim at 95% of the limit, so that the LIMIT below (which would drop

@@ -22,8 +22,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--transaction-id", default="", help="default: a fresh one")
     parser.add_argument("--token", default=None, help="the partner's token (default CREDITSCORE_TOKEN)")
     args = parser.parse_args(argv)
-    from creditscore.common.v1 import common_pb2
     from creditscore.cli.run import lookups, threshold_checks
+    from creditscore.common.v1 import common_pb2
 
     name = "ACCESS_PURPOSE_" + args.purpose.upper().removeprefix("ACCESS_PURPOSE_")
     if name not in common_pb2.AccessPurpose.keys():

@@ -27,7 +27,7 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple, TypeAlias
 
 import grpc
 
@@ -40,6 +40,8 @@ DEFAULT_SCORING_ADDR = "localhost:50054"
 _TIMEOUT = 10.0
 
 Out = Callable[[str], None]
+#: The stub on an asyncio channel: a type of the generated stubs (.pyi) only.
+Stub: TypeAlias = "scoring_pb2_grpc.ScoringServiceAsyncStub"
 
 
 def parse_time(text: str) -> datetime:
@@ -56,11 +58,11 @@ def _when(message: Any, field: str) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%SZ") if value is not None else "-"
 
 
-def _action(action: int) -> str:
+def _action(action: scoring_pb2.ModelEventAction.ValueType) -> str:
     return scoring_pb2.ModelEventAction.Name(action).removeprefix("MODEL_EVENT_ACTION_")
 
 
-def _status(status: int) -> str:
+def _status(status: scoring_pb2.DriftStatus.ValueType) -> str:
     return scoring_pb2.DriftStatus.Name(status).removeprefix("DRIFT_STATUS_")
 
 
@@ -80,7 +82,7 @@ def _print_error(error: CallError) -> None:
         print(f"  {violation.field}: {violation.description}", file=sys.stderr)
 
 
-async def _call(address: str, work: Callable[[scoring_pb2_grpc.ScoringServiceStub], Awaitable[int]]) -> int:
+async def _call(address: str, work: Callable[[Stub], Awaitable[int]]) -> int:
     # A service's token (CREDITSCORE_TOKEN): the scoring service answers services only.
     channel = tool_channel(address)
     try:
@@ -117,73 +119,105 @@ def _models_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Command(NamedTuple):
+    """One ``creditscore models`` action's parsed arguments, request id and output."""
+
+    args: argparse.Namespace
+    request_id: str
+    out: Out
+
+
+async def _list(stub: Stub, c: _Command) -> None:
+    token = ""
+    c.out(f"{'':2}{'version':<14}{'trained':<22}{'activated':<22}{'AUC':>6}{'KS':>7}  description")
+    while True:
+        page = await stub.ListModels(scoring_pb2.ListModelsRequest(page_token=token), timeout=_TIMEOUT)
+        for m in page.models:
+            mark = "*" if m.active else ("c" if m.challenger else " ")
+            c.out(f"{mark} {m.version:<14}{_when(m, 'train_time'):<22}{_when(m, 'activate_time'):<22}"
+                  f"{m.auc:>6.3f}{m.ks:>7.3f}  {m.description}")
+        token = page.next_page_token
+        if not token:
+            break
+    c.out("(* champion, c challenger)")
+
+
+async def _show(stub: Stub, c: _Command) -> None:
+    reply = await stub.GetModel(scoring_pb2.GetModelRequest(version=c.args.version), timeout=_TIMEOUT)
+    m = reply.model
+    role = "champion" if m.active else ("challenger" if m.challenger else "loaded")
+    c.out(f"{m.version} ({role}, {m.format}): {m.description}")
+    c.out(f"trained {_when(m, 'train_time')}; AUC {m.auc:.3f}, KS {m.ks:.3f}, Gini {m.gini:.3f}")
+    c.out(f"score = {reply.offset:g} + {reply.pdo:g}/ln2 * ln(good:bad odds); "
+          f"intercept {reply.intercept_points:g} points; min coverage {reply.min_coverage:g}")
+    feature = ""
+    for row in reply.points:
+        if row.feature != feature:
+            feature = row.feature
+            c.out(f"  {feature}")
+        c.out(f"    {row.bin_label:<24}{row.points:>9.2f}")
+
+
+async def _activate(stub: Stub, c: _Command) -> None:
+    reply = await stub.ActivateModel(
+        scoring_pb2.ActivateModelRequest(request_id=c.request_id, version=c.args.version, note=c.args.note),
+        timeout=_TIMEOUT,
+    )
+    c.out(f"champion: {reply.model.version}")
+    _print_event(reply.event, c.out)
+
+
+async def _rollback(stub: Stub, c: _Command) -> None:
+    reply = await stub.RollbackModel(
+        scoring_pb2.RollbackModelRequest(request_id=c.request_id, note=c.args.note), timeout=_TIMEOUT
+    )
+    c.out(f"champion: {reply.model.version} (was {reply.event.previous_version})")
+    _print_event(reply.event, c.out)
+
+
+async def _challenger(stub: Stub, c: _Command) -> None:
+    version = "" if c.args.clear else c.args.version
+    reply = await stub.SetChallenger(
+        scoring_pb2.SetChallengerRequest(request_id=c.request_id, version=version, note=c.args.note),
+        timeout=_TIMEOUT,
+    )
+    c.out(f"challenger: {reply.challenger.version if reply.HasField('challenger') else 'none'}")
+    _print_event(reply.event, c.out)
+
+
+async def _events(stub: Stub, c: _Command) -> None:
+    left, token = max(c.args.limit, 1), ""
+    while left > 0:
+        page = await stub.ListModelEvents(
+            scoring_pb2.ListModelEventsRequest(page_size=min(left, 100), page_token=token),
+            timeout=_TIMEOUT,
+        )
+        for event in page.events[:left]:
+            _print_event(event, c.out)
+        left -= len(page.events)
+        token = page.next_page_token
+        if not token:
+            break
+
+
+_ACTIONS: dict[str, Callable[[Stub, _Command], Awaitable[None]]] = {
+    "list": _list,
+    "show": _show,
+    "activate": _activate,
+    "rollback": _rollback,
+    "challenger": _challenger,
+    "events": _events,
+}
+
+
 async def models(argv: list[str], *, out: Out = print) -> int:
     """Runs one ``creditscore models`` command; returns the exit status."""
     args = _models_parser().parse_args(argv)
-    request_id = getattr(args, "request_id", "") or f"cli-{uuid.uuid4()}"
+    command = _Command(args, getattr(args, "request_id", "") or f"cli-{uuid.uuid4()}", out)
+    action = _ACTIONS[args.action]
 
-    async def run(stub: scoring_pb2_grpc.ScoringServiceStub) -> int:
-        if args.action == "list":
-            token = ""
-            out(f"{'':2}{'version':<14}{'trained':<22}{'activated':<22}{'AUC':>6}{'KS':>7}  description")
-            while True:
-                page = await stub.ListModels(scoring_pb2.ListModelsRequest(page_token=token), timeout=_TIMEOUT)
-                for m in page.models:
-                    mark = "*" if m.active else ("c" if m.challenger else " ")
-                    out(f"{mark} {m.version:<14}{_when(m, 'train_time'):<22}{_when(m, 'activate_time'):<22}"
-                        f"{m.auc:>6.3f}{m.ks:>7.3f}  {m.description}")
-                token = page.next_page_token
-                if not token:
-                    break
-            out("(* champion, c challenger)")
-        elif args.action == "show":
-            reply = await stub.GetModel(scoring_pb2.GetModelRequest(version=args.version), timeout=_TIMEOUT)
-            m = reply.model
-            role = "champion" if m.active else ("challenger" if m.challenger else "loaded")
-            out(f"{m.version} ({role}, {m.format}): {m.description}")
-            out(f"trained {_when(m, 'train_time')}; AUC {m.auc:.3f}, KS {m.ks:.3f}, Gini {m.gini:.3f}")
-            out(f"score = {reply.offset:g} + {reply.pdo:g}/ln2 * ln(good:bad odds); "
-                f"intercept {reply.intercept_points:g} points; min coverage {reply.min_coverage:g}")
-            feature = ""
-            for row in reply.points:
-                if row.feature != feature:
-                    feature = row.feature
-                    out(f"  {feature}")
-                out(f"    {row.bin_label:<24}{row.points:>9.2f}")
-        elif args.action == "activate":
-            reply = await stub.ActivateModel(
-                scoring_pb2.ActivateModelRequest(request_id=request_id, version=args.version, note=args.note),
-                timeout=_TIMEOUT,
-            )
-            out(f"champion: {reply.model.version}")
-            _print_event(reply.event, out)
-        elif args.action == "rollback":
-            reply = await stub.RollbackModel(
-                scoring_pb2.RollbackModelRequest(request_id=request_id, note=args.note), timeout=_TIMEOUT
-            )
-            out(f"champion: {reply.model.version} (was {reply.event.previous_version})")
-            _print_event(reply.event, out)
-        elif args.action == "challenger":
-            version = "" if args.clear else args.version
-            reply = await stub.SetChallenger(
-                scoring_pb2.SetChallengerRequest(request_id=request_id, version=version, note=args.note),
-                timeout=_TIMEOUT,
-            )
-            out(f"challenger: {reply.challenger.version if reply.HasField('challenger') else 'none'}")
-            _print_event(reply.event, out)
-        else:  # events
-            left, token = max(args.limit, 1), ""
-            while left > 0:
-                page = await stub.ListModelEvents(
-                    scoring_pb2.ListModelEventsRequest(page_size=min(left, 100), page_token=token),
-                    timeout=_TIMEOUT,
-                )
-                for event in page.events[:left]:
-                    _print_event(event, out)
-                left -= len(page.events)
-                token = page.next_page_token
-                if not token:
-                    break
+    async def run(stub: Stub) -> int:
+        await action(stub, command)
         return 0
 
     return await _call(args.scoring, run)
@@ -208,7 +242,7 @@ async def drift(argv: list[str], *, out: Out = print) -> int:
     """Runs ``creditscore drift``; returns the exit status."""
     args = _drift_parser().parse_args(argv)
 
-    async def run(stub: scoring_pb2_grpc.ScoringServiceStub) -> int:
+    async def run(stub: Stub) -> int:
         request = scoring_pb2.GetDriftRequest(
             version=args.version,
             since_time=to_timestamp(args.since),

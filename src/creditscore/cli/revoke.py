@@ -37,6 +37,7 @@ def main(argv: list[str]) -> int:
     async def revoke() -> int:
         async with tool_channel(args.consent) as channel:
             stub = consent_pb2_grpc.ConsentServiceStub(channel)
+            reply: consent_pb2.RevokeTokenResponse | consent_pb2.RevokeClientResponse | consent_pb2.RevokeTokensResponse
             try:
                 if args.what == "token":
                     reply = await stub.RevokeToken(consent_pb2.RevokeTokenRequest(

@@ -40,19 +40,27 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+# grpcio-health-checking ships no type information (types-grpcio covers grpc alone).
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped, unused-ignore]
 
 from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
 from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
 from creditscore.gateway.v1 import gateway_pb2, gateway_pb2_grpc, subject_pb2, subject_pb2_grpc
 from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from creditscore.records.v1 import records_pb2
 from creditscore.runtime import CallError, TlsSettings, TokenSource, create_channel, tool_channel
+
+if TYPE_CHECKING:  # the simulator is imported when a population is loaded
+    from creditscore.sim import Population, SimulatedSubject
 
 __all__ = ["SERVICES", "DemoAuth", "main"]
 
@@ -76,7 +84,7 @@ SETUP_CALL_TIMEOUT = 20.0
 #: (``SERVICE_CLIENT_ID`` / ``SERVICE_CLIENT_SECRET``).
 SERVICE_IDENTITIES = ("ingest_service", "feature_service", "scoring_service", "gateway", "operator")
 #: The simulator's producers and the sources each is registered to send.
-PRODUCER_SOURCES: dict[str, tuple[int, ...]] = {
+PRODUCER_SOURCES: dict[str, tuple[common_pb2.DataSource.ValueType, ...]] = {
     "marketplace": (common_pb2.DATA_SOURCE_COMMERCE,),
     "wallet": (common_pb2.DATA_SOURCE_PAYMENTS,),
     "identity-agency": (common_pb2.DATA_SOURCE_IDENTITY,),
@@ -86,11 +94,14 @@ PRODUCER_SOURCES: dict[str, tuple[int, ...]] = {
 DEMO_PARTNER = "demo-lender"
 #: What the demo partner is authorized for: the full score for credit
 #: applications, only a yes/no against its threshold for rentals.
-PARTNER_PURPOSES: tuple[tuple[int, int], ...] = (
+PARTNER_PURPOSES: tuple[tuple[common_pb2.AccessPurpose.ValueType, common_pb2.AuthorizationScope.ValueType], ...] = (
     (common_pb2.ACCESS_PURPOSE_CREDIT_APPLICATION, common_pb2.AUTHORIZATION_SCOPE_FULL_SCORE),
     (common_pb2.ACCESS_PURPOSE_RENTAL, common_pb2.AUTHORIZATION_SCOPE_THRESHOLD),
 )
 RENTAL_THRESHOLD = 600
+
+Out = Callable[[str], object]
+"""Where the demo's lines go (``print`` by default)."""
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:
@@ -358,7 +369,9 @@ class LoadReport:
     producer_secrets: dict[str, str] = field(default_factory=dict)
 
 
-async def load_population(suite: Suite, n_subjects: int, seed: int, out=print) -> tuple[object, LoadReport]:
+async def load_population(
+    suite: Suite, n_subjects: int, seed: int, out: Out = print
+) -> tuple[Population, LoadReport]:
     """Enrolls, consents and ingests a simulated population through the services."""
     from creditscore.sim import simulate
 
@@ -394,7 +407,7 @@ async def load_population(suite: Suite, n_subjects: int, seed: int, out=print) -
         sem = asyncio.Semaphore(16)
         subject_secrets: dict[str, str] = {}
 
-        async def enroll(subject) -> None:
+        async def enroll(subject: SimulatedSubject) -> None:
             async with sem:
                 sid = subject.subject_id
                 enrolled = await consent.EnrollSubject(consent_pb2.EnrollSubjectRequest(
@@ -423,7 +436,7 @@ async def load_population(suite: Suite, n_subjects: int, seed: int, out=print) -
         sent = 0
         accepted_for_features = 0
         t0 = time.perf_counter()
-        first_batch: tuple[str, list] | None = None
+        first_batch: tuple[str, list[records_pb2.Record]] | None = None
         for producer, records in sorted(population.by_producer().items()):
             for start in range(0, len(records), BATCH):
                 batch = records[start:start + BATCH]
@@ -457,7 +470,7 @@ async def load_population(suite: Suite, n_subjects: int, seed: int, out=print) -
                                   producer_secrets)
 
 
-async def wait_features(suite: Suite, population, expected: int, timeout: float = 120.0) -> int:
+async def wait_features(suite: Suite, population: Population, expected: int, timeout: float = 120.0) -> int:
     """Waits until the feature service has applied ``expected`` records in all."""
     channel = await suite.operator_channel("feature_service")
     try:
@@ -475,7 +488,7 @@ async def wait_features(suite: Suite, population, expected: int, timeout: float 
         await channel.close()
 
 
-def _band(band: int) -> str:
+def _band(band: common_pb2.ScoreBand.ValueType) -> str:
     return common_pb2.ScoreBand.Name(band).removeprefix("SCORE_BAND_").replace("_", " ").lower()
 
 
@@ -487,7 +500,7 @@ class Partner:
     secret: str = ""
 
 
-async def register_partner(suite: Suite, subject_ids: list[str], out=print) -> Partner:
+async def register_partner(suite: Suite, subject_ids: list[str], out: Out = print) -> Partner:
     """Registers the demo partner, has every subject of ``subject_ids`` authorize it
     (``PARTNER_PURPOSES``), and returns it with its token."""
     channel = await suite.operator_channel("consent_service")
@@ -515,7 +528,9 @@ async def register_partner(suite: Suite, subject_ids: list[str], out=print) -> P
     return Partner(DEMO_PARTNER, token, registered.credentials.client_secret)
 
 
-async def revoke(suite: Suite, subject_id: str, partner_id: str, purpose: int) -> None:
+async def revoke(
+    suite: Suite, subject_id: str, partner_id: str, purpose: common_pb2.AccessPurpose.ValueType
+) -> None:
     """The subject revokes the partner's authorization for ``purpose``."""
     channel = await suite.operator_channel("consent_service")
     try:
@@ -554,9 +569,9 @@ async def lookups(
     subject_ids: list[str],
     *,
     token: str | None = None,
-    purpose: int = common_pb2.ACCESS_PURPOSE_CREDIT_APPLICATION,
+    purpose: common_pb2.AccessPurpose.ValueType = common_pb2.ACCESS_PURPOSE_CREDIT_APPLICATION,
     transaction_ids: list[str] | None = None,
-    out=print,
+    out: Out = print,
 ) -> list[gateway_pb2.CreditScore]:
     """Looks each subject's full score up through the gateway at ``gateway_addr`` as
     the partner whose ``token`` it is (default ``CREDITSCORE_TOKEN``), each call with
@@ -570,7 +585,7 @@ async def lookups(
             t0 = time.perf_counter()
             try:
                 reply = await stub.GetCreditScore(gateway_pb2.GetCreditScoreRequest(
-                    subject_id=sid, purpose=purpose, transaction_id=txn), timeout=3)  # type: ignore[arg-type]
+                    subject_id=sid, purpose=purpose, transaction_id=txn), timeout=3)
             except grpc.aio.AioRpcError as exc:
                 out(f"  {sid:<14} {_refusal(exc)}")
                 continue
@@ -594,8 +609,8 @@ async def threshold_checks(
     threshold: int,
     *,
     token: str | None = None,
-    purpose: int = common_pb2.ACCESS_PURPOSE_RENTAL,
-    out=print,
+    purpose: common_pb2.AccessPurpose.ValueType = common_pb2.ACCESS_PURPOSE_RENTAL,
+    out: Out = print,
 ) -> list[gateway_pb2.CheckCreditThresholdResponse]:
     """Asks, for each subject, only whether the score meets ``threshold``."""
     channel = tool_channel(gateway_addr, token)
@@ -605,7 +620,7 @@ async def threshold_checks(
         for sid in subject_ids:
             try:
                 reply = await stub.CheckCreditThreshold(gateway_pb2.CheckCreditThresholdRequest(
-                    subject_id=sid, purpose=purpose, threshold=threshold,  # type: ignore[arg-type]
+                    subject_id=sid, purpose=purpose, threshold=threshold,
                     transaction_id=f"demo-{uuid.uuid4().hex}"), timeout=3)
             except grpc.aio.AioRpcError as exc:
                 out(f"  {sid:<14} {_refusal(exc)}")
@@ -619,7 +634,7 @@ async def threshold_checks(
 
 
 async def subject_view(
-    gateway_addr: str, subject_id: str, secret: str, *, tls: TlsSettings | None = None, out=print
+    gateway_addr: str, subject_id: str, secret: str, *, tls: TlsSettings | None = None, out: Out = print
 ) -> subject_pb2.GetMyScoreResponse:
     """The subject's own calls through the gateway: a subject token for the secret
     shown at enrollment (TokenService), the score with its advice (GetMyScore),
@@ -643,7 +658,7 @@ async def subject_view(
     return mine
 
 
-def _pick_subjects(population, k: int = 6) -> list[str]:
+def _pick_subjects(population: Population, k: int = 6) -> list[str]:
     """A spread of subjects: by latent creditworthiness, plus a thin file."""
     ranked = sorted(population.subjects, key=lambda s: s.latent)
     picks = [ranked[int(q * (len(ranked) - 1))].subject_id for q in (0.03, 0.25, 0.5, 0.75, 0.97)]
@@ -716,8 +731,9 @@ async def run(args: argparse.Namespace) -> int:
         print(f"ready in {time.perf_counter() - t_start:.1f}s from start")
         if args.no_serve:
             return 0
-        request = ('{"subject_id": "%s", "purpose": "ACCESS_PURPOSE_CREDIT_APPLICATION", '
-                   '"transaction_id": "try-1"}' % ids[2])
+        request = json.dumps(
+            {"subject_id": ids[2], "purpose": "ACCESS_PURPOSE_CREDIT_APPLICATION", "transaction_id": "try-1"}
+        )
         partner_file = keys / f"partner-{partner.partner_id}.json"
         print(f"\nserving until interrupted (Ctrl-C). Try, as the partner (its token, valid 15 minutes, "
               f"is in {token_file}):\n"

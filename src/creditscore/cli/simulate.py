@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
         with open(args.out, "w") as fh:
             for producer, records in sorted(population.by_producer().items()):
                 for record in records:
-                    fh.write('{"producer_id": "%s", "record": %s}\n' % (
-                        producer, json_format.MessageToJson(record, indent=None)))
+                    body = json_format.MessageToJson(record, indent=None)
+                    fh.write(f'{{"producer_id": "{producer}", "record": {body}}}\n')
         print(f"wrote {args.out}")
     return 0

@@ -51,6 +51,7 @@ def main(argv: list[str]) -> int:
         # IssueToken takes no token: the credentials are the request.
         target = args.gateway or args.consent
         async with create_channel(target, tls=from_env(TlsSettings)) as channel:
+            reply: subject_pb2.IssueTokenResponse | consent_pb2.IssueTokenResponse
             try:
                 if args.gateway:
                     reply = await subject_pb2_grpc.TokenServiceStub(channel).IssueToken(

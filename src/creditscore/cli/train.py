@@ -1,6 +1,7 @@
 """``creditscore train``: a scorecard from the simulator (point-in-time features at each
 loan application) or from a CSV table with a target column; writes the model file and,
-when asked, the HTML report (``creditscore.scorecard``)."""
+when asked, the HTML report (``creditscore.scorecard``). The options become one
+``TrainingConfig``; the description, unless given, says where the data came from."""
 
 from __future__ import annotations
 
@@ -12,17 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from creditscore.scorecard.artifact import format_report, save_model
 from creditscore.scorecard.binning import CATEGORICAL, NUMERIC
+from creditscore.scorecard.config import TrainingConfig
 from creditscore.scorecard.errors import InputError
 from creditscore.scorecard.model import ScorecardError, is_valid_version
-from creditscore.scorecard.training import (
-    Progress,
-    TrainResult,
-    format_report,
-    save_model,
-    train_matrix,
-    train_table,
-)
+from creditscore.scorecard.training import Progress, TrainResult, train_matrix, train_table
 
 __all__ = ["main"]
 
@@ -99,11 +95,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not is_valid_version(args.version):
         parser.error(f"--version {args.version!r} is not valid (1-64 of A-Z a-z 0-9 . _ -)")
     progress = None if args.quiet else _print_progress
+    config = TrainingConfig(
+        version=args.version, description=args.description, seed=args.seed, max_bins=args.max_bins,
+        special_values=args.special_values,
+    )
     try:
         if args.simulate is not None:
-            result = _train_simulated(args, parser, progress)
+            result = _train_simulated(args, config, parser, progress)
         else:
-            result = _train_csv(args, parser, progress)
+            result = _train_csv(args, config, parser, progress)
     except (InputError, ScorecardError) as exc:
         print(f"creditscore train: {exc}", file=sys.stderr)
         return 1
@@ -118,39 +118,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _train_simulated(args: argparse.Namespace, parser: argparse.ArgumentParser, progress: Progress | None) -> TrainResult:
-    if args.simulate < 100:
+def _train_simulated(
+    args: argparse.Namespace, config: TrainingConfig, parser: argparse.ArgumentParser, progress: Progress | None
+) -> TrainResult:
+    subjects: int = args.simulate
+    if subjects < 100:
         parser.error("--simulate needs at least 100 subjects")
-    if args.target or args.bad_value or args.special_values:
+    if args.target or args.bad_value or config.special_values:
         parser.error("--target, --bad-value and --special-values go with --csv")
-    from creditscore.sim import simulate
     from creditscore.features.engine import point_in_time_matrix
+    from creditscore.sim import simulate
 
     if progress:
-        progress(f"simulating {args.simulate} subjects", 0.0)
-    population = simulate(args.simulate, seed=args.seed)
+        progress(f"simulating {subjects} subjects", 0.0)
+    population = simulate(subjects, seed=config.seed)
     matrix = point_in_time_matrix(population.records, population.outcomes)
-    description = args.description or (
-        f"Trained on the creditscore simulator (creditscore.sim.simulate): {args.simulate} simulated "
-        f"subjects, seed {args.seed}, point-in-time features at each loan application "
+    description = config.description or (
+        f"Trained on the creditscore simulator (creditscore.sim.simulate): {subjects} simulated "
+        f"subjects, seed {config.seed}, point-in-time features at each loan application "
         f"({len(matrix.y)} outcomes); stratified holdout with the same seed."
     )
     return train_matrix(
-        matrix.X, matrix.y, list(matrix.feature_names), version=args.version, description=description,
-        seed=args.seed, max_bins=args.max_bins or 6, progress=progress,
+        matrix.X, matrix.y, list(matrix.feature_names), config.replace(description=description), progress=progress
     )
 
 
-def _train_csv(args: argparse.Namespace, parser: argparse.ArgumentParser, progress: Progress | None) -> TrainResult:
+def _train_csv(
+    args: argparse.Namespace, config: TrainingConfig, parser: argparse.ArgumentParser, progress: Progress | None
+) -> TrainResult:
     if not args.target:
         parser.error("--csv needs --target COLUMN")
     from creditscore.scorecard.tabular import read_csv, training_table
 
     if progress:
         progress(f"reading {Path(args.csv).name}", 0.0)
-    data = training_table(
-        read_csv(args.csv), target=args.target, bad_value=args.bad_value, special_values=args.special_values
-    )
+    data = training_table(read_csv(args.csv), target=args.target, bad_value=args.bad_value)
     kinds = [s.kind for s in data.specs]
     print(
         f"{Path(args.csv).name}: {len(data.y)} rows, {len(kinds)} feature columns "
@@ -159,13 +161,10 @@ def _train_csv(args: argparse.Namespace, parser: argparse.ArgumentParser, progre
         f"bad rate {float(np.mean(data.y)):.4f}"
         + (f"; identifiers not used: {', '.join(data.identifiers)}" if data.identifiers else "")
     )
-    description = args.description or (
+    description = config.description or (
         f"Trained on the table {Path(args.csv).name} ({len(data.y)} rows, {len(kinds)} feature columns; "
         f"target {args.target!r}, bad = {', '.join(repr(v) for v in data.bad_labels)}); "
-        f"stratified 30% holdout, seed {args.seed}."
+        f"stratified 30% holdout, seed {config.seed}."
     )
-    return train_table(
-        data.columns, data.y, data.specs, version=args.version, description=description, seed=args.seed,
-        max_bins=args.max_bins or 8, progress=progress,
-    )
-
+    # The special values (--special-values) go to every numeric column through the config.
+    return train_table(data.columns, data.y, data.specs, config.replace(description=description), progress=progress)

@@ -63,9 +63,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from itertools import pairwise
+from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from creditscore.features.catalog import Feature
 
@@ -79,7 +81,9 @@ __all__ = [
     "SMOOTHING",
     "VALLEY",
     "Binning",
+    "FeatureBins",
     "FeatureSpec",
+    "bin_feature",
     "categorical_keys",
     "code_for",
     "fit_binning",
@@ -277,11 +281,11 @@ class Binning:
     @property
     def goods(self) -> tuple[int, ...]:
         """Goods per bin (rows less bads)."""
-        return tuple(c - b for c, b in zip(self.counts, self.bads))
+        return tuple(c - b for c, b in zip(self.counts, self.bads, strict=True))
 
     def bad_rates(self) -> list[float | None]:
         """Bad rate per bin (None for a bin without rows)."""
-        return [b / c if c else None for b, c in zip(self.bads, self.counts)]
+        return [b / c if c else None for b, c in zip(self.bads, self.counts, strict=True)]
 
     def transform(self, values: Any) -> np.ndarray:
         """The bin index (int64) of every value: numeric values as float64 with NaN
@@ -341,13 +345,16 @@ def regular_bins(x: np.ndarray, edges: Sequence[float], *, missing: int | None =
     return count.astype(np.intp)
 
 
+_NONE = np.array(None, dtype=object)  # compared element by element with an object column
+
+
 def categorical_keys(values: Any) -> tuple[np.ndarray, np.ndarray]:
     """``(present mask, the present values as a str array)`` of a categorical
     column: None, "" and float NaN are missing."""
     column = np.asarray(values, dtype=object)
     if column.ndim != 1:
         raise ValueError("a categorical column must be one-dimensional")
-    missing = np.equal(column, None) | np.equal(column, "") | np.not_equal(column, column)
+    missing = np.equal(column, _NONE) | np.equal(column, "") | np.not_equal(column, column)
     present = ~missing
     return present, column[present].astype(str)
 
@@ -356,7 +363,7 @@ def readable_edge(below: float, above: float) -> float:
     """A short number ``e`` with ``below < e <= above``: the split between two
     consecutive distinct values, rounded as far as that stays true."""
     middle = (below + above) / 2.0
-    for digits in range(0, 12):
+    for digits in range(12):
         candidate = round(middle, digits)
         if below < candidate <= above:
             return candidate
@@ -378,7 +385,7 @@ def _prebins(
     edges = sorted(
         {
             readable_edge(float(present_sorted[b]), float(v))
-            for b, v in zip(below.tolist(), values.tolist())
+            for b, v in zip(below.tolist(), values.tolist(), strict=True)
             if b >= 0
         }
     )
@@ -399,12 +406,142 @@ class _Partition:
     iv: float
 
 
+Bools = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class _Programme:
+    """The dynamic programme over the pre-bins: for every contiguous group ``[i, j)``
+    (``i < j``) its goods and bads and whether it is big enough (``feasible``);
+    which group may follow which (``first[h, i, j]``: ``[i, j)`` after ``[h, i)``;
+    ``second``: the same after the turn of a peak or a valley); and the bins outside
+    the partition (special, missing) that count in the IV and its smoothing."""
+
+    m: int  # pre-bins
+    g_ij: npt.NDArray[np.float64]
+    b_ij: npt.NDArray[np.float64]
+    feasible: Bools
+    first: Bools
+    second: Bools | None
+    extra_g: npt.NDArray[np.float64]
+    extra_b: npt.NDArray[np.float64]
+    total_goods: float
+    total_bads: float
+
+
+class _Solution(NamedTuple):
+    """The best ``k`` groups: their IV, the first pre-bin of the last group, whether
+    the way to it had turned, and the back pointers of every step."""
+
+    iv: float
+    last: int
+    turned: bool
+    back: list[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp] | None, Bools | None]]
+
+
+def _transitions(
+    n_ij: npt.NDArray[np.float64], b_ij: npt.NDArray[np.float64], feasible: Bools, trend: Trend
+) -> tuple[Bools, Bools | None]:
+    """``(first, second)`` of ``_Programme`` for ``trend``."""
+    g_ij = n_ij - b_ij
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(feasible, b_ij / n_ij, 0.0)
+    log_odds = np.log(np.where(feasible, (g_ij + SMOOTHING) / (b_ij + SMOOTHING), 1.0))
+    # step[h, i, j]: group [h, i) may be followed by group [i, j).
+    both = feasible[:, :, None] & feasible[None, :, :]
+
+    def step(direction: int) -> Bools:
+        first_rate, next_rate = rate[:, :, None], rate[None, :, :]
+        first_odds, next_odds = log_odds[:, :, None], log_odds[None, :, :]
+        if direction > 0:
+            return both & (next_rate < first_rate) & (next_odds > first_odds)
+        return both & (next_rate > first_rate) & (next_odds < first_odds)
+
+    if trend is None:
+        return both, None
+    if trend == VALLEY:
+        return step(+1), step(-1)
+    if trend == PEAK:
+        return step(-1), step(+1)
+    if trend in (1, -1):
+        return step(int(trend)), None
+    raise ValueError(f"trend must be +1, -1, {PEAK!r}, {VALLEY!r} or None, not {trend!r}")
+
+
+def _most_groups(rows: npt.NDArray[np.int64], min_count: int) -> int:
+    """The most groups of at least ``min_count`` rows there can be: cutting greedily
+    as soon as a group is big enough gives the most (the rest joins the last group)."""
+    most, filled = 0, 0.0
+    for count in rows.tolist():
+        filled += count
+        if filled >= min_count:
+            most, filled = most + 1, 0.0
+    return most
+
+
+def _solve(p: _Programme, k: int) -> _Solution | None:
+    """The best partition into exactly ``k`` groups (None when there is none):
+    ``value[i, j]`` is the best IV of groups covering pre-bins ``[0, j)`` whose last
+    group is ``[i, j)``, ``turned`` the same for ways that turned already."""
+    m = p.m
+    smoothing_total = SMOOTHING * (k + len(p.extra_g))
+    goods_total = p.total_goods + smoothing_total
+    bads_total = p.total_bads + smoothing_total
+    good_share = np.where(p.feasible, (p.g_ij + SMOOTHING) / goods_total, 1.0)
+    bad_share = np.where(p.feasible, (p.b_ij + SMOOTHING) / bads_total, 1.0)
+    term = np.where(p.feasible, (good_share - bad_share) * np.log(good_share / bad_share), -np.inf)
+    value = np.where(p.feasible & (np.arange(m + 1) == 0)[:, None], term, -np.inf)  # one group from 0
+    turned = np.full_like(value, -np.inf)
+    back: list[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp] | None, Bools | None]] = []
+    for _ in range(1, k):
+        candidates = np.where(p.first, value[:, :, None], -np.inf)
+        h = np.argmax(candidates, axis=0)  # the first best on a tie: deterministic
+        new_value = np.take_along_axis(candidates, h[None], axis=0)[0] + term
+        h_turned = from_turned = None
+        if p.second is not None:
+            from_turned = turned > value  # per group [h, i): was the best way to it turned already
+            before = np.maximum(value, turned)
+            candidates = np.where(p.second, before[:, :, None], -np.inf)
+            h_turned = np.argmax(candidates, axis=0)
+            turned = np.take_along_axis(candidates, h_turned[None], axis=0)[0] + term
+        value = new_value
+        back.append((h, h_turned, from_turned))
+    ends = np.maximum(value[:, m], turned[:, m])
+    i = int(np.argmax(ends))
+    if not np.isfinite(ends[i]):
+        return None
+    extra_good_share = (p.extra_g + SMOOTHING) / goods_total
+    extra_bad_share = (p.extra_b + SMOOTHING) / bads_total
+    iv = float(ends[i]) + float(
+        np.sum((extra_good_share - extra_bad_share) * np.log(extra_good_share / extra_bad_share))
+    )
+    return _Solution(iv, i, bool(turned[i, m] > value[i, m]), back)
+
+
+def _starts(solution: _Solution, m: int) -> tuple[int, ...]:
+    """The first pre-bin of every group of ``solution``, by its back pointers."""
+    i = solution.last
+    starts = [i]
+    j = m
+    in_turned = solution.turned
+    for h, h_turned, from_turned in reversed(solution.back):
+        if in_turned:
+            assert h_turned is not None and from_turned is not None
+            previous = int(h_turned[i, j])
+            in_turned = bool(from_turned[previous, i])
+        else:
+            previous = int(h[i, j])
+        i, j = previous, i
+        starts.append(i)
+    return tuple(reversed(starts))
+
+
 def _best_partition(
-    rows: np.ndarray,
-    bads: np.ndarray,
+    rows: npt.NDArray[np.int64],
+    bads: npt.NDArray[np.int64],
     *,
-    extra_rows: np.ndarray,
-    extra_bads: np.ndarray,
+    extra_rows: npt.NDArray[np.int64],
+    extra_bads: npt.NDArray[np.int64],
     min_count: int,
     max_bins: int,
     trend: Trend,
@@ -417,109 +554,36 @@ def _best_partition(
     ``PEAK``: strictly rising then strictly falling (each may also stay monotone),
     None: no constraint.
 
-    The programme: ``value[i, j]`` is the best IV of groups covering pre-bins
-    ``[0, j)`` whose last group is ``[i, j)``; one more group ``[j, l)`` may follow
-    when ``allowed[i, j, l]`` (both groups big enough, the trend kept). A peak or a
-    valley keeps two such tables: the groups so far still in the first direction
-    (``value``), or turned already (``turned``), which only the second direction
-    may follow."""
+    The programme (``_solve``): ``value[i, j]`` is the best IV of groups covering
+    pre-bins ``[0, j)`` whose last group is ``[i, j)``; one more group ``[j, l)`` may
+    follow when ``allowed[i, j, l]`` (both groups big enough, the trend kept). A
+    peak or a valley keeps two such tables: the groups so far still in the first
+    direction (``value``), or turned already (``turned``), which only the second
+    direction may follow. It is solved once per number of groups (the smoothing's
+    totals depend on it) and the best is kept (fewer groups on a tie)."""
     m = len(rows)
-    total_goods = float((rows - bads).sum() + (extra_rows - extra_bads).sum())
-    total_bads = float(bads.sum() + extra_bads.sum())
     extra_filled = extra_rows > 0
-    extra_g = (extra_rows - extra_bads)[extra_filled].astype(np.float64)
-    extra_b = extra_bads[extra_filled].astype(np.float64)
-
     cum_n = np.concatenate([[0], np.cumsum(rows)]).astype(np.float64)
     cum_b = np.concatenate([[0], np.cumsum(bads)]).astype(np.float64)
     n_ij = cum_n[None, :] - cum_n[:, None]  # group [i, j) of pre-bins, i < j
     b_ij = cum_b[None, :] - cum_b[:, None]
-    g_ij = n_ij - b_ij
     upper = np.triu(np.ones((m + 1, m + 1), dtype=bool), k=1)
     feasible = upper & (n_ij >= min_count)
+    extra_g = (extra_rows - extra_bads)[extra_filled].astype(np.float64)
+    extra_b = extra_bads[extra_filled].astype(np.float64)
     if not feasible[0, m]:  # too few rows for even one group of the minimum size
         return _Partition((0,), _iv_of([rows.sum()], [bads.sum()], extra_g, extra_b))
-
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rate = np.where(feasible, b_ij / n_ij, 0.0)
-    log_odds = np.log(np.where(feasible, (g_ij + SMOOTHING) / (b_ij + SMOOTHING), 1.0))
-    # step[h, i, j]: group [h, i) may be followed by group [i, j).
-    both = feasible[:, :, None] & feasible[None, :, :]
-
-    def step(direction: int) -> np.ndarray:
-        first_rate, next_rate = rate[:, :, None], rate[None, :, :]
-        first_odds, next_odds = log_odds[:, :, None], log_odds[None, :, :]
-        if direction > 0:
-            return both & (next_rate < first_rate) & (next_odds > first_odds)
-        return both & (next_rate > first_rate) & (next_odds < first_odds)
-
-    second: np.ndarray | None = None
-    if trend is None:
-        first = both
-    elif trend == VALLEY:
-        first, second = step(+1), step(-1)
-    elif trend == PEAK:
-        first, second = step(-1), step(+1)
-    elif trend in (1, -1):
-        first = step(int(trend))
-    else:
-        raise ValueError(f"trend must be +1, -1, {PEAK!r}, {VALLEY!r} or None, not {trend!r}")
-
-    # The most groups of at least min_count rows there can be: cutting greedily as
-    # soon as a group is big enough gives the most (the rest joins the last group).
-    most, filled = 0, 0.0
-    for count in rows.tolist():
-        filled += count
-        if filled >= min_count:
-            most, filled = most + 1, 0.0
+    first, second = _transitions(n_ij, b_ij, feasible, trend)
+    programme = _Programme(
+        m, n_ij - b_ij, b_ij, feasible, first, second, extra_g, extra_b,
+        total_goods=float((rows - bads).sum() + (extra_rows - extra_bads).sum()),
+        total_bads=float(bads.sum() + extra_bads.sum()),
+    )
     best: _Partition | None = None
-    column = np.arange(m + 1)
-    for k in range(1, min(max_bins, m, max(most, 1)) + 1):
-        smoothing_total = SMOOTHING * (k + len(extra_g))
-        goods_total = total_goods + smoothing_total
-        bads_total = total_bads + smoothing_total
-        good_share = np.where(feasible, (g_ij + SMOOTHING) / goods_total, 1.0)
-        bad_share = np.where(feasible, (b_ij + SMOOTHING) / bads_total, 1.0)
-        term = np.where(feasible, (good_share - bad_share) * np.log(good_share / bad_share), -np.inf)
-        value = np.where(feasible & (column == 0)[:, None], term, -np.inf)  # one group from 0
-        turned = np.full_like(value, -np.inf)
-        back: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = []
-        for _ in range(1, k):
-            candidates = np.where(first, value[:, :, None], -np.inf)
-            h = np.argmax(candidates, axis=0)  # the first best on a tie: deterministic
-            new_value = np.take_along_axis(candidates, h[None], axis=0)[0] + term
-            h_turned = from_turned = None
-            if second is not None:
-                from_turned = turned > value  # per group [h, i): was the best way to it turned already
-                before = np.maximum(value, turned)
-                candidates = np.where(second, before[:, :, None], -np.inf)
-                h_turned = np.argmax(candidates, axis=0)
-                turned = np.take_along_axis(candidates, h_turned[None], axis=0)[0] + term
-            value = new_value
-            back.append((h, h_turned, from_turned))
-        ends = np.maximum(value[:, m], turned[:, m])
-        i = int(np.argmax(ends))
-        if not np.isfinite(ends[i]):
-            continue
-        extra_good_share = (extra_g + SMOOTHING) / goods_total
-        extra_bad_share = (extra_b + SMOOTHING) / bads_total
-        iv = float(ends[i]) + float(
-            np.sum((extra_good_share - extra_bad_share) * np.log(extra_good_share / extra_bad_share))
-        )
-        if best is None or iv > best.iv + 1e-12:
-            starts = [i]
-            j = m
-            in_turned = bool(turned[i, m] > value[i, m])
-            for h, h_turned, from_turned in reversed(back):
-                if in_turned:
-                    assert h_turned is not None and from_turned is not None
-                    previous = int(h_turned[i, j])
-                    in_turned = bool(from_turned[previous, i])
-                else:
-                    previous = int(h[i, j])
-                i, j = previous, i
-                starts.append(i)
-            best = _Partition(tuple(reversed(starts)), iv)
+    for k in range(1, min(max_bins, m, max(_most_groups(rows, min_count), 1)) + 1):
+        solution = _solve(programme, k)
+        if solution is not None and (best is None or solution.iv > best.iv + 1e-12):
+            best = _Partition(_starts(solution, m), solution.iv)
     assert best is not None  # k = 1 is feasible
     return best
 
@@ -574,23 +638,39 @@ def fit_binning(
         raise ValueError("max_bins must be >= 1, min_bin_share within (0, 0.5), max_prebins >= 2")
     y = np.asarray(y)
     n = len(y)
-    min_count = max(1, math.ceil(min_bin_share * n - 1e-9))
+    limits = _Limits(max_bins, max(1, math.ceil(min_bin_share * n - 1e-9)), max_prebins)
     if spec.kind == NUMERIC:
-        return _fit_numeric(
-            np.asarray(values, dtype=np.float64), y, spec, max_bins, min_count, max_prebins, monotone, unimodal
-        )
-    return _fit_categorical(values, y.astype(np.int64, copy=False), spec, max_bins, min_count)
+        trends: list[Trend]
+        if spec.direction:
+            trends = [spec.direction]
+        elif monotone:
+            trends = [+1, -1, PEAK, VALLEY] if unimodal else [+1, -1]
+        else:
+            trends = [None]
+        return _fit_numeric(np.asarray(values, dtype=np.float64), y, spec, limits, trends)
+    return _fit_categorical(values, y.astype(np.int64, copy=False), spec, limits.max_bins, limits.min_count)
 
 
-def _fit_numeric(
-    x: np.ndarray, y: np.ndarray, spec: FeatureSpec, max_bins: int, min_count: int, max_prebins: int,
-    monotone: bool, unimodal: bool = False,
-) -> Binning:
-    if x.shape != y.shape:
-        raise ValueError(f"feature {spec.name!r}: {x.shape[0] if x.ndim else 0} values for {len(y)} outcomes")
-    if np.isinf(x).any():
-        raise ValueError(f"feature {spec.name!r}: infinite values (NaN means no data)")
-    bad = y if y.dtype == np.bool_ else y != 0  # a mask, not a gather: counting under a mask is cheap
+class _Limits(NamedTuple):
+    max_bins: int
+    min_count: int  # rows a bin holds at least
+    max_prebins: int
+
+
+class _NumericCounts(NamedTuple):
+    """A numeric column counted: its regular values sorted (all rows' and the
+    bads'), the special values with a bin of their own and those pooled with the
+    missing bin, each ``(value, rows, bads)``, and the missing bin's rows and bads."""
+
+    present_sorted: npt.NDArray[np.float64]
+    bad_sorted: npt.NDArray[np.float64]
+    own: list[tuple[float, int, int]]
+    pooled: list[tuple[float, int, int]]
+    missing_count: int
+    missing_bads: int
+
+
+def _count_numeric(x: npt.NDArray[np.float64], bad: Bools, spec: FeatureSpec, min_count: int) -> _NumericCounts:
     missing = np.isnan(x)
     special_rows: list[tuple[float, int, int]] = []
     regular = ~missing if spec.special_values else None
@@ -602,7 +682,6 @@ def _fit_numeric(
     pooled = [(v, c, b) for v, c, b in special_rows if c < min_count]
     missing_count = int(np.count_nonzero(missing)) + sum(c for _, c, _ in pooled)
     missing_bads = int(np.count_nonzero(missing & bad)) + sum(b for _, _, b in pooled)
-
     if regular is None:
         # No special values: NaN sorts last, so the present values are a prefix of
         # the sorted column (no gather of the present rows needed).
@@ -612,58 +691,63 @@ def _fit_numeric(
     else:
         present_sorted = np.sort(x[regular])
         bad_sorted = np.sort(x[regular & bad])
-    present = present_sorted
-    edges, rows, bads = _prebins(present_sorted, bad_sorted, max_prebins)
-    extra_rows = np.array([c for _, c, _ in own] + [missing_count], dtype=np.int64)
-    extra_bads = np.array([b for _, _, b in own] + [missing_bads], dtype=np.int64)
+    return _NumericCounts(present_sorted, bad_sorted, own, pooled, missing_count, missing_bads)
 
-    trends: list[Trend]
-    if spec.direction:
-        trends = [spec.direction]
-    elif monotone:
-        trends = [+1, -1, PEAK, VALLEY] if unimodal else [+1, -1]
-    else:
-        trends = [None]
+
+def _numeric_value_type(present: npt.NDArray[np.float64]) -> str:
+    """"binary" (0/1), "integer" or "real", from the sorted present values."""
+    if present.size == 0 or np.all(present == np.round(present)):
+        return "binary" if present.size and present[0] >= 0.0 and present[-1] <= 1.0 else "integer"
+    return "real"
+
+
+def _fit_numeric(
+    x: npt.NDArray[np.float64], y: npt.NDArray[Any], spec: FeatureSpec, limits: _Limits, trends: Sequence[Trend]
+) -> Binning:
+    if x.shape != y.shape:
+        raise ValueError(f"feature {spec.name!r}: {x.shape[0] if x.ndim else 0} values for {len(y)} outcomes")
+    if np.isinf(x).any():
+        raise ValueError(f"feature {spec.name!r}: infinite values (NaN means no data)")
+    bad = y if y.dtype == np.bool_ else y != 0  # a mask, not a gather: counting under a mask is cheap
+    counted = _count_numeric(x, bad, spec, limits.min_count)
+    edges, rows, bads = _prebins(counted.present_sorted, counted.bad_sorted, limits.max_prebins)
+    extra_rows = np.array([c for _, c, _ in counted.own] + [counted.missing_count], dtype=np.int64)
+    extra_bads = np.array([b for _, _, b in counted.own] + [counted.missing_bads], dtype=np.int64)
     chosen: tuple[Trend, _Partition] | None = None
     for trend in trends:
         partition = _best_partition(
             rows, bads, extra_rows=extra_rows, extra_bads=extra_bads,
-            min_count=min_count, max_bins=max_bins, trend=trend,
+            min_count=limits.min_count, max_bins=limits.max_bins, trend=trend,
         )
         if chosen is None or partition.iv > chosen[1].iv + 1e-12:
             chosen = (trend, partition)
     assert chosen is not None
     trend, partition = chosen
     starts = partition.starts
-    inner = tuple(edges[s - 1] for s in starts[1:])
     n_regular = len(starts)
     counts = np.concatenate([_group(rows, starts), extra_rows])
     all_bads = np.concatenate([_group(bads, starts), extra_bads])
     woe, iv_bins = _woe_iv_bins(counts.astype(np.float64), all_bads.astype(np.float64))
     if trend in (1, -1):
-        direction = int(trend)  # type: ignore[arg-type]
+        direction = int(trend)
     elif trend is None:
         direction = 0  # no constraint asked for: no trend recorded
     else:  # a peak or a valley was allowed: record the trend the bins took
         direction = _realized_direction(counts[:n_regular], all_bads[:n_regular])
-    if present.size == 0 or np.all(present == np.round(present)):
-        value_type = "binary" if present.size and present[0] >= 0.0 and present[-1] <= 1.0 else "integer"
-    else:
-        value_type = "real"
     return Binning(
         spec=spec,
         direction=direction,
-        edges=inner,
+        edges=tuple(edges[s - 1] for s in starts[1:]),
         groups=(),
         other_bin=None,
-        specials=tuple(v for v, _, _ in own),
-        pooled_specials=tuple(v for v, _, _ in pooled),
+        specials=tuple(v for v, _, _ in counted.own),
+        pooled_specials=tuple(v for v, _, _ in counted.pooled),
         counts=tuple(int(c) for c in counts),
         bads=tuple(int(b) for b in all_bads),
         woe=tuple(float(w) for w in woe),
         iv_bins=tuple(float(v) for v in iv_bins),
         iv=float(iv_bins.sum()),
-        value_type=value_type,
+        value_type=_numeric_value_type(counted.present_sorted),
     )
 
 
@@ -685,7 +769,7 @@ def _fit_categorical(values: Any, y: np.ndarray, spec: FeatureSpec, max_bins: in
     items: list[tuple[tuple[str, ...], int, int]] = []
     rare: list[str] = []
     rare_rows = rare_bads = 0
-    for category, r, b in zip(distinct.tolist(), rows.tolist(), bads.tolist()):
+    for category, r, b in zip(distinct.tolist(), rows.tolist(), bads.tolist(), strict=True):
         if r >= min_count:
             items.append(((category,), r, b))
         else:
@@ -708,7 +792,7 @@ def _fit_categorical(values: Any, y: np.ndarray, spec: FeatureSpec, max_bins: in
         bounds = [*partition.starts, len(items)]
         groups: list[tuple[str, ...]] = []
         other_bin: int | None = None
-        for g, (start, stop) in enumerate(zip(bounds, bounds[1:])):
+        for g, (start, stop) in enumerate(pairwise(bounds)):
             members: list[str] = []
             for names, _, _ in items[start:stop]:
                 if names[0] == OTHER:
@@ -738,4 +822,56 @@ def _fit_categorical(values: Any, y: np.ndarray, spec: FeatureSpec, max_bins: in
         woe=tuple(float(w) for w in woe),
         iv_bins=tuple(float(v) for v in iv_bins),
         iv=float(iv_bins.sum()),
+    )
+
+
+# ---------------------------------------------------------------- one numeric column (matrix API)
+
+
+@dataclass(frozen=True)
+class FeatureBins:
+    """One numeric feature's bins on the training rows: numeric bins
+    ``[edges[i-1], edges[i])`` (``edges`` are the inner edges, so there are
+    ``len(edges) + 1`` numeric bins), then the missing bin."""
+
+    edges: tuple[float, ...]
+    counts: tuple[int, ...]  # rows per numeric bin
+    bads: tuple[int, ...]  # bads per numeric bin
+    missing_count: int
+    missing_bads: int
+
+    def all_counts(self) -> npt.NDArray[np.int64]:
+        return np.array([*self.counts, self.missing_count], dtype=np.int64)
+
+    def all_bads(self) -> npt.NDArray[np.int64]:
+        return np.array([*self.bads, self.missing_bads], dtype=np.int64)
+
+    def index(self, values: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
+        """The bin of every value (NaN: the missing bin, last)."""
+        index = np.searchsorted(np.asarray(self.edges, dtype=np.float64), values, side="right")
+        index[np.isnan(values)] = len(self.edges) + 1
+        return index
+
+
+def bin_feature(
+    values: npt.ArrayLike,
+    y: npt.ArrayLike,
+    *,
+    direction: int,
+    max_bins: int = 6,
+    min_bin_share: float = 0.05,
+    n_candidates: int = 50,
+) -> FeatureBins:
+    """Bins one numeric column (NaN = no data) against outcomes ``y`` (1 = bad):
+    the IV-optimal partition of up to ``n_candidates`` quantile pre-bins into at most
+    ``max_bins`` bins, each with at least ``min_bin_share`` of *all* rows (missing
+    included), the bad rate strictly monotone in ``direction`` (+1: falls as the
+    value grows; -1: rises; 0: no constraint). ``fit_binning`` has the general form
+    (categories, special values, the auto trend)."""
+    binning = fit_binning(
+        values, y, FeatureSpec("feature", NUMERIC, direction=direction),
+        max_bins=max_bins, min_bin_share=min_bin_share, max_prebins=n_candidates, monotone=direction != 0,
+    )
+    return FeatureBins(
+        binning.edges, binning.counts[:-1], binning.bads[:-1], binning.counts[-1], binning.bads[-1]
     )

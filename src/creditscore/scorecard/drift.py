@@ -45,6 +45,7 @@ import enum
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -193,7 +194,7 @@ def training_distribution(card: Scorecard, min_share: float = SCORE_BIN_MIN_SHAR
     score = section["score"]
     edges = _shares(score.get("edges"), "training_distribution.score.edges")
     shares = _shares(score.get("shares"), "training_distribution.score.shares")
-    if len(edges) != len(shares) + 1 or len(shares) == 0 or any(b <= a for a, b in zip(edges, edges[1:])):
+    if len(edges) != len(shares) + 1 or len(shares) == 0 or any(b <= a for a, b in pairwise(edges)):
         raise NoTrainingDistribution(
             "training_distribution.score needs increasing edges, one more than its shares"
         )
@@ -290,8 +291,9 @@ def compute_drift(
     insufficient_share = float((n - scored.size) / n) if n else 0.0
 
     if scored.size >= max(1, min_scores):
-        score_psi: float | None = psi(histogram_shares(scored, dist.score_edges), dist.score_shares)
-        status = status_for(score_psi)
+        measured_psi = psi(histogram_shares(scored, dist.score_edges), dist.score_shares)
+        score_psi: float | None = measured_psi
+        status = status_for(measured_psi)
     else:
         score_psi, status = None, DriftStatus.INSUFFICIENT_DATA
 

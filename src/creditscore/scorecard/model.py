@@ -125,11 +125,13 @@ import math
 import re
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from creditscore.features.catalog import CATALOG, FEATURE_NAMES
 
@@ -174,6 +176,8 @@ _CODE_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _CATALOG_ORDER = {f.name: i for i, f in enumerate(CATALOG)}
 _CATALOG_BY_NAME = {f.name: f for f in CATALOG}
 _VALUE_TYPES = ("binary", "integer", "real")
+
+Floats = npt.NDArray[np.float64]
 
 
 class ScorecardError(ValueError):
@@ -311,7 +315,7 @@ class BatchScores(NamedTuple):
             return None
         table = np.array([*self.reason_table, ""], dtype=object)  # -1 -> ""
         counts = (self.reasons >= 0).sum(axis=1).tolist()
-        return [tuple(row[:c]) for row, c in zip(table[self.reasons].tolist(), counts)]
+        return [tuple(row[:c]) for row, c in zip(table[self.reasons].tolist(), counts, strict=True)]
 
     def reason_codes_of(self, row: int) -> tuple[str, ...]:
         """The reason codes of one row (empty without reasons)."""
@@ -368,6 +372,12 @@ def _require(condition: bool, message: str) -> None:
         raise ScorecardError(message)
 
 
+def _mapping(value: Any, message: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ScorecardError(message)
+    return value
+
+
 def _number(value: Any, where: str) -> float:
     _require(
         isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
@@ -386,7 +396,9 @@ def _text(value: Any, where: str) -> str:
 
 
 def _code(value: Any, where: str) -> str:
-    _require(isinstance(value, str) and bool(_CODE_RE.match(value)), f"{where} must be an UPPER_SNAKE code, not {value!r}")
+    _require(
+        isinstance(value, str) and bool(_CODE_RE.match(value)), f"{where} must be an UPPER_SNAKE code, not {value!r}"
+    )
     return str(value)
 
 
@@ -427,20 +439,39 @@ def _parse_number(feature: str, value: str) -> float | None:
     return number
 
 
+@dataclass(slots=True, eq=False)
 class _Feature:
     """One feature, compiled for fast lookups. Bin layout: regular, special, missing."""
 
-    __slots__ = (
-        "name", "kind", "direction", "value_type", "label", "reason_code", "reason_text",
-        "missing_reason_code", "missing_text", "actionable", "improve_hint", "used", "tie_rank",
-        "edges", "lo", "hi", "specials", "categories", "unseen_index",
-        "points", "points_np", "lost", "missing_index", "n_regular",
-        "improvements", "fast", "reason_keys", "reason_keys_np", "offer_keys",
-    )
-
-    def __init__(self, **values: Any) -> None:
-        for key, value in values.items():
-            setattr(self, key, value)
+    name: str
+    kind: str
+    direction: int
+    value_type: str
+    label: str
+    reason_code: str
+    reason_text: str
+    missing_reason_code: str
+    missing_text: str
+    actionable: bool
+    improve_hint: str
+    used: bool
+    tie_rank: int
+    edges: list[float]  # numeric: the inner edges
+    lo: list[float]  # numeric: per regular bin its lower and upper edge
+    hi: list[float]
+    specials: dict[float, int]  # special value -> its bin (a pooled one: the missing bin)
+    categories: dict[str, int]  # categorical: category -> its bin
+    unseen_index: int  # the bin of a category never seen in training
+    points: list[float]
+    points_np: Floats
+    lost: list[float]  # per bin the points lost against the best bin (0 when not used)
+    missing_index: int
+    n_regular: int
+    fast: bool  # score_one's inline path: numeric without specials, bisect only
+    improvements: list[_Offer | None] = field(default_factory=list)
+    reason_keys: list[int] = field(default_factory=list)
+    reason_keys_np: npt.NDArray[np.signedinteger[Any]] = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
+    offer_keys: list[int | None] = field(default_factory=list)
 
     def locate(self, value: Any) -> int:
         """The bin of one value (``score_one``'s slow path: text, categories,
@@ -466,7 +497,7 @@ class _Feature:
             return self.missing_index
         return int(self.categories.get(key, self.unseen_index))
 
-    def locate_np(self, column: Any) -> np.ndarray:
+    def locate_np(self, column: Any) -> npt.NDArray[np.intp]:
         """The bin (intp) of every value of a column."""
         if self.kind == NUMERIC:
             try:
@@ -489,135 +520,189 @@ class _Feature:
 
 
 def _bin_points(raw: Any, where: str) -> float:
-    _require(isinstance(raw, Mapping), f"{where} must be an object")
-    return _number(raw.get("points"), f"{where}.points")
+    return _number(_mapping(raw, f"{where} must be an object").get("points"), f"{where}.points")
 
 
-def _compile_feature(raw: Any, index: int, fmt: str) -> _Feature:
-    where = f"features[{index}]"
-    _require(isinstance(raw, Mapping), f"{where} must be an object")
-    name = raw.get("name")
-    if fmt == ARTIFACT_FORMAT_V1:
-        _require(isinstance(name, str) and name in _CATALOG_BY_NAME, f"{where}.name {name!r} is not a catalog feature")
-    else:
-        _require(
-            isinstance(name, str) and name.strip() != "" and len(name) <= MAX_FEATURE_NAME,
-            f"{where}.name must be a non-empty string of at most {MAX_FEATURE_NAME} characters",
-        )
-    where = f"feature {name!r}"
-    coefficient = _number(raw.get("coefficient"), f"{where}: coefficient")
-    catalog = _CATALOG_BY_NAME.get(name)
-    label_default, type_default = CATALOG_LABELS.get(name, (name, "real"))
+class _Meaning(NamedTuple):
+    """What a feature is, besides its bins: kind, trend, texts."""
 
-    if fmt == ARTIFACT_FORMAT_V1:
-        assert catalog is not None
-        kind = NUMERIC
-        direction = catalog.direction
-        texts = (catalog.reason_code, catalog.reason_text, catalog.missing_reason_code, catalog.missing_text)
-        actionable, hint, label, value_type = catalog.actionable, catalog.improve_hint, label_default, type_default
-    else:
-        kind = raw.get("kind")
-        _require(kind in (NUMERIC, CATEGORICAL), f"{where}: kind must be {NUMERIC!r} or {CATEGORICAL!r}")
-        kind = NUMERIC if kind == NUMERIC else CATEGORICAL
-        direction = raw.get("direction", 0)
-        _require(
-            isinstance(direction, int) and not isinstance(direction, bool) and direction in (-1, 0, 1),
-            f"{where}: direction must be -1, 0 or 1",
-        )
-        texts = (
-            _code(raw.get("reason_code"), f"{where}: reason_code"),
-            _text(raw.get("reason_text"), f"{where}: reason_text"),
-            _code(raw.get("missing_reason_code"), f"{where}: missing_reason_code"),
-            _text(raw.get("missing_text"), f"{where}: missing_text"),
-        )
-        actionable = raw.get("actionable", False)
-        _require(isinstance(actionable, bool), f"{where}: actionable must be true or false")
-        hint = raw.get("improve_hint", "")
-        _require(isinstance(hint, str), f"{where}: improve_hint must be a string")
-        label = raw.get("label", name)
-        _require(isinstance(label, str) and label.strip() != "", f"{where}: label must be a non-empty string")
-        value_type = raw.get("value_type", "real")
-        _require(value_type in _VALUE_TYPES, f"{where}: value_type must be one of {_VALUE_TYPES}")
+    kind: str
+    direction: int
+    reason_code: str
+    reason_text: str
+    missing_reason_code: str
+    missing_text: str
+    actionable: bool
+    improve_hint: str
+    label: str
+    value_type: str
 
-    bins = raw.get("bins")
-    _require(isinstance(bins, list) and len(bins) >= 1, f"{where}: bins must be a non-empty list")
+
+def _catalog_meaning(name: str) -> _Meaning:
+    """Format 1: a catalog feature, numeric, its texts from the catalog."""
+    catalog = _CATALOG_BY_NAME[name]
+    label, value_type = CATALOG_LABELS.get(name, (name, "real"))
+    return _Meaning(
+        NUMERIC, catalog.direction, catalog.reason_code, catalog.reason_text, catalog.missing_reason_code,
+        catalog.missing_text, catalog.actionable, catalog.improve_hint, label, value_type,
+    )
+
+
+def _own_meaning(raw: Mapping[str, Any], name: str, where: str) -> _Meaning:
+    """Format 2: the feature's kind, direction and texts, written in the artifact."""
+    kind = raw.get("kind")
+    _require(kind in (NUMERIC, CATEGORICAL), f"{where}: kind must be {NUMERIC!r} or {CATEGORICAL!r}")
+    direction = raw.get("direction", 0)
+    if not (isinstance(direction, int) and not isinstance(direction, bool) and direction in (-1, 0, 1)):
+        raise ScorecardError(f"{where}: direction must be -1, 0 or 1")
+    reason_code = _code(raw.get("reason_code"), f"{where}: reason_code")
+    reason_text = _text(raw.get("reason_text"), f"{where}: reason_text")
+    missing_code = _code(raw.get("missing_reason_code"), f"{where}: missing_reason_code")
+    missing_text = _text(raw.get("missing_text"), f"{where}: missing_text")
+    actionable = raw.get("actionable", False)
+    if not isinstance(actionable, bool):
+        raise ScorecardError(f"{where}: actionable must be true or false")
+    hint = raw.get("improve_hint", "")
+    if not isinstance(hint, str):
+        raise ScorecardError(f"{where}: improve_hint must be a string")
+    label = raw.get("label", name)
+    if not (isinstance(label, str) and label.strip() != ""):
+        raise ScorecardError(f"{where}: label must be a non-empty string")
+    value_type = raw.get("value_type", "real")
+    _require(value_type in _VALUE_TYPES, f"{where}: value_type must be one of {_VALUE_TYPES}")
+    return _Meaning(
+        NUMERIC if kind == NUMERIC else CATEGORICAL, direction, reason_code, reason_text, missing_code,
+        missing_text, actionable, hint, label, str(value_type),
+    )
+
+
+class _Regular(NamedTuple):
+    """The regular bins: their points, and how a value finds its bin."""
+
+    points: list[float]
+    edges: list[float]
+    lo: list[float]
+    hi: list[float]
+    categories: dict[str, int]
+    other: int | None
+
+
+def _numeric_bins(bins: list[Any], where: str) -> _Regular:
     points: list[float] = []
     edges: list[float] = []
     los: list[float] = []
     his: list[float] = []
+    for i, raw in enumerate(bins):
+        b = _mapping(raw, f"{where}: bins[{i}] must be an object")
+        lo = _edge(b.get("lo"), f"{where}: bins[{i}].lo", -math.inf)
+        hi = _edge(b.get("hi"), f"{where}: bins[{i}].hi", math.inf)
+        _require(lo < hi, f"{where}: bins[{i}] is empty ([{lo}, {hi}))")
+        if i == 0:
+            _require(lo == -math.inf, f"{where}: the first bin must start at null (-inf)")
+        else:
+            _require(lo == edges[-1], f"{where}: bins[{i}].lo must equal bins[{i - 1}].hi")
+        if i == len(bins) - 1:
+            _require(hi == math.inf, f"{where}: the last bin must end at null (+inf)")
+        else:
+            edges.append(hi)
+        los.append(lo)
+        his.append(hi)
+        points.append(_bin_points(b, f"{where}: bins[{i}]"))
+    return _Regular(points, edges, los, his, {}, None)
+
+
+def _categorical_bins(bins: list[Any], where: str) -> _Regular:
+    points: list[float] = []
     categories: dict[str, int] = {}
     other: int | None = None
-    if kind == NUMERIC:
-        for i, b in enumerate(bins):
-            _require(isinstance(b, Mapping), f"{where}: bins[{i}] must be an object")
-            lo = _edge(b.get("lo"), f"{where}: bins[{i}].lo", -math.inf)
-            hi = _edge(b.get("hi"), f"{where}: bins[{i}].hi", math.inf)
-            _require(lo < hi, f"{where}: bins[{i}] is empty ([{lo}, {hi}))")
-            if i == 0:
-                _require(lo == -math.inf, f"{where}: the first bin must start at null (-inf)")
-            else:
-                _require(lo == edges[-1], f"{where}: bins[{i}].lo must equal bins[{i - 1}].hi")
-            if i == len(bins) - 1:
-                _require(hi == math.inf, f"{where}: the last bin must end at null (+inf)")
-            else:
-                edges.append(hi)
-            los.append(lo)
-            his.append(hi)
-            points.append(_bin_points(b, f"{where}: bins[{i}]"))
-    else:
-        for i, b in enumerate(bins):
-            _require(isinstance(b, Mapping), f"{where}: bins[{i}] must be an object")
-            listed = b.get("categories")
-            _require(isinstance(listed, list) and all(isinstance(c, str) and c != "" for c in listed),
-                     f"{where}: bins[{i}].categories must be a list of non-empty strings")
-            for c in listed:
-                _require(c not in categories, f"{where}: category {c!r} is in more than one bin")
-                categories[c] = i
-            if b.get("other", False):
-                _require(other is None, f"{where}: only one bin may be marked other")
-                other = i
-            points.append(_bin_points(b, f"{where}: bins[{i}]"))
-    n_regular = len(points)
+    for i, raw in enumerate(bins):
+        b = _mapping(raw, f"{where}: bins[{i}] must be an object")
+        listed = b.get("categories")
+        if not (isinstance(listed, list) and all(isinstance(c, str) and c != "" for c in listed)):
+            raise ScorecardError(f"{where}: bins[{i}].categories must be a list of non-empty strings")
+        for c in listed:
+            _require(c not in categories, f"{where}: category {c!r} is in more than one bin")
+            categories[c] = i
+        if b.get("other", False):
+            _require(other is None, f"{where}: only one bin may be marked other")
+            other = i
+        points.append(_bin_points(b, f"{where}: bins[{i}]"))
+    return _Regular(points, [], [], [], categories, other)
 
+
+def _special_bins(raw: Mapping[str, Any], kind: str, fmt: str, where: str, points: list[float]) -> dict[float, int]:
+    """The special bins (their points appended to ``points``): value -> bin."""
     specials: dict[float, int] = {}
     special_bins = raw.get("special", [])
     _require(fmt != ARTIFACT_FORMAT_V1 or not special_bins, f"{where}: special bins need format {ARTIFACT_FORMAT!r}")
-    _require(isinstance(special_bins, list), f"{where}: special must be a list")
+    if not isinstance(special_bins, list):
+        raise ScorecardError(f"{where}: special must be a list")
     _require(kind == NUMERIC or not special_bins, f"{where}: special bins are for numeric features only")
-    for i, b in enumerate(special_bins):
-        _require(isinstance(b, Mapping), f"{where}: special[{i}] must be an object")
+    for i, entry in enumerate(special_bins):
+        b = _mapping(entry, f"{where}: special[{i}] must be an object")
         value = _number(b.get("value"), f"{where}: special[{i}].value")
         _require(value not in specials, f"{where}: special value {value} appears twice")
         specials[value] = len(points)
         points.append(_bin_points(b, f"{where}: special[{i}]"))
-    missing = raw.get("missing")
-    _require(isinstance(missing, Mapping), f"{where}: missing must be an object (the no-data bin)")
+    return specials
+
+
+def _missing_bin(
+    raw: Mapping[str, Any], kind: str, where: str, points: list[float], specials: dict[float, int]
+) -> int:
+    """The missing bin (its points appended to ``points``, the special values
+    pooled with it added to ``specials``): its index."""
+    missing = _mapping(raw.get("missing"), f"{where}: missing must be an object (the no-data bin)")
     missing_index = len(points)
     points.append(_number(missing.get("points"), f"{where}: missing.points"))
     pooled = missing.get("special_values", [])
-    _require(isinstance(pooled, list), f"{where}: missing.special_values must be a list")
+    if not isinstance(pooled, list):
+        raise ScorecardError(f"{where}: missing.special_values must be a list")
     _require(kind == NUMERIC or not pooled, f"{where}: special values are for numeric features only")
     for i, v in enumerate(pooled):
         value = _number(v, f"{where}: missing.special_values[{i}]")
         _require(value not in specials, f"{where}: special value {value} appears twice")
         specials[value] = missing_index
+    return missing_index
 
+
+def _feature_name(raw: Mapping[str, Any], fmt: str, where: str) -> str:
+    name = raw.get("name")
+    if fmt == ARTIFACT_FORMAT_V1:
+        if not (isinstance(name, str) and name in _CATALOG_BY_NAME):
+            raise ScorecardError(f"{where}.name {name!r} is not a catalog feature")
+    elif not (isinstance(name, str) and name.strip() != "" and len(name) <= MAX_FEATURE_NAME):
+        raise ScorecardError(f"{where}.name must be a non-empty string of at most {MAX_FEATURE_NAME} characters")
+    return name
+
+
+def _compile_feature(raw: Any, index: int, fmt: str) -> _Feature:
+    entry = _mapping(raw, f"features[{index}] must be an object")
+    name = _feature_name(entry, fmt, f"features[{index}]")
+    where = f"feature {name!r}"
+    coefficient = _number(entry.get("coefficient"), f"{where}: coefficient")
+    meaning = _catalog_meaning(name) if fmt == ARTIFACT_FORMAT_V1 else _own_meaning(entry, name, where)
+    bins = entry.get("bins")
+    if not (isinstance(bins, list) and len(bins) >= 1):
+        raise ScorecardError(f"{where}: bins must be a non-empty list")
+    regular = _numeric_bins(bins, where) if meaning.kind == NUMERIC else _categorical_bins(bins, where)
+    points = list(regular.points)
+    specials = _special_bins(entry, meaning.kind, fmt, where, points)
+    missing_index = _missing_bin(entry, meaning.kind, where, points, specials)
     best = max(points)
     used = coefficient != 0.0
-    lost = [best - p if used else 0.0 for p in points]
-    tie_rank = _CATALOG_ORDER.get(name, len(_CATALOG_ORDER) + index)
-    reason_code, reason_text, missing_code, missing_text = texts
     feature = _Feature(
-        name=name, kind=kind, direction=direction, value_type=value_type, label=label,
-        reason_code=reason_code, reason_text=reason_text, missing_reason_code=missing_code,
-        missing_text=missing_text, actionable=actionable, improve_hint=hint, used=used,
-        tie_rank=tie_rank, edges=edges, lo=los, hi=his,
-        specials=specials, categories=categories,
-        unseen_index=other if other is not None else missing_index,
-        points=points, points_np=np.asarray(points, dtype=np.float64), lost=lost,
-        missing_index=missing_index, n_regular=n_regular, improvements=[],
-        fast=kind == NUMERIC and not specials,  # score_one's inline path: bisect only
-        reason_keys=[], reason_keys_np=None, offer_keys=[],
+        name=name, kind=meaning.kind, direction=meaning.direction, value_type=meaning.value_type,
+        label=meaning.label, reason_code=meaning.reason_code, reason_text=meaning.reason_text,
+        missing_reason_code=meaning.missing_reason_code, missing_text=meaning.missing_text,
+        actionable=meaning.actionable, improve_hint=meaning.improve_hint, used=used,
+        tie_rank=_CATALOG_ORDER.get(name, len(_CATALOG_ORDER) + index),
+        edges=regular.edges, lo=regular.lo, hi=regular.hi, specials=specials, categories=regular.categories,
+        unseen_index=regular.other if regular.other is not None else missing_index,
+        points=points, points_np=np.asarray(points, dtype=np.float64),
+        lost=[best - p if used else 0.0 for p in points],
+        missing_index=missing_index, n_regular=len(regular.points),
+        fast=meaning.kind == NUMERIC and not specials,
     )
     feature.improvements = _improvements_of(feature)
     return feature
@@ -646,7 +731,8 @@ def _improvements_of(f: _Feature) -> list[_Offer | None]:
             goal = f"{f.label} at least {_format_number(target)}"
         else:
             target = float(math.ceil(f.hi[j]) - 1) if whole else f.hi[j]
-            goal = f"{f.label} at most {_format_number(target)}" if whole else f"{f.label} below {_format_number(target)}"
+            bound = "at most" if whole else "below"
+            goal = f"{f.label} {bound} {_format_number(target)}"
         if f.value_type == "binary":
             text = f.improve_hint or f"Change {f.label} to {_format_number(target)}"
         elif f.improve_hint:
@@ -655,6 +741,21 @@ def _improvements_of(f: _Feature) -> list[_Offer | None]:
             text = f"Bring {goal}"
         out[i] = ((-gain, f.tie_rank), f.name, f.reason_code, text, target, gain)
     return out
+
+
+def _scaling_of(raw: Any) -> Scaling:
+    scaling = _mapping(raw, "scaling must be an object")
+    pdo = _number(scaling.get("pdo"), "scaling.pdo")
+    factor = _number(scaling.get("factor"), "scaling.factor")
+    offset = _number(scaling.get("offset"), "scaling.offset")
+    _require(pdo > 0 and factor > 0, "scaling.pdo and scaling.factor must be positive")
+    _require(
+        math.isclose(factor, pdo / math.log(2), rel_tol=1e-6),
+        f"scaling.factor {factor} must equal pdo / ln 2 = {pdo / math.log(2)}",
+    )
+    clamp = scaling.get("clamp")
+    _require(clamp == [SCORE_MIN, SCORE_MAX], f"scaling.clamp must be [{SCORE_MIN}, {SCORE_MAX}]")
+    return Scaling(pdo=pdo, factor=factor, offset=offset)
 
 
 def _parse_time(value: Any) -> datetime:
@@ -677,38 +778,28 @@ class Scorecard:
     def __init__(self, artifact: Mapping[str, Any]) -> None:
         """Validates ``artifact`` (see the module docstring); ``ScorecardError``
         says what is wrong. Prefer ``from_dict``/``load``."""
-        _require(isinstance(artifact, Mapping), "a scorecard artifact is a JSON object")
+        artifact = _mapping(artifact, "a scorecard artifact is a JSON object")
         fmt = artifact.get("format")
         _require(fmt in ARTIFACT_FORMATS, f"format must be one of {list(ARTIFACT_FORMATS)}, not {fmt!r}")
         self.format: str = str(fmt)
         version = artifact.get("version")
-        _require(isinstance(version, str) and is_valid_version(version), f"version {version!r} is not valid")
+        if not (isinstance(version, str) and is_valid_version(version)):
+            raise ScorecardError(f"version {version!r} is not valid")
         description = artifact.get("description")
-        _require(isinstance(description, str) and description.strip() != "", "description must say what the model was trained on")
+        if not (isinstance(description, str) and description.strip() != ""):
+            raise ScorecardError("description must say what the model was trained on")
         self.version: str = version
         self.description: str = description
         self.train_time: datetime = _parse_time(artifact.get("train_time"))
-
-        scaling = artifact.get("scaling")
-        _require(isinstance(scaling, Mapping), "scaling must be an object")
-        pdo = _number(scaling.get("pdo"), "scaling.pdo")
-        factor = _number(scaling.get("factor"), "scaling.factor")
-        offset = _number(scaling.get("offset"), "scaling.offset")
-        _require(pdo > 0 and factor > 0, "scaling.pdo and scaling.factor must be positive")
-        _require(
-            math.isclose(factor, pdo / math.log(2), rel_tol=1e-6),
-            f"scaling.factor {factor} must equal pdo / ln 2 = {pdo / math.log(2)}",
-        )
-        clamp = scaling.get("clamp")
-        _require(clamp == [SCORE_MIN, SCORE_MAX], f"scaling.clamp must be [{SCORE_MIN}, {SCORE_MAX}]")
-        self.scaling = Scaling(pdo=pdo, factor=factor, offset=offset)
+        self.scaling = _scaling_of(artifact.get("scaling"))
 
         self.min_coverage: float = _number(artifact.get("min_coverage"), "min_coverage")
         _require(0.0 <= self.min_coverage <= 1.0, "min_coverage must be within 0-1")
         self.intercept_points: float = _number(artifact.get("intercept_points", 0.0), "intercept_points")
 
         features = artifact.get("features")
-        _require(isinstance(features, list) and len(features) > 0, "features must be a non-empty list")
+        if not (isinstance(features, list) and len(features) > 0):
+            raise ScorecardError("features must be a non-empty list")
         compiled = [_compile_feature(f, i, self.format) for i, f in enumerate(features)]
         names = [c.name for c in compiled]
         _require(len(set(names)) == len(names), "a feature appears more than once")
@@ -716,8 +807,7 @@ class Scorecard:
         self.features: tuple[str, ...] = tuple(names)
         self.kinds: Mapping[str, str] = {c.name: c.kind for c in compiled}
 
-        metrics = artifact.get("metrics")
-        _require(isinstance(metrics, Mapping), "metrics must be an object")
+        metrics = _mapping(artifact.get("metrics"), "metrics must be an object")
         for key in ("auc", "ks", "gini"):
             _number(metrics.get(key), f"metrics.{key}")
         self.metrics: Mapping[str, Any] = metrics
@@ -729,8 +819,7 @@ class Scorecard:
         # Plain tuples for score_one's loop: per feature, per bin (points, reason
         # rank key, offer key or None), all worked out here once.
         self._lookup = tuple(
-            (c.name, c.fast, c.edges, c.missing_index, tuple(zip(c.points, c.reason_keys, c.offer_keys)), c)
-            for c in compiled
+            (c.name, c.fast, c.edges, c.missing_index, _bin_slots(c), c) for c in compiled
         )
 
     def _rank_reasons_and_offers(self, compiled: Sequence[_Feature]) -> None:
@@ -769,16 +858,19 @@ class Scorecard:
             f.reason_keys_np = np.asarray(f.reason_keys, dtype=key_dtype)
         self._key_dtype = key_dtype
 
+        # (rank key, bin, feature) is unique: the offer itself is never compared.
         offers = sorted(
-            (offer[0], b, k) for k, f in enumerate(compiled) for b, offer in enumerate(f.improvements) if offer
+            (offer[0], b, k, offer)
+            for k, f in enumerate(compiled)
+            for b, offer in enumerate(f.improvements)
+            if offer
         )
         self._offer_by_key: list[tuple[str, str, str, float, float]] = []
         for f in compiled:
             f.offer_keys = [None] * len(f.points)
-        for key, (_, b, k) in enumerate(offers):
-            f = compiled[k]
-            f.offer_keys[b] = key
-            _, name, code, text, target, gain = f.improvements[b]
+        for key, (_, b, k, offer) in enumerate(offers):
+            compiled[k].offer_keys[b] = key
+            _, name, code, text, target, gain = offer
             self._offer_by_key.append((name, code, text, target, round(gain, 4)))
 
     # -- construction
@@ -941,12 +1033,10 @@ class Scorecard:
             if len(per_feature) != self._n or len({b.shape for b in per_feature}) != 1 or per_feature[0].ndim != 1:
                 raise ValueError(f"index must hold {self._n} equally long one-dimensional arrays of bins")
         n = per_feature[0].shape[0]
-        for f, bins in zip(self._features, per_feature):
+        for f, bins in zip(self._features, per_feature, strict=True):
             if bins.size and (int(bins.min()) < 0 or int(bins.max()) > f.missing_index):
                 raise ValueError(f"feature {f.name!r}: bins must be within 0-{f.missing_index}")
-        return self._score(
-            [lambda start, stop, bins=bins: bins[start:stop] for bins in per_feature], n, reasons
-        )
+        return self._score([_sliced(bins) for bins in per_feature], n, reasons)
 
     # The batch kernel works through the rows a block at a time, so that the
     # per-feature temporaries (bins, points, rank keys) stay in the CPU cache.
@@ -978,10 +1068,9 @@ class Scorecard:
                 _checked(x, n, f.name)
                 # A column of a row-major matrix is strided: one copy of the block
                 # makes the comparisons that locate its bins run on contiguous values.
-                sources.append(lambda start, stop, x=x, f=f: f.locate_np(np.ascontiguousarray(x[start:stop])))
+                sources.append(_located(f, x))
             else:
-                bins = _checked(f.locate_np(column), n, f.name)
-                sources.append(lambda start, stop, bins=bins: bins[start:stop])
+                sources.append(_sliced(_checked(f.locate_np(column), n, f.name)))
         return sources
 
     def _matrix_columns(self, X: np.ndarray, feature_names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -1021,7 +1110,7 @@ class Scorecard:
             if top is not None:
                 kept = [np.full(stop - start, self._no_reason, dtype=self._key_dtype) for _ in range(MAX_REASONS)]
                 spare = np.empty(stop - start, dtype=self._key_dtype)
-            for f, source in zip(self._features, bins_of):
+            for f, source in zip(self._features, bins_of, strict=True):
                 bins = source(start, stop)
                 block_total += f.points_np[bins]
                 block_have += bins != f.missing_index
@@ -1050,6 +1139,25 @@ class Scorecard:
 
 _BinSource = Callable[[int, int], np.ndarray]
 """``source(start, stop)``: the bins of rows ``[start, stop)`` of one feature."""
+
+
+def _bin_slots(f: _Feature) -> tuple[tuple[float, int, int | None], ...]:
+    """Per bin of ``f``: its points, reason rank key and offer key (or None)."""
+    return tuple(zip(f.points, f.reason_keys, f.offer_keys, strict=True))
+
+
+def _sliced(bins: npt.NDArray[np.intp]) -> _BinSource:
+    def source(start: int, stop: int) -> npt.NDArray[np.intp]:
+        return bins[start:stop]
+
+    return source
+
+
+def _located(feature: _Feature, x: Floats) -> _BinSource:
+    def source(start: int, stop: int) -> npt.NDArray[np.intp]:
+        return feature.locate_np(np.ascontiguousarray(x[start:stop]))
+
+    return source
 
 
 def _constant_bins(index: int) -> _BinSource:

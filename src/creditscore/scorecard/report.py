@@ -29,16 +29,17 @@ from __future__ import annotations
 
 import html
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from creditscore.features.catalog import FEATURE_NAMES, by_name
 
+from ._files import write_atomically
 from .model import BANDS, SCORE_MAX, SCORE_MIN
 
 __all__ = [
@@ -73,11 +74,16 @@ class TrainResultLike(Protocol):
     holdout row the outcome (1 = bad), the score and the probability of bad
     (NaN where the row was not scored)."""
 
-    artifact: Mapping[str, Any]
-    metrics: Mapping[str, Any]
-    y_holdout: np.ndarray
-    score_holdout: np.ndarray
-    pd_holdout: np.ndarray
+    @property
+    def artifact(self) -> Mapping[str, Any]: ...
+    @property
+    def metrics(self) -> Mapping[str, Any] | None: ...
+    @property
+    def y_holdout(self) -> npt.NDArray[Any]: ...
+    @property
+    def score_holdout(self) -> npt.NDArray[Any]: ...
+    @property
+    def pd_holdout(self) -> npt.NDArray[Any]: ...
 
 
 # ---------------------------------------------------------------- the numbers
@@ -233,18 +239,21 @@ class _Plot:
         for t in y_ticks:
             py = self.y(t)
             self.add(f'<line x1="{self.left}" x2="{self.right}" y1="{py:.1f}" y2="{py:.1f}" stroke="{_GRID}"/>')
-            self.add(f'<text x="{self.left - 6}" y="{py + 4:.1f}" text-anchor="end" class="tick">{_e(y_format(t))}</text>')
+            self.add(f'<text x="{self.left - 6}" y="{py + 4:.1f}" text-anchor="end" class="tick">'
+                     f"{_e(y_format(t))}</text>")
         for t in x_ticks:
             px = self.x(t)
             if x_grid:
                 self.add(f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{self.top}" y2="{self.bottom}" stroke="{_GRID}"/>')
-            self.add(f'<text x="{px:.1f}" y="{self.bottom + 16}" text-anchor="middle" class="tick">{_e(x_format(t))}</text>')
+            self.add(f'<text x="{px:.1f}" y="{self.bottom + 16}" text-anchor="middle" class="tick">'
+                     f"{_e(x_format(t))}</text>")
         self.add(f'<line x1="{self.left}" x2="{self.right}" y1="{self.bottom}" y2="{self.bottom}" stroke="{_MUTED}"/>')
         self.add(f'<line x1="{self.left}" x2="{self.left}" y1="{self.top}" y2="{self.bottom}" stroke="{_MUTED}"/>')
         cx = (self.left + self.right) / 2
         self.add(f'<text x="{cx:.1f}" y="{self.height - 10}" text-anchor="middle" class="axis">{_e(x_label)}</text>')
         cy = (self.top + self.bottom) / 2
-        self.add(f'<text x="14" y="{cy:.1f}" text-anchor="middle" class="axis" transform="rotate(-90 14 {cy:.1f})">{_e(y_label)}</text>')
+        self.add(f'<text x="14" y="{cy:.1f}" text-anchor="middle" class="axis" '
+                 f'transform="rotate(-90 14 {cy:.1f})">{_e(y_label)}</text>')
 
     def svg(self, title: str) -> str:
         body = "".join(self.parts)
@@ -270,7 +279,7 @@ def _roc_svg(fpr: np.ndarray, tpr: np.ndarray, auc: float, ks: float) -> str:
         fx, ty = fpr[keep], tpr[keep]
     else:
         fx, ty = fpr, tpr
-    path = " ".join(f"{plot.x(a):.1f},{plot.y(b):.1f}" for a, b in zip(fx, ty))
+    path = " ".join(f"{plot.x(a):.1f},{plot.y(b):.1f}" for a, b in zip(fx, ty, strict=True))
     area = f"{plot.x(0):.1f},{plot.y(0):.1f} {path} {plot.x(1):.1f},{plot.y(0):.1f}"
     plot.add(f'<polygon points="{area}" fill="{_GOOD}" fill-opacity="0.10"/>')
     plot.add(f'<polyline points="{path}" fill="none" stroke="{_GOOD}" stroke-width="2.5"/>')
@@ -293,7 +302,7 @@ def _distribution_svg(good_scores: np.ndarray, bad_scores: np.ndarray) -> str:
     plot = _Plot((SCORE_MIN, SCORE_MAX), (0.0, top), width=1040, height=340, top=26)
     plot.axes(list(range(SCORE_MIN, SCORE_MAX + 1, 50)), ticks, x_grid=False,
               x_label="score", y_label="share of the class", y_format=lambda t: _pct(t, 0 if top >= 0.05 else 1))
-    for (band, lo, hi), colour in zip(BANDS, _BAND_COLOURS):
+    for (band, lo, hi), colour in zip(BANDS, _BAND_COLOURS, strict=True):
         if lo > SCORE_MIN:
             px = plot.x(lo)
             plot.add(f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{plot.top - 12}" y2="{plot.bottom}" stroke="{_MUTED}" '
@@ -302,7 +311,7 @@ def _distribution_svg(good_scores: np.ndarray, bad_scores: np.ndarray) -> str:
         plot.add(f'<text x="{cx:.1f}" y="{plot.top - 12}" text-anchor="middle" class="tick" fill="{colour}">'
                  f'{_e(band.value.replace("_", " ").lower())}</text>')
     for shares, colour in ((good_share, _GOOD), (bad_share, _BAD)):
-        for lo, hi, share in zip(edges[:-1], edges[1:], shares):
+        for lo, hi, share in zip(edges[:-1], edges[1:], shares, strict=True):
             if share <= 0:
                 continue
             x0, x1 = plot.x(lo) + 1, plot.x(hi) - 1
@@ -365,7 +374,8 @@ def _iv_svg(rows: Sequence[tuple[str, float, bool]]) -> str:
     for t in ticks:
         px = plot.x(t)
         plot.add(f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{plot.top}" y2="{plot.bottom}" stroke="{_GRID}"/>')
-        plot.add(f'<text x="{px:.1f}" y="{plot.bottom + 16}" text-anchor="middle" class="tick">{_num(float(t), 3)}</text>')
+        plot.add(f'<text x="{px:.1f}" y="{plot.bottom + 16}" text-anchor="middle" class="tick">'
+                 f"{_num(float(t), 3)}</text>")
     for threshold, label in ((0.02, "weak"), (0.1, "medium"), (0.3, "strong")):
         if threshold < top:
             px = plot.x(threshold)
@@ -415,7 +425,8 @@ svg .label-svg{font-size:12.5px;fill:#1f2933}
 svg .note-svg{font-size:12px;font-weight:600}
 svg .big-svg{font-size:22px;font-weight:650;fill:#2f6db5}
 .legend{display:flex;gap:18px;font-size:13px;color:#3e4c59;margin:0 0 6px}
-.legend i{display:inline-block;width:12px;height:12px;border-radius:2px;margin-right:6px;vertical-align:-1px;opacity:.75}
+.legend i{display:inline-block;width:12px;height:12px;border-radius:2px;margin-right:6px;vertical-align:-1px;
+opacity:.75}
 .warn{background:#fff4e5;border:1px solid #f5c26b;color:#7a4b00;border-radius:8px;padding:10px 14px;margin-top:16px}
 table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}
 th,td{padding:5px 10px;text-align:right;border-bottom:1px solid #eef1f4;font-size:13.5px}
@@ -533,7 +544,8 @@ def _points_section(artifact: Mapping[str, Any]) -> str:
 def _iv_section(artifact: Mapping[str, Any], metrics: Mapping[str, Any]) -> str:
     """IV bars: the model's features from the artifact, the dropped ones from their
     ``dropped`` entry or, failing that, the metrics' IV table."""
-    known = metrics.get("iv") if isinstance(metrics.get("iv"), Mapping) else {}
+    given = metrics.get("iv")
+    known: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
     rows: list[tuple[str, float, bool]] = [
         (str(f["name"]), float(f.get("iv", known.get(f["name"], 0.0)) or 0.0), True)
         for f in artifact.get("features", [])
@@ -588,27 +600,12 @@ def _calibration(metrics: Mapping[str, Any], y: np.ndarray, pd: np.ndarray) -> l
     return calibration_by_decile(y, pd)
 
 
-def render_report(result: TrainResultLike) -> str:
-    """The report of ``result`` as one HTML document (see the module docstring)."""
-    artifact = result.artifact
-    metrics: Mapping[str, Any] = result.metrics if result.metrics is not None else artifact.get("metrics", {})
-    scaling = artifact.get("scaling", {})
-    y, score, pd, not_scored = _holdout(result)
-    if y.min() == y.max():
-        raise ValueError("the scored holdout needs both bads and goods")
-
-    fpr, tpr = roc_curve(y, pd)
-    auc = float(metrics.get("auc", float(np.trapezoid(tpr, fpr))))
-    ks = float(metrics.get("ks", float(np.max(tpr - fpr))))
-    gini = float(metrics.get("gini", 2 * auc - 1))
-    by_band = bad_rate_by_band(y, score)
-    groups = _calibration(metrics, y, pd)
+def _cards(metrics: Mapping[str, Any], scaling: Mapping[str, Any], headline: tuple[float, float, float],
+           n_holdout: Any, bad_rate: Any) -> str:
+    """The headline cards: AUC, Gini, KS, rows, bad rate, PDO."""
+    auc, gini, ks = headline
     n_train = metrics.get("n_train")
-    n_holdout = metrics.get("n_holdout", len(y) + not_scored)
-    bad_rate = metrics.get("bad_rate", float(y.mean()))
-    version = str(artifact.get("version", "?"))
-
-    cards = "".join([
+    return "".join([
         _card("AUC", _fixed(auc, 3), "holdout" + (f" · train {_fixed(metrics['train_auc'], 3)}"
                                                   if metrics.get("train_auc") is not None else "")),
         _card("Gini", _fixed(gini, 3), "2 · AUC − 1"),
@@ -620,17 +617,25 @@ def render_report(result: TrainResultLike) -> str:
         _card("PDO", _fixed(scaling.get("pdo"), 1),
               f"factor {_fixed(scaling.get('factor'), 2)} · offset {_fixed(scaling.get('offset'), 1)}"),
     ])
-    warnings = [str(w) for w in metrics.get("warnings", []) or []]
-    falls = all(
-        later["bad_rate"] < earlier["bad_rate"]
-        for earlier, later in zip([b for b in by_band if b["n"]], [b for b in by_band if b["n"]][1:])
-    )
-    scored_note = (f"{len(y):,} scored holdout rows" + (f"; {not_scored:,} had too little data to score "
-                                                         "and are left out" if not_scored else ""))
+
+
+def _bands_section(by_band: list[dict[str, Any]]) -> str:
+    falls = all(later["bad_rate"] < earlier["bad_rate"] for earlier, later in pairwise(b for b in by_band if b["n"]))
     band_rows = "".join(
         f"<tr><td>{_e(b['band'].replace('_', ' ').lower())}</td><td>{b['lo']}–{b['hi']}</td><td>{b['n']:,}</td>"
         f"<td>{b['bads']:,}</td><td>{_pct(b['bad_rate'])}</td></tr>" for b in by_band
     )
+    return (
+        '<section id="bands" class="wide"><h2>Bad rate by band</h2>'
+        f'<p class="note">Holdout bad rate per score band; it should fall as the band rises '
+        f"({'it does' if falls else 'it does not'}).</p>"
+        '<div class="grid"><div>' + _bands_svg(by_band) + "</div><div>"
+        '<table><thead><tr><th>band</th><th>scores</th><th>rows</th><th>bads</th><th>bad rate</th></tr></thead>'
+        f"<tbody>{band_rows}</tbody></table></div></div></section>"
+    )
+
+
+def _calibration_section(groups: list[dict[str, Any]]) -> str:
     with_scores = all("score_lo" in g and "score_hi" in g for g in groups)
     calibration_rows = "".join(
         f"<tr><td>{i + 1}</td>"
@@ -640,10 +645,23 @@ def render_report(result: TrainResultLike) -> str:
     )
     calibration_head = ("<th>decile</th>" + ("<th>scores</th>" if with_scores else "")
                         + "<th>rows</th><th>predicted</th><th>observed</th>")
+    return (
+        '<section id="calibration"><h2>Calibration</h2>'
+        '<p class="note">Holdout rows in ten groups of equal size, lowest score (highest risk) first: '
+        "the mean predicted probability of bad against the observed bad rate. On the dashed line they "
+        "agree.</p>"
+        f"{_calibration_svg(groups)}"
+        f'<table class="small"><thead><tr>{calibration_head}</tr>'
+        f"</thead><tbody>{calibration_rows}</tbody></table></section>"
+    )
+
+
+def _header(artifact: Mapping[str, Any]) -> list[str]:
+    version = str(artifact.get("version", "?"))
     train_time = artifact.get("train_time", "")
     training = artifact.get("training", {}) or {}
     settings = ", ".join(f"{k} {v}" for k, v in training.items() if isinstance(v, (int, float, str)))
-    parts = [
+    return [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -652,6 +670,29 @@ def render_report(result: TrainResultLike) -> str:
         f'<p class="desc">{_e(artifact.get("description", ""))}</p>',
         f'<p class="meta">trained {_e(train_time)} · {len(artifact.get("features", []))} features in the model'
         f"{' · ' + _e(settings) if settings else ''}</p></header>",
+    ]
+
+
+def render_report(result: TrainResultLike) -> str:
+    """The report of ``result`` as one HTML document (see the module docstring)."""
+    artifact = result.artifact
+    metrics: Mapping[str, Any] = result.metrics if result.metrics is not None else artifact.get("metrics", {})
+    y, score, pd, not_scored = _holdout(result)
+    if y.min() == y.max():
+        raise ValueError("the scored holdout needs both bads and goods")
+
+    fpr, tpr = roc_curve(y, pd)
+    auc = float(metrics.get("auc", float(np.trapezoid(tpr, fpr))))
+    ks = float(metrics.get("ks", float(np.max(tpr - fpr))))
+    gini = float(metrics.get("gini", 2 * auc - 1))
+    n_holdout = metrics.get("n_holdout", len(y) + not_scored)
+    bad_rate = metrics.get("bad_rate", float(y.mean()))
+    cards = _cards(metrics, artifact.get("scaling", {}), (auc, gini, ks), n_holdout, bad_rate)
+    warnings = [str(w) for w in metrics.get("warnings", []) or []]
+    scored_note = (f"{len(y):,} scored holdout rows" + (f"; {not_scored:,} had too little data to score "
+                                                         "and are left out" if not_scored else ""))
+    parts = [
+        *_header(artifact),
         f'<section id="headline" class="cards">{cards}</section>',
         "".join(f'<div class="warn">⚠ {_e(w)}</div>' for w in warnings),
         '<div class="grid">',
@@ -659,24 +700,13 @@ def render_report(result: TrainResultLike) -> str:
         f'<p class="note">{_e(scored_note)}. Ranked by probability of bad; the dashed diagonal is '
         "a model that ranks by chance, the red bar the KS distance.</p>"
         f"{_roc_svg(fpr, tpr, auc, ks)}</section>",
-        '<section id="calibration"><h2>Calibration</h2>'
-        '<p class="note">Holdout rows in ten groups of equal size, lowest score (highest risk) first: '
-        "the mean predicted probability of bad against the observed bad rate. On the dashed line they "
-        "agree.</p>"
-        f"{_calibration_svg(groups)}"
-        f'<table class="small"><thead><tr>{calibration_head}</tr>'
-        f"</thead><tbody>{calibration_rows}</tbody></table></section>",
+        _calibration_section(_calibration(metrics, y, pd)),
         '<section id="distribution" class="wide"><h2>Score distribution of goods and bads</h2>'
         f'<p class="note">Holdout scores in bars of {HISTOGRAM_STEP} points, each as a share of its own '
         "class: the less the two overlap, the better the score separates them.</p>"
         + _legend([(f"goods ({int((y == 0).sum()):,})", _GOOD), (f"bads ({int((y == 1).sum()):,})", _BAD)])
         + f"{_distribution_svg(score[y == 0], score[y == 1])}</section>",
-        '<section id="bands" class="wide"><h2>Bad rate by band</h2>'
-        f'<p class="note">Holdout bad rate per score band; it should fall as the band rises '
-        f"({'it does' if falls else 'it does not'}).</p>"
-        '<div class="grid"><div>' + _bands_svg(by_band) + "</div><div>"
-        '<table><thead><tr><th>band</th><th>scores</th><th>rows</th><th>bads</th><th>bad rate</th></tr></thead>'
-        f"<tbody>{band_rows}</tbody></table></div></div></section>",
+        _bands_section(bad_rate_by_band(y, score)),
         "</div>",
         _iv_section(artifact, metrics),
         _points_section(artifact),
@@ -693,16 +723,4 @@ def write_report(result: TrainResultLike, path: str | Path) -> Path:
     file renamed into place, readable by all) and returns the path. Raises
     ``ValueError`` when the holdout arrays are malformed or hold no scored row
     with both goods and bads."""
-    text = render_report(result)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(tmp, REPORT_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, render_report(result), REPORT_MODE)

@@ -44,9 +44,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, Problem
-
 from .binning import CATEGORICAL, NUMERIC, FeatureSpec
+from .errors import InputError, Problem
 from .model import BatchScores, Scorecard, band_for
 
 __all__ = [
@@ -150,7 +149,7 @@ def read_csv(path: str | Path) -> Table:
     if n_rows == 0:
         raise TabularError(f"{path.name} has a header but no rows")
     columns = {
-        name: np.strings.strip(np.concatenate(parts)) for name, parts in zip(header, chunks)
+        name: np.strings.strip(np.concatenate(parts)) for name, parts in zip(header, chunks, strict=True)
     }
     return Table(path.name, header, columns, n_rows)
 
@@ -158,7 +157,7 @@ def read_csv(path: str | Path) -> Table:
 def _flush(chunk: list[list[str]], chunks: list[list[np.ndarray]]) -> int:
     n = len(chunk)
     if n:
-        for parts, values in zip(chunks, zip(*chunk)):
+        for parts, values in zip(chunks, zip(*chunk, strict=True), strict=True):
             parts.append(np.array(values, dtype=str))
         chunk.clear()
     return n
@@ -282,7 +281,8 @@ def training_table(
         specs.append(spec)
     if not specs:
         raise TabularError(
-            f"{table.name} has no feature columns besides the target and identifiers ({', '.join(identifiers) or 'none'})"
+            f"{table.name} has no feature columns besides the target and identifiers "
+            f"({', '.join(identifiers) or 'none'})"
         )
     return TrainingTable(columns, y, tuple(specs), target, bad_labels, identifiers)
 
@@ -318,7 +318,9 @@ def scoring_columns(table: Table, card: Scorecard) -> tuple[dict[str, np.ndarray
                 ) from None
             if np.isinf(values).any():
                 row = _first_row(np.isinf(values))
-                raise TabularError(f"column {name!r}, data row {row}: {str(text[row - 1])!r} is not a finite number", name)
+                raise TabularError(
+                    f"column {name!r}, data row {row}: {str(text[row - 1])!r} is not a finite number", name
+                )
         else:
             values = text.astype(object)
             values[missing] = None

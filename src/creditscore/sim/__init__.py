@@ -177,7 +177,7 @@ def _categorical(rng: np.random.Generator, probabilities: Sequence[float], size:
     return np.minimum(np.searchsorted(cdf, rng.random(size), side="right"), len(p) - 1)
 
 
-_BILL_STREAMS: tuple[tuple[int, float, float, float], ...] = (
+_BILL_STREAMS: tuple[tuple[records_pb2.BillCategory.ValueType, float, float, float], ...] = (
     # category, probability of having the stream, median amount (USD), spread
     (_R.BILL_CATEGORY_UTILITY, 0.80, 80.0, 0.4),
     (_R.BILL_CATEGORY_TELECOM, 0.85, 45.0, 0.3),
@@ -340,7 +340,7 @@ class _Simulator:
         return np.sort(self.rng.integers(start, self.as_of_s, k))
 
     def _orders(
-        self, sid: str, role: int, placed: np.ndarray, probabilities: Sequence[float]
+        self, sid: str, role: records_pb2.PartyRole.ValueType, placed: np.ndarray, probabilities: Sequence[float]
     ) -> list[tuple[int, int]]:
         """Orders in ``role`` placed at ``placed``, outcomes drawn from
         ``probabilities`` (in ``_OUTCOMES`` order). Returns ``(event_s, outcome)``

@@ -20,7 +20,7 @@ from creditscore.features.engine import (
     next_month_step,
     vector_valid_until,
 )
-from tests.unit.feature_service.test_feature_aggregates import (
+from tests.unit.features.test_feature_aggregates import (
     at,
     bill,
     external,
