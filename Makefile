@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test check protos lint-protos k8s-check clean
+.PHONY: run test check protos lint-protos typecheck lint k8s-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,9 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## check: contracts lint clean and generated code identical to what the generator makes
-check: $(STAMP) lint-protos
+## check: contracts lint clean, generated code identical to what the generator makes,
+## mypy --strict and ruff clean (pyproject.toml holds their settings)
+check: $(STAMP) lint-protos typecheck lint
 	PYTHON=$(PY) scripts/gen_protos.sh
 	git diff --exit-code -- protos || (echo "generated code differs from protos/: run 'make protos' and commit" >&2; exit 1)
 	test -z "$$(git status --porcelain --untracked-files=all -- protos)" || (git status --short -- protos; echo "untracked generated files" >&2; exit 1)
@@ -34,6 +35,14 @@ protos: $(STAMP)
 
 lint-protos: $(STAMP)
 	cd protos && ../$(VENV)/bin/buf lint
+
+## typecheck: mypy --strict over the runtime, the libraries, the command line and the services
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy src/creditscore consent_service ingest_service feature_service scoring_service gateway
+
+## lint: ruff over everything but generated code
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 # kubectl from PATH, else the one .ci/run installs into the venv where PATH has none.
 KUBECTL      ?= $(shell command -v kubectl 2>/dev/null || echo $(VENV)/bin/kubectl)

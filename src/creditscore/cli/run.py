@@ -49,15 +49,13 @@ from typing import TYPE_CHECKING
 import grpc
 
 # grpcio-health-checking ships no type information (types-grpcio covers grpc alone).
-from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped, unused-ignore]
-
 from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
 from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
 from creditscore.gateway.v1 import gateway_pb2, gateway_pb2_grpc, subject_pb2, subject_pb2_grpc
 from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from creditscore.records.v1 import records_pb2
-from creditscore.runtime import CallError, TlsSettings, TokenSource, create_channel, tool_channel
+from creditscore.runtime import CallError, TlsSettings, TokenSource, create_channel, health_status, tool_channel
 
 if TYPE_CHECKING:  # the simulator is imported when a population is loaded
     from creditscore.sim import Population, SimulatedSubject
@@ -335,16 +333,13 @@ async def wait_serving(suite: Suite, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     for package, _ in SERVICES:
         async with grpc.aio.insecure_channel(suite.addr(package)) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
             while True:
                 proc = suite.procs[package]
                 if proc.poll() is not None:
                     log = (suite.data_dir / "logs" / f"{package}.log").read_text(errors="replace")
                     raise RuntimeError(f"{package} exited with {proc.returncode}:\n{log[-3000:]}")
                 try:
-                    reply = await stub.Check(health_pb2.HealthCheckRequest(service=READY_SERVICE[package]),
-                                             timeout=1.0)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    if await health_status(channel, READY_SERVICE[package], timeout=1.0):
                         break
                 except grpc.aio.AioRpcError:
                     pass

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
         derive_timeout,
         direct_channel,
         downstream_errors,
+        health_status,
         service_channels,
         service_tokens,
         tool_channel,
@@ -188,7 +189,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "_builder": ("ServiceBuilder",),
     "_channels": (
         "ChannelSettings", "Deadline", "Outgoing", "create_channel", "derive_timeout", "direct_channel",
-        "downstream_errors", "service_channels", "service_tokens", "tool_channel",
+        "downstream_errors", "health_status", "service_channels", "service_tokens", "tool_channel",
     ),
     "_config": ("SettingsError", "env_field", "from_env"),
     "_db": (
@@ -331,6 +332,7 @@ __all__ = [
     "schema_differences",
     "serve",
     "server_auth",
+    "health_status",
     "service_channels",
     "service_name_of",
     "service_tokens",

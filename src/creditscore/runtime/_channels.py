@@ -31,6 +31,7 @@ __all__ = [
     "derive_timeout",
     "direct_channel",
     "downstream_errors",
+    "health_status",
     "service_channels",
     "service_tokens",
     "tool_channel",
@@ -398,3 +399,19 @@ def tool_channel(
         tokens=TokenSource.static(token) if token else None,
         tls=from_env(TlsSettings, env),
     )
+
+
+async def health_status(channel: grpc.aio.Channel, service: str = "", *, timeout: float) -> bool:
+    """Whether ``grpc.health.v1.Health/Check`` on ``channel`` answers SERVING for
+    ``service`` (``""``: the server as a whole; a service's full name: its readiness).
+    Failed calls raise as any call does. (Called through the channel itself: the
+    typeshed stub of ``HealthStub`` declares no methods.)"""
+    from grpc_health.v1 import health_pb2
+
+    check = channel.unary_unary(
+        "/grpc.health.v1.Health/Check",
+        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthCheckResponse.FromString,
+    )
+    reply: health_pb2.HealthCheckResponse = await check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+    return reply.status == health_pb2.HealthCheckResponse.SERVING

@@ -8,8 +8,6 @@ from datetime import UTC, datetime
 import pytest
 
 from creditscore.features.catalog import FEATURE_NAMES
-from creditscore.records.v1 import records_pb2 as R
-from creditscore.sim import simulate
 from creditscore.features.engine import (
     MONTHS_KEPT,
     SubjectState,
@@ -18,6 +16,8 @@ from creditscore.features.engine import (
     month_index,
     months_between,
 )
+from creditscore.records.v1 import records_pb2 as R
+from creditscore.sim import simulate
 
 SUBJECT = "subj-1"
 _ids = iter(range(1, 1_000_000))

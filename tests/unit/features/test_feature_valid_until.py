@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from creditscore.records.v1 import records_pb2 as R
 from creditscore.features.engine import (
     SubjectState,
     feature_values,
@@ -20,6 +19,7 @@ from creditscore.features.engine import (
     next_month_step,
     vector_valid_until,
 )
+from creditscore.records.v1 import records_pb2 as R
 from tests.unit.features.test_feature_aggregates import (
     at,
     bill,

@@ -39,7 +39,9 @@ def iv_by_hand(table: list[tuple[int, int]]) -> float:
     k = len(table)
     goods = sum(g for g, _ in table) + 0.5 * k
     bads = sum(b for _, b in table) + 0.5 * k
-    return sum(((g + 0.5) / goods - (b + 0.5) / bads) * math.log(((g + 0.5) / goods) / ((b + 0.5) / bads)) for g, b in table)
+    return sum(
+        ((g + 0.5) / goods - (b + 0.5) / bads) * math.log(((g + 0.5) / goods) / ((b + 0.5) / bads)) for g, b in table
+    )
 
 
 # values 1-4 (10 rows each) with 6, 4, 2, 1 bads, and 10 missing rows with 3 bads.
@@ -84,12 +86,12 @@ def brute_force(rows_: np.ndarray, bads: np.ndarray, extra: list[tuple[int, int]
             if only is not None and cuts != only:
                 continue
             bounds = [0, *cuts, m]
-            groups = [(int(rows_[a:b].sum()), int(bads[a:b].sum())) for a, b in zip(bounds, bounds[1:])]
+            groups = [(int(rows_[a:b].sum()), int(bads[a:b].sum())) for a, b in zip(bounds, bounds[1:], strict=False)]
             if min(n for n, _ in groups) < min_count:
                 continue
             rates = [b / n for n, b in groups]
             odds = [math.log((n - b + 0.5) / (b + 0.5)) for n, b in groups]
-            steps = list(zip(zip(rates, odds), zip(rates[1:], odds[1:])))
+            steps = list(zip(zip(rates, odds, strict=False), zip(rates[1:], odds[1:], strict=False), strict=False))
             falls = [r2 < r1 and o2 > o1 for (r1, o1), (r2, o2) in steps]
             rises = [r2 > r1 and o2 < o1 for (r1, o1), (r2, o2) in steps]
             if trend == 1 and not all(falls):
@@ -120,7 +122,8 @@ def test_the_dynamic_programme_finds_the_best_partition_that_brute_force_finds(t
         max_bins = int(rng.integers(1, 6))
         found = _best_partition(counts, bads, extra_rows=extra_rows, extra_bads=extra_bads,
                                 min_count=min_count, max_bins=max_bins, trend=trend)
-        expected = brute_force(counts, bads, list(zip(extra_rows - extra_bads, extra_bads)), min_count, max_bins, trend)
+        extra = list(zip(extra_rows - extra_bads, extra_bads, strict=True))
+        expected = brute_force(counts, bads, extra, min_count, max_bins, trend)
         if expected is None:  # not even one group is big enough: one group regardless
             assert found.starts == (0,)
         else:
@@ -128,8 +131,9 @@ def test_the_dynamic_programme_finds_the_best_partition_that_brute_force_finds(t
             # The partition returned is one that brute force accepts, with that IV.
             bounds = [*found.starts, m]
             assert len(found.starts) <= max_bins and found.starts[0] == 0
-            assert brute_force(counts[: m], bads[: m], list(zip(extra_rows - extra_bads, extra_bads)), min_count,
-                               max_bins, trend, only=tuple(bounds[1:-1])) == pytest.approx(found.iv, abs=1e-9)
+            extra = list(zip(extra_rows - extra_bads, extra_bads, strict=True))
+            accepted = brute_force(counts[: m], bads[: m], extra, min_count, max_bins, trend, only=tuple(bounds[1:-1]))
+            assert accepted == pytest.approx(found.iv, abs=1e-9)
 
 
 def u_shaped(n: int = 20000, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -219,8 +223,8 @@ def test_a_constant_or_empty_column_gets_one_bin():
     assert one.edges == () and one.counts == (100, 0) and one.iv == 0.0
     empty = fit_binning(np.full(100, np.nan), np.r_[np.zeros(90), np.ones(10)], FeatureSpec("c", NUMERIC))
     assert empty.counts == (0, 100) and empty.iv == 0.0
-    binary = fit_binning(np.r_[np.zeros(300), np.ones(700)], np.r_[np.ones(90), np.zeros(210), np.ones(35), np.zeros(665)],
-                         FeatureSpec("b", NUMERIC, direction=+1))
+    outcomes = np.r_[np.ones(90), np.zeros(210), np.ones(35), np.zeros(665)]
+    binary = fit_binning(np.r_[np.zeros(300), np.ones(700)], outcomes, FeatureSpec("b", NUMERIC, direction=+1))
     assert binary.edges == (0.5,) and binary.value_type == "binary"
 
 
@@ -233,7 +237,8 @@ def test_specs_derive_codes_and_texts_from_the_name_or_the_catalog():
     assert code_for("2nd job") == "F_2ND_JOB" and code_for("--") == "FEATURE"
     catalog = FeatureSpec.from_catalog(by_name("pay_ontime_ratio_12m"))
     assert (catalog.kind, catalog.direction, catalog.actionable) == (NUMERIC, 1, True)
-    assert catalog.reason_code == "PAY_ONTIME_RATIO_12M" and catalog.missing_reason_code == "PAY_ONTIME_RATIO_12M_NO_DATA"
+    assert catalog.reason_code == "PAY_ONTIME_RATIO_12M"
+    assert catalog.missing_reason_code == "PAY_ONTIME_RATIO_12M_NO_DATA"
     assert catalog.improve_hint == "Pay every bill by its due date" and catalog.label == "on-time share"
     with pytest.raises(ValueError, match="kind"):
         FeatureSpec("x", "text")

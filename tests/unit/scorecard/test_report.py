@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from creditscore.scorecard.binning import CATEGORICAL, NUMERIC, FeatureSpec
 from creditscore.scorecard.report import (
     bad_rate_by_band,
     calibration_by_decile,
@@ -21,7 +22,6 @@ from creditscore.scorecard.report import (
     score_histogram,
     write_report,
 )
-from creditscore.scorecard.binning import CATEGORICAL, NUMERIC, FeatureSpec
 from creditscore.scorecard.training import TrainResult, auc_score, ks_score, train_table
 
 SECTIONS = ("headline", "roc", "calibration", "distribution", "bands", "iv", "points")

@@ -4,8 +4,8 @@ coverage, reasons; one subject and a batch agree; the artifact round-trips."""
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -223,7 +223,7 @@ def test_score_one_and_score_batch_agree_on_random_inputs():
     assert scores.dtype == np.int32 and insufficient.dtype == bool
     assert insufficient.any() and not insufficient.all()
     for i in range(len(X)):
-        one = card.score_one({n: (None if np.isnan(v) else float(v)) for n, v in zip(FEATURE_NAMES, X[i])})
+        one = card.score_one({n: (None if np.isnan(v) else float(v)) for n, v in zip(FEATURE_NAMES, X[i], strict=True)})
         assert coverage[i] == one.coverage
         if one.state is ScoreState.INSUFFICIENT_DATA:
             assert insufficient[i] and scores[i] == 0 and np.isnan(pd[i])
@@ -249,9 +249,9 @@ def test_artifact_round_trips_through_the_file(tmp_path):
     assert loaded.to_dict() == original and loaded.version == "2.3.1"
     X = _random_matrix(np.random.default_rng(5), 500)
     card = Scorecard.from_dict(original)
-    for a, b in zip(card.score_batch(X), loaded.score_batch(X)):
+    for a, b in zip(card.score_batch(X), loaded.score_batch(X), strict=True):
         np.testing.assert_array_equal(a, b)
-    row = {n: (None if np.isnan(v) else float(v)) for n, v in zip(FEATURE_NAMES, X[0])}
+    row = {n: (None if np.isnan(v) else float(v)) for n, v in zip(FEATURE_NAMES, X[0], strict=True)}
     assert loaded.score_one(row) == card.score_one(row)
     assert '"lo": null' in path.read_text()  # infinities are written as null
     assert path.stat().st_mode & 0o777 == 0o644  # readable by a service running as another user

@@ -205,10 +205,10 @@ def test_a_format_1_file_still_loads_and_scores_as_its_format_2_twin():
     X = rng.choice([0.0, 0.3, 0.9, 1.0, 2.0, 5.0, 14.0, 40.0, 120.0, np.nan], size=(1500, 20))
     from creditscore.features.catalog import FEATURE_NAMES
 
-    for a, b in zip(old.score_batch(X), new.score_batch(X)):
+    for a, b in zip(old.score_batch(X), new.score_batch(X), strict=True):
         np.testing.assert_array_equal(a, b)
     for i in range(200):
-        row = {n: (None if np.isnan(v) else float(v)) for n, v in zip(FEATURE_NAMES, X[i])}
+        row = {n: (None if np.isnan(v) else float(v)) for n, v in zip(FEATURE_NAMES, X[i], strict=True)}
         assert old.score_one(row) == new.score_one(row)
     # A format 1 card names catalog features only, and has no special bins.
     broken = copy.deepcopy(v1)

@@ -169,7 +169,7 @@ def test_train_then_score_a_csv_end_to_end(tmp_path, capsys):
     columns, absent = scoring_columns(table, card)
     batch = card.score_columns(columns)
     assert absent == ()
-    for i, (before, after) in enumerate(zip(original[1:], result[1:])):
+    for i, (before, after) in enumerate(zip(original[1:], result[1:], strict=False)):
         assert after[: len(before)] == before  # every original field, as written
         assert after[column["state"]] == "SCORED" and int(after[column["score"]]) == batch.scores[i]
         assert float(after[column["probability_of_bad"]]) == pytest.approx(batch.pd[i], abs=1e-6)

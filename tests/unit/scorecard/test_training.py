@@ -13,11 +13,11 @@ from itertools import product
 import numpy as np
 import pytest
 
-from creditscore.features.catalog import FEATURE_NAMES, by_name
-from creditscore.scorecard.errors import InputError
-from creditscore.scorecard.binning import CATEGORICAL, NUMERIC, FeatureSpec
-from creditscore.scorecard.model import Scorecard, ScoreState
 from creditscore.cli.train import main
+from creditscore.features.catalog import FEATURE_NAMES, by_name
+from creditscore.scorecard.binning import CATEGORICAL, NUMERIC, FeatureSpec
+from creditscore.scorecard.errors import InputError
+from creditscore.scorecard.model import Scorecard, ScoreState
 from creditscore.scorecard.training import (
     L2_CV_MAX_ROWS,
     L2_GRID,
@@ -105,7 +105,7 @@ def test_bins_are_monotone_in_the_direction_when_asked():
     x[:1000] = np.nan
 
     def rates(bins):
-        return [b / c for b, c in zip(bins.bads, bins.counts)]
+        return [b / c for b, c in zip(bins.bads, bins.counts, strict=True)]
 
     free = bin_feature(x, y, direction=0, max_bins=6, min_bin_share=0.05)
     diffs = np.diff(rates(free))
@@ -174,7 +174,7 @@ def test_trainer_bad_rate_falls_by_band(trained):
     metrics = trained[3]["metrics"]
     rates = [b["bad_rate"] for b in metrics["bad_rate_by_band"] if b["n"] >= 100]
     assert len(rates) >= 4
-    assert all(hi < lo for lo, hi in zip(rates, rates[1:]))
+    assert all(hi < lo for lo, hi in zip(rates, rates[1:], strict=False))
     assert metrics["warnings"] == []
 
 
@@ -190,7 +190,7 @@ def test_trainer_keeps_the_signal_and_drops_the_noise(trained):
         assert len(f["bins"]) <= 6
         # Points follow the catalog direction: monotone across the numeric bins.
         points = [b["points"] for b in f["bins"]]
-        assert all(by_name(f["name"]).direction * (b - a) > 0 for a, b in zip(points, points[1:]))
+        assert all(by_name(f["name"]).direction * (b - a) > 0 for a, b in zip(points, points[1:], strict=False))
 
 
 def test_trainer_scaling_is_anchored_on_the_training_population(trained):
@@ -213,7 +213,7 @@ def test_trainer_scaling_is_anchored_on_the_training_population(trained):
 def test_trained_artifact_scores_and_explains(trained):
     X, _, _, artifact = trained
     card = Scorecard.from_dict(json.loads(json.dumps(artifact)))
-    row = {n: (None if np.isnan(v) else float(v)) for n, v in zip(FEATURE_NAMES, X[0])}
+    row = {n: (None if np.isnan(v) else float(v)) for n, v in zip(FEATURE_NAMES, X[0], strict=True)}
     result = card.score_one(row)
     assert result.state is ScoreState.SCORED and 350 <= result.score <= 950
     assert 0 < len(result.reasons) <= 4
@@ -337,7 +337,7 @@ def test_scaling_puts_pdo_points_per_doubling_of_the_odds(trained):
     # The points reproduce the regression: for a training row, raw points =
     # offset + factor * ln(good:bad odds) of the fitted model (up to the rounding of points).
     alpha = artifact["training"]["intercept"]
-    row = {n: (None if np.isnan(v) else float(v)) for n, v in zip(FEATURE_NAMES, X[3])}
+    row = {n: (None if np.isnan(v) else float(v)) for n, v in zip(FEATURE_NAMES, X[3], strict=True)}
     result = card.score_one(row)
     woe = 0.0
     for f in artifact["features"]:
@@ -345,7 +345,8 @@ def test_scaling_puts_pdo_points_per_doubling_of_the_odds(trained):
         if value is None:
             chosen = f["missing"]
         else:
-            chosen = next(b for b in f["bins"] if (b["lo"] is None or value >= b["lo"]) and (b["hi"] is None or value < b["hi"]))
+            chosen = next(b for b in f["bins"]
+                          if (b["lo"] is None or value >= b["lo"]) and (b["hi"] is None or value < b["hi"]))
         woe += f["coefficient"] * chosen["woe"]
     log_odds_good = -(alpha + woe)
     assert 1 - result.probability_of_bad == pytest.approx(1 / (1 + math.exp(-log_odds_good)), rel=1e-3)
@@ -357,7 +358,8 @@ def categorical_table(n: int, seed: int) -> tuple[dict[str, np.ndarray], np.ndar
     rng = np.random.default_rng(seed)
     income = rng.lognormal(10, 0.5, n)
     housing = rng.choice(np.array(["own", "rent", "family", "boat"], dtype=object), n, p=[0.5, 0.3, 0.18, 0.02])
-    logit = -1.8 - 1.2 * np.log(income / 22000) + np.where(housing == "rent", 0.9, 0.0) + np.where(housing == "boat", 1.0, 0.0)
+    logit = (-1.8 - 1.2 * np.log(income / 22000)
+             + np.where(housing == "rent", 0.9, 0.0) + np.where(housing == "boat", 1.0, 0.0))
     y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int8)
     income[rng.random(n) < 0.1] = -999.0
     housing[rng.random(n) < 0.05] = None
@@ -395,7 +397,8 @@ def test_train_table_with_categories_and_special_values():
     assert set(result.iv) == {"income", "housing", "noise"} and result.iv["noise"] < 0.02
     assert m["iv"] == {k: round(v, 6) for k, v in sorted(result.iv.items(), key=lambda kv: -kv[1])}
     distribution = artifact["training_distribution"]["features"]["income"]
-    assert sum(distribution["bins"]) + sum(distribution["special"]) + distribution["missing"] == pytest.approx(1.0, abs=1e-4)
+    total = sum(distribution["bins"]) + sum(distribution["special"]) + distribution["missing"]
+    assert total == pytest.approx(1.0, abs=1e-4)
     fractions = [f for _, f in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0 and any("binning housing" in s for s, _ in seen)
 
@@ -425,7 +428,7 @@ def reference_fit(Z: np.ndarray, y: np.ndarray, *, l2: float = 1.0, **_: object)
         z = A @ weights
         return float(np.logaddexp(0.0, z).sum() - y @ z + 0.5 * penalty @ weights**2)
 
-    for iteration in range(1, 200):
+    for iteration in range(1, 200):  # noqa: B007 - the count is returned after the loop
         p = 1.0 / (1.0 + np.exp(-(A @ w)))
         step = np.linalg.solve((A * (p * (1 - p))[:, None]).T @ A + np.diag(penalty), A.T @ (y - p) - penalty * w)
         scale = 1.0
@@ -449,7 +452,7 @@ def test_the_fast_fit_gives_the_points_an_exact_fit_gives(monkeypatch):
     a, b = fast.artifact, exact.artifact
     assert [f["name"] for f in a["features"]] == [f["name"] for f in b["features"]]
     assert a["training"]["intercept"] == b["training"]["intercept"]
-    for fa, fb in zip(a["features"], b["features"]):
+    for fa, fb in zip(a["features"], b["features"], strict=True):
         assert fa["coefficient"] == fb["coefficient"]
         rows_a = [*fa["bins"], *fa.get("special", []), fa["missing"]]
         rows_b = [*fb["bins"], *fb.get("special", []), fb["missing"]]

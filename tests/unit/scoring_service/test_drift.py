@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from scoring_service.config import DEFAULT_MODEL_DIR
 from creditscore.scorecard.drift import (
     DEFAULT_MIN_SCORES,
     DriftStatus,
@@ -21,8 +20,9 @@ from creditscore.scorecard.drift import (
     status_for,
     training_distribution,
 )
-from scoring_service.registry import ModelRegistry
 from creditscore.scorecard.model import Scorecard
+from scoring_service.config import DEFAULT_MODEL_DIR
+from scoring_service.registry import ModelRegistry
 
 
 def test_identical_distributions_have_zero_psi():

@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from creditscore.runtime import FailedPrecondition, InvalidArgument, NotFound, make_engine
+from creditscore.scorecard.model import Scorecard
 from scoring_service.lifecycle import FIRST_START_NOTE, Lifecycle, ModelAction, points_table
 from scoring_service.registry import ModelLoadError, ModelRegistry
-from creditscore.scorecard.model import Scorecard
 from scoring_service.store import ModelEventStore, ScoreRecord, ScoreRole, ScoreStore, score_history
 
 VERSIONS = ("1.0.0", "1.1.0", "2.0.0")

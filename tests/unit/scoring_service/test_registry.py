@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 
 from creditscore.scorecard.binning import CATEGORICAL, NUMERIC, FeatureSpec
-from scoring_service.config import DEFAULT_MODEL_DIR
-from scoring_service.registry import ModelLoadError, ModelRegistry, servable_problem
 from creditscore.scorecard.model import Scorecard
 from creditscore.scorecard.training import save_model, train_table
-
+from scoring_service.config import DEFAULT_MODEL_DIR
+from scoring_service.registry import ModelLoadError, ModelRegistry, servable_problem
 
 SHIPPED = sorted(Path(DEFAULT_MODEL_DIR).glob("scorecard-*.json"))
 

@@ -21,10 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from creditscore.common.v1 import common_pb2
 from creditscore.runtime import InvalidArgument, Transactions, make_engine, upgrade_schema
+from creditscore.scorecard.model import ScoreState
 from scoring_service.lifecycle import Lifecycle
 from scoring_service.migrations import MIGRATIONS
 from scoring_service.registry import ModelRegistry
-from creditscore.scorecard.model import ScoreState
 from scoring_service.scoring import MAX_BATCH_ITEMS, Scorer, recompute, validate_score_batch
 from scoring_service.store import (
     ModelEventStore,

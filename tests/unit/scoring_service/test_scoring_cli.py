@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from creditscore.cli import main
+from creditscore.cli.models import drift, models, parse_time
 from creditscore.common.v1 import common_pb2
 from creditscore.runtime import ServerSettings, create_channel
 from creditscore.scoring.v1 import scoring_pb2, scoring_pb2_grpc
-from creditscore.cli.models import drift, models, parse_time
 from scoring_service.config import Settings
 from scoring_service.server import build_server
 from tests.authkit import NO_AUTH

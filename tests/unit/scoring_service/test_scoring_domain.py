@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from creditscore.runtime import SUBJECT_ID_RULE, InvalidArgument, from_env, make_engine
+from creditscore.scorecard.model import Band, ScoreState
 from scoring_service.config import Settings
 from scoring_service.lifecycle import Lifecycle
 from scoring_service.registry import ModelLoadError, ModelRegistry
-from creditscore.scorecard.model import Band, ScoreState
 from scoring_service.scoring import Scorer, recompute, validate_score_request
 from scoring_service.store import ModelEventStore, ScoreStore
 
