@@ -39,12 +39,15 @@ __all__ = [
     "PAGE_SIZE_MAX",
     "VALID_PURPOSES",
     "VALID_SOURCES",
+    "MAX_INITIAL_CONSENTS",
     "Consent",
+    "ConsentChoice",
     "ConsentState",
     "Enrollment",
     "RequestKey",
     "Subject",
     "check_checks",
+    "check_consent_choices",
     "check_expire_time",
     "check_page_size",
     "check_purpose",
@@ -79,6 +82,10 @@ VALID_PURPOSES: frozenset[int] = frozenset(
 )
 
 
+#: The most consents one enrollment may give: one per source and purpose.
+MAX_INITIAL_CONSENTS = len(VALID_SOURCES) * len(VALID_PURPOSES)
+
+
 class ConsentState(enum.IntEnum):
     """A consent's state as read at some instant; numbered as ``consent.v1.ConsentState``."""
 
@@ -99,10 +106,22 @@ class Subject:
 
 @dataclass(frozen=True)
 class Enrollment:
-    """What enrolling did: the subject, and whether this call created it."""
+    """What enrolling did: the subject, whether this call created it, and the
+    consents given with it, as granted (in the order asked)."""
 
     subject: Subject
     created: bool
+    consents: tuple[Consent, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConsentChoice:
+    """A consent given at sign-up: a source and purpose, until ``expire_time``
+    (None: no expiry); granted as ``grant`` grants one."""
+
+    source: int
+    purpose: int
+    expire_time: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -287,6 +306,26 @@ def check_expire_time(
     """An expiry, when given, must be after ``now``."""
     if value is not None and value <= now:
         v.add(field, "must be in the future")
+
+
+def check_consent_choices(
+    v: Violations, choices: Sequence[ConsentChoice], now: datetime, field: str = "consents"
+) -> None:
+    """At most one choice per (source, purpose), each as ``GrantConsent`` checks
+    its fields (paths like ``consents[2].source``). Past the limit only
+    ``consents`` itself is reported."""
+    if len(choices) > MAX_INITIAL_CONSENTS:
+        v.add(field, f"must have at most {MAX_INITIAL_CONSENTS} consents, got {len(choices)}")
+        return
+    seen: set[tuple[int, int]] = set()
+    for i, choice in enumerate(choices):
+        check_source(v, choice.source, f"{field}[{i}].source")
+        check_purpose(v, choice.purpose, f"{field}[{i}].purpose")
+        check_expire_time(v, choice.expire_time, now, f"{field}[{i}].expire_time")
+        pair = (choice.source, choice.purpose)
+        if pair in seen:
+            v.add(f"{field}[{i}]", "names a source and purpose given earlier in the list")
+        seen.add(pair)
 
 
 def check_page_size(v: Violations, value: int, field: str = "page_size") -> None:

@@ -156,7 +156,11 @@ async def build_consent(
     async with ServiceBuilder(
         settings.server, tls=settings.tls, tracer_provider=tracer_provider, meter_provider=meter_provider
     ) as build:
-        engine = await build.database(settings.database_url, MIGRATIONS, auto_migrate=settings.auto_migrate)
+        # FULL on SQLite: a consent or an enrollment answered is on disk (each
+        # group of concurrent sign-ups pays one sync of the log).
+        engine = await build.database(
+            settings.database_url, MIGRATIONS, auto_migrate=settings.auto_migrate, sqlite_synchronous="FULL"
+        )
         store = ConsentStore(
             engine,
             sweep_delay=timedelta(seconds=settings.purge_sweep_seconds),

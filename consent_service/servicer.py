@@ -49,7 +49,7 @@ from . import consents as rules
 from . import registry, wire
 from . import revocation as revoke_rules
 from .authorizations import AccessToRecord, Authorization
-from .consents import Consent, Enrollment, RequestKey, Subject
+from .consents import Consent, ConsentChoice, Enrollment, RequestKey, Subject
 from .export import Exporter
 from .purge import DeletionScope
 from .registry import Client
@@ -173,22 +173,26 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         request: consent_pb2.EnrollSubjectRequest,
         context: _Context[consent_pb2.EnrollSubjectRequest, consent_pb2.EnrollSubjectResponse],
     ) -> consent_pb2.EnrollSubjectResponse:
+        now = self._clock()
         v = Violations()
         rules.check_request_id(v, request.request_id)
         rules.check_subject_id(v, request.subject_id, required=False)
+        choices = _consent_choices(v, request.consents)
+        rules.check_consent_choices(v, choices, now)
         v.raise_if_any(_INVALID)
 
         def reply_of(enrollment: Enrollment) -> consent_pb2.EnrollSubjectResponse:
             # Stored for retries: never with the secret (shown once).
             return consent_pb2.EnrollSubjectResponse(
-                subject=wire.subject_pb(enrollment.subject), created=enrollment.created
+                subject=wire.subject_pb(enrollment.subject), created=enrollment.created,
+                consents=[wire.consent_pb(c, now) for c in enrollment.consents],
             )
 
         secret, hashed = await _new_subject_secret()
         reply, enrollment = await self._mutate(
             request, consent_pb2.EnrollSubjectResponse, reply_of,
             lambda key, encode: self._store.enroll_subject(
-                key, request.subject_id or None, now=self._clock(), encode=encode, secret_hash=hashed
+                key, request.subject_id or None, now=now, encode=encode, secret_hash=hashed, consents=choices
             ),
         )
         if enrollment is not None and enrollment.created:
@@ -810,6 +814,16 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         )
 
 
+def _consent_choices(v: Violations, given: Iterable[consent_pb2.InitialConsent]) -> list[ConsentChoice]:
+    """The consents an enrollment gives, as the rules read them (an invalid
+    expiry a violation at ``consents[i].expire_time``)."""
+    choices = []
+    for i, consent in enumerate(given):
+        expire_time = _optional_time(v, consent, "expire_time", f"consents[{i}].expire_time")
+        choices.append(ConsentChoice(consent.source, consent.purpose, expire_time))
+    return choices
+
+
 def _check_access(
     v: Violations, access: consent_pb2.RecordAccessRequest | consent_pb2.AccessToRecord, prefix: str = ""
 ) -> str:
@@ -895,11 +909,11 @@ def _serialize(message: Message) -> bytes:
     return message.SerializeToString(deterministic=True)
 
 
-def _optional_time(v: Violations, message: Message, field: str) -> datetime | None:
-    """The datetime of an optional Timestamp field; a violation when it is out of
-    the range a Timestamp may hold."""
+def _optional_time(v: Violations, message: Message, field: str, path: str = "") -> datetime | None:
+    """The datetime of an optional Timestamp field; a violation (at ``path``,
+    by default the field's name) when it is out of the range a Timestamp may hold."""
     try:
         return from_timestamp(message, field)
     except (ValueError, OverflowError):
-        v.add(field, "not a valid timestamp")
+        v.add(path or field, "not a valid timestamp")
         return None

@@ -33,14 +33,14 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from creditscore.runtime import REVOKE_SUBJECT, Transactions, create_schema
+from creditscore.runtime import REVOKE_SUBJECT, GroupCommit, Transactions, create_schema
 
 from . import revocation as revoke_rules
 from .access_log_repo import AccessLogRepo
 from .authorizations import AccessEntry, AccessOutcome, AccessToRecord, Authorization
 from .authorizations_repo import AuthorizationsRepo
 from .clients_repo import ClientsRepo
-from .consents import Consent, Enrollment, RequestKey, Subject
+from .consents import Consent, ConsentChoice, Enrollment, RequestKey, Subject
 from .consents_repo import ConsentsRepo, Withdrawal
 from .purge import DeletionScope, Receipt, StepTask, TableCount, new_receipt_id
 from .purges_repo import PurgesRepo
@@ -48,6 +48,7 @@ from .registry import Client
 from .requests_repo import Committed, RequestsRepo
 from .revocation import RevocationRecord
 from .revocations_repo import RevocationsRepo
+from .signup_repo import enroll_with_consents
 from .subjects_repo import SubjectsRepo
 from .tables import (
     access_log_table,
@@ -105,6 +106,8 @@ class ConsentStore:
         self._engine = engine
         # The lookup's write (record_accesses) in one step (see Transactions).
         self._tx = Transactions.of(engine)
+        # Concurrent sign-ups share a transaction, one commit (see GroupCommit).
+        self.signups = GroupCommit(self._tx, name="sign-up")
         self.requests = RequestsRepo(engine)
         self.revocations = RevocationsRepo(engine, self.requests, token_life=token_life)
         self.purges = PurgesRepo(engine, sweep_delay=sweep_delay)
@@ -192,8 +195,16 @@ class ConsentStore:
     async def enroll_subject(
         self, key: RequestKey, subject_id: str | None, *, now: datetime,
         encode: Callable[[Enrollment], bytes], secret_hash: str | None = None,
+        consents: Sequence[ConsentChoice] = (),
     ) -> Committed[Enrollment]:
-        return await self.subjects.enroll(key, subject_id, now=now, encode=encode, secret_hash=secret_hash)
+        """Enrolls the subject with ``consents`` (``signup_repo``), in a group
+        commit with the sign-ups made at the same moment."""
+        choices = tuple(consents)
+        return await self.signups.write(
+            lambda conn: enroll_with_consents(
+                conn, key, subject_id, choices, now=now, encode=encode, secret_hash=secret_hash
+            )
+        )
 
     async def rotate_subject_secret(
         self, key: RequestKey, *, subject_id: str, secret_hash: str, now: datetime,

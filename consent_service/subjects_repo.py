@@ -20,11 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from creditscore.runtime import REVOKE_SUBJECT, NotFound, dialect_insert
 
-from . import consents as rules
 from . import revocation as revoke_rules
-from .consents import Enrollment, RequestKey, Subject
-from .purge import DeletionScope, TableCount
-from .purges_repo import PurgesRepo, purge_in_progress
+from .consents import RequestKey, Subject
+from .purge import TableCount
+from .purges_repo import PurgesRepo
 from .requests_repo import Committed, RequestsRepo
 from .revocation import RevocationRecord
 from .revocations_repo import RevocationsRepo
@@ -116,41 +115,6 @@ class SubjectsRepo:
 
     # --- mutations (idempotent on the request key) -----------------------------------
 
-    async def enroll(
-        self,
-        key: RequestKey,
-        subject_id: str | None,
-        *,
-        now: datetime,
-        encode: Callable[[Enrollment], bytes],
-        secret_hash: str | None = None,
-    ) -> Committed[Enrollment]:
-        """Enrolls ``subject_id`` (a fresh id when None) at ``now``, with
-        ``secret_hash`` as its secret. An id already enrolled is returned with
-        ``created=False`` (its secret unchanged); a generated id never lands on
-        an existing subject. An id whose account is still being purged is
-        ``FailedPrecondition`` (``PURGE_IN_PROGRESS``)."""
-
-        async def change(conn: AsyncConnection) -> Enrollment:
-            if subject_id is None:
-                while True:
-                    candidate = rules.new_subject_id()
-                    if await self._insert(conn, candidate, now, secret_hash):
-                        return Enrollment(Subject(candidate, now), created=True)
-            # Above every revocation of an earlier enrollment of the same id: no
-            # token of that one is ever valid for this one.
-            floor = await self._revocations.revoked_generation(conn, REVOKE_SUBJECT, subject_id)
-            generation = max(revoke_rules.generation_at(now), floor)
-            if await self._insert(conn, subject_id, now, secret_hash, generation):
-                if await self._purges.open_purge(conn, subject_id, None, (DeletionScope.ACCOUNT,)):
-                    raise purge_in_progress("this account is still being closed")
-                return Enrollment(Subject(subject_id, now), created=True)
-            existing = await self.find(conn, subject_id)
-            assert existing is not None
-            return Enrollment(existing, created=False)
-
-        return await self._requests.idempotent(key, now, change, encode, subject_of=_enrolled_id)
-
     async def rotate_secret(
         self,
         key: RequestKey,
@@ -225,10 +189,6 @@ class SubjectsRepo:
             update(subjects_table).where(s.subject_id == subject_id).values(token_generation=generation)
         )
         return generation
-
-
-def _enrolled_id(enrollment: Enrollment) -> str:
-    return enrollment.subject.subject_id
 
 
 def subject_not_found() -> NotFound:

@@ -69,6 +69,7 @@ if TYPE_CHECKING:
         from_env,
     )
     from ._db import (
+        SQLITE_SYNCHRONOUS,
         Transactions,
         UtcDateTime,
         begin_write,
@@ -94,6 +95,7 @@ if TYPE_CHECKING:
         Violations,
         to_status,
     )
+    from ._group_commit import GroupCommit
     from ._ids import (
         MAX_SUBJECT_ID_LENGTH,
         SUBJECT_ID_RULE,
@@ -187,14 +189,15 @@ _MODULES: dict[str, tuple[str, ...]] = {
     ),
     "_batching": ("BATCH_SIZE_METRIC", "Batcher"),
     "_builder": ("ServiceBuilder",),
+    "_group_commit": ("GroupCommit",),
     "_channels": (
         "ChannelSettings", "Deadline", "Outgoing", "create_channel", "derive_timeout", "direct_channel",
         "downstream_errors", "health_status", "service_channels", "service_tokens", "tool_channel",
     ),
     "_config": ("SettingsError", "env_field", "from_env"),
     "_db": (
-        "Transactions", "UtcDateTime", "begin_write", "create_schema", "dialect_insert", "make_engine",
-        "normalize_database_url",
+        "SQLITE_SYNCHRONOUS", "Transactions", "UtcDateTime", "begin_write", "create_schema", "dialect_insert",
+        "make_engine", "normalize_database_url",
     ),
     "_errors": (
         "Aborted", "AlreadyExists", "CallError", "DeadlineExceeded", "DomainError", "FailedPrecondition",
@@ -249,6 +252,7 @@ __all__ = [
     "ErrorInterceptor",
     "FailedPrecondition",
     "FieldViolation",
+    "GroupCommit",
     "ISSUER",
     "InvalidArgument",
     "KIND_PARTNER",
@@ -281,6 +285,7 @@ __all__ = [
     "RevocationPage",
     "Revocations",
     "SERVICE_SPIFFE_PREFIX",
+    "SQLITE_SYNCHRONOUS",
     "SUBJECT_ID_RULE",
     "SUBJECT_SESSION_METADATA",
     "SchemaError",

@@ -80,13 +80,16 @@ class ServiceBuilder:
         everything acquired later."""
         self.stack.callback(release)
 
-    async def database(self, url: str, migrations: Migrations, *, auto_migrate: bool) -> AsyncEngine:
+    async def database(
+        self, url: str, migrations: Migrations, *, auto_migrate: bool, sqlite_synchronous: str = "NORMAL"
+    ) -> AsyncEngine:
         """The engine of ``url`` (disposed of last, after every store and worker
-        on it), its schema migrated to this build's or checked (``auto_migrate``)."""
+        on it), its schema migrated to this build's or checked (``auto_migrate``);
+        ``sqlite_synchronous`` as ``make_engine`` takes it."""
         from ._db import make_engine
         from ._migrations import prepare_schema
 
-        engine = make_engine(url)
+        engine = make_engine(url, sqlite_synchronous=sqlite_synchronous)
         self.stack.callback(engine.dispose, what="the database engine")
         await prepare_schema(engine, migrations, auto_migrate=auto_migrate)
         return engine

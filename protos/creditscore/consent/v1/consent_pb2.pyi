@@ -236,22 +236,60 @@ class EnrollSubjectRequest(_message.Message):
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     SUBJECT_ID_FIELD_NUMBER: _builtins.int
+    CONSENTS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     subject_id: _builtins.str
     """Optional opaque id chosen by the caller (1-64 of [A-Za-z0-9_-]); generated when empty."""
+    @_builtins.property
+    def consents(self) -> _containers.RepeatedCompositeFieldContainer[Global___InitialConsent]:
+        """The consents given at sign-up, at most one per (source, purpose); none:
+        the enrollment alone. Never pre-ticked: only what the person chose.
+        """
+
     def __init__(
         self,
         *,
         request_id: _builtins.str = ...,
         subject_id: _builtins.str = ...,
+        consents: _abc.Iterable[Global___InitialConsent] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "subject_id", b"subject_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consents", b"consents", "request_id", b"request_id", "subject_id", b"subject_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EnrollSubjectRequest: _TypeAlias = EnrollSubjectRequest  # noqa: Y015
+
+@_typing.final
+class InitialConsent(_message.Message):
+    """One consent given at sign-up: as GrantConsent's fields."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    source: _common_pb2.DataSource.ValueType
+    purpose: _common_pb2.Purpose.ValueType
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """Optional; must be in the future."""
+
+    def __init__(
+        self,
+        *,
+        source: _common_pb2.DataSource.ValueType = ...,
+        purpose: _common_pb2.Purpose.ValueType = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "purpose", b"purpose", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InitialConsent: _TypeAlias = InitialConsent  # noqa: Y015
 
 @_typing.final
 class EnrollSubjectResponse(_message.Message):
@@ -260,6 +298,7 @@ class EnrollSubjectResponse(_message.Message):
     SUBJECT_FIELD_NUMBER: _builtins.int
     CREATED_FIELD_NUMBER: _builtins.int
     SUBJECT_SECRET_FIELD_NUMBER: _builtins.int
+    CONSENTS_FIELD_NUMBER: _builtins.int
     created: _builtins.bool
     """False when the subject was already enrolled (a retry)."""
     subject_secret: _builtins.str
@@ -273,16 +312,23 @@ class EnrollSubjectResponse(_message.Message):
     """
     @_builtins.property
     def subject(self) -> Global___Subject: ...
+    @_builtins.property
+    def consents(self) -> _containers.RepeatedCompositeFieldContainer[Global___Consent]:
+        """The consents of the request as granted, in the request's order (empty
+        when it gave none).
+        """
+
     def __init__(
         self,
         *,
         subject: Global___Subject | None = ...,
         created: _builtins.bool = ...,
         subject_secret: _builtins.str = ...,
+        consents: _abc.Iterable[Global___Consent] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["subject", b"subject"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "subject", b"subject", "subject_secret", b"subject_secret"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consents", b"consents", "created", b"created", "subject", b"subject", "subject_secret", b"subject_secret"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -190,8 +190,14 @@ class ConsentServiceServicer:
     """
 
     def EnrollSubject(self, request, context):
-        """Signs a subject up. Idempotent on request_id and on subject_id. The reply
-        that creates the subject carries its secret (shown once).
+        """Signs a subject up, with the consents the person gave at sign-up (each
+        validated as GrantConsent validates one; one invalid consent refuses the
+        whole enrollment, INVALID_ARGUMENT with a field violation per bad field,
+        and nothing is written). The subject and its consents are written in one
+        transaction, durable before the reply. Idempotent on request_id and on
+        subject_id (enrolling an id already enrolled grants the consents given, as
+        GrantConsent would). The reply that creates the subject carries its secret
+        (shown once).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

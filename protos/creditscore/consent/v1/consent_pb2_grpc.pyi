@@ -44,8 +44,14 @@ class ConsentServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ConsentServiceAsyncStub: ...
     EnrollSubject: _grpc.UnaryUnaryMultiCallable[_consent_pb2.EnrollSubjectRequest, _consent_pb2.EnrollSubjectResponse]
-    """Signs a subject up. Idempotent on request_id and on subject_id. The reply
-    that creates the subject carries its secret (shown once).
+    """Signs a subject up, with the consents the person gave at sign-up (each
+    validated as GrantConsent validates one; one invalid consent refuses the
+    whole enrollment, INVALID_ARGUMENT with a field violation per bad field,
+    and nothing is written). The subject and its consents are written in one
+    transaction, durable before the reply. Idempotent on request_id and on
+    subject_id (enrolling an id already enrolled grants the consents given, as
+    GrantConsent would). The reply that creates the subject carries its secret
+    (shown once).
     """
     RotateSubjectSecret: _grpc.UnaryUnaryMultiCallable[_consent_pb2.RotateSubjectSecretRequest, _consent_pb2.RotateSubjectSecretResponse]
     """Replaces the subject's secret with a new one, shown in this reply only; the
@@ -200,8 +206,14 @@ class ConsentServiceAsyncStub(ConsentServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     EnrollSubject: _aio.UnaryUnaryMultiCallable[_consent_pb2.EnrollSubjectRequest, _consent_pb2.EnrollSubjectResponse]  # type: ignore[assignment]
-    """Signs a subject up. Idempotent on request_id and on subject_id. The reply
-    that creates the subject carries its secret (shown once).
+    """Signs a subject up, with the consents the person gave at sign-up (each
+    validated as GrantConsent validates one; one invalid consent refuses the
+    whole enrollment, INVALID_ARGUMENT with a field violation per bad field,
+    and nothing is written). The subject and its consents are written in one
+    transaction, durable before the reply. Idempotent on request_id and on
+    subject_id (enrolling an id already enrolled grants the consents given, as
+    GrantConsent would). The reply that creates the subject carries its secret
+    (shown once).
     """
     RotateSubjectSecret: _aio.UnaryUnaryMultiCallable[_consent_pb2.RotateSubjectSecretRequest, _consent_pb2.RotateSubjectSecretResponse]  # type: ignore[assignment]
     """Replaces the subject's secret with a new one, shown in this reply only; the
@@ -359,8 +371,14 @@ class ConsentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _consent_pb2.EnrollSubjectRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_consent_pb2.EnrollSubjectResponse, _abc.Awaitable[_consent_pb2.EnrollSubjectResponse]]:
-        """Signs a subject up. Idempotent on request_id and on subject_id. The reply
-        that creates the subject carries its secret (shown once).
+        """Signs a subject up, with the consents the person gave at sign-up (each
+        validated as GrantConsent validates one; one invalid consent refuses the
+        whole enrollment, INVALID_ARGUMENT with a field violation per bad field,
+        and nothing is written). The subject and its consents are written in one
+        transaction, durable before the reply. Idempotent on request_id and on
+        subject_id (enrolling an id already enrolled grants the consents given, as
+        GrantConsent would). The reply that creates the subject carries its secret
+        (shown once).
         """
 
     @_abc_1.abstractmethod

@@ -1,0 +1,173 @@
+"""Sign-up (``EnrollSubject`` with its consents): the subject and the consents the
+person gave, written in one unit of work idempotent on the request id, with a
+fixed number of statements whatever the number of consents.
+
+The hot write of a sign-up wave, so it runs through the store's ``GroupCommit``:
+synchronous SQLAlchemy on the connection of a transaction shared with the
+concurrent sign-ups, inside a savepoint of its own. What it decides is what
+``SubjectsRepo.enroll`` and ``ConsentsRepo.grant`` decide for one subject and
+one consent (the rules are in ``consents``): an id already enrolled keeps its
+enrollment and gets the consents granted; an id whose account is still being
+closed, or a consent a source is collected under while that source is being
+purged, is ``PURGE_IN_PROGRESS``; a repeat of the request answers as stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from sqlalchemy import Connection, func, select, update
+
+from creditscore.runtime import REVOKE_SUBJECT, dialect_insert
+
+from . import consents as rules
+from . import revocation as revoke_rules
+from .consents import Consent, ConsentChoice, Enrollment, RequestKey, Subject, ensure_same_request
+from .consents_repo import consent_of
+from .purge import DeletionScope
+from .purges_repo import purge_in_progress
+from .requests_repo import Committed
+from .tables import consents_table, purge_jobs_table, requests_table, revocations_table, subjects_table
+
+__all__ = ["enroll_with_consents"]
+
+
+def enroll_with_consents(
+    conn: Connection,
+    key: RequestKey,
+    subject_id: str | None,
+    choices: Sequence[ConsentChoice],
+    *,
+    now: datetime,
+    encode: Callable[[Enrollment], bytes],
+    secret_hash: str | None,
+) -> Committed[Enrollment]:
+    """Enrolls ``subject_id`` (a fresh id when None) and grants ``choices`` in the
+    caller's transaction (see the module docstring). Raises what refuses the
+    request; the caller rolls its changes back then."""
+    dialect = conn.dialect.name
+    r = requests_table.c
+    claimed = conn.execute(
+        dialect_insert(dialect, requests_table)
+        .values(request_id=key.request_id, method=key.method, request_sha256=key.digest, response=b"",
+                create_time=now)
+        .on_conflict_do_nothing(index_elements=[r.request_id])
+        .returning(r.request_id)
+    ).first()
+    if claimed is None:
+        stored = conn.execute(
+            select(r.method, r.request_sha256, r.response).where(r.request_id == key.request_id)
+        ).one()
+        ensure_same_request(stored.method, stored.request_sha256, key)
+        return Committed(response=bytes(stored.response))
+
+    enrollment = _enroll(conn, dialect, subject_id, now, secret_hash)
+    sid = enrollment.subject.subject_id
+    granted = _grant(conn, dialect, sid, choices, created=enrollment.created, now=now)
+    if granted:
+        enrollment = Enrollment(enrollment.subject, enrollment.created, tuple(granted))
+    response = encode(enrollment)
+    conn.execute(
+        update(requests_table).where(r.request_id == key.request_id).values(response=response, subject_id=sid)
+    )
+    return Committed(response=response, value=enrollment)
+
+
+def _enroll(
+    conn: Connection, dialect: str, subject_id: str | None, now: datetime, secret_hash: str | None
+) -> Enrollment:
+    if subject_id is None:
+        while True:
+            candidate = rules.new_subject_id()
+            if _insert_subject(conn, dialect, candidate, now, secret_hash, revoke_rules.generation_at(now)):
+                return Enrollment(Subject(candidate, now), created=True)
+    # Above every revocation of an earlier enrollment of the same id: no token of
+    # that one is ever valid for this one.
+    v = revocations_table.c
+    floor = conn.execute(
+        select(func.max(v.generation)).where(v.kind == REVOKE_SUBJECT, v.key == subject_id)
+    ).scalar_one_or_none()
+    generation = max(revoke_rules.generation_at(now), int(floor or 0))
+    if _insert_subject(conn, dialect, subject_id, now, secret_hash, generation):
+        return Enrollment(Subject(subject_id, now), created=True)
+    s = subjects_table.c
+    # Share-locked, as a grant locks it: a purge of the subject waits for this.
+    row = conn.execute(
+        select(s.subject_id, s.enroll_time).where(s.subject_id == subject_id).with_for_update(
+            read=True, key_share=True
+        )
+    ).one()
+    return Enrollment(Subject(row.subject_id, row.enroll_time), created=False)
+
+
+def _insert_subject(
+    conn: Connection, dialect: str, subject_id: str, now: datetime, secret_hash: str | None, generation: int
+) -> bool:
+    s = subjects_table.c
+    inserted = conn.execute(
+        dialect_insert(dialect, subjects_table)
+        .values(subject_id=subject_id, enroll_time=now, secret_hash=secret_hash, token_generation=generation)
+        .on_conflict_do_nothing(index_elements=[s.subject_id])
+        .returning(s.subject_id)
+    )
+    return inserted.first() is not None
+
+
+def _grant(
+    conn: Connection, dialect: str, subject_id: str, choices: Sequence[ConsentChoice], *, created: bool,
+    now: datetime,
+) -> list[Consent]:
+    """Grants ``choices`` to the subject (``consents.grant`` each), refusing as a
+    grant does while a purge runs; the consents as granted, in order. A subject
+    this call created has no open purge but one of an account closed under the
+    same id (then the enrollment itself is refused)."""
+    if not choices and not created:
+        return []
+    j = purge_jobs_table.c
+    open_purges = {
+        (DeletionScope(row.scope), row.source)
+        for row in conn.execute(
+            select(j.scope, j.source).where(j.subject_id == subject_id, j.complete_time.is_(None))
+        )
+    }
+    if created and any(scope is DeletionScope.ACCOUNT for scope, _ in open_purges):
+        raise purge_in_progress("this account is still being closed")
+    if not choices:
+        return []
+    whole = {scope for scope, _ in open_purges} & {DeletionScope.ALL_DATA, DeletionScope.ACCOUNT}
+    purged_sources = {source for scope, source in open_purges if scope is DeletionScope.SOURCE}
+    for choice in choices:
+        if choice.purpose == rules.ingestion_purpose(choice.source) and (whole or choice.source in purged_sources):
+            raise purge_in_progress("the data of this source is still being deleted")
+    existing: dict[tuple[int, int], Consent] = {}
+    if not created:
+        c = consents_table.c
+        rows = conn.execute(select(consents_table).where(c.subject_id == subject_id).with_for_update())
+        existing = {(row.source, row.purpose): consent_of(row) for row in rows}
+    granted: list[Consent] = []
+    changed: list[Consent] = []
+    for choice in choices:
+        before = existing.get((choice.source, choice.purpose))
+        after = rules.grant(
+            before, subject_id=subject_id, source=choice.source, purpose=choice.purpose,
+            expire_time=choice.expire_time, now=now,
+        )
+        granted.append(after)
+        if after != before:
+            changed.append(after)
+    if changed:
+        insert = dialect_insert(dialect, consents_table)
+        c = consents_table.c
+        conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=[c.subject_id, c.source, c.purpose],
+                set_={name: insert.excluded[name] for name in ("grant_time", "expire_time", "withdraw_time")},
+            ),
+            [
+                {"subject_id": x.subject_id, "source": x.source, "purpose": x.purpose, "grant_time": x.grant_time,
+                 "expire_time": x.expire_time, "withdraw_time": x.withdraw_time}
+                for x in changed
+            ],
+        )
+    return granted
