@@ -819,7 +819,9 @@ def _consent_choices(v: Violations, given: Iterable[consent_pb2.InitialConsent])
     expiry a violation at ``consents[i].expire_time``)."""
     choices = []
     for i, consent in enumerate(given):
-        expire_time = _optional_time(v, consent, "expire_time", f"consents[{i}].expire_time")
+        expire_time = None
+        if consent.HasField("expire_time"):
+            expire_time = _optional_time(v, consent, "expire_time", f"consents[{i}].expire_time")
         choices.append(ConsentChoice(consent.source, consent.purpose, expire_time))
     return choices
 

@@ -14,10 +14,11 @@ purged, is ``PURGE_IN_PROGRESS``; a repeat of the request answers as stored.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from creditscore.runtime import REVOKE_SUBJECT, dialect_insert
 
@@ -33,6 +34,51 @@ from .tables import consents_table, purge_jobs_table, requests_table, revocation
 __all__ = ["enroll_with_consents"]
 
 
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    return _Statements(dialect)
+
+
+class _Statements:
+    """The sign-up's statements, built once per dialect and run with parameters
+    (building a statement costs more than running it: this is the hot path)."""
+
+    def __init__(self, dialect: str) -> None:
+        r, s, c, j, v = (requests_table.c, subjects_table.c, consents_table.c, purge_jobs_table.c,
+                         revocations_table.c)
+        self.claim = (
+            dialect_insert(dialect, requests_table)
+            .on_conflict_do_nothing(index_elements=[r.request_id])
+            .returning(r.request_id)
+        )
+        self.stored = select(r.method, r.request_sha256, r.response).where(r.request_id == bindparam("rid"))
+        self.answer = (
+            update(requests_table)
+            .where(r.request_id == bindparam("rid"))
+            .values(response=bindparam("response"), subject_id=bindparam("sid"))
+        )
+        self.floor = select(func.max(v.generation)).where(v.kind == REVOKE_SUBJECT, v.key == bindparam("sid"))
+        self.insert_subject = (
+            dialect_insert(dialect, subjects_table)
+            .on_conflict_do_nothing(index_elements=[s.subject_id])
+            .returning(s.subject_id)
+        )
+        self.subject = (
+            select(s.subject_id, s.enroll_time)
+            .where(s.subject_id == bindparam("sid"))
+            .with_for_update(read=True, key_share=True)
+        )
+        self.open_purges = select(j.scope, j.source).where(
+            j.subject_id == bindparam("sid"), j.complete_time.is_(None)
+        )
+        self.consents = select(consents_table).where(c.subject_id == bindparam("sid")).with_for_update()
+        upsert = dialect_insert(dialect, consents_table)
+        self.upsert = upsert.on_conflict_do_update(
+            index_elements=[c.subject_id, c.source, c.purpose],
+            set_={name: upsert.excluded[name] for name in ("grant_time", "expire_time", "withdraw_time")},
+        )
+
+
 def enroll_with_consents(
     conn: Connection,
     key: RequestKey,
@@ -46,76 +92,56 @@ def enroll_with_consents(
     """Enrolls ``subject_id`` (a fresh id when None) and grants ``choices`` in the
     caller's transaction (see the module docstring). Raises what refuses the
     request; the caller rolls its changes back then."""
-    dialect = conn.dialect.name
-    r = requests_table.c
-    claimed = conn.execute(
-        dialect_insert(dialect, requests_table)
-        .values(request_id=key.request_id, method=key.method, request_sha256=key.digest, response=b"",
-                create_time=now)
-        .on_conflict_do_nothing(index_elements=[r.request_id])
-        .returning(r.request_id)
-    ).first()
+    st = _statements(conn.dialect.name)
+    claimed = conn.execute(st.claim, {
+        "request_id": key.request_id, "method": key.method, "request_sha256": key.digest, "response": b"",
+        "create_time": now,
+    }).first()
     if claimed is None:
-        stored = conn.execute(
-            select(r.method, r.request_sha256, r.response).where(r.request_id == key.request_id)
-        ).one()
+        stored = conn.execute(st.stored, {"rid": key.request_id}).one()
         ensure_same_request(stored.method, stored.request_sha256, key)
         return Committed(response=bytes(stored.response))
 
-    enrollment = _enroll(conn, dialect, subject_id, now, secret_hash)
+    enrollment = _enroll(conn, st, subject_id, now, secret_hash)
     sid = enrollment.subject.subject_id
-    granted = _grant(conn, dialect, sid, choices, created=enrollment.created, now=now)
+    granted = _grant(conn, st, sid, choices, created=enrollment.created, now=now)
     if granted:
         enrollment = Enrollment(enrollment.subject, enrollment.created, tuple(granted))
     response = encode(enrollment)
-    conn.execute(
-        update(requests_table).where(r.request_id == key.request_id).values(response=response, subject_id=sid)
-    )
+    conn.execute(st.answer, {"rid": key.request_id, "response": response, "sid": sid})
     return Committed(response=response, value=enrollment)
 
 
 def _enroll(
-    conn: Connection, dialect: str, subject_id: str | None, now: datetime, secret_hash: str | None
+    conn: Connection, st: _Statements, subject_id: str | None, now: datetime, secret_hash: str | None
 ) -> Enrollment:
     if subject_id is None:
         while True:
             candidate = rules.new_subject_id()
-            if _insert_subject(conn, dialect, candidate, now, secret_hash, revoke_rules.generation_at(now)):
+            if _insert_subject(conn, st, candidate, now, secret_hash, revoke_rules.generation_at(now)):
                 return Enrollment(Subject(candidate, now), created=True)
     # Above every revocation of an earlier enrollment of the same id: no token of
     # that one is ever valid for this one.
-    v = revocations_table.c
-    floor = conn.execute(
-        select(func.max(v.generation)).where(v.kind == REVOKE_SUBJECT, v.key == subject_id)
-    ).scalar_one_or_none()
+    floor = conn.execute(st.floor, {"sid": subject_id}).scalar_one_or_none()
     generation = max(revoke_rules.generation_at(now), int(floor or 0))
-    if _insert_subject(conn, dialect, subject_id, now, secret_hash, generation):
+    if _insert_subject(conn, st, subject_id, now, secret_hash, generation):
         return Enrollment(Subject(subject_id, now), created=True)
-    s = subjects_table.c
     # Share-locked, as a grant locks it: a purge of the subject waits for this.
-    row = conn.execute(
-        select(s.subject_id, s.enroll_time).where(s.subject_id == subject_id).with_for_update(
-            read=True, key_share=True
-        )
-    ).one()
+    row = conn.execute(st.subject, {"sid": subject_id}).one()
     return Enrollment(Subject(row.subject_id, row.enroll_time), created=False)
 
 
 def _insert_subject(
-    conn: Connection, dialect: str, subject_id: str, now: datetime, secret_hash: str | None, generation: int
+    conn: Connection, st: _Statements, subject_id: str, now: datetime, secret_hash: str | None, generation: int
 ) -> bool:
-    s = subjects_table.c
-    inserted = conn.execute(
-        dialect_insert(dialect, subjects_table)
-        .values(subject_id=subject_id, enroll_time=now, secret_hash=secret_hash, token_generation=generation)
-        .on_conflict_do_nothing(index_elements=[s.subject_id])
-        .returning(s.subject_id)
-    )
+    inserted = conn.execute(st.insert_subject, {
+        "subject_id": subject_id, "enroll_time": now, "secret_hash": secret_hash, "token_generation": generation,
+    })
     return inserted.first() is not None
 
 
 def _grant(
-    conn: Connection, dialect: str, subject_id: str, choices: Sequence[ConsentChoice], *, created: bool,
+    conn: Connection, st: _Statements, subject_id: str, choices: Sequence[ConsentChoice], *, created: bool,
     now: datetime,
 ) -> list[Consent]:
     """Grants ``choices`` to the subject (``consents.grant`` each), refusing as a
@@ -124,12 +150,8 @@ def _grant(
     same id (then the enrollment itself is refused)."""
     if not choices and not created:
         return []
-    j = purge_jobs_table.c
     open_purges = {
-        (DeletionScope(row.scope), row.source)
-        for row in conn.execute(
-            select(j.scope, j.source).where(j.subject_id == subject_id, j.complete_time.is_(None))
-        )
+        (DeletionScope(row.scope), row.source) for row in conn.execute(st.open_purges, {"sid": subject_id})
     }
     if created and any(scope is DeletionScope.ACCOUNT for scope, _ in open_purges):
         raise purge_in_progress("this account is still being closed")
@@ -142,8 +164,7 @@ def _grant(
             raise purge_in_progress("the data of this source is still being deleted")
     existing: dict[tuple[int, int], Consent] = {}
     if not created:
-        c = consents_table.c
-        rows = conn.execute(select(consents_table).where(c.subject_id == subject_id).with_for_update())
+        rows = conn.execute(st.consents, {"sid": subject_id})
         existing = {(row.source, row.purpose): consent_of(row) for row in rows}
     granted: list[Consent] = []
     changed: list[Consent] = []
@@ -157,17 +178,9 @@ def _grant(
         if after != before:
             changed.append(after)
     if changed:
-        insert = dialect_insert(dialect, consents_table)
-        c = consents_table.c
-        conn.execute(
-            insert.on_conflict_do_update(
-                index_elements=[c.subject_id, c.source, c.purpose],
-                set_={name: insert.excluded[name] for name in ("grant_time", "expire_time", "withdraw_time")},
-            ),
-            [
-                {"subject_id": x.subject_id, "source": x.source, "purpose": x.purpose, "grant_time": x.grant_time,
-                 "expire_time": x.expire_time, "withdraw_time": x.withdraw_time}
-                for x in changed
-            ],
-        )
+        conn.execute(st.upsert, [
+            {"subject_id": x.subject_id, "source": x.source, "purpose": x.purpose, "grant_time": x.grant_time,
+             "expire_time": x.expire_time, "withdraw_time": x.withdraw_time}
+            for x in changed
+        ])
     return granted
