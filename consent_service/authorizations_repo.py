@@ -6,7 +6,6 @@ partner's display name.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -96,33 +95,6 @@ class AuthorizationsRepo:
         return None if row is None else authorization_of(row)
 
     # --- mutations (idempotent on the request key) -----------------------------------
-
-    async def grant(
-        self,
-        key: RequestKey,
-        *,
-        subject_id: str,
-        partner_id: str,
-        purpose: int,
-        scope: int,
-        expire_time: datetime,
-        now: datetime,
-        encode: Callable[[Authorization], bytes],
-    ) -> Committed[Authorization]:
-        """Grants per ``authorizations.grant_authorization``. ``NotFound`` with
-        ``SUBJECT_NOT_FOUND`` or ``PARTNER_NOT_FOUND``."""
-
-        async def change(conn: AsyncConnection) -> Authorization:
-            existing, partner_name = await self._locked_with_partner(conn, subject_id, partner_id, purpose)
-            updated = auth_rules.grant_authorization(
-                existing, subject_id=subject_id, partner_id=partner_id, purpose=purpose,
-                scope=scope, expire_time=expire_time, now=now,
-            )
-            if updated != existing:
-                await self._upsert(conn, updated)
-            return replace(updated, partner_name=partner_name)
-
-        return await self._requests.idempotent(key, now, change, encode, subject_of=lambda _: subject_id)
 
     async def revoke(
         self,

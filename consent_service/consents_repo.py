@@ -18,8 +18,8 @@ from creditscore.runtime import dialect_insert
 
 from . import consents as rules
 from .consents import Consent, RequestKey
-from .purge import DeletionScope, TableCount
-from .purges_repo import PurgesRepo, purge_in_progress
+from .purge import TableCount
+from .purges_repo import PurgesRepo
 from .requests_repo import Committed, RequestsRepo
 from .subjects_repo import SubjectsRepo
 from .tables import consents_table
@@ -36,7 +36,7 @@ class Withdrawal:
 
 
 class ConsentsRepo:
-    """Grants, withdraws and reads consents."""
+    """Withdraws and reads consents (grants are group-committed: ``signup_repo``)."""
 
     def __init__(
         self, engine: AsyncEngine, requests: RequestsRepo, subjects: SubjectsRepo, purges: PurgesRepo
@@ -89,43 +89,6 @@ class ConsentsRepo:
         return [consent_of(row) for row in rows]
 
     # --- mutations (idempotent on the request key) -----------------------------------
-
-    async def grant(
-        self,
-        key: RequestKey,
-        *,
-        subject_id: str,
-        source: int,
-        purpose: int,
-        expire_time: datetime | None,
-        now: datetime,
-        encode: Callable[[Consent], bytes],
-    ) -> Committed[Consent]:
-        """Grants (or re-grants) a consent at ``now`` per ``consents.grant``.
-        Raises ``NotFound`` (``SUBJECT_NOT_FOUND``) for an unknown subject, and
-        ``FailedPrecondition`` (``PURGE_IN_PROGRESS``) for the consent a source is
-        collected under while a purge of that source (or of everything) runs: its
-        second pass would delete what the new consent let in."""
-
-        async def change(conn: AsyncConnection) -> Consent:
-            existing = await self._locked(conn, subject_id, source, purpose)
-            if purpose == rules.ingestion_purpose(source) and await self._purges.open_purge(
-                conn, subject_id, source, (DeletionScope.ALL_DATA, DeletionScope.ACCOUNT)
-            ):
-                raise purge_in_progress("the data of this source is still being deleted")
-            updated = rules.grant(
-                existing,
-                subject_id=subject_id,
-                source=source,
-                purpose=purpose,
-                expire_time=expire_time,
-                now=now,
-            )
-            if updated != existing:
-                await self._upsert(conn, updated)
-            return updated
-
-        return await self._requests.idempotent(key, now, change, encode, subject_of=lambda _: subject_id)
 
     async def withdraw(
         self,

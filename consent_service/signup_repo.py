@@ -1,37 +1,55 @@
-"""Sign-up (``EnrollSubject`` with its consents): the subject and the consents the
-person gave, written in one unit of work idempotent on the request id, with a
-fixed number of statements whatever the number of consents.
+"""The writes of a sign-up wave, group-committed: an enrollment with its consents
+(``EnrollSubject``), a consent (``GrantConsent``) and a partner's authorization
+(``GrantAuthorization``), each one unit of work idempotent on the request id, with
+a fixed number of statements (an enrollment's whatever its number of consents).
 
-The hot write of a sign-up wave, so it runs through the store's ``GroupCommit``:
-synchronous SQLAlchemy on the connection of a transaction shared with the
-concurrent sign-ups, inside a savepoint of its own. What it decides is what
-``SubjectsRepo.enroll`` and ``ConsentsRepo.grant`` decide for one subject and
-one consent (the rules are in ``consents``): an id already enrolled keeps its
+They run through the store's ``GroupCommit``: synchronous SQLAlchemy on the
+connection of a transaction shared with the concurrent writes, inside a
+savepoint of their own, with statements built once (``_Statements``). The rules
+are in ``consents`` and ``authorizations``: an id already enrolled keeps its
 enrollment and gets the consents granted; an id whose account is still being
 closed, or a consent a source is collected under while that source is being
-purged, is ``PURGE_IN_PROGRESS``; a repeat of the request answers as stored.
+purged, is ``PURGE_IN_PROGRESS``; an unknown subject ``SUBJECT_NOT_FOUND``, an
+unknown partner ``PARTNER_NOT_FOUND``; a repeat of the request answers as stored
+(``REQUEST_ID_REUSED`` for another request under its id). Rows of a subject are
+locked as the other writers lock them (``SubjectsRepo``: the subject's row
+shared, the consent or authorization row for update; no-ops on SQLite).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select, update
 
-from creditscore.runtime import REVOKE_SUBJECT, dialect_insert
+from creditscore.runtime import KIND_PARTNER, REVOKE_SUBJECT, NotFound, dialect_insert
 
+from . import authorizations as auth_rules
 from . import consents as rules
 from . import revocation as revoke_rules
+from .authorizations import Authorization
+from .authorizations_repo import authorization_of, authorization_query
 from .consents import Consent, ConsentChoice, Enrollment, RequestKey, Subject, ensure_same_request
 from .consents_repo import consent_of
 from .purge import DeletionScope
 from .purges_repo import purge_in_progress
 from .requests_repo import Committed
-from .tables import consents_table, purge_jobs_table, requests_table, revocations_table, subjects_table
+from .subjects_repo import subject_not_found
+from .tables import (
+    authorizations_table,
+    clients_table,
+    consents_table,
+    purge_jobs_table,
+    requests_table,
+    revocations_table,
+    subjects_table,
+)
 
-__all__ = ["enroll_with_consents"]
+__all__ = ["enroll_with_consents", "grant_authorization", "grant_consent"]
 
 
 @functools.cache
@@ -72,6 +90,26 @@ class _Statements:
             j.subject_id == bindparam("sid"), j.complete_time.is_(None)
         )
         self.consents = select(consents_table).where(c.subject_id == bindparam("sid")).with_for_update()
+        self.consent = (
+            select(consents_table)
+            .where(c.subject_id == bindparam("sid"), c.source == bindparam("source"),
+                   c.purpose == bindparam("purpose"))
+            .with_for_update()
+        )
+        a, k = authorizations_table.c, clients_table.c
+        self.partner = select(k.display_name).where(k.client_id == bindparam("pid"), k.kind == KIND_PARTNER)
+        self.authorization = (
+            authorization_query()
+            .where(a.subject_id == bindparam("sid"), a.partner_id == bindparam("pid"),
+                   a.purpose == bindparam("purpose"))
+            .with_for_update(of=authorizations_table)
+        )
+        upsert_authorization = dialect_insert(dialect, authorizations_table)
+        self.upsert_authorization = upsert_authorization.on_conflict_do_update(
+            index_elements=[a.subject_id, a.partner_id, a.purpose],
+            set_={name: upsert_authorization.excluded[name]
+                  for name in ("scope", "grant_time", "expire_time", "revoke_time")},
+        )
         upsert = dialect_insert(dialect, consents_table)
         self.upsert = upsert.on_conflict_do_update(
             index_elements=[c.subject_id, c.source, c.purpose],
@@ -93,15 +131,9 @@ def enroll_with_consents(
     caller's transaction (see the module docstring). Raises what refuses the
     request; the caller rolls its changes back then."""
     st = _statements(conn.dialect.name)
-    claimed = conn.execute(st.claim, {
-        "request_id": key.request_id, "method": key.method, "request_sha256": key.digest, "response": b"",
-        "create_time": now,
-    }).first()
-    if claimed is None:
-        stored = conn.execute(st.stored, {"rid": key.request_id}).one()
-        ensure_same_request(stored.method, stored.request_sha256, key)
-        return Committed(response=bytes(stored.response))
-
+    earlier = _claim(conn, st, key, now)
+    if earlier is not None:
+        return earlier
     enrollment = _enroll(conn, st, subject_id, now, secret_hash)
     sid = enrollment.subject.subject_id
     granted = _grant(conn, st, sid, choices, created=enrollment.created, now=now)
@@ -110,6 +142,105 @@ def enroll_with_consents(
     response = encode(enrollment)
     conn.execute(st.answer, {"rid": key.request_id, "response": response, "sid": sid})
     return Committed(response=response, value=enrollment)
+
+
+def grant_consent(
+    conn: Connection, key: RequestKey, *, subject_id: str, source: int, purpose: int,
+    expire_time: datetime | None, now: datetime, encode: Callable[[Consent], bytes],
+) -> Committed[Consent]:
+    """``ConsentsRepo.grant``, group-committed: grants (or re-grants) a consent per
+    ``consents.grant``, in the caller's transaction."""
+    st = _statements(conn.dialect.name)
+    earlier = _claim(conn, st, key, now)
+    if earlier is not None:
+        return earlier
+    _require_subject(conn, st, subject_id)
+    row = conn.execute(st.consent, {"sid": subject_id, "source": source, "purpose": purpose}).first()
+    existing = None if row is None else consent_of(row)
+    if purpose == rules.ingestion_purpose(source):
+        _refuse_while_purging(conn, st, subject_id, [ConsentChoice(source, purpose)])
+    updated = rules.grant(existing, subject_id=subject_id, source=source, purpose=purpose,
+                          expire_time=expire_time, now=now)
+    if updated != existing:
+        conn.execute(st.upsert, [_consent_row(updated)])
+    response = encode(updated)
+    conn.execute(st.answer, {"rid": key.request_id, "response": response, "sid": subject_id})
+    return Committed(response=response, value=updated)
+
+
+def grant_authorization(
+    conn: Connection, key: RequestKey, *, subject_id: str, partner_id: str, purpose: int, scope: int,
+    expire_time: datetime, now: datetime, encode: Callable[[Authorization], bytes],
+) -> Committed[Authorization]:
+    """``AuthorizationsRepo.grant``, group-committed: grants per
+    ``authorizations.grant_authorization``, in the caller's transaction."""
+    st = _statements(conn.dialect.name)
+    earlier = _claim(conn, st, key, now)
+    if earlier is not None:
+        return earlier
+    _require_subject(conn, st, subject_id)
+    partner = conn.execute(st.partner, {"pid": partner_id}).first()
+    if partner is None:
+        raise NotFound("no partner is registered under this id", reason="PARTNER_NOT_FOUND")
+    row = conn.execute(st.authorization, {"sid": subject_id, "pid": partner_id, "purpose": purpose}).first()
+    existing = None if row is None else authorization_of(row)
+    updated = auth_rules.grant_authorization(
+        existing, subject_id=subject_id, partner_id=partner_id, purpose=purpose, scope=scope,
+        expire_time=expire_time, now=now,
+    )
+    if updated != existing:
+        conn.execute(st.upsert_authorization, {
+            "subject_id": subject_id, "partner_id": partner_id, "purpose": purpose, "scope": updated.scope,
+            "grant_time": updated.grant_time, "expire_time": updated.expire_time,
+            "revoke_time": updated.revoke_time,
+        })
+    granted = replace(updated, partner_name=str(partner.display_name))
+    response = encode(granted)
+    conn.execute(st.answer, {"rid": key.request_id, "response": response, "sid": subject_id})
+    return Committed(response=response, value=granted)
+
+
+def _claim(conn: Connection, st: _Statements, key: RequestKey, now: datetime) -> Committed[Any] | None:
+    """Claims the request id (``RequestsRepo.idempotent``): None when claimed now;
+    the stored answer of a repeat; ``REQUEST_ID_REUSED`` for another request."""
+    claimed = conn.execute(st.claim, {
+        "request_id": key.request_id, "method": key.method, "request_sha256": key.digest, "response": b"",
+        "create_time": now,
+    }).first()
+    if claimed is not None:
+        return None
+    stored = conn.execute(st.stored, {"rid": key.request_id}).one()
+    ensure_same_request(stored.method, stored.request_sha256, key)
+    return Committed(response=bytes(stored.response))
+
+
+def _require_subject(conn: Connection, st: _Statements, subject_id: str) -> None:
+    """The subject's row share-locked; ``SUBJECT_NOT_FOUND`` when not enrolled."""
+    if conn.execute(st.subject, {"sid": subject_id}).first() is None:
+        raise subject_not_found()
+
+
+def _refuse_while_purging(
+    conn: Connection, st: _Statements, subject_id: str, choices: Sequence[ConsentChoice], *, created: bool = False
+) -> None:
+    """``PURGE_IN_PROGRESS`` for an account still being closed (a subject made now
+    under its id) or a consent a source is collected under while its data is
+    being deleted."""
+    open_purges = {
+        (DeletionScope(row.scope), row.source) for row in conn.execute(st.open_purges, {"sid": subject_id})
+    }
+    if created and any(scope is DeletionScope.ACCOUNT for scope, _ in open_purges):
+        raise purge_in_progress("this account is still being closed")
+    whole = {scope for scope, _ in open_purges} & {DeletionScope.ALL_DATA, DeletionScope.ACCOUNT}
+    purged_sources = {source for scope, source in open_purges if scope is DeletionScope.SOURCE}
+    for choice in choices:
+        if choice.purpose == rules.ingestion_purpose(choice.source) and (whole or choice.source in purged_sources):
+            raise purge_in_progress("the data of this source is still being deleted")
+
+
+def _consent_row(x: Consent) -> dict[str, object]:
+    return {"subject_id": x.subject_id, "source": x.source, "purpose": x.purpose, "grant_time": x.grant_time,
+            "expire_time": x.expire_time, "withdraw_time": x.withdraw_time}
 
 
 def _enroll(
@@ -150,18 +281,9 @@ def _grant(
     same id (then the enrollment itself is refused)."""
     if not choices and not created:
         return []
-    open_purges = {
-        (DeletionScope(row.scope), row.source) for row in conn.execute(st.open_purges, {"sid": subject_id})
-    }
-    if created and any(scope is DeletionScope.ACCOUNT for scope, _ in open_purges):
-        raise purge_in_progress("this account is still being closed")
+    _refuse_while_purging(conn, st, subject_id, choices, created=created)
     if not choices:
         return []
-    whole = {scope for scope, _ in open_purges} & {DeletionScope.ALL_DATA, DeletionScope.ACCOUNT}
-    purged_sources = {source for scope, source in open_purges if scope is DeletionScope.SOURCE}
-    for choice in choices:
-        if choice.purpose == rules.ingestion_purpose(choice.source) and (whole or choice.source in purged_sources):
-            raise purge_in_progress("the data of this source is still being deleted")
     existing: dict[tuple[int, int], Consent] = {}
     if not created:
         rows = conn.execute(st.consents, {"sid": subject_id})
@@ -178,9 +300,5 @@ def _grant(
         if after != before:
             changed.append(after)
     if changed:
-        conn.execute(st.upsert, [
-            {"subject_id": x.subject_id, "source": x.source, "purpose": x.purpose, "grant_time": x.grant_time,
-             "expire_time": x.expire_time, "withdraw_time": x.withdraw_time}
-            for x in changed
-        ])
+        conn.execute(st.upsert, [_consent_row(x) for x in changed])
     return granted

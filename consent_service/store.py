@@ -48,7 +48,7 @@ from .registry import Client
 from .requests_repo import Committed, RequestsRepo
 from .revocation import RevocationRecord
 from .revocations_repo import RevocationsRepo
-from .signup_repo import enroll_with_consents
+from .signup_repo import enroll_with_consents, grant_authorization, grant_consent
 from .subjects_repo import SubjectsRepo
 from .tables import (
     access_log_table,
@@ -106,7 +106,8 @@ class ConsentStore:
         self._engine = engine
         # The lookup's write (record_accesses) in one step (see Transactions).
         self._tx = Transactions.of(engine)
-        # Concurrent sign-ups share a transaction, one commit (see GroupCommit).
+        # Concurrent sign-ups, grants of consents and of authorizations share a
+        # transaction and one commit (see GroupCommit and signup_repo).
         self.signups = GroupCommit(self._tx, name="sign-up")
         self.requests = RequestsRepo(engine)
         self.revocations = RevocationsRepo(engine, self.requests, token_life=token_life)
@@ -230,9 +231,11 @@ class ConsentStore:
         self, key: RequestKey, *, subject_id: str, source: int, purpose: int, expire_time: datetime | None,
         now: datetime, encode: Callable[[Consent], bytes],
     ) -> Committed[Consent]:
-        return await self.consents.grant(
-            key, subject_id=subject_id, source=source, purpose=purpose, expire_time=expire_time, now=now,
-            encode=encode,
+        return await self.signups.write(
+            lambda conn: grant_consent(
+                conn, key, subject_id=subject_id, source=source, purpose=purpose, expire_time=expire_time,
+                now=now, encode=encode,
+            )
         )
 
     async def withdraw_consent(
@@ -260,9 +263,11 @@ class ConsentStore:
         self, key: RequestKey, *, subject_id: str, partner_id: str, purpose: int, scope: int,
         expire_time: datetime, now: datetime, encode: Callable[[Authorization], bytes],
     ) -> Committed[Authorization]:
-        return await self.authorizations.grant(
-            key, subject_id=subject_id, partner_id=partner_id, purpose=purpose, scope=scope,
-            expire_time=expire_time, now=now, encode=encode,
+        return await self.signups.write(
+            lambda conn: grant_authorization(
+                conn, key, subject_id=subject_id, partner_id=partner_id, purpose=purpose, scope=scope,
+                expire_time=expire_time, now=now, encode=encode,
+            )
         )
 
     async def revoke_authorization(
