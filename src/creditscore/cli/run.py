@@ -1,16 +1,16 @@
 """``creditscore run``: the whole suite on one machine, on SQLite, with a simulated
 population, ending in real score lookups through the gateway.
 
-1. writes the services' credentials (``keys/service-credentials``), starts the
-   consent service, which generates the token signing key pair on first start
-   (``keys/``), then ingest, feature, scoring and the gateway, each a separate
+1. writes the services' credentials (``keys/service-credentials``) and the token
+   key pair (``keys/``: the consent service signs with the private key, the others
+   verify with the public one), starts the five services at once, each a separate
    process (``python -m <package>``) with its own SQLite file, authentication
    required everywhere (``AUTH_MODE=required``), and waits for each to report
    SERVING on the health service;
 2. simulates a population (``creditscore.sim``), registers its producers with the
-   sources each may send, enrolls every subject and grants consent per data
-   source (a few subjects withhold one source, so that some records are rejected
-   with CONSENT_REQUIRED) — as an operator, with a service token;
+   sources each may send, signs every subject up with its consents per data
+   source in one call (a few subjects withhold one source, so that some records
+   are rejected with CONSENT_REQUIRED) — as an operator, with a service token;
 3. ingests every producer's records through the ingest service with that
    producer's own token, sends one batch a second time (stored once), and waits
    until the feature service has applied everything the outbox delivered;
@@ -71,10 +71,12 @@ SERVICES: tuple[tuple[str, int], ...] = (
     ("gateway", 50050),
 )
 BATCH = 500
-# Loading a population is bulk work: 16 subjects at a time, each a write on SQLite,
-# on a machine that may be busy. A generous deadline per call (each is idempotent on
-# its request_id) keeps a slow moment from failing the whole load.
+# Loading a population is bulk work: SIGNUP_CONCURRENCY calls in flight, which the
+# consent service commits together, on a machine that may be busy. A generous
+# deadline per call (each is idempotent on its request_id) keeps a slow moment from
+# failing the whole load.
 SETUP_CALL_TIMEOUT = 20.0
+SIGNUP_CONCURRENCY = 64
 
 #: The services that call others or fetch the revocation list (the consent service
 #: signs its own tokens) and
@@ -119,8 +121,12 @@ class DemoAuth:
 
     @classmethod
     def create(cls, data_dir: Path) -> DemoAuth:
+        """The folder with the service identities and the token key pair, written
+        before any service starts (as an operator mounts them), so that every
+        service can start at once instead of after the consent service."""
         folder = data_dir / "keys"
         folder.mkdir(parents=True, exist_ok=True)
+        _write_key_pair(folder / "token-signing.pem", folder / "token-public.pem")
         made = {name: secrets.token_urlsafe(32) for name in SERVICE_IDENTITIES}
         path = folder / "service-credentials"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -151,6 +157,21 @@ class DemoAuth:
     def public_key_ready(self) -> bool:
         path = self.public_key_file
         return path.is_file() and b"END PUBLIC KEY" in path.read_bytes()
+
+
+def _write_key_pair(private_path: Path, public_path: Path) -> None:
+    """A new Ed25519 token key pair, as the consent service generates one: the
+    private key PEM (PKCS#8, owner-only), the public key PEM (SubjectPublicKeyInfo)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    public_path.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
 async def issue_token(
@@ -364,16 +385,23 @@ class LoadReport:
     producer_secrets: dict[str, str] = field(default_factory=dict)
 
 
-async def load_population(
-    suite: Suite, n_subjects: int, seed: int, out: Out = print
-) -> tuple[Population, LoadReport]:
-    """Enrolls, consents and ingests a simulated population through the services."""
+def simulate_population(n_subjects: int, seed: int) -> Population:
+    """The demo's population: ``n_subjects`` simulated as of today's midnight (UTC)."""
     from creditscore.sim import simulate
 
     as_of = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    population = simulate(n_subjects, seed=seed, as_of=as_of)
+    return simulate(n_subjects, seed=seed, as_of=as_of)
+
+
+async def load_population(
+    suite: Suite, n_subjects: int, seed: int, out: Out = print, *, population: Population | None = None
+) -> tuple[Population, LoadReport]:
+    """Signs up, consents and ingests a simulated population through the services
+    (``population``: one already simulated, e.g. while the services started)."""
+    if population is None:
+        population = simulate_population(n_subjects, seed)
     out(f"simulated {len(population.subjects)} subjects, {len(population.records)} records "
-        f"and {len(population.outcomes)} loan outcomes (seed {seed}, as of {as_of:%Y-%m-%d})")
+        f"and {len(population.outcomes)} loan outcomes (seed {seed}, as of {population.as_of:%Y-%m-%d})")
 
     consent_ch = await suite.operator_channel("consent_service")
     ingest_ch = suite.channel("ingest_service")
@@ -399,44 +427,52 @@ async def load_population(
         with_external = [s.subject_id for s in population.subjects
                          if common_pb2.DATA_SOURCE_EXTERNAL in s.sources]
         withholding = set(with_external[::5])
-        sem = asyncio.Semaphore(16)
+        sem = asyncio.Semaphore(SIGNUP_CONCURRENCY)
         subject_secrets: dict[str, str] = {}
 
         async def enroll(subject: SimulatedSubject) -> None:
+            sid = subject.subject_id
+            grants = [(s, common_pb2.PURPOSE_CREDIT_SCORING) for s in (
+                common_pb2.DATA_SOURCE_COMMERCE, common_pb2.DATA_SOURCE_PAYMENTS,
+                common_pb2.DATA_SOURCE_IDENTITY, common_pb2.DATA_SOURCE_EXTERNAL)
+                if not (sid in withholding and s == common_pb2.DATA_SOURCE_EXTERNAL)]
+            # Model development (training scorecards) is a purpose of its own,
+            # asked separately: the same sources, and the loan outcomes.
+            grants += [(s, common_pb2.PURPOSE_MODEL_DEVELOPMENT) for s, _ in list(grants)]
+            grants.append((common_pb2.DATA_SOURCE_OUTCOMES, common_pb2.PURPOSE_MODEL_DEVELOPMENT))
+            # One call: the enrollment carries the consents given at sign-up.
             async with sem:
-                sid = subject.subject_id
                 enrolled = await consent.EnrollSubject(consent_pb2.EnrollSubjectRequest(
-                    request_id=f"demo-enroll-{sid}", subject_id=sid), timeout=SETUP_CALL_TIMEOUT)
-                if enrolled.subject_secret:
-                    subject_secrets[sid] = enrolled.subject_secret
-                grants = [(s, common_pb2.PURPOSE_CREDIT_SCORING) for s in (
-                    common_pb2.DATA_SOURCE_COMMERCE, common_pb2.DATA_SOURCE_PAYMENTS,
-                    common_pb2.DATA_SOURCE_IDENTITY, common_pb2.DATA_SOURCE_EXTERNAL)
-                    if not (sid in withholding and s == common_pb2.DATA_SOURCE_EXTERNAL)]
-                # Model development (training scorecards) is a purpose of its own,
-                # asked separately: the same sources, and the loan outcomes.
-                grants += [(s, common_pb2.PURPOSE_MODEL_DEVELOPMENT) for s, _ in list(grants)]
-                grants.append((common_pb2.DATA_SOURCE_OUTCOMES, common_pb2.PURPOSE_MODEL_DEVELOPMENT))
-                for source, purpose in grants:
-                    await consent.GrantConsent(consent_pb2.GrantConsentRequest(
-                        request_id=f"demo-grant-{sid}-{source}-{purpose}", subject_id=sid,
-                        source=source, purpose=purpose), timeout=SETUP_CALL_TIMEOUT)
+                    request_id=f"demo-enroll-{sid}", subject_id=sid,
+                    consents=[consent_pb2.InitialConsent(source=source, purpose=purpose)
+                              for source, purpose in grants]), timeout=SETUP_CALL_TIMEOUT)
+            if len(enrolled.consents) != len(grants):
+                raise RuntimeError(f"{sid}: {len(enrolled.consents)} consents granted of {len(grants)} asked")
+            if enrolled.subject_secret:
+                subject_secrets[sid] = enrolled.subject_secret
 
         t0 = time.perf_counter()
         await asyncio.gather(*(enroll(s) for s in population.subjects))
-        out(f"enrolled and consented {len(population.subjects)} subjects in {time.perf_counter() - t0:.1f}s")
+        out(f"enrolled and consented {len(population.subjects)} subjects in {time.perf_counter() - t0:.1f}s "
+            "(one EnrollSubject each, with its consents)")
 
         statuses: Counter[str] = Counter()
         reasons: Counter[str] = Counter()
         sent = 0
         accepted_for_features = 0
         t0 = time.perf_counter()
-        first_batch: tuple[str, list[records_pb2.Record]] | None = None
-        for producer, records in sorted(population.by_producer().items()):
+        by_producer = population.by_producer()
+        # The wallet's first batch is sent again below.
+        first_batch = ("wallet", sorted(by_producer["wallet"], key=lambda r: r.subject_id)[:BATCH])
+
+        async def send(producer: str, in_time_order: list[records_pb2.Record]) -> None:
+            nonlocal sent, accepted_for_features
+            # A producer's history, subject by subject: a batch then touches a few
+            # subjects, and the feature service rescores only those on each delivery
+            # (in event-time order every batch touched nearly every subject).
+            records = sorted(in_time_order, key=lambda r: r.subject_id)
             for start in range(0, len(records), BATCH):
                 batch = records[start:start + BATCH]
-                if first_batch is None and producer == "wallet":
-                    first_batch = (producer, batch)
                 reply = await ingest.IngestRecords(ingest_pb2.IngestRecordsRequest(
                     request_id=f"demo-{producer}-{start}", producer_id=producer, records=batch),
                     metadata=bearer(producer_tokens[producer]), timeout=30)
@@ -448,10 +484,12 @@ async def load_population(
                         accepted_for_features += 1
                     if result.reason:
                         reasons[result.reason] += 1
+
+        # The producers send at the same time, each its batches one after the other.
+        await asyncio.gather(*(send(producer, records) for producer, records in sorted(by_producer.items())))
         seconds = time.perf_counter() - t0
         # The wallet's first batch again, under a new request id: stored once,
         # every record answered DUPLICATE.
-        assert first_batch is not None
         producer, batch = first_batch
         reply = await ingest.IngestRecords(ingest_pb2.IngestRecordsRequest(
             request_id="demo-resend", producer_id=producer, records=batch),
@@ -465,20 +503,31 @@ async def load_population(
                                   producer_secrets)
 
 
+class NotApplied(TimeoutError):
+    """The feature service had not applied every record in time."""
+
+
 async def wait_features(suite: Suite, population: Population, expected: int, timeout: float = 120.0) -> int:
-    """Waits until the feature service has applied ``expected`` records in all."""
+    """Waits until the feature service has applied ``expected`` records in all,
+    reading the subjects' vectors in batches (``GetFeatureVectors``); returns the
+    count. ``NotApplied`` after ``timeout``: what follows (lookups, figures) must not
+    run against half-applied features."""
     channel = await suite.operator_channel("feature_service")
+    ids = [s.subject_id for s in population.subjects]
+    applied = 0
     try:
         stub = feature_pb2_grpc.FeatureServiceStub(channel)
         deadline = time.monotonic() + timeout
         while True:
             replies = await asyncio.gather(*(
-                stub.GetFeatureVector(feature_pb2.GetFeatureVectorRequest(subject_id=s.subject_id), timeout=5)
-                for s in population.subjects))
-            applied = sum(r.feature_vector.record_count for r in replies)
-            if applied >= expected or time.monotonic() > deadline:
+                stub.GetFeatureVectors(feature_pb2.GetFeatureVectorsRequest(subject_ids=ids[i:i + 256]), timeout=10)
+                for i in range(0, len(ids), 256)))
+            applied = sum(v.record_count for r in replies for v in r.feature_vectors)
+            if applied >= expected:
                 return applied
-            await asyncio.sleep(0.5)
+            if time.monotonic() > deadline:
+                raise NotApplied(f"the feature service applied {applied} of {expected} records in {timeout:.0f}s")
+            await asyncio.sleep(0.1)
     finally:
         await channel.close()
 
@@ -504,7 +553,7 @@ async def register_partner(suite: Suite, subject_ids: list[str], out: Out = prin
         registered = await consent.RegisterPartner(consent_pb2.RegisterPartnerRequest(
             request_id=f"demo-partner-{uuid.uuid4().hex}", partner_id=DEMO_PARTNER,
             display_name="Demo Lender"), timeout=10)
-        sem = asyncio.Semaphore(16)
+        sem = asyncio.Semaphore(SIGNUP_CONCURRENCY)  # concurrent grants are committed together
 
         async def authorize(sid: str) -> None:
             async with sem:
@@ -673,10 +722,14 @@ async def run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop_requested.set)
+    # The population is simulated while the services start (a thread: the wait is idle).
+    simulated = asyncio.ensure_future(asyncio.to_thread(simulate_population, args.subjects, args.seed))
     try:
         await wait_serving(suite)
-        print("services SERVING: " + ", ".join(f"{p} on {suite.ports[p]}" for p, _ in SERVICES))
-        population, report = await load_population(suite, args.subjects, args.seed)
+        print("services SERVING: " + ", ".join(f"{p} on {suite.ports[p]}" for p, _ in SERVICES)
+              + f" ({time.perf_counter() - t_start:.1f}s from start)")
+        t_stage = time.perf_counter()
+        population, report = await load_population(suite, args.subjects, args.seed, population=await simulated)
         print(f"ingested {report.sent} records in {report.seconds:.1f}s "
               f"({report.sent / report.seconds:,.0f} records/s): "
               + ", ".join(f"{k} {v}" for k, v in sorted(report.statuses.items()))
@@ -684,10 +737,15 @@ async def run(args: argparse.Namespace) -> int:
                  if report.reasons else ""))
         print(f"sent {report.resent} of them again: "
               + ", ".join(f"{k} {v}" for k, v in sorted(report.resent_statuses.items())))
+        t_wait = time.perf_counter()
         applied = await wait_features(suite, population, report.accepted_for_features)
         print(f"feature service applied {applied} of {report.accepted_for_features} records "
-              "delivered through the outbox (loan outcomes are labels and stay in ingest)")
+              "delivered through the outbox (loan outcomes are labels and stay in ingest); "
+              f"waited {time.perf_counter() - t_wait:.1f}s after the last batch "
+              f"(population loaded and applied in {time.perf_counter() - t_stage:.1f}s)")
+        t_stage = time.perf_counter()
         partner = await register_partner(suite, [s.subject_id for s in population.subjects])
+        print(f"  (partner registered and authorized in {time.perf_counter() - t_stage:.1f}s)")
         keys = data_dir / "keys"
         token_file = keys / "partner.token"
         fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
