@@ -19,7 +19,7 @@ subjects and consents in the store are counted and must equal N and 9×N. A
 failed call, a wrong reply or a wrong count stops the run without a figure.
 
 Old way: the same at the same concurrency for ``--old-subjects`` others (default
-a tenth), as sign-up was made before: ``EnrollSubject`` alone, then nine
+a fiftieth, at least 50), as sign-up was made before: ``EnrollSubject`` alone, then nine
 ``GrantConsent`` calls one after the other (the speed-up is new over old).
 
 Echo: a server from the same ``create_server`` (``python -m bench.lookup
@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_SUBJECTS} subjects")
     parser.add_argument("--subjects", type=int, default=None, help=f"sign-ups timed (default {DEFAULT_SUBJECTS})")
     parser.add_argument("--old-subjects", type=int, default=None,
-                        help="subjects signed up the old way, 10 calls each (default a tenth)")
+                        help="subjects signed up the old way, 10 calls each (default a fiftieth)")
     parser.add_argument("--concurrency", type=int, default=64, help="calls in flight (default 64)")
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="sqlite")
     parser.add_argument("--postgres-url", default=os.environ.get("TEST_POSTGRES_URL", ""),
@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.subjects is None:
         args.subjects = QUICK_SUBJECTS if args.quick else DEFAULT_SUBJECTS
     if args.old_subjects is None:
-        args.old_subjects = max(50, args.subjects // 10)
+        args.old_subjects = max(50, args.subjects // 50)
     try:
         figures = asyncio.run(run(args))
     except WrongAnswer as exc:
