@@ -108,7 +108,10 @@ class ConsentStore:
         self._tx = Transactions.of(engine)
         # Concurrent sign-ups, grants of consents and of authorizations share a
         # transaction and one commit (see GroupCommit and signup_repo).
-        self.signups = GroupCommit(self._tx, name="sign-up")
+        # PostgreSQL: a few groups at once (each statement is a round trip).
+        self.signups = GroupCommit(
+            self._tx, name="sign-up", max_in_flight=1 if engine.dialect.name == "sqlite" else 4
+        )
         self.requests = RequestsRepo(engine)
         self.revocations = RevocationsRepo(engine, self.requests, token_life=token_life)
         self.purges = PurgesRepo(engine, sweep_delay=sweep_delay)

@@ -26,10 +26,15 @@ away (cancelled) before its group starts is left out of it; once its group has
 started, its write commits or not with the group (a retry under the same request
 id then finds it).
 
-One group is committed at a time per ``GroupCommit``: SQLite admits one writer
-anyway, and on PostgreSQL one group at a time keeps two groups from waiting on
-each other's row locks. Where savepoints are not available (SQLite in memory),
-every write is its own transaction.
+Groups in flight: one by default (SQLite admits one writer anyway). On
+PostgreSQL, whose every statement is a round trip to the server, a group's writes
+run one after the other, so a few groups in flight (``max_in_flight``) keep
+several connections busy. Two groups may then wait on each other's row locks:
+the server breaks such a deadlock by failing one statement, which rolls back
+only its write's savepoint; that write is run once more in a fresh savepoint
+(its locks were released with the rollback), and fails alone if it fails again.
+Where savepoints are not available (SQLite in memory), every write is its own
+transaction.
 """
 
 from __future__ import annotations
@@ -67,14 +72,17 @@ class GroupCommit:
     SQLAlchemy (``Transactions``): no awaits inside, so a group holds the
     database for the time of its statements only."""
 
-    def __init__(self, tx: Transactions, *, name: str = "group commit", max_group: int = 256) -> None:
-        if max_group < 1:
-            raise ValueError("max_group must be at least 1")
+    def __init__(
+        self, tx: Transactions, *, name: str = "group commit", max_group: int = 256, max_in_flight: int = 1
+    ) -> None:
+        if max_group < 1 or max_in_flight < 1:
+            raise ValueError("max_group and max_in_flight must be at least 1")
         self._tx = tx
         self._name = name
         self._max_group = max_group if tx.savepoints else 1
+        self._max_in_flight = max_in_flight
         self._queue: deque[_Pending[Any]] = deque()
-        self._in_flight = False
+        self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
         #: Groups committed (or failed) and the writes in them, for tests and benchmarks.
         self.groups = 0
@@ -94,19 +102,18 @@ class GroupCommit:
         return await pending.future
 
     def _pump(self) -> None:
-        if self._in_flight or not self._queue:
-            return
-        group: list[_Pending[Any]] = []
-        while self._queue and len(group) < self._max_group:
-            pending = self._queue.popleft()
-            if not pending.future.done():  # else its caller went away
-                group.append(pending)
-        if not group:
-            return
-        self._in_flight = True
-        task = asyncio.get_running_loop().create_task(self._run(group))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        while self._queue and self._in_flight < self._max_in_flight:
+            group: list[_Pending[Any]] = []
+            while self._queue and len(group) < self._max_group:
+                pending = self._queue.popleft()
+                if not pending.future.done():  # else its caller went away
+                    group.append(pending)
+            if not group:
+                return
+            self._in_flight += 1
+            task = asyncio.get_running_loop().create_task(self._run(group))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _run(self, group: list[_Pending[Any]]) -> None:
         try:
@@ -131,7 +138,7 @@ class GroupCommit:
                 else:
                     p.future.set_result(outcome)
         finally:
-            self._in_flight = False
+            self._in_flight -= 1
             self._pump()
 
 
@@ -144,13 +151,28 @@ def _apply(fns: Sequence[Callable[[Connection], Any]], conn: Connection) -> list
         return [fns[0](conn)]
     outcomes: list[Any] = []
     for fn in fns:
-        savepoint = conn.begin_nested()
-        try:
-            result = fn(conn)
-        except Exception as exc:  # noqa: BLE001 - this write's own error, kept for its caller
-            savepoint.rollback()
-            outcomes.append(_Failed(exc))
-        else:
-            savepoint.commit()
-            outcomes.append(result)
+        for attempt in (1, 2):
+            savepoint = conn.begin_nested()
+            try:
+                result = fn(conn)
+            except Exception as exc:  # noqa: BLE001 - this write's own error, kept for its caller
+                savepoint.rollback()
+                if attempt == 1 and _lock_conflict(exc):
+                    continue
+                outcomes.append(_Failed(exc))
+            else:
+                savepoint.commit()
+                outcomes.append(result)
+            break
     return outcomes
+
+
+#: PostgreSQL's codes of a statement failed to break a deadlock or a serialization conflict.
+_CONFLICT_STATES = frozenset({"40P01", "40001"})
+
+
+def _lock_conflict(exc: Exception) -> bool:
+    """Whether ``exc`` is the database breaking a lock conflict (worth one retry)."""
+    orig = getattr(exc, "orig", None)
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return state in _CONFLICT_STATES

@@ -136,3 +136,27 @@ async def test_the_sqlite_synchronous_setting_is_applied(engine: AsyncEngine) ->
         assert (await conn.execute(select(func.count()).select_from(rows))).scalar() == 0
     with pytest.raises(ValueError):
         make_engine("sqlite:///x.db", sqlite_synchronous="OFF")
+
+
+async def test_groups_in_flight_at_once(engine: AsyncEngine) -> None:
+    group = GroupCommit(Transactions.of(engine), max_in_flight=2)
+    results = await asyncio.gather(*(group.write(insert(i)) for i in range(30)))
+    assert results == [[i] for i in range(30)]
+    # Two start alone at once; the 28 that queued meanwhile go together.
+    assert (group.groups, group.writes) == (3, 30)
+    assert await stored(engine) == list(range(30))
+
+
+def test_a_lock_conflict_is_told_from_other_errors() -> None:
+    from creditscore.runtime._group_commit import _lock_conflict
+
+    class Driver(Exception):
+        def __init__(self, sqlstate: str) -> None:
+            self.sqlstate = sqlstate
+
+    class Wrapped(Exception):
+        def __init__(self, orig: Exception) -> None:
+            self.orig = orig
+
+    assert _lock_conflict(Wrapped(Driver("40P01"))) and _lock_conflict(Wrapped(Driver("40001")))
+    assert not _lock_conflict(Wrapped(Driver("23505"))) and not _lock_conflict(ValueError("x"))
