@@ -116,11 +116,16 @@ class Service:
                 await self.proc.wait()
 
 
+#: A folder for a cProfile of every service process (``--profile``); None: no profile.
+PROFILE_DIR: Path | None = None
+
+
 async def start_service(package: str, env: dict[str, str], log: Path) -> Service:
     port = _free_port()
+    profile = [] if PROFILE_DIR is None else ["-m", "cProfile", "-o", str(PROFILE_DIR / f"{log.stem}.prof")]
     with open(log, "wb") as out:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", package,
+            sys.executable, *profile, "-m", package,
             # Token authentication (issue 5) is off here: this benchmark measures the
             # ingest path issue 4 defined (validation, consent checks, idempotency,
             # outbox); the cost of verifying tokens is measured with the lookup path.
@@ -491,7 +496,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--e2e-only", action="store_true", help="only the end-to-end runs")
     parser.add_argument("--outbox-batch", type=int, default=1000,
                         help="OUTBOX_BATCH of the end-to-end ingest replica (default 1000)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="run every service process under cProfile, its profile written to DIR/<name>.prof")
     args = parser.parse_args(argv)
+    if args.profile is not None:
+        global PROFILE_DIR
+        args.profile.mkdir(parents=True, exist_ok=True)
+        PROFILE_DIR = args.profile.resolve()
     args.subjects = args.subjects or (200 if args.quick else 1000)
     args.repeat = args.repeat or (1 if args.quick else 3)
     args.databases = [args.only] if args.only else ["sqlite", "postgresql"]
