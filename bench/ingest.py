@@ -409,11 +409,14 @@ async def e2e_run(kind: str, workdir: Path, args: argparse.Namespace, consent: S
         ingest = await start_service("ingest_service", {
             "DATABASE_URL": ingest_url, "CONSENT_SERVICE_ADDR": consent.addr,
             "FEATURE_SERVICE_ADDR": feature.addr, "OUTBOX_BATCH": str(args.outbox_batch),
+            "OUTBOX_CONCURRENCY": str(args.outbox_concurrency),
         }, workdir / f"ingest-{tag}.log")
         stack.push_async_callback(ingest.stop)
         engine = make_engine(ingest_url)
         stack.push_async_callback(engine.dispose)
         store = RecordStore(engine)
+        services = {"ingest": ingest, "feature": feature, "scoring": scoring}
+        cpu_before = {name: _cpu_seconds(s.proc.pid) for name, s in services.items()}
         start = time.perf_counter()
         sent = await send_streams(ingest.addr, streams)
         while (backlog := await store.outbox_backlog()) > 0:
@@ -421,8 +424,20 @@ async def e2e_run(kind: str, workdir: Path, args: argparse.Namespace, consent: S
                 raise TimeoutError(f"{backlog} records still in the outbox after 900 s")
             await asyncio.sleep(0.02)
         seconds = time.perf_counter() - start
+        cpu = {name: _cpu_seconds(s.proc.pid) - cpu_before[name] for name, s in services.items()}
         await check_e2e(ingest_url, feature_url, expected)
+    print(f"[{kind}] CPU per record over the run (user + system, from /proc; the database server's not "
+          "included): " + ", ".join(f"{name} {value / expected.total * 1e6:.0f} us" for name, value in cpu.items()))
     return expected.total / seconds, seconds - sent
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -496,6 +511,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--e2e-only", action="store_true", help="only the end-to-end runs")
     parser.add_argument("--outbox-batch", type=int, default=1000,
                         help="OUTBOX_BATCH of the end-to-end ingest replica (default 1000)")
+    parser.add_argument("--outbox-concurrency", type=int, default=1,
+                        help="OUTBOX_CONCURRENCY of the end-to-end ingest replica (default 1, the service's)")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="run every service process under cProfile, its profile written to DIR/<name>.prof")
     args = parser.parse_args(argv)

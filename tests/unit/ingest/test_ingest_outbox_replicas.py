@@ -111,3 +111,36 @@ async def test_a_replica_dying_mid_delivery_leaves_its_rows_to_the_other_after_t
     finally:
         for engine in engines:
             await engine.dispose()
+
+
+class TwoAtOnceSink:
+    """Records deliveries; its first two calls wait until both are in flight."""
+
+    def __init__(self) -> None:
+        self.delivered: list[tuple[str, str]] = []
+        self.calls = 0
+        self._both = asyncio.Event()
+
+    async def apply(self, request_id: str, items: Sequence[OutboxItem], timeout: float) -> None:
+        self.calls += 1
+        if self.calls == 2:
+            self._both.set()
+        await asyncio.wait_for(self._both.wait(), 20)
+        self.delivered += [(i.producer_id, i.record_id) for i in items]
+
+
+async def test_one_replica_with_two_deliveries_in_flight_delivers_each_record_once(database_url):
+    engine = make_engine(database_url)
+    store = RecordStore(engine)
+    await store.create_schema()
+    ids = [f"r{n:02d}" for n in range(12)]
+    await put(store, ids)
+    sink = TwoAtOnceSink()
+    dispatcher = Dispatcher(store, sink, batch_size=2, poll_seconds=60, concurrency=2)
+    try:
+        await dispatcher.start()
+        await dispatcher.drain(20)  # the first two deliveries were in flight together
+    finally:
+        await dispatcher.stop()
+        await engine.dispose()
+    assert sink.calls == 6 and sorted(sink.delivered) == [("prod", i) for i in ids]
