@@ -39,7 +39,11 @@ feature service has every changed subject scored (``ScoreBatch``) inside the
 apply's transaction. The clock starts with the first stream (same streams as
 above) and stops when the outbox is empty: every record accepted, delivered,
 applied and its subject's score stored. It is paired with a raw insert of the same
-rows measured right before. Then every answer is checked: every record ACCEPTED
+rows measured right before. A failed delivery stops the run at once (the
+dispatcher takes an ApplyRecords reply as done only when its applied and
+duplicate counts account for every record sent; any other reply, error or
+timeout counts an attempt on the outbox row, which the bench watches). Then every
+answer is checked: every record ACCEPTED
 (one result per record), the ingest store holds every record, the feature store
 holds one applied version per record that feeds features and its aggregates count
 each once, and every subject with such a record has a stored score of the active
@@ -70,6 +74,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from bench._common import code_version, describe_machine, result_line
 from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
@@ -78,7 +84,7 @@ from creditscore.records.v1 import records_pb2
 from creditscore.runtime import create_channel, create_schema, make_engine
 from creditscore.sim import simulate
 from ingest_service.ingestion import content_hash, serialize
-from ingest_service.store import RecordStore, records
+from ingest_service.store import RecordStore, outbox, records
 from ingest_service.validation import source_of
 
 BATCH = 1000
@@ -422,6 +428,7 @@ async def e2e_run(kind: str, workdir: Path, args: argparse.Namespace, consent: S
         while (backlog := await store.outbox_backlog()) > 0:
             if time.perf_counter() - start > 900:
                 raise TimeoutError(f"{backlog} records still in the outbox after 900 s")
+            await failed_delivery(engine)
             await asyncio.sleep(0.02)
         seconds = time.perf_counter() - start
         cpu = {name: _cpu_seconds(s.proc.pid) - cpu_before[name] for name, s in services.items()}
@@ -429,6 +436,20 @@ async def e2e_run(kind: str, workdir: Path, args: argparse.Namespace, consent: S
     print(f"[{kind}] CPU per record over the run (user + system, from /proc; the database server's not "
           "included): " + ", ".join(f"{name} {value / expected.total * 1e6:.0f} us" for name, value in cpu.items()))
     return expected.total / seconds, seconds - sent
+
+
+async def failed_delivery(engine: AsyncEngine) -> None:
+    """Raises with its error when a delivery failed: an outbox row was attempted
+    (the dispatcher counts attempts only on failures: a refused or short ApplyRecords
+    reply, an error, a timeout)."""
+    from sqlalchemy import select
+
+    async with engine.connect() as conn:
+        row = (await conn.execute(
+            select(outbox.c.id, outbox.c.attempts, outbox.c.last_error).where(outbox.c.attempts > 0).limit(1)
+        )).first()
+    if row is not None:
+        raise RuntimeError(f"a delivery failed (outbox row {row.id}, attempt {row.attempts}): {row.last_error}")
 
 
 def _cpu_seconds(pid: int) -> float:
