@@ -19,7 +19,7 @@ it again. Without a scorer rows are written without a score, and
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -57,6 +57,7 @@ from .store import (
     FeatureStore,
     MaterializedScore,
     RecordKey,
+    StoreBatch,
     StoredState,
     applied_records,
     subject_features,
@@ -411,23 +412,50 @@ class FeatureBook:
     async def rescore_expired(self, limit: int = MAX_SCORE_BATCH) -> tuple[int, bool]:
         """Scores again up to ``limit`` rows whose vector may have moved with time
         (``valid_until`` passed), the earliest first: how many were scored, and
-        whether more may be waiting (the batch was full)."""
-        subject_ids = await self._store.expired_subjects(self._clock(), limit)
-        if not subject_ids:
-            return 0, False
-        _, count = await self._rescore(subject_ids, await self.active_model())
-        return count, len(subject_ids) == limit
+        whether more may be waiting (the batch was full). The rows are claimed
+        (``StoreBatch.claim_expired``): a replica refreshing at the same time
+        (PostgreSQL) takes others."""
+        active = await self.active_model()
+        count, claimed, _ = await self._rescore_claimed(
+            lambda batch, now: batch.claim_expired(now, limit), active)
+        return count, claimed == limit
 
     async def rescore_stale(self, after: str, limit: int = MAX_SCORE_BATCH) -> tuple[int, str | None]:
         """One batch of a pass over every stale row in key order: scores again up
-        to ``limit`` stale rows of subjects after ``after``; how many were scored,
-        and the key to continue after (None: the pass is done)."""
+        to ``limit`` stale rows of subjects after ``after`` (claimed as
+        ``rescore_expired`` claims them); how many were scored, and the key to
+        continue after (None: the pass is done)."""
         active = await self.active_model()
-        subject_ids = await self._store.stale_subjects(active, self._clock(), after, limit)
-        if not subject_ids:
-            return 0, None
-        _, count = await self._rescore(subject_ids, active)
-        return count, subject_ids[-1] if len(subject_ids) == limit else None
+        count, claimed, last = await self._rescore_claimed(
+            lambda batch, now: batch.claim_stale(active, now, after, limit), active)
+        return count, last if claimed == limit else None
+
+    async def _rescore_claimed(
+        self,
+        claim: Callable[[StoreBatch, datetime], Awaitable[list[tuple[StoredState, MaterializedScore | None]]]],
+        active_model: str,
+    ) -> tuple[int, int, str | None]:
+        """Claims rows with ``claim`` and scores again, in the same transaction, those
+        still stale: how many were scored, how many claimed, and the last claimed
+        key in the claim's order (None: none). Under the book's lock, as
+        ``_rescore``."""
+        async def work() -> tuple[int, int, str | None]:
+            async with self._lock:
+                now = self._clock()
+                async with self._store.batch() as batch:
+                    rows = await claim(batch, now)
+                    vectors = [
+                        _vector_of(state.subject_id, state, now)
+                        for state, score in rows
+                        if score is None or not _fresh(score, active_model, now)
+                    ]
+                    if vectors:
+                        scored = await self._score(vectors)
+                        pairs = zip(vectors, scored, strict=True)
+                        await batch.save_scores({v.subject_id: stored for v, (_, stored) in pairs})
+            return len(vectors), len(rows), rows[-1][0].subject_id if rows else None
+
+        return await self._unbroken(work())
 
     def _scoring(self) -> Scorer:
         if self._scorer is None:

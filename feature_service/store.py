@@ -276,37 +276,6 @@ class FeatureStore:
 
         return await self._tx.read(read)
 
-    async def expired_subjects(self, now: datetime, limit: int) -> list[str]:
-        """Up to ``limit`` subjects whose scored vector may have changed by ``now``
-        (``valid_until <= now``), the earliest first, through the index on
-        ``valid_until``."""
-        t = subject_features.c
-        query = (
-            select(t.subject_id)
-            .where(t.valid_until <= now)
-            .order_by(t.valid_until, t.subject_id)
-            .limit(limit)
-        )
-        async with self._engine.connect() as conn:
-            return [row.subject_id for row in await conn.execute(query)]
-
-    async def stale_subjects(self, active_model: str, now: datetime, after: str, limit: int) -> list[str]:
-        """Up to ``limit`` subjects after ``after`` (in key order) whose row has no
-        score, a score of another model than ``active_model``, or a vector that may
-        have changed by ``now``: one page of a pass over the whole table."""
-        t = subject_features.c
-        query = (
-            select(t.subject_id)
-            .where(
-                t.subject_id > after,
-                or_(t.score.is_(None), t.model_version != active_model, t.valid_until <= now),
-            )
-            .order_by(t.subject_id)
-            .limit(limit)
-        )
-        async with self._engine.connect() as conn:
-            return [row.subject_id for row in await conn.execute(query)]
-
 
 #: ``FeatureStore.get_many``'s statement, built once (building one costs more
 #: than SQLite runs it).
@@ -563,6 +532,44 @@ class StoreBatch:
                 out[row.subject_id] = (stored, _score_of(row))
         return out
 
+    async def claim_expired(
+        self, now: datetime, limit: int
+    ) -> list[tuple[StoredState, MaterializedScore | None]]:
+        """Up to ``limit`` rows whose scored vector may have changed by ``now``
+        (``valid_until <= now``), the earliest first (through the index on
+        ``valid_until``), with their aggregates and score, locked until the
+        transaction ends. On PostgreSQL rows another transaction holds (another
+        replica's refresher, an apply) are skipped (``FOR UPDATE SKIP LOCKED``), so
+        that replicas refreshing at once split the rows instead of scoring the
+        same ones; SQLite has one writer at a time and no row locks."""
+        t = subject_features.c
+        query = (
+            _SCORED_ROWS.where(t.valid_until <= now)
+            .order_by(t.valid_until, t.subject_id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [_scored_row(row) for row in await self._conn.execute(query)]
+
+    async def claim_stale(
+        self, active_model: str, now: datetime, after: str, limit: int
+    ) -> list[tuple[StoredState, MaterializedScore | None]]:
+        """Up to ``limit`` rows after ``after`` (in key order) with no score, a
+        score of another model than ``active_model``, or a vector that may have
+        changed by ``now`` (one page of a pass over the whole table), locked as
+        ``claim_expired`` locks them: rows another replica holds are skipped."""
+        t = subject_features.c
+        query = (
+            _SCORED_ROWS.where(
+                t.subject_id > after,
+                or_(t.score.is_(None), t.model_version != active_model, t.valid_until <= now),
+            )
+            .order_by(t.subject_id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [_scored_row(row) for row in await self._conn.execute(query)]
+
     async def save_scores(self, scores: Mapping[str, MaterializedScore]) -> None:
         """Writes the scores of rows locked with ``lock_scored`` (their aggregates
         unchanged)."""
@@ -577,6 +584,19 @@ class StoreBatch:
             stmt,
             [{"b_subject_id": subject_id, **_score_binds(score)} for subject_id, score in sorted(scores.items())],
         )
+
+
+#: The columns ``StoreBatch.claim_expired`` and ``claim_stale`` read.
+_SCORED_ROWS = select(
+    subject_features.c.subject_id, subject_features.c.state, subject_features.c.record_count,
+    subject_features.c.updated_time, subject_features.c.score, subject_features.c.model_version,
+    subject_features.c.sources_used, subject_features.c.valid_until,
+)
+
+
+def _scored_row(row: Any) -> tuple[StoredState, MaterializedScore | None]:
+    stored = StoredState(row.subject_id, SubjectState.from_json(row.state), int(row.record_count), row.updated_time)
+    return stored, _score_of(row)
 
 
 def _score_params() -> dict[str, Any]:

@@ -80,7 +80,8 @@ class DeliveryError(Exception):
 
 
 class GrpcFeatureSink:
-    """Delivers outbox batches with ``FeatureService.ApplyRecords``."""
+    """Delivers outbox batches with ``FeatureService.ApplyRecords``; a delivery is
+    done when the reply accounts for every record sent (applied or duplicate)."""
 
     def __init__(self, stub: feature_pb2_grpc.FeatureServiceAsyncStub) -> None:
         self._stub = stub
@@ -96,10 +97,18 @@ class GrpcFeatureSink:
             ],
         )
         try:
-            await self._stub.ApplyRecords(request, timeout=timeout)
+            reply = await self._stub.ApplyRecords(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             error = CallError.from_rpc_error(exc)
             detail = f" [{error.reason}]" if error.reason else ""
             raise DeliveryError(
                 f"ApplyRecords failed: {error.code.name}: {error.message}{detail}"
             ) from None
+        # Every record sent is either applied now or a duplicate: a reply that does
+        # not account for each one is not an acknowledgement (the rows stay queued).
+        answered = reply.applied_count + reply.duplicate_count
+        if answered != len(request.records):
+            raise DeliveryError(
+                f"ApplyRecords answered for {answered} of {len(request.records)} records "
+                f"({reply.applied_count} applied, {reply.duplicate_count} duplicates)"
+            )

@@ -51,6 +51,12 @@ class Settings:
         True,
         help="deliver the outbox from this replica; false: only take records (another replica delivers)",
     )
+    outbox_concurrency: int = env_field(
+        "OUTBOX_CONCURRENCY",
+        1,
+        help="deliveries in flight at once from this replica (1 to 16): with 2 the next batch is "
+        "claimed and sent while the feature service applies the last",
+    )
     outbox_lease_margin_seconds: float = env_field(
         "OUTBOX_LEASE_MARGIN_SECONDS",
         5.0,

@@ -13,6 +13,13 @@ It wakes at once when a batch is accepted (``notify``), and otherwise polls ever
 ``poll_seconds`` (sooner when a backed-off row comes due). Delivery is at least
 once: the feature service is idempotent per (producer_id, record_id).
 
+``concurrency`` rounds run at once (each its own loop): while one delivery is
+being applied by the feature service, the next is claimed, read and sent, so the
+feature service does not sit idle between batches. Their claims never overlap
+(the lease; on SQLite the claims of one process also take turns, see
+``RecordStore.claim_due``). Deliveries may then be applied out of id order, which
+the feature service takes (it keeps the highest revision of each record).
+
 No gRPC here: the feature service is reached through the ``FeatureSink`` protocol.
 """
 
@@ -69,10 +76,13 @@ class Dispatcher:
         backoff_initial: float = 0.1,
         backoff_max: float = 30.0,
         lease_margin: float = 5.0,
+        concurrency: int = 1,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be 1 to {MAX_BATCH}, not {batch_size}")
+        if not 1 <= concurrency <= 16:
+            raise ValueError(f"concurrency must be 1 to 16, not {concurrency}")
         if poll_seconds <= 0 or delivery_timeout <= 0:
             raise ValueError("poll_seconds and delivery_timeout must be positive")
         self._store = store
@@ -85,8 +95,9 @@ class Dispatcher:
         # A claimed row stays invisible to other dispatchers for this long.
         self._lease = timedelta(seconds=delivery_timeout + lease_margin)
         self._clock = clock
+        self._concurrency = concurrency
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def notify(self) -> None:
         """Wakes the loop now: new rows were queued."""
@@ -98,19 +109,22 @@ class Dispatcher:
         return min(self._backoff_initial * 2.0 ** min(failures, 64), self._backoff_max)
 
     async def start(self) -> None:
-        """Starts the background loop (once)."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="ingest-outbox-dispatcher")
+        """Starts the background loops (``concurrency`` of them, once)."""
+        if not self._tasks or all(task.done() for task in self._tasks):
+            self._tasks = [
+                asyncio.create_task(self._run(), name=f"ingest-outbox-dispatcher-{n}")
+                for n in range(self._concurrency)
+            ]
 
     async def stop(self) -> None:
-        """Cancels the loop and waits for it; a round in flight is abandoned and
+        """Cancels the loops and waits for them; a round in flight is abandoned and
         its rows come due again when their lease ends."""
-        task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def run_once(self) -> DispatchResult:
         """One round: claim due rows, deliver them, delete or back them off."""
@@ -166,7 +180,8 @@ class Dispatcher:
             try:
                 result = await self.run_once()
                 if result.error is None and result.claimed > 0:
-                    continue  # delivered: more may be due right now
+                    self._wake.set()  # the other loops too: more may be due right now
+                    continue
                 wait = await self._idle_wait()
             except asyncio.CancelledError:
                 raise

@@ -104,6 +104,7 @@ async def build_ingest(
             poll_seconds=settings.outbox_poll_seconds,
             delivery_timeout=settings.outbox_delivery_timeout_seconds,
             lease_margin=settings.outbox_lease_margin_seconds,
+            concurrency=settings.outbox_concurrency,
         )
         if settings.outbox_dispatch:
             build.worker(dispatcher.start, dispatcher.stop)

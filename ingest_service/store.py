@@ -59,6 +59,7 @@ from creditscore.runtime import (
     PurgedTable,
     PurgeLedger,
     UtcDateTime,
+    begin_write,
     create_schema,
     dialect_insert,
     purge_requests_table,
@@ -526,7 +527,10 @@ class RecordStore:
             .limit(max(1, limit))
             .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has no FOR UPDATE
         )
-        async with self._engine.begin() as conn:
+        # begin_write: on SQLite the claims of this process take turns (its driver
+        # runs the SELECT outside a transaction, so two claims at once could both
+        # read the same due rows); PostgreSQL's row locks and SKIP LOCKED do it there.
+        async with begin_write(self._engine) as conn:
             taken: list[Row[Any, Any, Any, Any, Any]] = []
             total = 0
             for candidate in (await conn.execute(query)).all():
