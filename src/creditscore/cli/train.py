@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -86,8 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--description", default="", help="replaces the generated description")
     parser.add_argument("--report", metavar="FILE", help="also write the HTML model report")
     parser.add_argument("--max-bins", type=int, default=None, help="bins per feature (default 6 simulated, 8 CSV)")
-    parser.add_argument("--workers", type=int, default=1, metavar="N",
-                        help="--simulate: processes simulating and replaying chunks of subjects (default 1)")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), metavar="N",
+                        help="--simulate: processes simulating and replaying chunks of subjects "
+                        "(default: the CPUs, at most 4)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.add_argument("--force", action="store_true", help="overwrite an existing artifact")
     args = parser.parse_args(_joined_special_values(list(sys.argv[1:] if argv is None else argv)))

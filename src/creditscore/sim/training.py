@@ -10,8 +10,10 @@ chunk is dropped. The rows are then put in the order of ``simulate``'s outcomes 
 the time each outcome was observed, ties in subject order), so that the matrix is
 the one the all-in-memory path gives, bit for bit, and so is the model trained on it.
 
-Chunks are independent, so ``workers`` > 1 computes them in that many processes
-(each holds one chunk at a time; the rows come back in chunk order).
+Chunks are independent, so ``workers`` > 1 computes them in up to that many
+processes (each holds one chunk at a time; the rows come back in chunk order); a
+worker is started only for every four chunks or more (a small population is done
+in the calling process).
 """
 
 from __future__ import annotations
@@ -32,8 +34,11 @@ from . import DEFAULT_AS_OF, applicants
 
 __all__ = ["DEFAULT_CHUNK_SUBJECTS", "simulated_training_matrix"]
 
-#: Subjects per chunk: about 100 MB of records at most while it is worked on.
-DEFAULT_CHUNK_SUBJECTS = 2000
+#: Subjects per chunk: about 40 MB of records while one is worked on.
+DEFAULT_CHUNK_SUBJECTS = 500
+
+#: Chunks each worker should get at least, else fewer workers (or none) are started.
+_MIN_CHUNKS_PER_WORKER = 4
 
 _Chunk = tuple[PointInTimeMatrix, npt.NDArray[np.int64]]
 
@@ -87,7 +92,9 @@ def simulated_training_matrix(
 
 def _run(tasks: list[tuple[int, int, int, datetime, str]], workers: int) -> Iterator[_Chunk]:
     """The chunks' rows in task order, computed here or in ``workers`` processes."""
-    if workers == 1 or len(tasks) <= 1:
+    # A worker costs an interpreter's start and imports: worth it from a few chunks each.
+    workers = min(workers, len(tasks) // _MIN_CHUNKS_PER_WORKER)
+    if workers <= 1:
         yield from map(_chunk_rows, tasks)
         return
     # "spawn": a fresh interpreter per worker, safe whatever threads the parent runs.
