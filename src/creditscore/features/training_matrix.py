@@ -22,14 +22,24 @@ bit for bit.
         builder.add_records(records, outcomes, order=keys)
     matrix = builder.finish()
 
+A source that streams records in no subject order (the ingest service exports
+them by producer and record id) first spools them to disk, partitioned by subject
+(``SubjectSpool``), and then hands the builder one partition at a time: memory
+holds one partition's records, the disk all of them (about their serialized size).
+
 A consumer that already has feature rows (say, read back from a file) appends
 them with ``builder.add(X, y, application_seconds, subject_ids, order=...)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import struct
+import tempfile
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
 from typing import Any, TypeVar
 
 import numpy as np
@@ -39,7 +49,7 @@ from creditscore.features.catalog import FEATURE_NAMES
 from creditscore.features.engine import PointInTimeMatrix, point_in_time_matrix
 from creditscore.records.v1 import records_pb2 as _R
 
-__all__ = ["PointInTimeMatrixBuilder", "point_in_time_matrix_chunked"]
+__all__ = ["PointInTimeMatrixBuilder", "SubjectSpool", "point_in_time_matrix_chunked"]
 
 
 class PointInTimeMatrixBuilder:
@@ -161,3 +171,79 @@ def point_in_time_matrix_chunked(
     for records, outcomes, order in chunks:
         builder.add_records(records, outcomes, order=order)
     return builder.finish()
+
+
+_HEADER = struct.Struct("<IBq")  # payload length, 1 = an outcome, the outcome's row key
+
+
+class SubjectSpool:
+    """Records spooled to ``partitions`` temporary files by a hash of their subject,
+    so that every partition holds whole subjects; read back one partition at a time
+    (``chunks``) for ``PointInTimeMatrixBuilder.add_records``. Within a partition
+    the records keep the order they were added in (point-in-time replays break ties
+    of event time by that order, as ``point_in_time_matrix`` does).
+
+        with SubjectSpool() as spool:
+            for position, record in enumerate(stream):
+                spool.add(record, key=position)   # the key orders the outcomes' rows
+            matrix = point_in_time_matrix_chunked(spool.chunks())
+    """
+
+    def __init__(self, partitions: int = 256, directory: str | Path | None = None) -> None:
+        if partitions < 1:
+            raise ValueError("partitions must be at least 1")
+        self._dir = tempfile.TemporaryDirectory(prefix="pit-spool-", dir=directory)
+        self._paths = [Path(self._dir.name) / f"{i:04d}.bin" for i in range(partitions)]
+        self._files = [open(path, "wb", buffering=1 << 16) for path in self._paths]  # noqa: SIM115
+        self.records = 0
+        self.outcomes = 0
+
+    def add(self, record: _R.Record, *, key: int = 0) -> None:
+        """Spools one record; a loan outcome's ``key`` sorts its row (``finish``)."""
+        outcome = record.WhichOneof("body") == "loan_outcome"
+        payload = record.SerializeToString()
+        partition = zlib.crc32(record.subject_id.encode()) % len(self._files)
+        fh = self._files[partition]
+        fh.write(_HEADER.pack(len(payload), int(outcome), key if outcome else 0))
+        fh.write(payload)
+        if outcome:
+            self.outcomes += 1
+        else:
+            self.records += 1
+
+    def chunks(self) -> Iterator[tuple[list[_R.Record], list[_R.Record], list[int]]]:
+        """``(records, outcomes, outcome keys)`` of one partition at a time."""
+        for fh in self._files:
+            fh.flush()
+        for path in self._paths:
+            records: list[_R.Record] = []
+            outcomes: list[_R.Record] = []
+            keys: list[int] = []
+            data = path.read_bytes()
+            at = 0
+            while at < len(data):
+                size, outcome, key = _HEADER.unpack_from(data, at)
+                at += _HEADER.size
+                record = _R.Record.FromString(data[at : at + size])
+                at += size
+                if outcome:
+                    outcomes.append(record)
+                    keys.append(key)
+                else:
+                    records.append(record)
+            del data
+            if outcomes:
+                yield records, outcomes, keys
+
+    def close(self) -> None:
+        for fh in self._files:
+            fh.close()
+        self._dir.cleanup()
+
+    def __enter__(self) -> SubjectSpool:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()

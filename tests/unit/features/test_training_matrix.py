@@ -9,7 +9,11 @@ import pytest
 
 from creditscore.features.catalog import FEATURE_NAMES
 from creditscore.features.engine import point_in_time_matrix
-from creditscore.features.training_matrix import PointInTimeMatrixBuilder, point_in_time_matrix_chunked
+from creditscore.features.training_matrix import (
+    PointInTimeMatrixBuilder,
+    SubjectSpool,
+    point_in_time_matrix_chunked,
+)
 from creditscore.records.v1 import records_pb2 as R
 from creditscore.sim import simulate
 
@@ -76,3 +80,32 @@ def test_the_builder_refuses_rows_that_do_not_fit():
         builder.add(np.zeros((2, k)), [0, 1], [1, 2], ["a", "b"], order=[1])
     assert len(builder) == 0  # nothing half-added
     assert len(builder.finish()) == 0
+
+
+@pytest.mark.parametrize("partitions", [1, 7, 256])
+def test_a_spool_by_subject_gives_the_matrix_of_the_stream_as_it_came(tmp_path, partitions):
+    population = simulate(150, seed=29)
+    producer = {"order": "m", "rating": "m", "bill": "w", "identity": "i", "external": "b", "loan_outcome": "l"}
+    # The ingest service's export order: by producer, then record id; outcomes among them.
+    stream = sorted([*population.records, *population.outcomes],
+                    key=lambda r: (producer[r.WhichOneof("body") or ""], r.record_id))
+    expected = point_in_time_matrix([r for r in stream if not r.HasField("loan_outcome")],
+                                    [r for r in stream if r.HasField("loan_outcome")])
+    with SubjectSpool(partitions, tmp_path) as spool:
+        for position, record in enumerate(stream):
+            spool.add(record, key=position)
+        assert (spool.records, spool.outcomes) == (len(population.records), len(population.outcomes))
+        chunks = list(spool.chunks())
+        assert 1 <= len(chunks) <= partitions and (len(chunks) > 1) == (partitions > 1)
+        for records, outcomes, _ in chunks:
+            subjects = {o.subject_id for o in outcomes}
+            whole = [r for r in population.records if r.subject_id in subjects]
+            assert sorted(r.record_id for r in records if r.subject_id in subjects) == sorted(
+                r.record_id for r in whole)  # whole subjects per partition
+        _same(point_in_time_matrix_chunked(chunks), expected)
+    assert list(tmp_path.iterdir()) == []  # the spool's files are gone
+
+
+def test_a_spool_needs_a_partition():
+    with pytest.raises(ValueError):
+        SubjectSpool(0)
