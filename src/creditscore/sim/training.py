@@ -18,6 +18,7 @@ in the calling process).
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -47,13 +48,25 @@ def _chunk_rows(task: tuple[int, int, int, datetime, str]) -> _Chunk:
     """Rows of the applicants among subjects ``start`` .. ``start + count - 1``,
     and each row's sort key (the time its outcome was observed)."""
     start, count, seed, as_of, id_prefix = task
-    records: list[records_pb2.Record] = []
-    outcomes: list[records_pb2.Record] = []
-    for applicant in applicants(count, seed=seed, as_of=as_of, id_prefix=id_prefix, start=start):
-        records.extend(applicant.records)
-        outcomes.append(applicant.outcome)
-    keys = np.array([o.event_time.seconds for o in outcomes], dtype=np.int64)
-    return point_in_time_matrix(records, outcomes), keys
+    # The chunk's work makes no reference cycles, only a great many short-lived
+    # containers (a message and a few lists a record), which set off the cyclic
+    # collector every 700 allocations (gc.callbacks timed 0.9 s of 4.8 s CPU at
+    # 4,000 subjects; pausing it saved 5-10% of the CPU time). It is paused for the
+    # chunk (reference counting still frees the chunk's garbage) and switched back
+    # on after it.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        records: list[records_pb2.Record] = []
+        outcomes: list[records_pb2.Record] = []
+        for applicant in applicants(count, seed=seed, as_of=as_of, id_prefix=id_prefix, start=start):
+            records.extend(applicant.records)
+            outcomes.append(applicant.outcome)
+        keys = np.array([o.event_time.seconds for o in outcomes], dtype=np.int64)
+        return point_in_time_matrix(records, outcomes), keys
+    finally:
+        if paused:
+            gc.enable()
 
 
 def simulated_training_matrix(
