@@ -25,7 +25,9 @@ AUC is within 0.70-0.92 (the simulator is tuned to about 0.8). At the smallest N
 chunked model file must equal the reference's in every field but ``train_time``
 (when it was written): same matrix, same model, same scores.
 
-Figures per N: seconds, subjects/s, peak RSS of the command's process and of its
+Figures per N: seconds, CPU seconds (the command's and its workers', from
+``wait4``: less disturbed than wall time by other work on the machine), subjects/s,
+peak RSS of the command's process and of its
 largest worker, peak RSS per subject, and the marginal memory per subject between
 consecutive sizes (flat memory: near zero).
 """
@@ -102,6 +104,9 @@ def _run(mode: str, n: int, out: Path, workers: int) -> dict[str, Any]:
         raise SystemExit(f"FAILED: {mode} N={n} exited with {proc.returncode}; no figure")
     figures: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
     figures["maxrss_kb"] = usage.ru_maxrss
+    # CPU seconds of the child and of its workers (wait4 counts its reaped children):
+    # less sensitive than wall time to other work on the machine.
+    figures["cpu_s"] = usage.ru_utime + usage.ru_stime
     return figures
 
 
@@ -171,17 +176,19 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(figures)
 
     print()
-    print(f"reference N={smallest}: {ref['seconds']:.1f} s, peak RSS {ref['vmhwm_kb'] / 1024:.0f} MB "
+    print(f"reference N={smallest}: {ref['seconds']:.1f} s ({ref['cpu_s']:.1f} s CPU), "
+          f"peak RSS {ref['vmhwm_kb'] / 1024:.0f} MB "
           f"({ref['vmhwm_kb'] * 1024 / smallest / 1000:.0f} KB a subject); the chunked model file is "
           f"the same but for its train_time")
-    print(f"{'N':>8} {'seconds':>8} {'subjects/s':>10} {'peak MB':>8} {'worker MB':>9} {'KB/subject':>10} "
-          f"{'marginal B/subject':>18} {'AUC':>7}")
+    print(f"{'N':>8} {'seconds':>8} {'CPU s':>7} {'subjects/s':>10} {'peak MB':>8} {'worker MB':>9} "
+          f"{'KB/subject':>10} {'marginal B/subject':>18} {'AUC':>7}")
     previous: dict[str, Any] | None = None
     for r in rows:
         peak_kb = r["peak_kb"] = r["vmhwm_kb"]
         marginal = "" if previous is None else (
             f"{(peak_kb - previous['peak_kb']) * 1024 / (r['n'] - previous['n']):.0f}")
-        print(f"{r['n']:>8} {r['seconds']:>8.1f} {r['n'] / r['seconds']:>10.0f} {peak_kb / 1024:>8.0f} "
+        print(f"{r['n']:>8} {r['seconds']:>8.1f} {r['cpu_s']:>7.1f} {r['n'] / r['seconds']:>10.0f} "
+              f"{peak_kb / 1024:>8.0f} "
               f"{r['workers_kb'] / 1024:>9.0f} {peak_kb * 1024 / r['n'] / 1000:>10.1f} {marginal:>18} "
               f"{r['auc']:>7.4f}")
         previous = r
@@ -193,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     figures["worker_mb_max"] = round(max(r["workers_kb"] for r in rows) / 1024, 1)
     figures["subjects_per_s"] = round(last["n"] / last["seconds"], 1)
     figures["bytes_per_subject"] = round(last["peak_kb"] * 1024 / last["n"], 1)
+    figures[f"cpu_s_{last['n']}"] = round(last["cpu_s"], 1)
     figures["speedup_vs_reference"] = round(ref["seconds"] / first["seconds"], 3)
+    figures["cpu_ratio_vs_reference"] = round(first["cpu_s"] / ref["cpu_s"], 3)
     figures["memory_ratio_vs_reference"] = round(first["peak_kb"] / ref["vmhwm_kb"], 3)
     figures["workers"] = args.workers
     print()
