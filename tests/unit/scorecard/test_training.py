@@ -259,25 +259,18 @@ def test_main_trains_on_the_simulator_and_writes_the_artifact(tmp_path, monkeypa
     X, y, _ = synthetic(3000, seed=11)
     seen: dict[str, object] = {}
 
-    def simulate(n_subjects: int, *, seed: int) -> object:
-        seen["simulate"] = (n_subjects, seed)
-        return types.SimpleNamespace(records=["records"], outcomes=["outcomes"])
-
-    def point_in_time_matrix(records: object, outcomes: object) -> object:
-        seen["matrix"] = (records, outcomes)
+    def simulated_training_matrix(n_subjects: int, *, seed: int, workers: int, progress: object) -> object:
+        seen["matrix"] = (n_subjects, seed, workers)
         return types.SimpleNamespace(X=X, y=y, feature_names=FEATURE_NAMES)
 
-    sim = types.ModuleType("creditscore.sim")
-    sim.simulate = simulate  # type: ignore[attr-defined]
-    aggregates = types.ModuleType("creditscore.features.engine")
-    aggregates.point_in_time_matrix = point_in_time_matrix  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "creditscore.sim", sim)
-    monkeypatch.setitem(sys.modules, "creditscore.features.engine", aggregates)
+    training = types.ModuleType("creditscore.sim.training")
+    training.simulated_training_matrix = simulated_training_matrix  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "creditscore.sim.training", training)
 
     out = tmp_path / "scorecard-1.0.0.json"
-    argv = ["--simulate", "3000", "--seed", "42", "--version", "1.0.0", "--out", str(out)]
+    argv = ["--simulate", "3000", "--seed", "42", "--version", "1.0.0", "--out", str(out), "--workers", "2"]
     assert main(argv) == 0
-    assert seen == {"simulate": (3000, 42), "matrix": (["records"], ["outcomes"])}
+    assert seen == {"matrix": (3000, 42, 2)}
     card = Scorecard.load(out)
     assert card.version == "1.0.0"
     assert "simulator" in card.description and "seed 42" in card.description and "3000" in card.description
