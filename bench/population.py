@@ -46,8 +46,9 @@ own RPCs re-score out-of-date rows within the call, so asking them would do the
 work being timed.
 
 After each stage: each service's peak RSS (``VmHWM`` of ``/proc/<pid>/status``)
-and the bytes of each store (SQLite: the file with its WAL; PostgreSQL:
-``pg_database_size``) per subject. Each run's figures are appended as one JSON line
+and the bytes of each store per subject, counted over what the store took empty
+(schema only) when the suite was ready (SQLite: the file with its WAL, which holds
+pages not yet checkpointed; PostgreSQL: ``pg_database_size``). Each run's figures are appended as one JSON line
 to ``var/population.jsonl`` (``--json``), which ``python -m bench.population_plot``
 draws. Ends with one ``RESULT population ...`` line.
 """
@@ -485,6 +486,7 @@ async def run(args: argparse.Namespace) -> int:
     suite = start_suite(data_dir, args.base_port, env=env, database_urls=database_urls or None)
     stages: list[Stage] = []
     extra: dict[str, float | int | str] = {}
+    empty: dict[str, int] = {}
 
     def alive() -> None:
         for name, proc in suite.procs.items():
@@ -494,13 +496,17 @@ async def run(args: argparse.Namespace) -> int:
     async def finish(stage: Stage) -> None:
         alive()
         stage.peak_rss_kb = {s: peak_rss_kb(suite.procs[s].pid) for s in SERVICE_NAMES}
-        stage.store_bytes = await stores.sizes()
+        sizes = await stores.sizes()
+        stage.store_bytes = {s: sizes[s] - empty.get(s, 0) for s in sizes}
         stages.append(stage)
         for line in describe_stage(stage, len(population.subjects)):
             print(line, flush=True)
 
     try:
         await wait_serving(suite, timeout=120)
+        # What the stores take with their schema and nothing else (PostgreSQL: ~7.5 MB a
+        # database): the bytes per subject are counted over it.
+        empty = await stores.sizes()
         print(f"suite SERVING on {args.db} ({', '.join(f'{p} {suite.ports[p]}' for p in SERVICE_NAMES)}); "
               f"scorecard {FIRST_MODEL} active")
         consent_ch = await suite.operator_channel("consent_service")
