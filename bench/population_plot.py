@@ -152,7 +152,7 @@ def _panel_svg(panel: Panel, x0: float, y0: float, width: float, height: float) 
 
 def render_svg(panels: Sequence[Panel], caption: str = "") -> str:
     """The panels side by side, each with log axes and its legend; ``caption`` below."""
-    panel_w, panel_h, legend_w, margin = 360.0, 260.0, 150.0, 70.0
+    panel_w, panel_h, legend_w, margin = 360.0, 260.0, 170.0, 70.0
     width = margin + len(panels) * (panel_w + legend_w + margin)
     height = panel_h + 110.0
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
