@@ -458,13 +458,13 @@ async def run(args: argparse.Namespace) -> int:
     from creditscore.sim import simulate
 
     tag = uuid.uuid4().hex[:8]
+    if args.db == "postgres" and not args.postgres_url:
+        print("--db postgres needs --postgres-url (or TEST_POSTGRES_URL)", file=sys.stderr)
+        return 2
     own_dir = args.data_dir is None
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="population-"))
     urls: dict[str, str] = {}
     if args.db == "postgres":
-        if not args.postgres_url:
-            print("--db postgres needs --postgres-url (or TEST_POSTGRES_URL)", file=sys.stderr)
-            return 2
         urls = await create_pg_databases(args.postgres_url, tag)
     stores = Stores(args.db, data_dir, urls)
     database_urls = {s: u.replace("postgresql://", "postgresql+asyncpg://", 1) for s, u in urls.items()}
@@ -483,7 +483,11 @@ async def run(args: argparse.Namespace) -> int:
     # lookup limit (BENCH_ENV); the limiters still run on every call.
     env = {**BENCH_ENV, "MODEL_VERSION": FIRST_MODEL, "TOKEN_RATE_PER_PEER": "1000000",
            "TOKEN_BURST_PER_PEER": "1000000"}
-    suite = start_suite(data_dir, args.base_port, env=env, database_urls=database_urls or None)
+    try:
+        suite = start_suite(data_dir, args.base_port, env=env, database_urls=database_urls or None)
+    except BaseException:
+        await _clean_up(args, urls, data_dir if own_dir else None)
+        raise
     stages: list[Stage] = []
     extra: dict[str, float | int | str] = {}
     empty: dict[str, int] = {}
@@ -687,15 +691,20 @@ async def run(args: argparse.Namespace) -> int:
             print(f"figures appended to {args.json}")
         print(population_result_line(run_figures))
         return 0
-    except WrongAnswer as exc:
+    except (WrongAnswer, TimeoutError) as exc:
         print(f"STOPPED without a figure: {exc}", file=sys.stderr)
         return 1
     finally:
         suite.stop()
-        if args.db == "postgres" and urls:
-            await drop_pg_databases(args.postgres_url, urls)
-        if own_dir:
-            shutil.rmtree(data_dir, ignore_errors=True)
+        await _clean_up(args, urls, data_dir if own_dir else None)
+
+
+async def _clean_up(args: argparse.Namespace, urls: dict[str, str], data_dir: Path | None) -> None:
+    """Drops the run's PostgreSQL databases and removes its own temporary folder."""
+    if urls:
+        await drop_pg_databases(args.postgres_url, urls)
+    if data_dir is not None:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
