@@ -81,6 +81,7 @@ from bench._population import (
     describe_stage,
     population_result_line,
 )
+from creditscore.runtime import TokenSource, create_channel
 
 SERVICE_NAMES = ("consent_service", "ingest_service", "feature_service", "scoring_service", "gateway")
 STORES = ("consent_service", "ingest_service", "feature_service", "scoring_service")
@@ -360,7 +361,7 @@ def check_ingest_reply(batch: Sequence[Any], reply: Any, withheld: set[tuple[str
 
 
 async def ingest_all(
-    ingest: Any, by_producer: dict[str, list[Any]], tokens: dict[str, str], withheld: set[tuple[str, str]]
+    ingest: Any, by_producer: dict[str, list[Any]], tokens: dict[str, TokenSource], withheld: set[tuple[str, str]]
 ) -> IngestResult:
     """Each producer sends its records in batches, with its own token; the
     producers at once."""
@@ -374,11 +375,21 @@ async def ingest_all(
             batch = records[start:start + BATCH]
             reply = await ingest.IngestRecords(ingest_pb2.IngestRecordsRequest(
                 request_id=f"pop-{name}-{start}", producer_id=name, records=batch),
-                metadata=bearer(tokens[name]), timeout=CALL_TIMEOUT * 2)
+                metadata=bearer(await tokens[name].token()), timeout=CALL_TIMEOUT * 2)
             check_ingest_reply(batch, reply, withheld, out)
 
     await _gather_or_fail(producer(name, records) for name, records in sorted(by_producer.items()))
     return out
+
+
+def _client_tokens(consent_addr: str, credentials: Any) -> TokenSource:
+    """A producer's or partner's token for its credentials, fetched again before it expires."""
+    from creditscore.cli.run import issue_token
+
+    async def fetch() -> str:
+        return await issue_token(consent_addr, credentials.client_id, credentials.client_secret)
+
+    return TokenSource(fetch)
 
 
 def _train_child(ingest_addr: str) -> int:
@@ -513,20 +524,20 @@ async def run(args: argparse.Namespace) -> int:
         empty = await stores.sizes()
         print(f"suite SERVING on {args.db} ({', '.join(f'{p} {suite.ports[p]}' for p in SERVICE_NAMES)}); "
               f"scorecard {FIRST_MODEL} active")
-        consent_ch = await suite.operator_channel("consent_service")
-        ingest_ch = suite.channel("ingest_service")
-        scoring_ch = await suite.operator_channel("scoring_service")
+        # Runs outlast a token (15 minutes): every token is fetched again before it expires.
+        operator = suite.operator_token_source()
+        consent_ch = create_channel(suite.addr("consent_service"), tokens=operator)
+        ingest_ch = create_channel(suite.addr("ingest_service"))
+        scoring_ch = create_channel(suite.addr("scoring_service"), tokens=operator)
         try:
             consent = consent_pb2_grpc.ConsentServiceStub(consent_ch)
             # Producers, each registered with its sources and sending with its own token.
-            tokens: dict[str, str] = {}
+            tokens: dict[str, TokenSource] = {}
             for producer, sources in PRODUCER_SOURCES.items():
                 registered = await consent.RegisterProducer(consent_pb2.RegisterProducerRequest(
                     request_id=f"pop-producer-{producer}", producer_id=producer, display_name=producer,
                     sources=sources), timeout=CALL_TIMEOUT)
-                tokens[producer] = await issue_token(suite.addr("consent_service"),
-                                                     registered.credentials.client_id,
-                                                     registered.credentials.client_secret)
+                tokens[producer] = _client_tokens(suite.addr("consent_service"), registered.credentials)
 
             # 1. sign-up
             subject_ids = [s.subject_id for s in population.subjects]
@@ -604,7 +615,7 @@ async def run(args: argparse.Namespace) -> int:
             t = time.perf_counter()
             child = subprocess.run(
                 [sys.executable, "-m", "bench.population", "--train-from", suite.addr("ingest_service")],
-                env={**os.environ, "CREDITSCORE_TOKEN": await suite.operator_token()},
+                env={**os.environ, "CREDITSCORE_TOKEN": await operator.token()},
                 capture_output=True, text=True, timeout=3600)
             seconds = time.perf_counter() - t
             if child.returncode != 0:

@@ -230,6 +230,17 @@ class Suite:
             self.auth._tokens["operator"] = cached
         return cached
 
+    def operator_token_source(self) -> TokenSource:
+        """The operator's token, fetched again before it expires: for runs longer
+        than a token's lifetime (15 minutes)."""
+        assert self.auth is not None, "the suite was started without authentication"
+        secret = self.auth.secrets["operator"]
+
+        async def fetch() -> str:
+            return await issue_token(self.addr("consent_service"), "operator", secret, tls=self.tls)
+
+        return TokenSource(fetch)
+
     def producer_token(self, producer: str) -> str:
         """The token ``load_population`` got for ``producer``."""
         assert self.auth is not None
