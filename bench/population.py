@@ -469,7 +469,7 @@ async def run(args: argparse.Namespace) -> int:
     from creditscore.sim import simulate
 
     tag = uuid.uuid4().hex[:8]
-    code, started = code_version(), datetime.now(UTC).isoformat(timespec="seconds")
+    code, machine, started = code_version(), describe_machine(), datetime.now(UTC).isoformat(timespec="seconds")
     if args.db == "postgres" and not args.postgres_url:
         print("--db postgres needs --postgres-url (or TEST_POSTGRES_URL)", file=sys.stderr)
         return 2
@@ -697,7 +697,7 @@ async def run(args: argparse.Namespace) -> int:
                 print(f"  {service}: largest tables " + ", ".join(f"{n} {b / 1e6:.1f} MB" for n, b in largest))
         run_figures = PopulationRun(
             subjects=len(population.subjects), db=args.db, records=n_records, stages=stages, extra=extra,
-            code=code, machine=describe_machine(), started=started)
+            code=code, machine=machine, started=started)
         if args.json:
             append_json_line(Path(args.json), run_figures)
             print(f"figures appended to {args.json}")
