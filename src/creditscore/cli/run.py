@@ -251,6 +251,17 @@ class Suite:
             self.auth._tokens["operator"] = cached
         return cached
 
+    def operator_token_source(self) -> TokenSource:
+        """The operator's token, fetched again before it expires: for runs longer
+        than a token's lifetime (15 minutes)."""
+        assert self.auth is not None, "the suite was started without authentication"
+        secret = self.auth.secrets["operator"]
+
+        async def fetch() -> str:
+            return await issue_token(self.addr("consent_service"), "operator", secret, tls=self.tls)
+
+        return TokenSource(fetch)
+
     def producer_token(self, producer: str) -> str:
         """The token ``load_population`` got for ``producer``."""
         assert self.auth is not None
@@ -282,13 +293,16 @@ def start_suite(
     fresh: bool = True,
     timeout: float = 60.0,
     env: dict[str, str] | None = None,
+    database_urls: dict[str, str] | None = None,
 ) -> Suite:
     """Starts the five services as processes on SQLite files in ``data_dir``,
     authentication required: the consent service first (it generates the token
     key pair), the others once its public key is there. ``base_port`` None: the
     usual ports 50050-50054; 0: free ports. ``PortsTaken`` (before anything is
     touched, the data folder included) when another process listens on one.
-    ``env``: variables for every service, over the suite's own."""
+    ``env``: variables for every service, over the suite's own. ``database_urls``:
+    a service's ``DATABASE_URL`` by package (e.g. a PostgreSQL database each),
+    instead of its SQLite file."""
     ports = {}
     for package, default in SERVICES:
         if base_port is None:
@@ -314,7 +328,8 @@ def start_suite(
     for package, _ in SERVICES:
         service_env = {**os.environ, **env_common, **auth.env_for(package),
                        "GRPC_PORT": str(ports[package]),
-                       "DATABASE_URL": f"sqlite:///{data_dir / (package + '.db')}", **(env or {})}
+                       "DATABASE_URL": (database_urls or {}).get(package)
+                       or f"sqlite:///{data_dir / (package + '.db')}", **(env or {})}
         log = open(data_dir / "logs" / f"{package}.log", "wb")  # noqa: SIM115 - owned by the child
         suite.procs[package] = subprocess.Popen(
             [sys.executable, "-m", package], env=service_env, stdout=log, stderr=subprocess.STDOUT
