@@ -15,8 +15,8 @@ def main(argv: list[str]) -> int:
                                      description="Simulate a population, deterministic by seed.")
     parser.add_argument("--subjects", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--chunk", type=int, default=1000, metavar="N",
-                        help="subjects made and written at a time (default 1000; the records do not depend on it)")
+    parser.add_argument("--chunk", type=int, default=500, metavar="N",
+                        help="subjects made and written at a time (default 500; the records do not depend on it)")
     parser.add_argument("--out", help="write every record and outcome as JSON lines to this file: chunk after "
                                       "chunk of subjects, within a chunk by producer, then event time")
     args = parser.parse_args(argv)
@@ -43,6 +43,7 @@ def main(argv: list[str]) -> int:
                     for record in records:
                         body = json_format.MessageToJson(record, indent=None)
                         fh.write(f'{{"producer_id": "{producer}", "record": {body}}}\n')
+            del chunk  # else it lives on while the next one is made: two chunks at once
     print(f"{args.subjects} subjects as of {DEFAULT_AS_OF:%Y-%m-%d}, seed {args.seed}")
     print("records: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
     if outcomes:
