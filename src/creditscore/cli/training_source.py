@@ -3,21 +3,23 @@ model development, turned into a point-in-time feature matrix by the feature
 service's own engine (``creditscore.features.engine``), so that a scorecard is
 trained on exactly the features the service computes.
 
-    records, outcomes = await fetch_training_records("localhost:50052")
-    matrix = point_in_time_matrix(records, outcomes)
+    data = await fetch_training_records("localhost:50052")
+    for chunk in training_matrix_chunks(data.records, data.outcomes, rows=10_000):
+        ...
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 import grpc
 
+from creditscore.features.engine import PointInTimeMatrix
 from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from creditscore.records.v1 import records_pb2
 from creditscore.runtime import CallError, tool_channel
 
-__all__ = ["TrainingRecords", "fetch_training_records"]
+__all__ = ["TrainingRecords", "fetch_training_records", "training_matrix_chunks"]
 
 
 class TrainingRecords:
@@ -59,3 +61,28 @@ async def fetch_training_records(
         except grpc.aio.AioRpcError as exc:
             raise CallError.from_rpc_error(exc) from None
     return out
+
+
+def training_matrix_chunks(
+    records: Iterable[records_pb2.Record], outcomes: Iterable[records_pb2.Record], *, rows: int
+) -> Iterator[PointInTimeMatrix]:
+    """The point-in-time training matrix of ``outcomes`` (one row each, in their
+    order), in pieces of at most ``rows`` rows. The one place the command line
+    builds a matrix from records: today the whole matrix at once
+    (``point_in_time_matrix``), then cut; a streaming builder fits here unchanged
+    for its callers. Raises ValueError for an outcome without an application time
+    or a label."""
+    if rows < 1:
+        raise ValueError("rows must be at least 1")
+    from creditscore.features.engine import point_in_time_matrix
+
+    matrix = point_in_time_matrix(records, outcomes)
+    for start in range(0, len(matrix), rows):
+        end = start + rows
+        yield PointInTimeMatrix(
+            X=matrix.X[start:end],
+            y=matrix.y[start:end],
+            subject_ids=matrix.subject_ids[start:end],
+            application_times=matrix.application_times[start:end],
+            feature_names=matrix.feature_names,
+        )
