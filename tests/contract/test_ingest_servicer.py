@@ -316,7 +316,7 @@ async def test_the_training_export_streams_only_records_consented_for_model_deve
     exported = [(s.producer_id, s.record.record_id) for c in chunks for s in c.records]
     # Key order (producer, record id); bob's b2 and o2 left out.
     assert exported == [("market", "b1"), ("market", "l1"), ("market", "o1"), ("wallet", "b3")]
-    assert [len(c.records) for c in chunks] == [2, 2]
+    assert [len(c.records) for c in chunks] == [4]  # chunk size 2 is served as 100
     assert sum(c.skipped_without_consent for c in chunks) == 2  # bob's two records
     assert {s.record.WhichOneof("body") for c in chunks for s in c.records} == {"bill", "order", "loan_outcome"}
     # One consent call for the one page the store was read in, for model development.
@@ -341,7 +341,8 @@ async def _store_many(suite: Suite, total: int = 2500) -> list[tuple[str, str]]:
 async def test_every_chunk_size_streams_the_same_records_in_the_same_order(suite):
     expected = await _store_many(suite)
     assert len(expected) == 2250
-    for chunk_size, per_message in ((1, 1), (7, 7), (0, 500), (1000, 1000)):
+    # Below 100 records a message, 100 (a message costs about as much as 100 records).
+    for chunk_size, per_message in ((1, 100), (7, 100), (99, 100), (100, 100), (0, 500), (1000, 1000)):
         chunks = await _export(suite.stub, chunk_size=chunk_size)
         assert [(s.producer_id, s.record.record_id) for c in chunks for s in c.records] == expected
         sizes = [len(c.records) for c in chunks]
@@ -367,19 +368,21 @@ async def test_the_exports_queries_and_consent_calls_do_not_grow_as_the_chunk_si
         asked_before = len(suite.consent.requests)
         messages = len(await _export(suite.stub, chunk_size=chunk_size))
         work[chunk_size] = (list(pages), len(suite.consent.requests) - asked_before)
-        assert messages == -(-2250 // (chunk_size or 500))  # 2,250 records kept, cut by the chunk size
+        assert messages == -(-2250 // max(chunk_size or 500, 100))  # 2,250 records kept, cut by the chunk size
     # 2,500 rows: two full pages and a last one, one consent call per page read,
     # whether the caller asked for 1 record a message or 1000.
     assert work[1] == work[7] == work[0] == work[1000] == ([1000, 1000, 500], 3)
 
 
 async def test_each_message_counts_the_records_left_out_up_to_its_last_one(suite):
-    # Key order: a1 alice, m1 bob, n1 alice, z1 bob, z2 bob; bob has no model-development consent.
-    await ingest(suite.stub, bill("a1"), bill("m1", subject="bob"), bill("n1"), bill("z1", subject="bob"),
-                 bill("z2", subject="bob"))
-    chunks = await _export(suite.stub, chunk_size=1)
-    assert [([s.record.record_id for s in c.records], c.skipped_without_consent) for c in chunks] == [
-        (["a1"], 0), (["n1"], 3)]
+    # Key order: 100 of alice's, 2 of bob's, 150 of alice's, 3 of bob's; bob has no
+    # model-development consent.
+    await ingest(suite.stub, *(bill(f"a{i:03d}") for i in range(100)), bill("m0", subject="bob"),
+                 bill("m1", subject="bob"), *(bill(f"n{i:03d}") for i in range(150)),
+                 *(bill(f"z{i}", subject="bob") for i in range(3)))
+    chunks = await _export(suite.stub, chunk_size=100)
+    assert [(c.records[0].record.record_id, len(c.records), c.skipped_without_consent) for c in chunks] == [
+        ("a000", 100, 0), ("n000", 100, 2), ("n100", 50, 3)]
 
 
 async def test_records_left_out_after_the_last_full_page_come_in_a_message_of_their_own(suite):

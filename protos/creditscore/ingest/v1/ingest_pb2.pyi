@@ -328,9 +328,9 @@ class ExportTrainingRecordsRequest(_message.Message):
     CHUNK_SIZE_FIELD_NUMBER: _builtins.int
     chunk_size: _builtins.int
     """Records per streamed message (every message but the last holds exactly
-    this many): 0 means 500; at most 1000. Only the messages are cut by it: the
-    service reads its store and checks consent in pages of its own size, so
-    a small chunk size costs one message per chunk and nothing more.
+    this many): 0 means 500; 1-99 mean 100 (a message costs about as much as
+    100 records); at most 1000. Only the messages are cut by it: the service
+    reads its store and checks consent in pages of its own size.
     """
     def __init__(
         self,
