@@ -14,7 +14,7 @@ Then, after one untimed export (the store's pages cached alike for every chunk
 size), for each chunk size the whole export is streamed over gRPC from a fresh
 channel and timed from the call to its last message. Every answer is checked: the
 records, in order, must be exactly the stored records consented to for model
-development in key order (producer, record id), byte for byte; no message may hold
+development in the export's order (subject, producer, record id), byte for byte; no message may hold
 more records than the chunk size gives (a chunk size below 100 is served as 100);
 the skipped counts must add up to the records left out.
 The first failure stops the run without a figure. Figures are the median of
@@ -183,8 +183,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     groups = {p: rs for p, rs in sorted(population.by_producer().items())}
     total = sum(len(v) for v in groups.values())
     index = {s.subject_id: i for i, s in enumerate(population.subjects)}
-    stored = sorted((p, r.record_id, r) for p, rs in groups.items() for r in rs)
-    expected = [(p, r.SerializeToString(deterministic=True)) for p, _, r in stored
+    stored = sorted((r.subject_id, p, r.record_id, r) for p, rs in groups.items() for r in rs)
+    expected = [(p, r.SerializeToString(deterministic=True)) for _, p, _, r in stored
                 if SOURCE_OF_BODY[str(r.WhichOneof("body"))] == common_pb2.DATA_SOURCE_OUTCOMES
                 or developing(index[r.subject_id])]
     skipped = total - len(expected)

@@ -60,7 +60,7 @@ from creditscore.runtime import (
 )
 
 from .revisions import NewRecord, StoreOutcome, feeds_features
-from .store import ExportRow, RecordPosition, RecordStore
+from .store import ExportPosition, ExportRow, RecordPosition, RecordStore
 from .validation import (
     MAX_RECORD_ID_LENGTH,
     source_of,
@@ -567,7 +567,7 @@ class Ingestor:
     ) -> AsyncIterator[ExportChunk]:
         """Every stored record whose subject has a live PURPOSE_MODEL_DEVELOPMENT
         consent for the record's source (asked at the time of the export), in
-        primary-key order, in messages of ``chunk_size`` records (0 means 500; at
+        the order (subject, producer, record id), in messages of ``chunk_size`` records (0 means 500; at
         least ``MIN_EXPORT_CHUNK``, at most 1000); only the last may hold fewer.
 
         The store is read in pages of ``EXPORT_PAGE_ROWS`` rows whatever the
@@ -587,11 +587,11 @@ class Ingestor:
         pending: list[StoredRecordView] = []  # kept, not yet sent
         gaps: list[int] = []  # gaps[i]: records left out just before pending[i]
         tail = 0  # records left out after the last one kept
-        after: tuple[str, str] | None = None
+        after: ExportPosition | None = None
         while True:
             rows = await self._store.export_after(after, EXPORT_PAGE_ROWS)
             if rows:
-                after = (rows[-1].producer_id, rows[-1].record_id)
+                after = rows[-1].position
                 allowed = await self._development_consents(rows, consent_timeout)
                 for r in rows:
                     if (r.subject_id, r.source) in allowed:

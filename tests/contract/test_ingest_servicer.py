@@ -314,7 +314,7 @@ async def test_the_training_export_streams_only_records_consented_for_model_deve
     asked_before = len(suite.consent.requests)
     chunks = await _export(suite.stub, chunk_size=2)
     exported = [(s.producer_id, s.record.record_id) for c in chunks for s in c.records]
-    # Key order (producer, record id); bob's b2 and o2 left out.
+    # By subject, then producer and record id; bob's b2 and o2 left out.
     assert exported == [("market", "b1"), ("market", "l1"), ("market", "o1"), ("wallet", "b3")]
     assert [len(c.records) for c in chunks] == [4]  # chunk size 2 is served as 100
     assert sum(c.skipped_without_consent for c in chunks) == 2  # bob's two records
@@ -329,13 +329,21 @@ async def test_the_training_export_streams_only_records_consented_for_model_deve
 
 
 async def _store_many(suite: Suite, total: int = 2500) -> list[tuple[str, str]]:
-    """``total`` bills, every tenth bob's (no model-development consent), the rest
-    alice's; answers the keys the export must stream, in order."""
-    records = [bill(f"b{i:05d}", subject="bob" if i % 10 == 3 else "alice") for i in range(total)]
-    for i in range(0, total, 1000):
-        reply = await ingest(suite.stub, *records[i:i + 1000], request_id=f"many-{i}")
-        assert {x.status for x in reply.results} == {ACCEPTED}
-    return [("market", r.record_id) for r in records if r.subject_id == "alice"]
+    """``total`` bills from two producers, every tenth bob's (no model-development
+    consent), the rest dealt to alice, carol and erin (consented); answers the
+    keys the export must stream, in its order: by subject, then producer and
+    record id."""
+    suite.consent.granted |= {(purpose, s) for purpose in (SCORING, DEVELOPMENT) for s in ("carol", "erin")}
+    subjects = ("alice", "carol", "erin")
+    records = [(("market", "wallet")[i % 2], bill(f"b{i:05d}", subject="bob" if i % 10 == 3 else subjects[i % 3]))
+               for i in range(total)]
+    for producer in ("market", "wallet"):
+        mine = [r for p, r in records if p == producer]
+        for i in range(0, len(mine), 1000):
+            reply = await ingest(suite.stub, *mine[i:i + 1000], producer=producer, request_id=f"{producer}-{i}")
+            assert {x.status for x in reply.results} == {ACCEPTED}
+    return [(p, r.record_id) for p, r in sorted(records, key=lambda pr: (pr[1].subject_id, pr[0], pr[1].record_id))
+            if r.subject_id != "bob"]
 
 
 async def test_every_chunk_size_streams_the_same_records_in_the_same_order(suite):
@@ -375,14 +383,15 @@ async def test_the_exports_queries_and_consent_calls_do_not_grow_as_the_chunk_si
 
 
 async def test_each_message_counts_the_records_left_out_up_to_its_last_one(suite):
-    # Key order: 100 of alice's, 2 of bob's, 150 of alice's, 3 of bob's; bob has no
-    # model-development consent.
+    # Export order: alice's 100, bob's 2, carol's 150, dave's 3; bob and dave have
+    # no model-development consent.
+    suite.consent.granted |= {(SCORING, "carol"), (DEVELOPMENT, "carol"), (SCORING, "dave")}
     await ingest(suite.stub, *(bill(f"a{i:03d}") for i in range(100)), bill("m0", subject="bob"),
-                 bill("m1", subject="bob"), *(bill(f"n{i:03d}") for i in range(150)),
-                 *(bill(f"z{i}", subject="bob") for i in range(3)))
+                 bill("m1", subject="bob"), *(bill(f"c{i:03d}", subject="carol") for i in range(150)),
+                 *(bill(f"z{i}", subject="dave") for i in range(3)))
     chunks = await _export(suite.stub, chunk_size=100)
     assert [(c.records[0].record.record_id, len(c.records), c.skipped_without_consent) for c in chunks] == [
-        ("a000", 100, 0), ("n000", 100, 2), ("n100", 50, 3)]
+        ("a000", 100, 0), ("c000", 100, 2), ("c100", 50, 3)]
 
 
 async def test_records_left_out_after_the_last_full_page_come_in_a_message_of_their_own(suite):

@@ -53,7 +53,7 @@ async def test_export_training_writes_the_model_development_matrix_as_parquet(in
     assert code == 0
     data = read_training_matrix(out)
     assert data.row_groups > 1
-    assert "model-development consent only" in data.metadata["source"]
+    assert "model development only" in data.metadata["source"]
 
     withheld = _withheld(population) | {(payer, c.DATA_SOURCE_PAYMENTS)}
     direct = point_in_time_matrix(

@@ -4,7 +4,8 @@ file (``creditscore.cli.training_parquet``; schema in ``docs/training-data.md``)
 From the running suite (default): the ingest service's ``ExportTrainingRecords``
 (records whose subjects consented to model development for their source, loan
 outcomes included; a service's token in ``CREDITSCORE_TOKEN``), replayed through
-the feature engine at each loan application. Or, with ``--simulate N``, from the
+the feature engine at each loan application one subject at a time as the export
+streams (memory: one subject's records and one row group). Or, with ``--simulate N``, from the
 simulator (``creditscore train --simulate N`` trains on the same rows). Subject ids
 are pseudonymised; rows are written a row group at a time."""
 
@@ -18,16 +19,11 @@ from pathlib import Path
 from creditscore.runtime import CallError
 
 from .training_parquet import Pseudonyms, TrainingParquetWriter
-from .training_source import fetch_training_records, training_matrix_chunks
+from .training_source import SuiteTrainingExport, training_matrix_chunks
 
 __all__ = ["main"]
 
 DEFAULT_ROWS_PER_GROUP = 10_000
-
-
-def _progress(received: int) -> None:
-    if received % 50_000 < 1000:
-        print(f"  {received} records received", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,33 +60,50 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         parser.error(f"--pseudonym-key-file: {exc}")
 
-    skipped = None
     try:
         if args.simulate is not None:
-            from creditscore.sim import simulate
-
-            population = simulate(args.simulate, seed=args.seed)
-            records, outcomes = list(population.records), list(population.outcomes)
-            source = (f"the creditscore simulator (creditscore.sim.simulate): {args.simulate} subjects, "
-                      f"seed {args.seed}")
+            written, counts = _export_simulated(args, out, pseudonyms)
         else:
-            data = asyncio.run(fetch_training_records(
-                args.ingest, timeout=args.timeout, progress=None if args.quiet else _progress))
-            records, outcomes, skipped = data.records, data.outcomes, data.skipped_without_consent
-            source = (f"the suite: IngestService.ExportTrainingRecords at {args.ingest} (model-development "
-                      f"consent only; {skipped} records left out without it)")
-        with TrainingParquetWriter(out, source=source, pseudonyms=pseudonyms) as writer:
-            for chunk in training_matrix_chunks(records, outcomes, rows=args.rows_per_group):
-                writer.write(chunk)
-                if not args.quiet:
-                    print(f"  {writer.rows} rows written", file=sys.stderr, flush=True)
+            written, counts = asyncio.run(_export_suite(args, out, pseudonyms))
     except CallError as exc:
         print(f"creditscore export-training: the ingest service's export failed: {exc}", file=sys.stderr)
         return 1
     except (OSError, ValueError) as exc:
         print(f"creditscore export-training: {exc}", file=sys.stderr)
         return 1
-    print(f"wrote {out}: {writer.rows} rows ({len(records)} records, {len(outcomes)} loan outcomes"
-          + (f", {skipped} records without model-development consent left out" if skipped is not None else "")
-          + f"), {writer.row_groups} row groups")
+    print(f"wrote {out}: {written.rows} rows ({counts}), {written.row_groups} row groups")
     return 0
+
+
+def _log(args: argparse.Namespace, writer: TrainingParquetWriter) -> None:
+    if not args.quiet:
+        print(f"  {writer.rows} rows written", file=sys.stderr, flush=True)
+
+
+def _export_simulated(
+    args: argparse.Namespace, out: Path, pseudonyms: Pseudonyms
+) -> tuple[TrainingParquetWriter, str]:
+    from creditscore.sim import simulate
+
+    population = simulate(args.simulate, seed=args.seed)
+    source = f"the creditscore simulator (creditscore.sim.simulate): {args.simulate} subjects, seed {args.seed}"
+    with TrainingParquetWriter(out, source=source, pseudonyms=pseudonyms) as writer:
+        for chunk in training_matrix_chunks(population.records, population.outcomes, rows=args.rows_per_group):
+            writer.write(chunk)
+            _log(args, writer)
+    return writer, f"{len(population.records)} records, {len(population.outcomes)} loan outcomes"
+
+
+async def _export_suite(
+    args: argparse.Namespace, out: Path, pseudonyms: Pseudonyms
+) -> tuple[TrainingParquetWriter, str]:
+    export = SuiteTrainingExport(args.ingest, timeout=args.timeout)
+    # The counts are known only at the end; the metadata says where the rows came from.
+    source = (f"the suite: IngestService.ExportTrainingRecords at {args.ingest} "
+              "(records consented to for model development only)")
+    with TrainingParquetWriter(out, source=source, pseudonyms=pseudonyms) as writer:
+        async for chunk in export.matrix_chunks(rows=args.rows_per_group):
+            writer.write(chunk)
+            _log(args, writer)
+    return writer, (f"{export.records} records, {export.outcomes} loan outcomes; "
+                    f"{export.skipped_without_consent} records without model-development consent left out")
