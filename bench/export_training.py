@@ -19,8 +19,12 @@ more records than the chunk size gives (a chunk size below 100 is served as 100)
 the skipped counts must add up to the records left out.
 The first failure stops the run without a figure. Figures are the median of
 ``--repeat`` runs; the ratios are each chunk size's time against the default
-chunk size's (0, 500 records a message) in the same run. Both services and the
-client share this machine's CPUs. Ends with one ``RESULT export_training ...`` line.
+chunk size's (0, 500 records a message) in the same run. Last, ``creditscore
+export-training`` writes the Parquet training file from the same service, as its
+own process: its time, its peak memory (flat in the population: it holds one
+subject's records and one row group) and every row checked against the matrix of
+the consented records built in memory. The services and the client share this
+machine's CPUs. Ends with one ``RESULT export_training ...`` line.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -40,14 +45,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+import pyarrow.parquet as pq
+
 from bench._common import code_version, describe_machine, result_line
+from creditscore.cli.training_parquet import Pseudonyms, read_training_matrix
 from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
 from creditscore.features.catalog import SOURCE_OF_BODY
+from creditscore.features.engine import point_in_time_matrix
 from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from creditscore.records.v1 import records_pb2
 from creditscore.runtime import create_channel
-from creditscore.sim import simulate
+from creditscore.sim import Population, simulate
 from ingest_service.ingestion import DEFAULT_EXPORT_CHUNK, MIN_EXPORT_CHUNK
 
 BATCH = 1000
@@ -174,6 +184,40 @@ async def export_once(addr: str, chunk_size: int, expected: list[tuple[str, byte
     return seconds
 
 
+async def parquet_export(addr: str, workdir: Path, population: Population,
+                         index: dict[str, int]) -> dict[str, object]:
+    """``creditscore export-training`` from the ingest service, as its own process:
+    seconds, peak memory, and every row checked against the matrix of the consented
+    records built in memory (the subject keys made with a known pseudonym key)."""
+    key, out = workdir / "pseudonym.key", workdir / "training.parquet"
+    key.write_bytes(b"the benchmark's pseudonym key, 32+ bytes")
+    start = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "creditscore.cli", "export-training", "--ingest", addr, "--out", str(out),
+        "--pseudonym-key-file", str(key), "--quiet", env={**os.environ, "OTEL_SDK_DISABLED": "true"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await proc.communicate()
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"export-training failed: {stderr.decode(errors='replace')[-2000:]}")
+    # Peak resident memory of the children waited for: only this one has ended.
+    rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    data = read_training_matrix(out)
+    direct = point_in_time_matrix([r for r in population.records if developing(index[r.subject_id])],
+                                  population.outcomes)
+    pseudonym = Pseudonyms.keyed(key.read_bytes())
+    keys = pq.read_table(out, columns=["subject_key"]).column(0).to_pylist()
+    expected_keys = [pseudonym(s) for s in direct.subject_ids]
+    a, b = np.argsort(np.array(keys)), np.argsort(np.array(expected_keys))
+    same_x = np.array_equal(data.X[a], direct.X[b], equal_nan=True) if len(keys) == len(expected_keys) else False
+    if (len(keys) != len(expected_keys) or [keys[i] for i in a] != [expected_keys[i] for i in b]
+            or data.y[a].tolist() != direct.y[b].tolist() or not same_x):
+        raise RuntimeError("the Parquet file's rows are not the matrix of the consented records")
+    print(f"export-training to Parquet: {seconds:.2f} s (process start and imports included), {len(data)} rows "
+          f"in {data.row_groups} row groups, peak RSS {rss_mb:.0f} MB; every row checked")
+    return {"parquet_s": seconds, "parquet_rows": len(data), "parquet_peak_rss_mb": round(rss_mb)}
+
+
 async def run(args: argparse.Namespace) -> dict[str, object]:
     print(describe_machine())
     print(code_version())
@@ -209,6 +253,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             print(f"round {round_ + 1} of {args.repeat}")
             for chunk_size in args.chunk_sizes:
                 times[chunk_size].append(await export_once(ingest.addr, chunk_size, expected, skipped))
+        figures.update(await parquet_export(ingest.addr, workdir, population, index))
     finally:
         if ingest is not None:
             await ingest.stop()
