@@ -567,8 +567,9 @@ class Ingestor:
     ) -> AsyncIterator[ExportChunk]:
         """Every stored record whose subject has a live PURPOSE_MODEL_DEVELOPMENT
         consent for the record's source (asked at the time of the export), in
-        the order (subject, producer, record id), in messages of ``chunk_size`` records (0 means 500; at
-        least ``MIN_EXPORT_CHUNK``, at most 1000); only the last may hold fewer.
+        the order (subject, producer, record id), in messages of ``chunk_size``
+        records (0 means 500; at least ``MIN_EXPORT_CHUNK``, at most 1000); only
+        the last may hold fewer.
 
         The store is read in pages of ``EXPORT_PAGE_ROWS`` rows whatever the
         chunk size, with one consent call per page (its distinct (subject,

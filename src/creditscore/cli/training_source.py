@@ -88,7 +88,8 @@ def training_matrix_chunks(
 class SuiteTrainingExport:
     """The suite's training matrix, built as the export streams: the ingest
     service sends a subject's records together (``ExportTrainingRecords`` orders
-    by subject), so memory holds one subject's records and one chunk of rows.
+    by subject), so memory holds one subject's records, one chunk of rows and
+    the ids of the subjects done (none may come back).
     Rows come by subject, each subject's in its outcomes' order. The counts are
     the export's so far."""
 
