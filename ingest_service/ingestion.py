@@ -60,7 +60,7 @@ from creditscore.runtime import (
 )
 
 from .revisions import NewRecord, StoreOutcome, feeds_features
-from .store import RecordPosition, RecordStore
+from .store import ExportPosition, ExportRow, RecordPosition, RecordStore
 from .validation import (
     MAX_RECORD_ID_LENGTH,
     source_of,
@@ -97,6 +97,13 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 500
 DEFAULT_EXPORT_CHUNK = 500
 MAX_EXPORT_CHUNK = 1000  # one CheckConsents call answers at most 1000 pairs
+MIN_EXPORT_CHUNK = 100
+"""Fewest records a training export message holds (a smaller chunk size is served
+as this): a streamed message costs about 0.2 ms whatever it holds, so one a record
+would make the export several times slower for no use (100 records: ~10 KB)."""
+EXPORT_PAGE_ROWS = 1000
+"""Rows the training export reads per query, whatever the caller's chunk size: a
+page has at most 1000 distinct (subject, source) pairs, one consent call."""
 
 MAX_STREAM_RECORDS = 100_000
 """Most records one IngestRecordStream may carry (its reply answers every one)."""
@@ -215,8 +222,9 @@ class RecordPage:
 
 @dataclass(frozen=True)
 class ExportChunk:
-    """One chunk of the training export: the consented records, and how many of
-    the chunk were left out for want of model-development consent."""
+    """One chunk of the training export: the consented records, and how many
+    records between the chunk before and this one's last record (the last
+    chunk's: to the end) were left out for want of model-development consent."""
 
     records: tuple[StoredRecordView, ...]
     skipped_without_consent: int
@@ -557,40 +565,75 @@ class Ingestor:
     async def export_training(
         self, chunk_size: int, consent_timeout: float
     ) -> AsyncIterator[ExportChunk]:
-        """Every stored record, in chunks of at most ``chunk_size`` (0 means 500,
-        at most 1000), keeping only those whose subject has a live
-        PURPOSE_MODEL_DEVELOPMENT consent for the record's source — asked once
-        per distinct (subject, source) of a chunk, at the time of the export."""
+        """Every stored record whose subject has a live PURPOSE_MODEL_DEVELOPMENT
+        consent for the record's source (asked at the time of the export), in
+        the order (subject, producer, record id), in messages of ``chunk_size``
+        records (0 means 500; at least ``MIN_EXPORT_CHUNK``, at most 1000); only
+        the last may hold fewer.
+
+        The store is read in pages of ``EXPORT_PAGE_ROWS`` rows whatever the
+        chunk size, with one consent call per page (its distinct (subject,
+        source) pairs), and the messages are cut from what the pages kept: the
+        queries and consent calls of an export depend on the size of the store,
+        never on ``chunk_size``. A chunk's ``skipped_without_consent`` counts the
+        records left out between the chunk before and the chunk's last record
+        (the last chunk's: to the end of the store; it may hold no records and
+        carry only that count)."""
         problems = Violations()
         problems.check(
             0 <= chunk_size <= MAX_EXPORT_CHUNK, "chunk_size", f"must be 0 to {MAX_EXPORT_CHUNK}"
         )
         problems.raise_if_any("the request is not valid")
-        limit = chunk_size or DEFAULT_EXPORT_CHUNK
-        after: tuple[str, str] | None = None
+        limit = max(chunk_size or DEFAULT_EXPORT_CHUNK, MIN_EXPORT_CHUNK)
+        pending: list[StoredRecordView] = []  # kept, not yet sent
+        gaps: list[int] = []  # gaps[i]: records left out just before pending[i]
+        tail = 0  # records left out after the last one kept
+        after: ExportPosition | None = None
         while True:
-            rows = await self._store.export_after(after, limit)
-            if not rows:
+            rows = await self._store.export_after(after, EXPORT_PAGE_ROWS)
+            if rows:
+                after = rows[-1].position
+                allowed = await self._development_consents(rows, consent_timeout)
+                for r in rows:
+                    if (r.subject_id, r.source) in allowed:
+                        pending.append(StoredRecordView(
+                            r.producer_id, records_pb2.Record.FromString(r.payload), r.ingest_time
+                        ))
+                        gaps.append(tail)
+                        tail = 0
+                    else:
+                        tail += 1
+            last = len(rows) < EXPORT_PAGE_ROWS
+            start = 0
+            while len(pending) - start >= limit or (last and (start < len(pending) or tail)):
+                end = start + limit
+                skipped = sum(gaps[start:end])
+                if last and end >= len(pending):
+                    skipped, tail = skipped + tail, 0
+                yield ExportChunk(tuple(pending[start:end]), skipped)
+                start = end
+            if last:
                 return
-            after = (rows[-1].producer_id, rows[-1].record_id)
-            pairs = list(dict.fromkeys((r.subject_id, r.source) for r in rows))
-            granted = await self._consent.check(
-                common_pb2.PURPOSE_MODEL_DEVELOPMENT, pairs, consent_timeout
-            )
-            if len(granted) != len(pairs):
+            del pending[:start], gaps[:start]
+
+    async def _development_consents(
+        self, rows: Sequence[ExportRow], consent_timeout: float
+    ) -> set[tuple[str, int]]:
+        """The (subject, source) pairs of ``rows`` with a live model-development
+        consent: one consent call for a page (it has at most ``MAX_EXPORT_CHUNK``
+        distinct pairs)."""
+        pairs = list(dict.fromkeys((r.subject_id, r.source) for r in rows))
+        granted: list[bool] = []
+        for i in range(0, len(pairs), MAX_EXPORT_CHUNK):
+            part = pairs[i:i + MAX_EXPORT_CHUNK]
+            answers = await self._consent.check(common_pb2.PURPOSE_MODEL_DEVELOPMENT, part, consent_timeout)
+            if len(answers) != len(part):
                 raise DomainError(
                     "the consent service answered a different number of checks",
                     reason="CONSENT_REPLY_MISMATCH",
                 )
-            allowed = {pair for pair, ok in zip(pairs, granted, strict=True) if ok}
-            kept = tuple(
-                StoredRecordView(r.producer_id, records_pb2.Record.FromString(r.payload), r.ingest_time)
-                for r in rows
-                if (r.subject_id, r.source) in allowed
-            )
-            yield ExportChunk(kept, len(rows) - len(kept))
-            if len(rows) < limit:
-                return
+            granted.extend(answers)
+        return {pair for pair, ok in zip(pairs, granted, strict=True) if ok}
 
     async def list_records(self, subject_id: str, page_size: int, page_token: str) -> RecordPage:
         """A page of a subject's records, newest event time first. ``page_size`` 0

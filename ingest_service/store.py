@@ -68,6 +68,7 @@ from creditscore.runtime import (
 from .revisions import NewRecord, StoredVersion, StoreOutcome, judge
 
 __all__ = [
+    "ExportPosition",
     "ExportRow",
     "NewRecord",
     "OutboxEntry",
@@ -137,7 +138,7 @@ class StoredRow:
 
 @dataclass(frozen=True)
 class ExportRow:
-    """One stored record as the training export reads it (key order)."""
+    """One stored record as the training export reads it."""
 
     producer_id: str
     record_id: str
@@ -145,6 +146,19 @@ class ExportRow:
     source: int
     payload: bytes
     ingest_time: datetime
+
+    @property
+    def position(self) -> ExportPosition:
+        return ExportPosition(self.subject_id, self.producer_id, self.record_id)
+
+
+@dataclass(frozen=True)
+class ExportPosition:
+    """Where a training export page ended: its last row's sort key."""
+
+    subject_id: str
+    producer_id: str
+    record_id: str
 
 
 @dataclass(frozen=True)
@@ -402,17 +416,27 @@ class RecordStore:
                 for row in result
             ]
 
-    async def export_after(self, after: tuple[str, str] | None, limit: int) -> list[ExportRow]:
-        """Up to ``limit`` records (current versions; tombstones left out) in
-        primary-key order (producer, record id), starting after the key
-        ``after``: keyset pages that stay cheap over the whole table."""
-        pid, rid = records.c.producer_id, records.c.record_id
+    async def export_after(self, after: ExportPosition | None, limit: int) -> list[ExportRow]:
+        """Up to ``limit`` records (current versions; tombstones left out) in the
+        order (subject, producer, record id), starting after the position
+        ``after``: keyset pages along the subject index, so that a subject's
+        records come together. The key never changes (a correction keeps its
+        subject and id), so a record corrected during an export is sent once."""
+        sid, pid, rid = records.c.subject_id, records.c.producer_id, records.c.record_id
         query = select(
-            pid, rid, records.c.subject_id, records.c.source, records.c.payload, records.c.ingest_time
+            pid, rid, sid, records.c.source, records.c.payload, records.c.ingest_time
         ).where(records.c.retracted == false())
         if after is not None:
-            query = query.where(or_(pid > after[0], and_(pid == after[0], rid > after[1])))
-        query = query.order_by(pid, rid).limit(limit)
+            query = query.where(
+                # The first term alone bounds the index range; the second skips what was sent.
+                sid >= after.subject_id,
+                or_(
+                    sid > after.subject_id,
+                    pid > after.producer_id,
+                    and_(pid == after.producer_id, rid > after.record_id),
+                ),
+            )
+        query = query.order_by(sid, pid, rid).limit(limit)
         async with self._engine.connect() as conn:
             result = await conn.execute(query)
             return [

@@ -314,13 +314,91 @@ async def test_the_training_export_streams_only_records_consented_for_model_deve
     asked_before = len(suite.consent.requests)
     chunks = await _export(suite.stub, chunk_size=2)
     exported = [(s.producer_id, s.record.record_id) for c in chunks for s in c.records]
-    assert sorted(exported) == [("market", "b1"), ("market", "l1"), ("market", "o1"), ("wallet", "b3")]
+    # By subject, then producer and record id; bob's b2 and o2 left out.
+    assert exported == [("market", "b1"), ("market", "l1"), ("market", "o1"), ("wallet", "b3")]
+    assert [len(c.records) for c in chunks] == [4]  # chunk size 2 is served as 100
     assert sum(c.skipped_without_consent for c in chunks) == 2  # bob's two records
-    assert max(len(c.records) + c.skipped_without_consent for c in chunks) <= 2
     assert {s.record.WhichOneof("body") for c in chunks for s in c.records} == {"bill", "order", "loan_outcome"}
-    # One consent call per chunk (6 records, 2 a chunk), every one for model development.
+    # One consent call for the one page the store was read in, for model development.
     asked = suite.consent.requests[asked_before:]
-    assert len(asked) == 3 and {r.purpose for r in asked} == {DEVELOPMENT}
+    assert len(asked) == 1 and {r.purpose for r in asked} == {DEVELOPMENT}
+    assert sorted((c.subject_id, c.source) for c in asked[0].checks) == sorted([
+        ("alice", common_pb2.DATA_SOURCE_COMMERCE), ("alice", common_pb2.DATA_SOURCE_OUTCOMES),
+        ("alice", common_pb2.DATA_SOURCE_PAYMENTS), ("bob", common_pb2.DATA_SOURCE_COMMERCE),
+        ("bob", common_pb2.DATA_SOURCE_PAYMENTS)])
+
+
+async def _store_many(suite: Suite, total: int = 2500) -> list[tuple[str, str]]:
+    """``total`` bills from two producers, every tenth bob's (no model-development
+    consent), the rest dealt to alice, carol and erin (consented); answers the
+    keys the export must stream, in its order: by subject, then producer and
+    record id."""
+    suite.consent.granted |= {(purpose, s) for purpose in (SCORING, DEVELOPMENT) for s in ("carol", "erin")}
+    subjects = ("alice", "carol", "erin")
+    records = [(("market", "wallet")[i % 2], bill(f"b{i:05d}", subject="bob" if i % 10 == 3 else subjects[i % 3]))
+               for i in range(total)]
+    for producer in ("market", "wallet"):
+        mine = [r for p, r in records if p == producer]
+        for i in range(0, len(mine), 1000):
+            reply = await ingest(suite.stub, *mine[i:i + 1000], producer=producer, request_id=f"{producer}-{i}")
+            assert {x.status for x in reply.results} == {ACCEPTED}
+    return [(p, r.record_id) for p, r in sorted(records, key=lambda pr: (pr[1].subject_id, pr[0], pr[1].record_id))
+            if r.subject_id != "bob"]
+
+
+async def test_every_chunk_size_streams_the_same_records_in_the_same_order(suite):
+    expected = await _store_many(suite)
+    assert len(expected) == 2250
+    # Below 100 records a message, 100 (a message costs about as much as 100 records).
+    for chunk_size, per_message in ((1, 100), (7, 100), (99, 100), (100, 100), (0, 500), (1000, 1000)):
+        chunks = await _export(suite.stub, chunk_size=chunk_size)
+        assert [(s.producer_id, s.record.record_id) for c in chunks for s in c.records] == expected
+        sizes = [len(c.records) for c in chunks]
+        # Every message full but the last (which may carry only the count left out).
+        assert all(n == per_message for n in sizes[:-1]) and 0 <= sizes[-1] <= per_message, chunk_size
+        assert sum(c.skipped_without_consent for c in chunks) == 250
+
+
+async def test_the_exports_queries_and_consent_calls_do_not_grow_as_the_chunk_size_shrinks(suite, monkeypatch):
+    await _store_many(suite)
+    pages: list[int] = []
+    read = suite.app.store.export_after
+
+    async def counted(after, limit):
+        rows = await read(after, limit)
+        pages.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(suite.app.store, "export_after", counted)
+    work = {}
+    for chunk_size in (1, 7, 0, 1000):
+        pages.clear()
+        asked_before = len(suite.consent.requests)
+        messages = len(await _export(suite.stub, chunk_size=chunk_size))
+        work[chunk_size] = (list(pages), len(suite.consent.requests) - asked_before)
+        assert messages == -(-2250 // max(chunk_size or 500, 100))  # 2,250 records kept, cut by the chunk size
+    # 2,500 rows: two full pages and a last one, one consent call per page read,
+    # whether the caller asked for 1 record a message or 1000.
+    assert work[1] == work[7] == work[0] == work[1000] == ([1000, 1000, 500], 3)
+
+
+async def test_each_message_counts_the_records_left_out_up_to_its_last_one(suite):
+    # Export order: alice's 100, bob's 2, carol's 150, dave's 3; bob and dave have
+    # no model-development consent.
+    suite.consent.granted |= {(SCORING, "carol"), (DEVELOPMENT, "carol"), (SCORING, "dave")}
+    await ingest(suite.stub, *(bill(f"a{i:03d}") for i in range(100)), bill("m0", subject="bob"),
+                 bill("m1", subject="bob"), *(bill(f"c{i:03d}", subject="carol") for i in range(150)),
+                 *(bill(f"z{i}", subject="dave") for i in range(3)))
+    chunks = await _export(suite.stub, chunk_size=100)
+    assert [(c.records[0].record.record_id, len(c.records), c.skipped_without_consent) for c in chunks] == [
+        ("a000", 100, 0), ("c000", 100, 2), ("c100", 50, 3)]
+
+
+async def test_records_left_out_after_the_last_full_page_come_in_a_message_of_their_own(suite):
+    await ingest(suite.stub, *(bill(f"a{i:04d}") for i in range(1000)))
+    await ingest(suite.stub, *(bill(f"z{i}", subject="bob") for i in range(5)), request_id="req-2")
+    chunks = await _export(suite.stub, chunk_size=1000)
+    assert [(len(c.records), c.skipped_without_consent) for c in chunks] == [(1000, 0), (0, 5)]
 
 
 async def test_the_training_export_refuses_a_bad_chunk_size(suite):

@@ -4,6 +4,9 @@
                            ending in score lookups through the gateway; serves until Ctrl-C
     creditscore simulate   a simulated population: summary, or records as JSON lines
     creditscore train      train a scorecard (see ``creditscore train --help``)
+    creditscore export-training
+                           the point-in-time training matrix as a Parquet file, from the
+                           running suite (model-development consent only) or the simulator
     creditscore score      score every row of a CSV with a scorecard (``--help``)
     creditscore lookup     one partner lookup through a running gateway (score or threshold)
     creditscore token      a token for client credentials (--credentials FILE), from the consent
@@ -26,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "run": "creditscore.cli.run",
     "simulate": "creditscore.cli.simulate",
     "train": "creditscore.cli.train",
+    "export-training": "creditscore.cli.export_training",
     "score": "creditscore.cli.score",
     "lookup": "creditscore.cli.lookup",
     "token": "creditscore.cli.token",

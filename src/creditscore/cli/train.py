@@ -1,5 +1,6 @@
 """``creditscore train``: a scorecard from the simulator (point-in-time features at each
-loan application) or from a CSV table with a target column; writes the model file and,
+loan application), from a training file of ``creditscore export-training`` (Parquet)
+or from a CSV table with a target column; writes the model file and,
 when asked, the HTML report (``creditscore.scorecard``). The options become one
 ``TrainingConfig``; the description, unless given, says where the data came from."""
 
@@ -70,12 +71,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     artifact (and the report when asked); prints the metrics and the path."""
     parser = argparse.ArgumentParser(
         prog="creditscore train",
-        description="Train a scorecard on point-in-time features of a simulated population, "
-        "or on a CSV table with a target column.",
+        description="Train a scorecard on point-in-time features of a simulated population or of a "
+        "training file (creditscore export-training), or on a CSV table with a target column.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--simulate", type=int, metavar="N", help="simulated subjects")
     source.add_argument("--csv", metavar="FILE", help="a CSV table with a header row")
+    source.add_argument("--parquet", metavar="FILE", help="a training file of creditscore export-training")
     parser.add_argument("--target", metavar="COLUMN", help="--csv: the outcome column")
     parser.add_argument("--bad-value", metavar="VALUE",
                         help="--csv: the target value that means bad (default: 1, bad, yes, true)")
@@ -106,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.simulate is not None:
             result = _train_simulated(args, config, parser, progress)
+        elif args.parquet is not None:
+            result = _train_parquet(args, config, parser, progress)
         else:
             result = _train_csv(args, config, parser, progress)
     except (InputError, ScorecardError) as exc:
@@ -149,6 +153,25 @@ def _train_simulated(
     )
     return train_matrix(
         matrix.X, matrix.y, list(matrix.feature_names), config.replace(description=description), progress=progress
+    )
+
+
+def _train_parquet(
+    args: argparse.Namespace, config: TrainingConfig, parser: argparse.ArgumentParser, progress: Progress | None
+) -> TrainResult:
+    if args.target or args.bad_value or config.special_values:
+        parser.error("--target, --bad-value and --special-values go with --csv")
+    from creditscore.cli.training_parquet import read_training_matrix
+
+    if progress:
+        progress(f"reading {Path(args.parquet).name}", 0.0)
+    data = read_training_matrix(args.parquet)
+    description = config.description or (
+        f"Trained on the training file {Path(args.parquet).name} ({len(data)} rows; from "
+        f"{data.metadata.get('source', 'an unknown source')}); stratified holdout with seed {config.seed}."
+    )
+    return train_matrix(
+        data.X, data.y, list(data.feature_names), config.replace(description=description), progress=progress
     )
 
 

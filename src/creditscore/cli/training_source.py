@@ -3,25 +3,28 @@ model development, turned into a point-in-time feature matrix by the feature
 service's own engine (``creditscore.features.engine``), so that a scorecard is
 trained on exactly the features the service computes.
 
-    records, outcomes = await fetch_training_records("localhost:50052")
-    matrix = point_in_time_matrix(records, outcomes)
+    export = SuiteTrainingExport("localhost:50052")
+    async for chunk in export.matrix_chunks(rows=10_000):   # one subject's records in memory
+        ...
+    data = await fetch_training_records("localhost:50052")  # every record in memory
+    for chunk in training_matrix_chunks(data.records, data.outcomes, rows=10_000):
+        ...
+    data = await fetch_training_matrix("localhost:50052")   # any export order
 
-holds every exported record in memory (about 1.6 KB each); for a population,
-
-    data = await fetch_training_matrix("localhost:50052")
-
-consumes the export chunk by chunk, spools the records to disk by subject
-(``SubjectSpool``) and builds the same matrix, row for row in the same order, one
-partition of subjects at a time (``PointInTimeMatrixBuilder``).
+``SuiteTrainingExport`` needs the export ordered by subject (as this ingest service
+sends it); ``fetch_training_matrix`` consumes the export chunk by chunk, spools the
+records to disk by subject (``SubjectSpool``) and builds the same matrix, row for row
+in the same order, one partition of subjects at a time (``PointInTimeMatrixBuilder``).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import numpy as np
 
 from creditscore.features.engine import PointInTimeMatrix
 from creditscore.features.training_matrix import PointInTimeMatrixBuilder, SubjectSpool
@@ -29,7 +32,14 @@ from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from creditscore.records.v1 import records_pb2
 from creditscore.runtime import CallError, tool_channel
 
-__all__ = ["TrainingMatrix", "TrainingRecords", "fetch_training_matrix", "fetch_training_records"]
+__all__ = [
+    "SuiteTrainingExport",
+    "TrainingMatrix",
+    "TrainingRecords",
+    "fetch_training_matrix",
+    "fetch_training_records",
+    "training_matrix_chunks",
+]
 
 _EXPORT_CHUNK = 1000
 
@@ -55,15 +65,23 @@ async def fetch_training_records(
     ``progress`` is told the running count of records received. The export is for
     services only: ``token`` (default ``CREDITSCORE_TOKEN``) is a service's token."""
     out = TrainingRecords()
-    async for chunk in _export(ingest_addr, timeout, token):
-        out.skipped_without_consent += chunk.skipped_without_consent
-        for stored in chunk.records:
-            if stored.record.WhichOneof("body") == "loan_outcome":
-                out.outcomes.append(stored.record)
-            else:
-                out.records.append(stored.record)
-        if progress is not None:
-            progress(len(out.records) + len(out.outcomes))
+    async with tool_channel(ingest_addr, token) as channel:
+        stub = ingest_pb2_grpc.IngestServiceStub(channel)
+        call = stub.ExportTrainingRecords(
+            ingest_pb2.ExportTrainingRecordsRequest(chunk_size=_EXPORT_CHUNK), timeout=timeout
+        )
+        try:
+            async for chunk in call:
+                out.skipped_without_consent += chunk.skipped_without_consent
+                for stored in chunk.records:
+                    if stored.record.WhichOneof("body") == "loan_outcome":
+                        out.outcomes.append(stored.record)
+                    else:
+                        out.records.append(stored.record)
+                if progress is not None:
+                    progress(len(out.records) + len(out.outcomes))
+        except grpc.aio.AioRpcError as exc:
+            raise CallError.from_rpc_error(exc) from None
     return out
 
 
@@ -122,3 +140,135 @@ async def _export(
                 yield chunk
         except grpc.aio.AioRpcError as exc:
             raise CallError.from_rpc_error(exc) from None
+
+
+def training_matrix_chunks(
+    records: Iterable[records_pb2.Record], outcomes: Iterable[records_pb2.Record], *, rows: int
+) -> Iterator[PointInTimeMatrix]:
+    """The point-in-time training matrix of ``outcomes`` (one row each, in their
+    order), in pieces of at most ``rows`` rows: the whole matrix built at once
+    (``point_in_time_matrix``), then cut; a streaming builder fits here unchanged
+    for its callers (with ``subject_matrix``, the only places the command line
+    builds a matrix). Raises ValueError for an outcome without an application
+    time or a label."""
+    if rows < 1:
+        raise ValueError("rows must be at least 1")
+    from creditscore.features.engine import point_in_time_matrix
+
+    matrix = point_in_time_matrix(records, outcomes)
+    for start in range(0, len(matrix), rows):
+        yield _cut(matrix, start, start + rows)
+
+
+class SuiteTrainingExport:
+    """The suite's training matrix, built as the export streams: the ingest
+    service sends a subject's records together (``ExportTrainingRecords`` orders
+    by subject), so memory holds one subject's records, one chunk of rows and
+    the ids of the subjects done (none may come back).
+    Rows come by subject, each subject's in its outcomes' order. The counts are
+    the export's so far."""
+
+    def __init__(self, ingest_addr: str, *, timeout: float = 3600.0, token: str | None = None) -> None:
+        self.ingest_addr = ingest_addr
+        self.timeout = timeout
+        self.token = token
+        self.records = 0
+        self.outcomes = 0
+        self.skipped_without_consent = 0
+
+    async def matrix_chunks(self, *, rows: int) -> AsyncIterator[PointInTimeMatrix]:
+        """Chunks of exactly ``rows`` rows (the last: what is left). Raises
+        ``CallError`` when the export fails, ValueError when the service does not
+        send a subject's records together or an outcome has no application time or
+        label."""
+        if rows < 1:
+            raise ValueError("rows must be at least 1")
+        buffer = _RowBuffer()
+        done: set[str] = set()
+        subject: str | None = None
+        history: list[records_pb2.Record] = []
+        applications: list[records_pb2.Record] = []
+        async with tool_channel(self.ingest_addr, self.token) as channel:
+            stub = ingest_pb2_grpc.IngestServiceStub(channel)
+            call = stub.ExportTrainingRecords(
+                ingest_pb2.ExportTrainingRecordsRequest(chunk_size=_EXPORT_CHUNK), timeout=self.timeout
+            )
+            try:
+                async for chunk in call:
+                    self.skipped_without_consent += chunk.skipped_without_consent
+                    for stored in chunk.records:
+                        record = stored.record
+                        if record.subject_id != subject:
+                            if subject is not None:
+                                done.add(subject)
+                                buffer.add(subject_matrix(history, applications))
+                            if record.subject_id in done:
+                                raise ValueError(
+                                    f"the ingest service at {self.ingest_addr} sent subject "
+                                    f"{record.subject_id!r}'s records apart (a version that does not "
+                                    "order its training export by subject?)"
+                                )
+                            subject, history, applications = record.subject_id, [], []
+                        if record.WhichOneof("body") == "loan_outcome":
+                            applications.append(record)
+                            self.outcomes += 1
+                        else:
+                            history.append(record)
+                            self.records += 1
+                    while len(buffer) >= rows:
+                        yield buffer.take(rows)
+            except grpc.aio.AioRpcError as exc:
+                raise CallError.from_rpc_error(exc) from None
+        if subject is not None:
+            buffer.add(subject_matrix(history, applications))
+        while len(buffer):
+            yield buffer.take(rows)
+
+
+def subject_matrix(
+    records: Iterable[records_pb2.Record], outcomes: Iterable[records_pb2.Record]
+) -> PointInTimeMatrix:
+    """The rows of one subject's outcomes (``point_in_time_matrix`` on its records)."""
+    from creditscore.features.engine import point_in_time_matrix
+
+    return point_in_time_matrix(records, outcomes)
+
+
+class _RowBuffer:
+    """Matrix rows gathered from many small matrices, taken out in chunks."""
+
+    def __init__(self) -> None:
+        self._parts: list[PointInTimeMatrix] = []
+        self._rows = 0
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def add(self, matrix: PointInTimeMatrix) -> None:
+        if len(matrix):
+            self._parts.append(matrix)
+            self._rows += len(matrix)
+
+    def take(self, rows: int) -> PointInTimeMatrix:
+        """The first ``rows`` rows (all, when fewer), in the order added."""
+        whole = self._parts[0] if len(self._parts) == 1 else PointInTimeMatrix(
+            X=np.concatenate([p.X for p in self._parts]),
+            y=np.concatenate([p.y for p in self._parts]),
+            subject_ids=tuple(s for p in self._parts for s in p.subject_ids),
+            application_times=tuple(t for p in self._parts for t in p.application_times),
+            feature_names=self._parts[0].feature_names,
+        )
+        head, rest = _cut(whole, 0, rows), _cut(whole, rows, len(whole))
+        self._parts = [rest] if len(rest) else []
+        self._rows = len(rest)
+        return head
+
+
+def _cut(matrix: PointInTimeMatrix, start: int, end: int) -> PointInTimeMatrix:
+    return PointInTimeMatrix(
+        X=matrix.X[start:end],
+        y=matrix.y[start:end],
+        subject_ids=matrix.subject_ids[start:end],
+        application_times=matrix.application_times[start:end],
+        feature_names=matrix.feature_names,
+    )

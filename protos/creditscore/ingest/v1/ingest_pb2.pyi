@@ -327,7 +327,11 @@ class ExportTrainingRecordsRequest(_message.Message):
 
     CHUNK_SIZE_FIELD_NUMBER: _builtins.int
     chunk_size: _builtins.int
-    """Records per streamed message: 0 means 500; at most 1000."""
+    """Records per streamed message (every message but the last holds exactly
+    this many): 0 means 500; 1-99 mean 100 (a message costs about as much as
+    100 records); at most 1000. Only the messages are cut by it: the service
+    reads its store and checks consent in pages of its own size.
+    """
     def __init__(
         self,
         *,
@@ -348,7 +352,10 @@ class ExportTrainingRecordsResponse(_message.Message):
     RECORDS_FIELD_NUMBER: _builtins.int
     SKIPPED_WITHOUT_CONSENT_FIELD_NUMBER: _builtins.int
     skipped_without_consent: _builtins.int
-    """Records of this chunk left out for want of that consent."""
+    """Records left out for want of that consent between the previous message's
+    records and this message's last one (the last message's: to the end; it
+    may carry only this count, with no records).
+    """
     @_builtins.property
     def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___StoredRecord]:
         """Records whose subject consented to model development for their source."""

@@ -122,7 +122,9 @@ class IngestServiceServicer:
         """Streams every stored record whose subject consented to its use for model
         development (per source, PURPOSE_MODEL_DEVELOPMENT), loan outcomes included,
         in chunks; the trainer builds point-in-time feature matrices from them.
-        Corrected records come as their current version; retracted ones not at all.
+        Records come in the order (subject id, producer id, record id), so that a
+        subject's records come together. Corrected records come as their current
+        version; retracted ones not at all.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -63,7 +63,9 @@ class IngestServiceStub:
     """Streams every stored record whose subject consented to its use for model
     development (per source, PURPOSE_MODEL_DEVELOPMENT), loan outcomes included,
     in chunks; the trainer builds point-in-time feature matrices from them.
-    Corrected records come as their current version; retracted ones not at all.
+    Records come in the order (subject id, producer id, record id), so that a
+    subject's records come together. Corrected records come as their current
+    version; retracted ones not at all.
     """
     PurgeSubject: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.PurgeSubjectRequest, _ingest_pb2.PurgeSubjectResponse]
     """Internal (services only; the consent service's purge): deletes a subject's
@@ -111,7 +113,9 @@ class IngestServiceAsyncStub(IngestServiceStub):
     """Streams every stored record whose subject consented to its use for model
     development (per source, PURPOSE_MODEL_DEVELOPMENT), loan outcomes included,
     in chunks; the trainer builds point-in-time feature matrices from them.
-    Corrected records come as their current version; retracted ones not at all.
+    Records come in the order (subject id, producer id, record id), so that a
+    subject's records come together. Corrected records come as their current
+    version; retracted ones not at all.
     """
     PurgeSubject: _aio.UnaryUnaryMultiCallable[_ingest_pb2.PurgeSubjectRequest, _ingest_pb2.PurgeSubjectResponse]  # type: ignore[assignment]
     """Internal (services only; the consent service's purge): deletes a subject's
@@ -180,7 +184,9 @@ class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
         """Streams every stored record whose subject consented to its use for model
         development (per source, PURPOSE_MODEL_DEVELOPMENT), loan outcomes included,
         in chunks; the trainer builds point-in-time feature matrices from them.
-        Corrected records come as their current version; retracted ones not at all.
+        Records come in the order (subject id, producer id, record id), so that a
+        subject's records come together. Corrected records come as their current
+        version; retracted ones not at all.
         """
 
     @_abc_1.abstractmethod
