@@ -1,6 +1,7 @@
 """The refresher's claims: rows whose score is to be refreshed are chosen and locked
 in one statement (``StoreBatch.claim_expired``, ``claim_stale``), so that two
-replicas refreshing on one PostgreSQL split the rows and score none twice."""
+replicas refreshing on one PostgreSQL split the rows and score none twice; and two
+replicas applying the same delivery at once apply each record once."""
 
 from __future__ import annotations
 
@@ -145,3 +146,24 @@ async def test_a_replica_refreshes_alone_what_the_other_left_scored(database_url
         assert await second.run_once() == 0 and scorers[1].calls == []
     finally:
         await close(store)
+
+
+async def test_two_replicas_applying_the_same_delivery_at_once_apply_each_record_once(postgres_url):
+    """A delivery redelivered to another replica while the first is still applying
+    it (a lease that ended mid-apply): the second waits for the first's keys and
+    finds every record applied."""
+    clock = Clock(NOW)
+    stores = [FeatureStore(make_engine(postgres_url)) for _ in range(2)]
+    await stores[0].create_schema()
+    books = [FeatureBook(s, clock=clock, scorer=FakeScorer()) for s in stores]
+    population = simulate(12, seed=5, as_of=NOW - timedelta(days=1))
+    envelopes = [(producer_of(r), r) for r in population.records]
+    try:
+        results = await asyncio.gather(*(b.apply(envelopes) for b in books))
+        assert sorted((r.applied, r.duplicates) for r in results) == [(0, len(envelopes)), (len(envelopes), 0)]
+        subjects = sorted({r.subject_id for _, r in envelopes})
+        states = await stores[1].get_many(subjects)
+        assert sum(s.record_count for s in states.values()) == len(envelopes)
+    finally:
+        for store in stores:
+            await close(store)
