@@ -397,7 +397,8 @@ async def _run(args: argparse.Namespace) -> None:
 
         scoring_port, feature_port = _free_port(), _free_port()
         scoring_log, feature_log = work / "scoring.log", work / "feature.log"
-        procs.append(_start(["-m", "scoring_service"], {
+        profile_scoring = ["-m", "cProfile", "-o", args.profile + ".scoring"] if args.profile else []
+        procs.append(_start([*profile_scoring, "-m", "scoring_service"], {
             "GRPC_PORT": str(scoring_port), "DATABASE_URL": scoring_url, "MODEL_VERSION": OLD,
             "MODEL_REFRESH_SECONDS": "0.5",
         }, scoring_log))

@@ -57,12 +57,21 @@ from .store import (
     FeatureStore,
     MaterializedScore,
     RecordKey,
+    StaleRow,
     StoredState,
     applied_records,
     subject_features,
 )
 
-__all__ = ["ApplyResult", "CurrentScore", "FeatureBook", "SubjectHoldings", "SubjectVector", "feature_values"]
+__all__ = [
+    "ApplyResult",
+    "CurrentScore",
+    "FeatureBook",
+    "RefreshPage",
+    "SubjectHoldings",
+    "SubjectVector",
+    "feature_values",
+]
 
 #: A subject's current score and the scored sources with a value in its vector.
 CurrentScore = tuple[scoring_pb2.Score, frozenset[int]]
@@ -134,6 +143,23 @@ def feature_values(vector: SubjectVector) -> list[common_pb2.FeatureValue]:
         common_pb2.FeatureValue(name=name) if value is None else common_pb2.FeatureValue(name=name, value=value)
         for name, value in vector.values.items()
     ]
+
+
+#: Vectors computed between two yields to the event loop while a refresh page is
+#: prepared (a page's computation would otherwise hold up the lookups in flight).
+_VECTORS_PER_YIELD = 16
+#: ``ScoreBatch`` calls one refresh page keeps in flight at once.
+_SCORE_CALLS_IN_FLIGHT = 2
+
+
+@dataclass(frozen=True)
+class RefreshPage:
+    """One page of stale rows read and their vectors computed as of ``now``, to
+    be scored and written back (``FeatureBook.finish_page``); ``after`` is where
+    the next page starts (None: this page was the last)."""
+
+    rows: list[tuple[StaleRow, SubjectVector]]
+    after: str | tuple[datetime, str] | None
 
 
 def _fresh(score: MaterializedScore, active_model: str, now: datetime) -> bool:
@@ -411,23 +437,73 @@ class FeatureBook:
     async def rescore_expired(self, limit: int = MAX_SCORE_BATCH) -> tuple[int, bool]:
         """Scores again up to ``limit`` rows whose vector may have moved with time
         (``valid_until`` passed), the earliest first: how many were scored, and
-        whether more may be waiting (the batch was full)."""
-        subject_ids = await self._store.expired_subjects(self._clock(), limit)
-        if not subject_ids:
-            return 0, False
-        _, count = await self._rescore(subject_ids, await self.active_model())
-        return count, len(subject_ids) == limit
+        whether more may be waiting (the page was full)."""
+        page = await self.prepare_expired(None, limit)
+        return await self.finish_page(page), page.after is not None
 
     async def rescore_stale(self, after: str, limit: int = MAX_SCORE_BATCH) -> tuple[int, str | None]:
-        """One batch of a pass over every stale row in key order: scores again up
+        """One page of a pass over every stale row in key order: scores again up
         to ``limit`` stale rows of subjects after ``after``; how many were scored,
         and the key to continue after (None: the pass is done)."""
+        page = await self.prepare_stale(after, limit)
+        count = await self.finish_page(page)
+        assert page.after is None or isinstance(page.after, str)
+        return count, page.after
+
+    async def prepare_stale(self, after: str, limit: int) -> RefreshPage:
+        """Reads the next page of a pass over every stale row (key order, after
+        ``after``) and computes their vectors as of now; nothing locked, nothing
+        written. ``finish_page`` scores and writes it; the refresher prepares the
+        next page meanwhile."""
         active = await self.active_model()
-        subject_ids = await self._store.stale_subjects(active, self._clock(), after, limit)
-        if not subject_ids:
-            return 0, None
-        _, count = await self._rescore(subject_ids, active)
-        return count, subject_ids[-1] if len(subject_ids) == limit else None
+        now = self._clock()
+        rows = await self._store.stale_page(active, now, after, limit)
+        vectors = await self._vectors_of(rows, now)
+        return RefreshPage(vectors, rows[-1].subject_id if len(rows) == limit else None)
+
+    async def prepare_expired(self, after: tuple[datetime, str] | None, limit: int) -> RefreshPage:
+        """``prepare_stale`` for the rows whose vector may have moved with time
+        (``valid_until`` passed), in (valid_until, subject id) order after
+        ``after`` (None: the earliest)."""
+        now = self._clock()
+        rows = await self._store.expired_page(now, after, limit)
+        vectors = await self._vectors_of(rows, now)
+        last = rows[-1] if len(rows) == limit else None
+        return RefreshPage(vectors, None if last is None or last.valid_until is None
+                           else (last.valid_until, last.subject_id))
+
+    async def finish_page(self, page: RefreshPage) -> int:
+        """Scores a prepared page (``MAX_SCORE_BATCH`` vectors per call, up to
+        ``_SCORE_CALLS_IN_FLIGHT`` calls at once) and writes each score back in one
+        short transaction, to the rows whose aggregates are still the ones read
+        (``FeatureStore.save_scores_if_unchanged``): a row an apply or a purge
+        changed meanwhile keeps what that wrote. No lock of the book is held, so
+        lookups and applies go on meanwhile. How many rows were scored."""
+        if not page.rows:
+            return 0
+        gate = asyncio.Semaphore(_SCORE_CALLS_IN_FLIGHT)
+
+        async def score(part: Sequence[tuple[StaleRow, SubjectVector]]) -> list[tuple[StaleRow, MaterializedScore]]:
+            async with gate:
+                scored = await self._score([vector for _, vector in part])
+            return [(row, stored) for (row, _), (_, stored) in zip(part, scored, strict=True)]
+
+        parts = await asyncio.gather(*(
+            score(page.rows[start:start + MAX_SCORE_BATCH]) for start in range(0, len(page.rows), MAX_SCORE_BATCH)
+        ))
+        await self._store.save_scores_if_unchanged([pair for part in parts for pair in part])
+        return len(page.rows)
+
+    async def _vectors_of(self, rows: Sequence[StaleRow], now: datetime) -> list[tuple[StaleRow, SubjectVector]]:
+        """The vector as of ``now`` of each row's aggregates, yielding to the event
+        loop every ``_VECTORS_PER_YIELD`` subjects."""
+        out = []
+        for start in range(0, len(rows), _VECTORS_PER_YIELD):
+            for row in rows[start:start + _VECTORS_PER_YIELD]:
+                stored = StoredState(row.subject_id, SubjectState.from_json(row.state), row.record_count, now)
+                out.append((row, _vector_of(row.subject_id, stored, now)))
+            await asyncio.sleep(0)
+        return out
 
     def _scoring(self) -> Scorer:
         if self._scorer is None:

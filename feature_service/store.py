@@ -45,6 +45,7 @@ from sqlalchemy import (
     delete,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -67,6 +68,7 @@ __all__ = [
     "FeatureStore",
     "MaterializedScore",
     "RecordKey",
+    "StaleRow",
     "StoreBatch",
     "StoredState",
     "applied_records",
@@ -197,6 +199,18 @@ class StoredState:
     updated_time: datetime
 
 
+@dataclass(frozen=True)
+class StaleRow:
+    """A row read to be scored again (``FeatureStore.stale_page``): the subject,
+    its aggregates as stored (the JSON text: the key of the conditional write
+    back, ``FeatureStore.save_scores_if_unchanged``) and its record count."""
+
+    subject_id: str
+    state: str
+    record_count: int
+    valid_until: datetime | None  # of the score it has (None: none)
+
+
 class FeatureStore:
     """The feature service's database access (SQLAlchemy Core, async)."""
 
@@ -308,6 +322,57 @@ class FeatureStore:
             return [row.subject_id for row in await conn.execute(query)]
 
 
+    async def stale_page(self, active_model: str, now: datetime, after: str, limit: int) -> list[StaleRow]:
+        """Up to ``limit`` rows after ``after`` (a subject id, "" to start) in key
+        order whose score is missing, of another model than ``active_model``, or
+        expired by ``now``, with their aggregates: a page of a pass over the table
+        (keyset by subject id), in one read statement and no lock."""
+        t = subject_features.c
+        query = (
+            select(t.subject_id, t.state, t.record_count, t.valid_until)
+            .where(
+                t.subject_id > after,
+                or_(t.score.is_(None), t.model_version != active_model, t.valid_until <= now),
+            )
+            .order_by(t.subject_id)
+            .limit(limit)
+        )
+        return await self._tx.read(lambda conn: [_stale_row(r) for r in conn.execute(query)])
+
+    async def expired_page(
+        self, now: datetime, after: tuple[datetime, str] | None, limit: int
+    ) -> list[StaleRow]:
+        """Up to ``limit`` rows whose score expired by ``now`` (``valid_until <=
+        now``), with their aggregates, in (valid_until, subject id) order after
+        ``after`` (None: from the earliest), through the index on ``valid_until``;
+        one read statement, no lock."""
+        t = subject_features.c
+        query = select(t.subject_id, t.state, t.record_count, t.valid_until).where(t.valid_until <= now)
+        if after is not None:
+            query = query.where(tuple_(t.valid_until, t.subject_id) > tuple_(
+                bindparam("a_until", after[0], type_=UtcDateTime), bindparam("a_subject", after[1])))
+        query = query.order_by(t.valid_until, t.subject_id).limit(limit)
+        return await self._tx.read(lambda conn: [_stale_row(r) for r in conn.execute(query)])
+
+    async def save_scores_if_unchanged(self, scores: Sequence[tuple[StaleRow, MaterializedScore]]) -> None:
+        """Writes each score to its row only if the row's aggregates are still the
+        ones it was computed from (``StaleRow.state``): one executemany ``UPDATE``
+        in one short write transaction, in key order. A row an apply or a purge
+        changed (or deleted) since it was read is left as that wrote it: its own
+        score is already there, or it has none and stays stale."""
+        if not scores:
+            return
+        params = [
+            {"b_subject_id": row.subject_id, "b_state": row.state, **_score_binds(score)}
+            for row, score in sorted(scores, key=lambda pair: pair[0].subject_id)
+        ]
+
+        def write(conn: Connection) -> None:
+            conn.execute(_SAVE_IF_UNCHANGED, params)
+
+        await self._tx.write(write)
+
+
 #: ``FeatureStore.get_many``'s statement, built once (building one costs more
 #: than SQLite runs it).
 _STATES_OF = select(
@@ -320,6 +385,19 @@ _SCORES_OF = select(
     subject_features.c.subject_id, subject_features.c.score, subject_features.c.model_version,
     subject_features.c.sources_used, subject_features.c.valid_until,
 ).where(subject_features.c.subject_id.in_(bindparam("subject_ids", expanding=True)))
+
+
+def _stale_row(row: Any) -> StaleRow:
+    return StaleRow(row.subject_id, row.state, int(row.record_count), row.valid_until)
+
+
+def _save_if_unchanged() -> Any:
+    t = subject_features.c
+    return (
+        update(subject_features)
+        .where(t.subject_id == bindparam("b_subject_id"), t.state == bindparam("b_state"))
+        .values(**_score_params())
+    )
 
 
 class StoreBatch:
@@ -591,3 +669,7 @@ def _score_params() -> dict[str, Any]:
 
 def _score_binds(score: MaterializedScore | None) -> dict[str, object]:
     return {f"b_{name}": value for name, value in _score_columns(score).items()}
+
+
+#: ``FeatureStore.save_scores_if_unchanged``'s statement, built once.
+_SAVE_IF_UNCHANGED = _save_if_unchanged()
