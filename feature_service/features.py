@@ -555,31 +555,36 @@ class FeatureBook:
         self, subject_ids: Sequence[str], active_model: str
     ) -> tuple[dict[str, CurrentScore], int]:
         """The current scores of those of ``subject_ids`` that still have a row, and
-        how many were scored again. Under the book's lock, with the rows locked as
-        an apply locks them, so that a score is never written over a newer apply's:
-        a row found fresh by now is answered as it is; the others' vectors (as of
-        now) are scored in one call and written back in the same transaction."""
-        async def work() -> tuple[dict[str, CurrentScore], int]:
-            async with self._lock:
-                now = self._clock()
-                async with self._store.batch() as batch:
-                    rows = await batch.lock_scored(subject_ids)
-                    answers: dict[str, CurrentScore] = {}
-                    vectors: list[SubjectVector] = []
-                    for subject_id, (state, row) in rows.items():
-                        if row is not None and _fresh(row, active_model, now):
-                            answers[subject_id] = _answer(row)
-                        else:
-                            vectors.append(_vector_of(subject_id, state, now))
-                    if vectors:
-                        scored = await self._score(vectors)
-                        pairs = zip(vectors, scored, strict=True)
-                        await batch.save_scores({v.subject_id: stored for v, (_, stored) in pairs})
-                        for vector, (given, stored) in zip(vectors, scored, strict=True):
-                            answers[vector.subject_id] = (given, stored.sources_used)
-            return answers, len(vectors)
-
-        return await self._unbroken(work())
+        how many were scored again. The rows are read with their aggregates (one
+        statement, no lock); a row found fresh by now (another call or the
+        refresher got there first) is answered as it is; the others' vectors (as
+        of now) are scored in one call and written back in one short transaction,
+        each only if its aggregates are still the ones read, so that a score is
+        never written over a newer apply's (``FeatureStore.save_scores_if_unchanged``).
+        No lock is held across the scoring call: lookups that meet stale rows
+        during a rescore of the whole table do not queue behind one another."""
+        now = self._clock()
+        answers: dict[str, CurrentScore] = {}
+        todo: list[StaleRow] = []
+        for row, score in await self._store.scored_rows(subject_ids):
+            if score is not None and _fresh(score, active_model, now):
+                answers[row.subject_id] = _answer(score)
+            else:
+                todo.append(row)
+        if not todo:
+            return answers, 0
+        vectors = [
+            _vector_of(row.subject_id, StoredState(row.subject_id, SubjectState.from_json(row.state),
+                                                   row.record_count, now), now)
+            for row in todo
+        ]
+        scored = await self._score(vectors)
+        # Written even when the caller goes away meanwhile (drain waits for it).
+        await self._unbroken(self._store.save_scores_if_unchanged(
+            [(row, stored) for row, (_, stored) in zip(todo, scored, strict=True)]))
+        for row, (given, stored) in zip(todo, scored, strict=True):
+            answers[row.subject_id] = (given, stored.sources_used)
+        return answers, len(todo)
 
     async def _no_data_score(self, subject_id: str, now: datetime) -> scoring_pb2.Score:
         """The active model's score of an empty vector (asked once per model

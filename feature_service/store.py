@@ -354,6 +354,22 @@ class FeatureStore:
         query = query.order_by(t.valid_until, t.subject_id).limit(limit)
         return await self._tx.read(lambda conn: [_stale_row(r) for r in conn.execute(query)])
 
+    async def scored_rows(
+        self, subject_ids: Collection[str]
+    ) -> list[tuple[StaleRow, MaterializedScore | None]]:
+        """The aggregates and score of those of ``subject_ids`` that have a row, in
+        key order: one read statement per ``MAX_IN_KEYS`` ids, no lock."""
+        ordered = sorted(set(subject_ids))
+
+        def read(conn: Connection) -> list[tuple[StaleRow, MaterializedScore | None]]:
+            out = []
+            for start in range(0, len(ordered), MAX_IN_KEYS):
+                for row in conn.execute(_SCORED_ROWS, {"subject_ids": ordered[start:start + MAX_IN_KEYS]}):
+                    out.append((_stale_row(row), _score_of(row)))
+            return out
+
+        return await self._tx.read(read)
+
     async def save_scores_if_unchanged(self, scores: Sequence[tuple[StaleRow, MaterializedScore]]) -> None:
         """Writes each score to its row only if the row's aggregates are still the
         ones it was computed from (``StaleRow.state``): one executemany ``UPDATE``
@@ -379,6 +395,14 @@ _STATES_OF = select(
     subject_features.c.subject_id, subject_features.c.state,
     subject_features.c.record_count, subject_features.c.updated_time,
 ).where(subject_features.c.subject_id.in_(bindparam("subject_ids", expanding=True)))
+
+#: ``FeatureStore.scored_rows``'s statement, built once.
+_SCORED_ROWS = select(
+    subject_features.c.subject_id, subject_features.c.state, subject_features.c.record_count,
+    subject_features.c.score, subject_features.c.model_version, subject_features.c.sources_used,
+    subject_features.c.valid_until,
+).where(subject_features.c.subject_id.in_(bindparam("subject_ids", expanding=True))).order_by(
+    subject_features.c.subject_id)
 
 #: ``FeatureStore.scores_of``'s statement (the lookup's read), built once.
 _SCORES_OF = select(
@@ -615,45 +639,6 @@ class StoreBatch:
                 }
                 for subject_id, state in sorted(states.items())
             ],
-        )
-
-    async def lock_scored(
-        self, subject_ids: Collection[str]
-    ) -> dict[str, tuple[StoredState, MaterializedScore | None]]:
-        """The aggregates and score of those of ``subject_ids`` that have a row,
-        locked until the transaction ends (in key order, as ``lock_states``). No
-        row is created: a subject forgotten meanwhile stays forgotten."""
-        ordered = sorted(set(subject_ids))
-        t = subject_features.c
-        out: dict[str, tuple[StoredState, MaterializedScore | None]] = {}
-        for start in range(0, len(ordered), MAX_IN_KEYS):
-            query = (
-                select(t.subject_id, t.state, t.record_count, t.updated_time, t.score, t.model_version,
-                       t.sources_used, t.valid_until)
-                .where(t.subject_id.in_(ordered[start:start + MAX_IN_KEYS]))
-                .order_by(t.subject_id)
-                .with_for_update()
-            )
-            for row in await self._conn.execute(query):
-                stored = StoredState(
-                    row.subject_id, SubjectState.from_json(row.state), int(row.record_count), row.updated_time
-                )
-                out[row.subject_id] = (stored, _score_of(row))
-        return out
-
-    async def save_scores(self, scores: Mapping[str, MaterializedScore]) -> None:
-        """Writes the scores of rows locked with ``lock_scored`` (their aggregates
-        unchanged)."""
-        if not scores:
-            return
-        stmt = (
-            update(subject_features)
-            .where(subject_features.c.subject_id == bindparam("b_subject_id"))
-            .values(**_score_params())
-        )
-        await self._conn.execute(
-            stmt,
-            [{"b_subject_id": subject_id, **_score_binds(score)} for subject_id, score in sorted(scores.items())],
         )
 
 

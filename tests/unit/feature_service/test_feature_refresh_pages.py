@@ -6,6 +6,7 @@ change since the page was read, so an apply or a purge in between wins."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -194,3 +195,73 @@ def test_the_page_size_is_bounded():
         ScoreRefresher(book, refresh_seconds=1, model_refresh_seconds=1, batch_size=MAX_REFRESH_PAGE + 1)
     with pytest.raises(ValueError):
         ScoreRefresher(book, refresh_seconds=1, model_refresh_seconds=1, batch_size=0)
+
+
+class GatedScorer(FakeScorer):
+    """A FakeScorer whose calls wait at a gate while ``held`` (counting the calls
+    waiting there at once)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = False
+        self.gate = asyncio.Event()
+        self.waiting = 0
+        self.most_waiting = 0
+
+    async def score(self, items, timeout):  # noqa: ANN001, ANN201
+        if self.held:
+            self.waiting += 1
+            self.most_waiting = max(self.most_waiting, self.waiting)
+            try:
+                await self.gate.wait()
+            finally:
+                self.waiting -= 1
+        return await super().score(items, timeout)
+
+
+async def test_lookups_meeting_stale_rows_score_them_at_once_not_one_after_the_other(store, envelopes):
+    scorer = GatedScorer()
+    book = FeatureBook(store, clock=lambda: NOW, scorer=scorer)
+    await book.apply(envelopes)
+    subjects = sorted(feeding_subjects(envelopes))
+    scorer.model = "v2"
+    await book.poll_active_model()
+    scorer.held = True
+    lookups = [asyncio.create_task(book.current_scores([s])) for s in subjects[:3]]
+    async with asyncio.timeout(10):
+        while scorer.waiting < 3:  # all three in the scoring call at once: no lock between them
+            await asyncio.sleep(0.01)
+    scorer.gate.set()
+    answers = await asyncio.gather(*lookups)
+    assert [a[0][0].model_version for a in answers] == ["v2"] * 3
+    await assert_materialized(book, store, scorer, subjects[:3], model="v2")
+
+
+async def test_a_lookup_never_writes_its_score_over_an_apply_made_while_it_scored(store, envelopes):
+    scorer = GatedScorer()
+    book = FeatureBook(store, clock=lambda: NOW, scorer=scorer)
+    await book.apply(envelopes)
+    subject = sorted(feeding_subjects(envelopes))[0]
+    scorer.model = "v2"
+    await book.poll_active_model()
+    scorer.held = True
+    lookup = asyncio.create_task(book.current_scores([subject]))
+    async with asyncio.timeout(10):
+        while scorer.waiting < 1:
+            await asyncio.sleep(0.01)
+    scorer.held = False  # the apply's own scoring goes through
+    bill = R.Record(record_id="new-bill", subject_id=subject)
+    bill.bill.category = R.BILL_CATEGORY_TELECOM
+    bill.bill.amount_due.currency_code = "USD"
+    bill.bill.amount_due.minor_units = 3_000
+    bill.bill.due_time.FromDatetime(NOW - timedelta(days=20))
+    bill.event_time.FromDatetime(NOW - timedelta(days=2))
+    await book.apply([("wallet", bill)])
+    applied = scorer.given[subject]
+    scorer.gate.set()
+    [(answered, _)] = await lookup
+    assert answered.model_version == "v2"
+    row = (await store.scores_of([subject]))[subject]
+    assert row is not None and scoring_pb2.Score.FromString(row.score) == applied
+    [(now_answered, _)] = await book.current_scores([subject])
+    assert now_answered == applied
