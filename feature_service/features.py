@@ -148,8 +148,11 @@ def feature_values(vector: SubjectVector) -> list[common_pb2.FeatureValue]:
 #: Vectors computed between two yields to the event loop while a refresh page is
 #: prepared (a page's computation would otherwise hold up the lookups in flight).
 _VECTORS_PER_YIELD = 16
-#: ``ScoreBatch`` calls one refresh page keeps in flight at once.
+#: ``ScoreBatch`` calls one refresh page keeps in flight at once, and vectors per
+#: call: a lookup that meets a stale row waits at the scoring service behind at
+#: most this many of the refresher's vectors.
 _SCORE_CALLS_IN_FLIGHT = 2
+_REFRESH_CHUNK = 64
 
 
 @dataclass(frozen=True)
@@ -473,7 +476,7 @@ class FeatureBook:
                            else (last.valid_until, last.subject_id))
 
     async def finish_page(self, page: RefreshPage) -> int:
-        """Scores a prepared page (``MAX_SCORE_BATCH`` vectors per call, up to
+        """Scores a prepared page (``_REFRESH_CHUNK`` vectors per call, up to
         ``_SCORE_CALLS_IN_FLIGHT`` calls at once) and writes each score back in one
         short transaction, to the rows whose aggregates are still the ones read
         (``FeatureStore.save_scores_if_unchanged``): a row an apply or a purge
@@ -489,7 +492,7 @@ class FeatureBook:
             return [(row, stored) for (row, _), (_, stored) in zip(part, scored, strict=True)]
 
         parts = await asyncio.gather(*(
-            score(page.rows[start:start + MAX_SCORE_BATCH]) for start in range(0, len(page.rows), MAX_SCORE_BATCH)
+            score(page.rows[start:start + _REFRESH_CHUNK]) for start in range(0, len(page.rows), _REFRESH_CHUNK)
         ))
         await self._store.save_scores_if_unchanged([pair for part in parts for pair in part])
         return len(page.rows)

@@ -19,8 +19,9 @@ scores it again within the call, which costs that lookup one more call, so
 
 A page (``batch_size`` rows, ``DEFAULT_REFRESH_PAGE`` by default) is read with
 its aggregates in one statement and no lock, its vectors computed while the
-previous page is being scored, scored with ``MAX_SCORE_BATCH`` vectors per
-``ScoreBatch`` (two calls in flight), and written back with one executemany in
+previous page is being scored, scored 64 vectors per ``ScoreBatch`` (two calls
+in flight: a lookup that meets a stale row waits at the scoring service behind
+at most those), and written back with one executemany in
 one short transaction, only to the rows whose aggregates are still the ones read
 (``FeatureBook.finish_page``). No lock of the book is held across a scoring call,
 so lookups, applies and purges go on during a rescore of the whole table; a
