@@ -529,7 +529,7 @@ class FeatureBook:
         out: list[tuple[scoring_pb2.Score, MaterializedScore]] = []
         for start in range(0, len(vectors), MAX_SCORE_BATCH):
             part = vectors[start:start + MAX_SCORE_BATCH]
-            scores = await scorer.score([(v.subject_id, feature_values(v)) for v in part], self._score_timeout)
+            scores = await scorer.score([(v.subject_id, v.values) for v in part], self._score_timeout)
             for vector, score in zip(part, scores, strict=True):
                 stored = MaterializedScore(
                     score.SerializeToString(deterministic=True),

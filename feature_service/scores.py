@@ -35,10 +35,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from creditscore.common.v1 import common_pb2
 from creditscore.runtime import DomainError
 from creditscore.scoring.v1 import scoring_pb2
 
@@ -74,9 +73,10 @@ class Scorer(Protocol):
     """The scoring service, as the feature service uses it."""
 
     async def score(
-        self, items: Sequence[tuple[str, Sequence[common_pb2.FeatureValue]]], timeout: float
+        self, items: Sequence[tuple[str, Mapping[str, float | None]]], timeout: float
     ) -> list[scoring_pb2.Score]:
-        """ScoreBatch: the active scorecard's score of each (subject_id, vector), in order.
+        """ScoreBatch: the active scorecard's score of each (subject_id, vector), in
+        order; a vector is ``{feature name: value}``, None for no data.
         Raises creditscore.runtime.Unavailable (reason SCORING_UNAVAILABLE) when the
         scoring service cannot be reached."""
         ...
