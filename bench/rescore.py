@@ -46,6 +46,9 @@ could see).
 
 Ends with ``RESULT rescore subjects_per_s=... lookup_p99_ratio=...`` (the worse
 of the two phases for each).
+
+``--profile PATH`` writes cProfile statistics of the feature service (PATH) and
+of the scoring service (PATH.scoring) when they stop.
 """
 
 from __future__ import annotations
@@ -368,6 +371,29 @@ async def _phase(
 # -- the run ----------------------------------------------------------------------------
 
 
+async def _pg_database(server: str, action: str, url: str = "") -> str:
+    """Creates a fresh database on the PostgreSQL server ``server`` (its URL, of a
+    database to connect to) and returns its URL, or drops the one of ``url``."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(server)
+    conn = await asyncpg.connect(
+        host=admin.host, port=admin.port or 5432, user=admin.username or "postgres",
+        password=admin.password, database=admin.database or "postgres",
+    )
+    try:
+        if action == "drop":
+            await conn.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+            return url
+        name = f"bench_rescore_{uuid.uuid4().hex[:12]}"
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        return admin.set(database=name).render_as_string(hide_password=False)
+    finally:
+        await conn.close()
+
+
+
 async def _run(args: argparse.Namespace) -> None:
     from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
     from creditscore.runtime import create_channel, make_engine
@@ -380,11 +406,10 @@ async def _run(args: argparse.Namespace) -> None:
     pg_dbs: list[str] = []
     try:
         if args.postgres:
-            from tests.pg import create_pg_database
-
-            os.environ["TEST_POSTGRES_URL"] = args.postgres
-            feature_url, scoring_url = await create_pg_database(), await create_pg_database()
-            pg_dbs = [feature_url, scoring_url]
+            feature_url = await _pg_database(args.postgres, "create")
+            pg_dbs.append(feature_url)
+            scoring_url = await _pg_database(args.postgres, "create")
+            pg_dbs.append(scoring_url)
             where = "PostgreSQL"
         else:
             feature_url = f"sqlite+aiosqlite:///{work / 'feature.db'}"
@@ -472,11 +497,8 @@ async def _run(args: argparse.Namespace) -> None:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        if pg_dbs:
-            from tests.pg import drop_pg_database
-
-            for url in pg_dbs:
-                await drop_pg_database(url)
+        for url in pg_dbs:
+            await _pg_database(args.postgres, "drop", url)
         if args.keep:
             print(f"kept {work}")
         else:
@@ -517,7 +539,7 @@ def main() -> None:
     parser.add_argument("--postgres", default="", help="a PostgreSQL server URL to create the two databases on")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds a phase may take")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, SQLite files)")
-    parser.add_argument("--profile", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--profile", default="", help="cProfile both services into PATH and PATH.scoring")
     parser.add_argument("--serve-feature", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_feature:
