@@ -494,7 +494,8 @@ class FeatureBook:
         parts = await asyncio.gather(*(
             score(page.rows[start:start + _REFRESH_CHUNK]) for start in range(0, len(page.rows), _REFRESH_CHUNK)
         ))
-        await self._store.save_scores_if_unchanged([pair for part in parts for pair in part])
+        # Run to its end even when the refresher is stopped meanwhile (drain waits for it).
+        await self._unbroken(self._store.save_scores_if_unchanged([pair for part in parts for pair in part]))
         return len(page.rows)
 
     async def _vectors_of(self, rows: Sequence[StaleRow], now: datetime) -> list[tuple[StaleRow, SubjectVector]]:

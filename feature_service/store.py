@@ -290,38 +290,6 @@ class FeatureStore:
 
         return await self._tx.read(read)
 
-    async def expired_subjects(self, now: datetime, limit: int) -> list[str]:
-        """Up to ``limit`` subjects whose scored vector may have changed by ``now``
-        (``valid_until <= now``), the earliest first, through the index on
-        ``valid_until``."""
-        t = subject_features.c
-        query = (
-            select(t.subject_id)
-            .where(t.valid_until <= now)
-            .order_by(t.valid_until, t.subject_id)
-            .limit(limit)
-        )
-        async with self._engine.connect() as conn:
-            return [row.subject_id for row in await conn.execute(query)]
-
-    async def stale_subjects(self, active_model: str, now: datetime, after: str, limit: int) -> list[str]:
-        """Up to ``limit`` subjects after ``after`` (in key order) whose row has no
-        score, a score of another model than ``active_model``, or a vector that may
-        have changed by ``now``: one page of a pass over the whole table."""
-        t = subject_features.c
-        query = (
-            select(t.subject_id)
-            .where(
-                t.subject_id > after,
-                or_(t.score.is_(None), t.model_version != active_model, t.valid_until <= now),
-            )
-            .order_by(t.subject_id)
-            .limit(limit)
-        )
-        async with self._engine.connect() as conn:
-            return [row.subject_id for row in await conn.execute(query)]
-
-
     async def stale_page(self, active_model: str, now: datetime, after: str, limit: int) -> list[StaleRow]:
         """Up to ``limit`` rows after ``after`` (a subject id, "" to start) in key
         order whose score is missing, of another model than ``active_model``, or
