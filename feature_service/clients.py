@@ -13,9 +13,8 @@ its metadata), as is a reply that does not answer the request.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
-from creditscore.common.v1 import common_pb2
 from creditscore.runtime import Deadline, DeadlineExceeded, DomainError, Unavailable, downstream_errors
 from creditscore.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 
@@ -54,20 +53,27 @@ class GrpcScorer:
         self._stub = stub
 
     async def score(
-        self, items: Sequence[tuple[str, Sequence[common_pb2.FeatureValue]]], timeout: float
+        self, items: Sequence[tuple[str, Mapping[str, float | None]]], timeout: float
     ) -> list[scoring_pb2.Score]:
         """The active model's score of each ``(subject_id, vector)``, in order: one
         ``ScoreBatch`` per ``MAX_SCORE_BATCH`` items (one call for the usual batch),
-        none for no items."""
+        none for no items. Each item's features go into the request in the
+        vector's order, unset where there is no data (built in place with
+        ``add``: about ten times cheaper than a ``FeatureValue`` per feature
+        copied in, which a rescore of the whole table pays per subject)."""
         scores: list[scoring_pb2.Score] = []
         deadline = Deadline(timeout)
         with _scoring_errors():
             for start in range(0, len(items), MAX_SCORE_BATCH):
                 chunk = items[start:start + MAX_SCORE_BATCH]
-                request = scoring_pb2.ScoreBatchRequest(items=[
-                    scoring_pb2.ScoreFeaturesRequest(subject_id=subject_id, features=features)
-                    for subject_id, features in chunk
-                ])
+                request = scoring_pb2.ScoreBatchRequest()
+                for subject_id, values in chunk:
+                    add = request.items.add(subject_id=subject_id).features.add
+                    for name, value in values.items():
+                        if value is None:
+                            add(name=name)
+                        else:
+                            add(name=name, value=value)
                 reply = await self._stub.ScoreBatch(request, timeout=deadline.timeout())
                 _check_answers(chunk, reply.scores)
                 scores.extend(reply.scores)
@@ -97,7 +103,7 @@ class GrpcScorer:
 
 
 def _check_answers(
-    items: Sequence[tuple[str, Sequence[common_pb2.FeatureValue]]], scores: Sequence[scoring_pb2.Score]
+    items: Sequence[tuple[str, Mapping[str, float | None]]], scores: Sequence[scoring_pb2.Score]
 ) -> None:
     """``DomainError`` (``SCORING_REPLY_MISMATCH``) unless ``scores`` holds one score
     per item, for the item's subject, in order."""

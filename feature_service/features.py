@@ -19,7 +19,7 @@ it again. Without a scorer rows are written without a score, and
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -57,13 +57,21 @@ from .store import (
     FeatureStore,
     MaterializedScore,
     RecordKey,
-    StoreBatch,
+    StaleRow,
     StoredState,
     applied_records,
     subject_features,
 )
 
-__all__ = ["ApplyResult", "CurrentScore", "FeatureBook", "SubjectHoldings", "SubjectVector", "feature_values"]
+__all__ = [
+    "ApplyResult",
+    "CurrentScore",
+    "FeatureBook",
+    "RefreshPage",
+    "SubjectHoldings",
+    "SubjectVector",
+    "feature_values",
+]
 
 #: A subject's current score and the scored sources with a value in its vector.
 CurrentScore = tuple[scoring_pb2.Score, frozenset[int]]
@@ -135,6 +143,26 @@ def feature_values(vector: SubjectVector) -> list[common_pb2.FeatureValue]:
         common_pb2.FeatureValue(name=name) if value is None else common_pb2.FeatureValue(name=name, value=value)
         for name, value in vector.values.items()
     ]
+
+
+#: Vectors computed between two yields to the event loop while a refresh page is
+#: prepared (a page's computation would otherwise hold up the lookups in flight).
+_VECTORS_PER_YIELD = 16
+#: ``ScoreBatch`` calls one refresh page keeps in flight at once, and vectors per
+#: call: a lookup that meets a stale row waits at the scoring service behind at
+#: most this many of the refresher's vectors.
+_SCORE_CALLS_IN_FLIGHT = 2
+_REFRESH_CHUNK = 64
+
+
+@dataclass(frozen=True)
+class RefreshPage:
+    """One page of stale rows read and their vectors computed as of ``now``, to
+    be scored and written back (``FeatureBook.finish_page``); ``after`` is where
+    the next page starts (None: this page was the last)."""
+
+    rows: list[tuple[StaleRow, SubjectVector]]
+    after: str | tuple[datetime, str] | None
 
 
 def _fresh(score: MaterializedScore, active_model: str, now: datetime) -> bool:
@@ -412,50 +440,74 @@ class FeatureBook:
     async def rescore_expired(self, limit: int = MAX_SCORE_BATCH) -> tuple[int, bool]:
         """Scores again up to ``limit`` rows whose vector may have moved with time
         (``valid_until`` passed), the earliest first: how many were scored, and
-        whether more may be waiting (the batch was full). The rows are claimed
-        (``StoreBatch.claim_expired``): a replica refreshing at the same time
-        (PostgreSQL) takes others."""
-        active = await self.active_model()
-        count, claimed, _ = await self._rescore_claimed(
-            lambda batch, now: batch.claim_expired(now, limit), active)
-        return count, claimed == limit
+        whether more may be waiting (the page was full)."""
+        page = await self.prepare_expired(None, limit)
+        return await self.finish_page(page), page.after is not None
 
     async def rescore_stale(self, after: str, limit: int = MAX_SCORE_BATCH) -> tuple[int, str | None]:
-        """One batch of a pass over every stale row in key order: scores again up
-        to ``limit`` stale rows of subjects after ``after`` (claimed as
-        ``rescore_expired`` claims them); how many were scored, and the key to
-        continue after (None: the pass is done)."""
+        """One page of a pass over every stale row in key order: scores again up
+        to ``limit`` stale rows of subjects after ``after``; how many were scored,
+        and the key to continue after (None: the pass is done)."""
+        page = await self.prepare_stale(after, limit)
+        count = await self.finish_page(page)
+        assert page.after is None or isinstance(page.after, str)
+        return count, page.after
+
+    async def prepare_stale(self, after: str, limit: int) -> RefreshPage:
+        """Reads the next page of a pass over every stale row (key order, after
+        ``after``) and computes their vectors as of now; nothing locked, nothing
+        written. ``finish_page`` scores and writes it; the refresher prepares the
+        next page meanwhile."""
         active = await self.active_model()
-        count, claimed, last = await self._rescore_claimed(
-            lambda batch, now: batch.claim_stale(active, now, after, limit), active)
-        return count, last if claimed == limit else None
+        now = self._clock()
+        rows = await self._store.stale_page(active, now, after, limit)
+        vectors = await self._vectors_of(rows, now)
+        return RefreshPage(vectors, rows[-1].subject_id if len(rows) == limit else None)
 
-    async def _rescore_claimed(
-        self,
-        claim: Callable[[StoreBatch, datetime], Awaitable[list[tuple[StoredState, MaterializedScore | None]]]],
-        active_model: str,
-    ) -> tuple[int, int, str | None]:
-        """Claims rows with ``claim`` and scores again, in the same transaction, those
-        still stale: how many were scored, how many claimed, and the last claimed
-        key in the claim's order (None: none). Under the book's lock, as
-        ``_rescore``."""
-        async def work() -> tuple[int, int, str | None]:
-            async with self._lock:
-                now = self._clock()
-                async with self._store.batch() as batch:
-                    rows = await claim(batch, now)
-                    vectors = [
-                        _vector_of(state.subject_id, state, now)
-                        for state, score in rows
-                        if score is None or not _fresh(score, active_model, now)
-                    ]
-                    if vectors:
-                        scored = await self._score(vectors)
-                        pairs = zip(vectors, scored, strict=True)
-                        await batch.save_scores({v.subject_id: stored for v, (_, stored) in pairs})
-            return len(vectors), len(rows), rows[-1][0].subject_id if rows else None
+    async def prepare_expired(self, after: tuple[datetime, str] | None, limit: int) -> RefreshPage:
+        """``prepare_stale`` for the rows whose vector may have moved with time
+        (``valid_until`` passed), in (valid_until, subject id) order after
+        ``after`` (None: the earliest)."""
+        now = self._clock()
+        rows = await self._store.expired_page(now, after, limit)
+        vectors = await self._vectors_of(rows, now)
+        last = rows[-1] if len(rows) == limit else None
+        return RefreshPage(vectors, None if last is None or last.valid_until is None
+                           else (last.valid_until, last.subject_id))
 
-        return await self._unbroken(work())
+    async def finish_page(self, page: RefreshPage) -> int:
+        """Scores a prepared page (``_REFRESH_CHUNK`` vectors per call, up to
+        ``_SCORE_CALLS_IN_FLIGHT`` calls at once) and writes each score back in one
+        short transaction, to the rows whose aggregates are still the ones read
+        (``FeatureStore.save_scores_if_unchanged``): a row an apply or a purge
+        changed meanwhile keeps what that wrote. No lock of the book is held, so
+        lookups and applies go on meanwhile. How many rows were scored."""
+        if not page.rows:
+            return 0
+        gate = asyncio.Semaphore(_SCORE_CALLS_IN_FLIGHT)
+
+        async def score(part: Sequence[tuple[StaleRow, SubjectVector]]) -> list[tuple[StaleRow, MaterializedScore]]:
+            async with gate:
+                scored = await self._score([vector for _, vector in part])
+            return [(row, stored) for (row, _), (_, stored) in zip(part, scored, strict=True)]
+
+        parts = await asyncio.gather(*(
+            score(page.rows[start:start + _REFRESH_CHUNK]) for start in range(0, len(page.rows), _REFRESH_CHUNK)
+        ))
+        # Run to its end even when the refresher is stopped meanwhile (drain waits for it).
+        await self._unbroken(self._store.save_scores_if_unchanged([pair for part in parts for pair in part]))
+        return len(page.rows)
+
+    async def _vectors_of(self, rows: Sequence[StaleRow], now: datetime) -> list[tuple[StaleRow, SubjectVector]]:
+        """The vector as of ``now`` of each row's aggregates, yielding to the event
+        loop every ``_VECTORS_PER_YIELD`` subjects."""
+        out = []
+        for start in range(0, len(rows), _VECTORS_PER_YIELD):
+            for row in rows[start:start + _VECTORS_PER_YIELD]:
+                stored = StoredState(row.subject_id, SubjectState.from_json(row.state), row.record_count, now)
+                out.append((row, _vector_of(row.subject_id, stored, now)))
+            await asyncio.sleep(0)
+        return out
 
     def _scoring(self) -> Scorer:
         if self._scorer is None:
@@ -478,7 +530,7 @@ class FeatureBook:
         out: list[tuple[scoring_pb2.Score, MaterializedScore]] = []
         for start in range(0, len(vectors), MAX_SCORE_BATCH):
             part = vectors[start:start + MAX_SCORE_BATCH]
-            scores = await scorer.score([(v.subject_id, feature_values(v)) for v in part], self._score_timeout)
+            scores = await scorer.score([(v.subject_id, v.values) for v in part], self._score_timeout)
             for vector, score in zip(part, scores, strict=True):
                 stored = MaterializedScore(
                     score.SerializeToString(deterministic=True),
@@ -507,31 +559,36 @@ class FeatureBook:
         self, subject_ids: Sequence[str], active_model: str
     ) -> tuple[dict[str, CurrentScore], int]:
         """The current scores of those of ``subject_ids`` that still have a row, and
-        how many were scored again. Under the book's lock, with the rows locked as
-        an apply locks them, so that a score is never written over a newer apply's:
-        a row found fresh by now is answered as it is; the others' vectors (as of
-        now) are scored in one call and written back in the same transaction."""
-        async def work() -> tuple[dict[str, CurrentScore], int]:
-            async with self._lock:
-                now = self._clock()
-                async with self._store.batch() as batch:
-                    rows = await batch.lock_scored(subject_ids)
-                    answers: dict[str, CurrentScore] = {}
-                    vectors: list[SubjectVector] = []
-                    for subject_id, (state, row) in rows.items():
-                        if row is not None and _fresh(row, active_model, now):
-                            answers[subject_id] = _answer(row)
-                        else:
-                            vectors.append(_vector_of(subject_id, state, now))
-                    if vectors:
-                        scored = await self._score(vectors)
-                        pairs = zip(vectors, scored, strict=True)
-                        await batch.save_scores({v.subject_id: stored for v, (_, stored) in pairs})
-                        for vector, (given, stored) in zip(vectors, scored, strict=True):
-                            answers[vector.subject_id] = (given, stored.sources_used)
-            return answers, len(vectors)
-
-        return await self._unbroken(work())
+        how many were scored again. The rows are read with their aggregates (one
+        statement, no lock); a row found fresh by now (another call or the
+        refresher got there first) is answered as it is; the others' vectors (as
+        of now) are scored in one call and written back in one short transaction,
+        each only if its aggregates are still the ones read, so that a score is
+        never written over a newer apply's (``FeatureStore.save_scores_if_unchanged``).
+        No lock is held across the scoring call: lookups that meet stale rows
+        during a rescore of the whole table do not queue behind one another."""
+        now = self._clock()
+        answers: dict[str, CurrentScore] = {}
+        todo: list[StaleRow] = []
+        for row, score in await self._store.scored_rows(subject_ids):
+            if score is not None and _fresh(score, active_model, now):
+                answers[row.subject_id] = _answer(score)
+            else:
+                todo.append(row)
+        if not todo:
+            return answers, 0
+        vectors = [
+            _vector_of(row.subject_id, StoredState(row.subject_id, SubjectState.from_json(row.state),
+                                                   row.record_count, now), now)
+            for row in todo
+        ]
+        scored = await self._score(vectors)
+        # Written even when the caller goes away meanwhile (drain waits for it).
+        await self._unbroken(self._store.save_scores_if_unchanged(
+            [(row, stored) for row, (_, stored) in zip(todo, scored, strict=True)]))
+        for row, (given, stored) in zip(todo, scored, strict=True):
+            answers[row.subject_id] = (given, stored.sources_used)
+        return answers, len(todo)
 
     async def _no_data_score(self, subject_id: str, now: datetime) -> scoring_pb2.Score:
         """The active model's score of an empty vector (asked once per model

@@ -11,11 +11,21 @@ scores it again within the call, which costs that lookup one more call, so
 ``ScoreRefresher`` keeps stale rows rare:
 
 - every ``refresh_seconds`` it scores again the rows whose ``valid_until`` has
-  passed (found through the index on ``valid_until``), in batches;
+  passed (found through the index on ``valid_until``), in pages;
 - every ``model_refresh_seconds`` it asks the scoring service which model is
   active; after the active model changes (seen by that poll or in any score the
   scoring service returns), and once at start for rows without a score, it makes
-  a pass over every stale row, in batches in key order.
+  a pass over every stale row, in pages in key order (keyset by subject id).
+
+A page (``batch_size`` rows, ``DEFAULT_REFRESH_PAGE`` by default) is read with
+its aggregates in one statement and no lock, its vectors computed while the
+previous page is being scored, scored 64 vectors per ``ScoreBatch`` (two calls
+in flight: a lookup that meets a stale row waits at the scoring service behind
+at most those), and written back with one executemany in
+one short transaction, only to the rows whose aggregates are still the ones read
+(``FeatureBook.finish_page``). No lock of the book is held across a scoring call,
+so lookups, applies and purges go on during a rescore of the whole table; a
+lookup that meets a row not rescored yet scores it within the call, as always.
 
 No gRPC here: the scoring service is reached through the ``Scorer`` protocol.
 """
@@ -25,17 +35,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
-from creditscore.common.v1 import common_pb2
 from creditscore.runtime import DomainError
 from creditscore.scoring.v1 import scoring_pb2
 
 if TYPE_CHECKING:
-    from .features import FeatureBook
+    from .features import FeatureBook, RefreshPage
 
 __all__ = [
+    "DEFAULT_REFRESH_PAGE",
+    "MAX_REFRESH_PAGE",
     "MAX_SCORE_BATCH",
     "SCORING_NOT_CONFIGURED",
     "SCORING_UNAVAILABLE",
@@ -48,6 +59,10 @@ log = logging.getLogger("feature_service.scores")
 #: Most vectors in one ``Scorer.score`` call (ScoreBatch takes 1-256 items).
 MAX_SCORE_BATCH = 256
 
+#: Rows per page of the refresher, by default, and at most.
+DEFAULT_REFRESH_PAGE = 1024
+MAX_REFRESH_PAGE = 8192
+
 #: The reason of ``Unavailable`` when the scoring service cannot be reached.
 SCORING_UNAVAILABLE = "SCORING_UNAVAILABLE"
 #: The reason of ``FailedPrecondition`` when scores are asked of a book without a scorer.
@@ -58,9 +73,10 @@ class Scorer(Protocol):
     """The scoring service, as the feature service uses it."""
 
     async def score(
-        self, items: Sequence[tuple[str, Sequence[common_pb2.FeatureValue]]], timeout: float
+        self, items: Sequence[tuple[str, Mapping[str, float | None]]], timeout: float
     ) -> list[scoring_pb2.Score]:
-        """ScoreBatch: the active scorecard's score of each (subject_id, vector), in order.
+        """ScoreBatch: the active scorecard's score of each (subject_id, vector), in
+        order; a vector is ``{feature name: value}``, None for no data.
         Raises creditscore.runtime.Unavailable (reason SCORING_UNAVAILABLE) when the
         scoring service cannot be reached."""
         ...
@@ -80,12 +96,12 @@ class ScoreRefresher:
         *,
         refresh_seconds: float,
         model_refresh_seconds: float,
-        batch_size: int = MAX_SCORE_BATCH,
+        batch_size: int = DEFAULT_REFRESH_PAGE,
     ) -> None:
         if refresh_seconds <= 0 or model_refresh_seconds <= 0:
             raise ValueError("refresh_seconds and model_refresh_seconds must be positive")
-        if not 1 <= batch_size <= MAX_SCORE_BATCH:
-            raise ValueError(f"batch_size must be 1 to {MAX_SCORE_BATCH}, not {batch_size}")
+        if not 1 <= batch_size <= MAX_REFRESH_PAGE:
+            raise ValueError(f"batch_size must be 1 to {MAX_REFRESH_PAGE}, not {batch_size}")
         self._book = book
         self._refresh = refresh_seconds
         self._model_refresh = model_refresh_seconds
@@ -129,19 +145,39 @@ class ScoreRefresher:
         rescored = 0
         changes = book.model_changes
         if changes != self._passed:
-            after: str | None = ""
-            while after is not None:
-                if self._stopping.is_set():
-                    return rescored  # the pass starts again at the next start
-                count, after = await book.rescore_stale(after, self._batch_size)
-                rescored += count
-            self._passed = changes
-        while not self._stopping.is_set():
-            count, more = await book.rescore_expired(self._batch_size)
+            count, done = await self._pass(book.prepare_stale, "")
             rescored += count
-            if not more:
-                break
+            if not done:
+                return rescored  # stopping: the pass starts again at the next start
+            self._passed = changes
+        if not self._stopping.is_set():
+            count, _ = await self._pass(book.prepare_expired, None)
+            rescored += count
         return rescored
+
+    async def _pass(
+        self, prepare: Callable[[Any, int], Coroutine[Any, Any, RefreshPage]], start: Any
+    ) -> tuple[int, bool]:
+        """Pages from ``prepare`` until one says it was the last, each next page
+        prepared while the one before is scored and written; how many rows were
+        scored, and whether the pass got to its end (False: stopped)."""
+        rescored = 0
+        pending: asyncio.Task[RefreshPage] | None = asyncio.create_task(prepare(start, self._batch_size))
+        try:
+            while pending is not None:
+                page = await pending
+                pending = None
+                if page.after is not None and not self._stopping.is_set():
+                    pending = asyncio.create_task(prepare(page.after, self._batch_size))
+                rescored += await self._book.finish_page(page)
+                if page.after is None:
+                    return rescored, True
+            return rescored, False
+        finally:
+            if pending is not None:  # only reads: safe to cut off
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pending
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

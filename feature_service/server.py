@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import grpc
 from opentelemetry.metrics import MeterProvider
@@ -46,6 +47,7 @@ async def build_server(
     meter_provider: MeterProvider | None = None,
     scorer: Scorer | None = None,
     revocations: RevocationFetch | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> ServerHandle:
     """The FeatureService on ``settings.server`` over ``settings.database_url``
     (migrated to this build's schema, or checked, per ``settings.auto_migrate``);
@@ -56,6 +58,8 @@ async def build_server(
     consent service, when auth is required; ``settings.channel`` for retries and
     keepalive), or from ``scorer`` when one is given (then no channel is made);
     the revocation list from the consent service, or from ``revocations`` (tests).
+    ``clock`` (tests and benchmarks; None: the system's UTC clock) is "now" for
+    vectors and for when materialized scores expire.
     Starting the server starts the score refresher; stopping it stops the
     refresher, waits for the writes in flight, closes the channels and disposes
     of the engine."""
@@ -77,6 +81,7 @@ async def build_server(
             scorer = GrpcScorer(scoring_pb2_grpc.ScoringServiceStub(made[0]))
         book = FeatureBook(
             store,
+            **({} if clock is None else {"clock": clock}),
             clock_skew=timedelta(seconds=settings.clock_skew_seconds),
             scorer=scorer,
             score_timeout_seconds=settings.score_timeout_seconds,

@@ -45,6 +45,7 @@ from sqlalchemy import (
     delete,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -67,6 +68,7 @@ __all__ = [
     "FeatureStore",
     "MaterializedScore",
     "RecordKey",
+    "StaleRow",
     "StoreBatch",
     "StoredState",
     "applied_records",
@@ -197,6 +199,18 @@ class StoredState:
     updated_time: datetime
 
 
+@dataclass(frozen=True)
+class StaleRow:
+    """A row read to be scored again (``FeatureStore.stale_page``): the subject,
+    its aggregates as stored (the JSON text: the key of the conditional write
+    back, ``FeatureStore.save_scores_if_unchanged``) and its record count."""
+
+    subject_id: str
+    state: str
+    record_count: int
+    valid_until: datetime | None  # of the score it has (None: none)
+
+
 class FeatureStore:
     """The feature service's database access (SQLAlchemy Core, async)."""
 
@@ -276,6 +290,72 @@ class FeatureStore:
 
         return await self._tx.read(read)
 
+    async def stale_page(self, active_model: str, now: datetime, after: str, limit: int) -> list[StaleRow]:
+        """Up to ``limit`` rows after ``after`` (a subject id, "" to start) in key
+        order whose score is missing, of another model than ``active_model``, or
+        expired by ``now``, with their aggregates: a page of a pass over the table
+        (keyset by subject id), in one read statement and no lock."""
+        t = subject_features.c
+        query = (
+            select(t.subject_id, t.state, t.record_count, t.valid_until)
+            .where(
+                t.subject_id > after,
+                or_(t.score.is_(None), t.model_version != active_model, t.valid_until <= now),
+            )
+            .order_by(t.subject_id)
+            .limit(limit)
+        )
+        return await self._tx.read(lambda conn: [_stale_row(r) for r in conn.execute(query)])
+
+    async def expired_page(
+        self, now: datetime, after: tuple[datetime, str] | None, limit: int
+    ) -> list[StaleRow]:
+        """Up to ``limit`` rows whose score expired by ``now`` (``valid_until <=
+        now``), with their aggregates, in (valid_until, subject id) order after
+        ``after`` (None: from the earliest), through the index on ``valid_until``;
+        one read statement, no lock."""
+        t = subject_features.c
+        query = select(t.subject_id, t.state, t.record_count, t.valid_until).where(t.valid_until <= now)
+        if after is not None:
+            query = query.where(tuple_(t.valid_until, t.subject_id) > tuple_(
+                bindparam("a_until", after[0], type_=UtcDateTime), bindparam("a_subject", after[1])))
+        query = query.order_by(t.valid_until, t.subject_id).limit(limit)
+        return await self._tx.read(lambda conn: [_stale_row(r) for r in conn.execute(query)])
+
+    async def scored_rows(
+        self, subject_ids: Collection[str]
+    ) -> list[tuple[StaleRow, MaterializedScore | None]]:
+        """The aggregates and score of those of ``subject_ids`` that have a row, in
+        key order: one read statement per ``MAX_IN_KEYS`` ids, no lock."""
+        ordered = sorted(set(subject_ids))
+
+        def read(conn: Connection) -> list[tuple[StaleRow, MaterializedScore | None]]:
+            out = []
+            for start in range(0, len(ordered), MAX_IN_KEYS):
+                for row in conn.execute(_SCORED_ROWS, {"subject_ids": ordered[start:start + MAX_IN_KEYS]}):
+                    out.append((_stale_row(row), _score_of(row)))
+            return out
+
+        return await self._tx.read(read)
+
+    async def save_scores_if_unchanged(self, scores: Sequence[tuple[StaleRow, MaterializedScore]]) -> None:
+        """Writes each score to its row only if the row's aggregates are still the
+        ones it was computed from (``StaleRow.state``): one executemany ``UPDATE``
+        in one short write transaction, in key order. A row an apply or a purge
+        changed (or deleted) since it was read is left as that wrote it: its own
+        score is already there, or it has none and stays stale."""
+        if not scores:
+            return
+        params = [
+            {"b_subject_id": row.subject_id, "b_state": row.state, **_score_binds(score)}
+            for row, score in sorted(scores, key=lambda pair: pair[0].subject_id)
+        ]
+
+        def write(conn: Connection) -> None:
+            conn.execute(_SAVE_IF_UNCHANGED, params)
+
+        await self._tx.write(write)
+
 
 #: ``FeatureStore.get_many``'s statement, built once (building one costs more
 #: than SQLite runs it).
@@ -284,11 +364,32 @@ _STATES_OF = select(
     subject_features.c.record_count, subject_features.c.updated_time,
 ).where(subject_features.c.subject_id.in_(bindparam("subject_ids", expanding=True)))
 
+#: ``FeatureStore.scored_rows``'s statement, built once.
+_SCORED_ROWS = select(
+    subject_features.c.subject_id, subject_features.c.state, subject_features.c.record_count,
+    subject_features.c.score, subject_features.c.model_version, subject_features.c.sources_used,
+    subject_features.c.valid_until,
+).where(subject_features.c.subject_id.in_(bindparam("subject_ids", expanding=True))).order_by(
+    subject_features.c.subject_id)
+
 #: ``FeatureStore.scores_of``'s statement (the lookup's read), built once.
 _SCORES_OF = select(
     subject_features.c.subject_id, subject_features.c.score, subject_features.c.model_version,
     subject_features.c.sources_used, subject_features.c.valid_until,
 ).where(subject_features.c.subject_id.in_(bindparam("subject_ids", expanding=True)))
+
+
+def _stale_row(row: Any) -> StaleRow:
+    return StaleRow(row.subject_id, row.state, int(row.record_count), row.valid_until)
+
+
+def _save_if_unchanged() -> Any:
+    t = subject_features.c
+    return (
+        update(subject_features)
+        .where(t.subject_id == bindparam("b_subject_id"), t.state == bindparam("b_state"))
+        .values(**_score_params())
+    )
 
 
 class StoreBatch:
@@ -508,96 +609,6 @@ class StoreBatch:
             ],
         )
 
-    async def lock_scored(
-        self, subject_ids: Collection[str]
-    ) -> dict[str, tuple[StoredState, MaterializedScore | None]]:
-        """The aggregates and score of those of ``subject_ids`` that have a row,
-        locked until the transaction ends (in key order, as ``lock_states``). No
-        row is created: a subject forgotten meanwhile stays forgotten."""
-        ordered = sorted(set(subject_ids))
-        t = subject_features.c
-        out: dict[str, tuple[StoredState, MaterializedScore | None]] = {}
-        for start in range(0, len(ordered), MAX_IN_KEYS):
-            query = (
-                select(t.subject_id, t.state, t.record_count, t.updated_time, t.score, t.model_version,
-                       t.sources_used, t.valid_until)
-                .where(t.subject_id.in_(ordered[start:start + MAX_IN_KEYS]))
-                .order_by(t.subject_id)
-                .with_for_update()
-            )
-            for row in await self._conn.execute(query):
-                stored = StoredState(
-                    row.subject_id, SubjectState.from_json(row.state), int(row.record_count), row.updated_time
-                )
-                out[row.subject_id] = (stored, _score_of(row))
-        return out
-
-    async def claim_expired(
-        self, now: datetime, limit: int
-    ) -> list[tuple[StoredState, MaterializedScore | None]]:
-        """Up to ``limit`` rows whose scored vector may have changed by ``now``
-        (``valid_until <= now``), the earliest first (through the index on
-        ``valid_until``), with their aggregates and score, locked until the
-        transaction ends. On PostgreSQL rows another transaction holds (another
-        replica's refresher, an apply) are skipped (``FOR UPDATE SKIP LOCKED``), so
-        that replicas refreshing at once split the rows instead of scoring the
-        same ones; SQLite has one writer at a time and no row locks."""
-        t = subject_features.c
-        query = (
-            _SCORED_ROWS.where(t.valid_until <= now)
-            .order_by(t.valid_until, t.subject_id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        return [_scored_row(row) for row in await self._conn.execute(query)]
-
-    async def claim_stale(
-        self, active_model: str, now: datetime, after: str, limit: int
-    ) -> list[tuple[StoredState, MaterializedScore | None]]:
-        """Up to ``limit`` rows after ``after`` (in key order) with no score, a
-        score of another model than ``active_model``, or a vector that may have
-        changed by ``now`` (one page of a pass over the whole table), locked as
-        ``claim_expired`` locks them: rows another replica holds are skipped."""
-        t = subject_features.c
-        query = (
-            _SCORED_ROWS.where(
-                t.subject_id > after,
-                or_(t.score.is_(None), t.model_version != active_model, t.valid_until <= now),
-            )
-            .order_by(t.subject_id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        return [_scored_row(row) for row in await self._conn.execute(query)]
-
-    async def save_scores(self, scores: Mapping[str, MaterializedScore]) -> None:
-        """Writes the scores of rows locked with ``lock_scored`` (their aggregates
-        unchanged)."""
-        if not scores:
-            return
-        stmt = (
-            update(subject_features)
-            .where(subject_features.c.subject_id == bindparam("b_subject_id"))
-            .values(**_score_params())
-        )
-        await self._conn.execute(
-            stmt,
-            [{"b_subject_id": subject_id, **_score_binds(score)} for subject_id, score in sorted(scores.items())],
-        )
-
-
-#: The columns ``StoreBatch.claim_expired`` and ``claim_stale`` read.
-_SCORED_ROWS = select(
-    subject_features.c.subject_id, subject_features.c.state, subject_features.c.record_count,
-    subject_features.c.updated_time, subject_features.c.score, subject_features.c.model_version,
-    subject_features.c.sources_used, subject_features.c.valid_until,
-)
-
-
-def _scored_row(row: Any) -> tuple[StoredState, MaterializedScore | None]:
-    stored = StoredState(row.subject_id, SubjectState.from_json(row.state), int(row.record_count), row.updated_time)
-    return stored, _score_of(row)
-
 
 def _score_params() -> dict[str, Any]:
     """The score columns of an executemany ``UPDATE`` (``_score_binds`` gives their values)."""
@@ -611,3 +622,7 @@ def _score_params() -> dict[str, Any]:
 
 def _score_binds(score: MaterializedScore | None) -> dict[str, object]:
     return {f"b_{name}": value for name, value in _score_columns(score).items()}
+
+
+#: ``FeatureStore.save_scores_if_unchanged``'s statement, built once.
+_SAVE_IF_UNCHANGED = _save_if_unchanged()

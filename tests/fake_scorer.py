@@ -5,7 +5,7 @@ told to fail as an unreachable scoring service does."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from creditscore.common.v1 import common_pb2
 from creditscore.runtime import Unavailable
@@ -13,8 +13,8 @@ from creditscore.scoring.v1 import scoring_pb2
 from feature_service.scores import SCORING_UNAVAILABLE
 
 
-def values_of(features: Sequence[common_pb2.FeatureValue]) -> dict[str, float | None]:
-    return {f.name: (f.value if f.HasField("value") else None) for f in features}
+def values_of(features: Mapping[str, float | None]) -> dict[str, float | None]:
+    return dict(features)
 
 
 class FakeScorer:
@@ -32,7 +32,7 @@ class FakeScorer:
         return Unavailable("the scoring service could not be reached (UNAVAILABLE)", reason=SCORING_UNAVAILABLE)
 
     async def score(
-        self, items: Sequence[tuple[str, Sequence[common_pb2.FeatureValue]]], timeout: float
+        self, items: Sequence[tuple[str, Mapping[str, float | None]]], timeout: float
     ) -> list[scoring_pb2.Score]:
         assert timeout > 0
         if self.down:

@@ -147,6 +147,8 @@ CATALOG: tuple[Feature, ...] = (
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in CATALOG)
 assert all(f.missing_text for f in CATALOG), "every feature needs its no-data reason text"
 _BY_NAME = {f.name: f for f in CATALOG}
+#: Feature name -> its data source, for the features that have one.
+_SCORED_SOURCE = {f.name: f.source for f in CATALOG if f.source != _S.DATA_SOURCE_UNSPECIFIED}
 assert len(_BY_NAME) == len(CATALOG), "feature names must be unique"
 
 
@@ -176,9 +178,5 @@ def sources_used(values: Iterable[tuple[str, float | None]]) -> frozenset[int]:
     (None: no data): what a score of that vector drew on. A feature of no source
     (``DATA_SOURCE_UNSPECIFIED``, such as ``history_months``) or a name not in the
     catalog counts for none."""
-    out: set[int] = set()
-    for name, value in values:
-        feature = _BY_NAME.get(name)
-        if value is not None and feature is not None and feature.source != _S.DATA_SOURCE_UNSPECIFIED:
-            out.add(feature.source)
-    return frozenset(out)
+    source_of = _SCORED_SOURCE.get
+    return frozenset({s for name, value in values if value is not None and (s := source_of(name)) is not None})

@@ -12,7 +12,6 @@ import grpc
 import pytest
 
 from creditscore.cli.run import _free_port
-from creditscore.common.v1 import common_pb2
 from creditscore.runtime import (
     AuthInterceptor,
     ChannelSettings,
@@ -39,8 +38,8 @@ FEW_RETRIES = ChannelSettings(retry_max_attempts=2, retry_initial_backoff_second
 _SERVICE = scoring_pb2.DESCRIPTOR.services_by_name["ScoringService"]
 
 
-def vector(value: float) -> list[common_pb2.FeatureValue]:
-    return [common_pb2.FeatureValue(name="pay_ontime_ratio_12m", value=value)]
+def vector(value: float) -> dict[str, float | None]:
+    return {"pay_ontime_ratio_12m": value, "identity_verified": None}
 
 
 class FakeScoring(scoring_pb2_grpc.ScoringServiceServicer):
@@ -118,7 +117,13 @@ async def test_scores_come_back_in_request_order(scoring):
     scores = await scoring.scorer.score(items, timeout=5)
     assert [(s.subject_id, s.score) for s in scores] == [("s1", 450), ("s2", 425), ("s3", 475)]
     [request] = scoring.fake.batches
-    assert [(i.subject_id, list(i.features)) for i in request.items] == [(s, list(v)) for s, v in items]
+    # Every feature in the vector's order, the value unset where there is no data.
+    sent = [
+        (i.subject_id, {f.name: (f.value if f.HasField("value") else None) for f in i.features})
+        for i in request.items
+    ]
+    assert sent == items
+    assert [[f.name for f in i.features] for i in request.items] == [list(v) for _, v in items]
 
 
 async def test_more_vectors_than_one_batch_takes_are_sent_in_batches_in_order(scoring):
