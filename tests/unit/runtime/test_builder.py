@@ -233,8 +233,8 @@ async def test_the_engine_is_disposed_of_when_its_schema_is_refused(tmp_path, mo
     disposed: list[bool] = []
     make_engine = _db.make_engine
 
-    def spying_make_engine(url: str):
-        engine = make_engine(url)
+    def spying_make_engine(url: str, **kwargs):
+        engine = make_engine(url, **kwargs)
         event.listen(engine.sync_engine, "engine_disposed", lambda _: disposed.append(True))
         return engine
 
