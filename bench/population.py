@@ -33,7 +33,8 @@ answer stops the run without a figure:
    development consent only) to a point-in-time matrix
    (``creditscore.features.engine``) to a scorecard (``creditscore.scorecard``),
    in a child process (wall time, its peak RSS); the export must hold every
-   accepted record and every loan outcome;
+   accepted record and every loan outcome, and the scorecard must come with a
+   holdout AUC (printed; not held to a bar: at a few hundred outcomes it is noisy);
 7. lookups: a partner registered; up to ``--lookup-subjects`` subjects whose
    materialized score is SCORED authorize it from their own app (a subject
    token from the gateway's ``TokenService`` for the secret shown at sign-up,
@@ -626,10 +627,13 @@ async def run(args: argparse.Namespace) -> int:
                                                              ingested.outcomes_accepted):
                 raise WrongAnswer(f"the export held {trained['records']} records and {trained['outcomes']} outcomes, "
                                   f"expected {ingested.accepted_for_features} and {ingested.outcomes_accepted}")
+            if not 0.0 <= trained["auc"] <= 1.0:  # NaN fails too
+                raise WrongAnswer(f"the scorecard trained from the suite has a holdout AUC of {trained['auc']}")
             extra["train_peak_rss_mb"] = round(trained["peak_rss_kb"] / 1024)
             await finish(Stage("train", trained["outcomes"], seconds, note=(
                 f"export {trained['export_s']:.1f} s, matrix {trained['matrix_s']:.1f} s, fit {trained['fit_s']:.1f} s "
-                f"({trained['rows']:,} rows); child process peak RSS {trained['peak_rss_kb'] / 1024:.0f} MB")))
+                f"({trained['rows']:,} rows, holdout AUC {trained['auc']:.3f}); child process peak RSS "
+                f"{trained['peak_rss_kb'] / 1024:.0f} MB")))
 
             # 7. lookups through the gateway
             materialized = await stores.materialized()
