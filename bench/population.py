@@ -273,15 +273,12 @@ def consents_of(subject_id: str, withholding: set[str]) -> list[tuple[int, int]]
 
 
 async def signup(
-    consent: Any, subject_ids: Sequence[str], withholding: set[str], *, concurrency: int = 16, tag: str = ""
+    consent: Any, subject_ids: Sequence[str], withholding: set[str], *, concurrency: int = 64, tag: str = ""
 ) -> SignupResult:
-    """Signs every subject up: ``EnrollSubject``, then one ``GrantConsent`` per
-    pair of ``consents_of``, ``concurrency`` subjects at a time, each call checked.
-
-    The seam for initial consents in ``EnrollSubjectRequest``: when enrollment
-    takes the consents itself, this function sends one ``EnrollSubject`` per
-    subject carrying ``consents_of(...)`` and the grant loop goes; what it returns
-    and what the caller checks stay the same."""
+    """Signs every subject up: one ``EnrollSubject`` per subject carrying its
+    initial consents (``consents_of``), ``concurrency`` subjects at a time, each
+    reply checked (the subject created with its secret, every consent granted as
+    asked, in the request's order)."""
     from creditscore.consent.v1 import consent_pb2
 
     sem = asyncio.Semaphore(concurrency)
@@ -289,19 +286,19 @@ async def signup(
 
     async def one(sid: str) -> None:
         async with sem:
+            wanted = list(consents_of(sid, withholding))
             enrolled = await consent.EnrollSubject(consent_pb2.EnrollSubjectRequest(
-                request_id=f"pop{tag}-enroll-{sid}", subject_id=sid), timeout=CALL_TIMEOUT)
+                request_id=f"pop{tag}-enroll-{sid}", subject_id=sid,
+                consents=[consent_pb2.InitialConsent(source=source, purpose=purpose)
+                          for source, purpose in wanted]), timeout=CALL_TIMEOUT)
             if not enrolled.created or not enrolled.subject_secret or enrolled.subject.subject_id != sid:
                 raise WrongAnswer(f"EnrollSubject({sid}) did not create it: {enrolled}")
+            granted = [(c.subject_id, c.source, c.purpose) for c in enrolled.consents]
+            if granted != [(sid, source, purpose) for source, purpose in wanted]:
+                raise WrongAnswer(f"EnrollSubject({sid}) granted {granted}, not {wanted}")
             result.secrets[sid] = enrolled.subject_secret
             result.enrolled += 1
-            for source, purpose in consents_of(sid, withholding):
-                granted = await consent.GrantConsent(consent_pb2.GrantConsentRequest(
-                    request_id=f"pop{tag}-grant-{sid}-{source}-{purpose}", subject_id=sid,
-                    source=source, purpose=purpose), timeout=CALL_TIMEOUT)
-                if granted.consent.subject_id != sid or granted.consent.source != source:
-                    raise WrongAnswer(f"GrantConsent({sid}, {source}, {purpose}) answered {granted}")
-                result.grants += 1
+            result.grants += len(granted)
 
     await _gather_or_fail(one(sid) for sid in subject_ids)
     return result

@@ -720,8 +720,11 @@ async def subject_view(
 def _pick_subjects(population: Population, k: int = 6) -> list[str]:
     """A spread of subjects: by latent creditworthiness, plus a thin file."""
     ranked = sorted(population.subjects, key=lambda s: s.latent)
-    picks = [ranked[int(q * (len(ranked) - 1))].subject_id for q in (0.03, 0.25, 0.5, 0.75, 0.97)]
-    thin = [s.subject_id for s in population.subjects if len(s.sources) <= 1]
+    picks = list(dict.fromkeys(
+        ranked[int(q * (len(ranked) - 1))].subject_id for q in (0.03, 0.25, 0.5, 0.75, 0.97)))
+    # Each subject once: one picked twice would be looked up twice, and its access
+    # log would list more than the demo says.
+    thin = [s.subject_id for s in population.subjects if len(s.sources) <= 1 and s.subject_id not in picks]
     return (picks + thin[:1])[:k]
 
 

@@ -30,7 +30,8 @@ async def loaded(database_url: str) -> AsyncIterator[tuple[FeatureBook, list[str
     statements: list[str] = []
 
     def _count(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
-        statements.append(statement)
+        if statement != "BEGIN":  # transaction control (SQLite's explicit begin), not a read
+            statements.append(statement)
 
     for watched in Transactions.of(engine).engines:  # the async engine and the store's one-step side
         event.listen(watched, "before_cursor_execute", _count)

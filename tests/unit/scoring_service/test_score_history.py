@@ -116,7 +116,8 @@ async def open_world(url: str, registry: ModelRegistry, clock: Callable[[], date
     world = World(engine, store, Scorer(lifecycle, store, clock=clock))
 
     def _count(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
-        world.statements.append(statement)
+        if statement != "BEGIN":  # transaction control (SQLite's explicit begin), not work
+            world.statements.append(statement)
 
     for watched in Transactions.of(engine).engines:  # the async engine and the store's one-step side
         event.listen(watched, "before_cursor_execute", _count)
