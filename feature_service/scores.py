@@ -145,10 +145,16 @@ class ScoreRefresher:
         rescored = 0
         changes = book.model_changes
         if changes != self._passed:
-            count, done = await self._pass(book.prepare_stale, "")
-            rescored += count
-            if not done:
-                return rescored  # stopping: the pass starts again at the next start
+            while True:
+                count, done = await self._pass(book.prepare_stale, "")
+                rescored += count
+                if not done:
+                    return rescored  # stopping: the pass starts again at the next start
+                # Claimed pages (PostgreSQL) skip the rows another replica holds; a
+                # replica that dies or fails lets its rows go unwritten, so a pass
+                # that scored anything is followed by one more, until one scores none.
+                if not (count and book.claims_pages):
+                    break
             self._passed = changes
         if not self._stopping.is_set():
             count, _ = await self._pass(book.prepare_expired, None)
@@ -174,10 +180,14 @@ class ScoreRefresher:
                     return rescored, True
             return rescored, False
         finally:
-            if pending is not None:  # only reads: safe to cut off
-                pending.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pending
+            if pending is not None:  # a page prepared but not to be scored
+                if not pending.done():
+                    # A claim in the middle runs to its end and is released (FeatureBook._claimed).
+                    pending.cancel()
+                    await asyncio.wait([pending])
+                if not pending.cancelled() and pending.exception() is None:
+                    # Its claim (PostgreSQL) is rolled back: the rows go to whoever comes next.
+                    await self._book.release_page(pending.result())
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
