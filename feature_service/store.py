@@ -363,13 +363,27 @@ class FeatureStore:
         ones it was computed from (``StaleRow.state``): one executemany ``UPDATE``
         in one short write transaction, in key order. A row an apply or a purge
         changed (or deleted) since it was read is left as that wrote it: its own
-        score is already there, or it has none and stays stale."""
+        score is already there, or it has none and stays stale. On PostgreSQL the
+        rows another transaction holds are skipped (one ``SELECT ... FOR UPDATE
+        SKIP LOCKED`` first): a refresher's claimed page writes them itself."""
         if not scores:
             return
         params = _save_params(scores)
+        claims = self.claims
 
         def write(conn: Connection) -> None:
-            conn.execute(_SAVE_IF_UNCHANGED, params)
+            if claims:
+                # PostgreSQL: a row another transaction holds (a refresher's claimed
+                # page, an apply) is skipped rather than waited for: that one writes
+                # the row's score itself (the page's, of the same vector), and a
+                # lookup does not wait for a whole page to be scored.
+                free = {row.subject_id for row in conn.execute(_LOCK_FREE, {
+                    "subject_ids": [p["b_subject_id"] for p in params]})}
+                todo = [p for p in params if p["b_subject_id"] in free]
+            else:
+                todo = params
+            if todo:
+                conn.execute(_SAVE_IF_UNCHANGED, todo)
 
         await self._tx.write(write)
 
@@ -388,6 +402,14 @@ _SCORED_ROWS = select(
     subject_features.c.valid_until,
 ).where(subject_features.c.subject_id.in_(bindparam("subject_ids", expanding=True))).order_by(
     subject_features.c.subject_id)
+
+#: The rows of ``subject_ids`` no other transaction holds, locked (PostgreSQL).
+_LOCK_FREE = (
+    select(subject_features.c.subject_id)
+    .where(subject_features.c.subject_id.in_(bindparam("subject_ids", expanding=True)))
+    .order_by(subject_features.c.subject_id)
+    .with_for_update(skip_locked=True)
+)
 
 #: ``FeatureStore.scores_of``'s statement (the lookup's read), built once.
 _SCORES_OF = select(
