@@ -27,6 +27,17 @@ one short transaction, only to the rows whose aggregates are still the ones read
 so lookups, applies and purges go on during a rescore of the whole table; a
 lookup that meets a row not rescored yet scores it within the call, as always.
 
+On PostgreSQL, where replicas share the table, a page is *claimed*: read with
+``SELECT ... FOR UPDATE SKIP LOCKED`` in a transaction that stays open while the
+page is scored and is committed by its write (``FeatureStore.claim_stale_page``),
+or rolled back when scoring fails or the refresher stops; a replica that dies
+loses its connection and the database frees its rows. Replicas skip each
+other's pages, so each row is scored by one of them. An apply or a purge of a
+claimed row waits for the page's commit (a claim itself never waits: no
+deadlock); a lookup's write skips the row, leaving it to the page. A pass over
+stale rows is followed by another while the last one scored anything, for the
+rows another replica let go unwritten. SQLite keeps the unlocked pages.
+
 No gRPC here: the scoring service is reached through the ``Scorer`` protocol.
 """
 
