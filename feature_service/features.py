@@ -19,6 +19,7 @@ it again. Without a scorer rows are written without a score, and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -56,6 +57,7 @@ from .store import (
     AppliedVersion,
     FeatureStore,
     MaterializedScore,
+    PageClaim,
     RecordKey,
     StaleRow,
     StoredState,
@@ -159,10 +161,13 @@ _REFRESH_CHUNK = 64
 class RefreshPage:
     """One page of stale rows read and their vectors computed as of ``now``, to
     be scored and written back (``FeatureBook.finish_page``); ``after`` is where
-    the next page starts (None: this page was the last)."""
+    the next page starts (None: this page was the last). On PostgreSQL the rows
+    are claimed (``claim``: locked by a transaction open until the page is
+    written, or released by ``FeatureBook.release_page``); None on SQLite."""
 
     rows: list[tuple[StaleRow, SubjectVector]]
     after: str | tuple[datetime, str] | None
+    claim: PageClaim | None = None
 
 
 def _fresh(score: MaterializedScore, active_model: str, now: datetime) -> bool:
@@ -379,6 +384,11 @@ class FeatureBook:
     # -- materialized scores ----------------------------------------------------------
 
     @property
+    def claims_pages(self) -> bool:
+        """Whether refresh pages are claimed (PostgreSQL; see ``prepare_stale``)."""
+        return self._store.claims
+
+    @property
     def model_changes(self) -> int:
         """How many times the active model version known here has changed since it
         was first known (the refresher makes a pass over stale rows after each)."""
@@ -455,25 +465,74 @@ class FeatureBook:
 
     async def prepare_stale(self, after: str, limit: int) -> RefreshPage:
         """Reads the next page of a pass over every stale row (key order, after
-        ``after``) and computes their vectors as of now; nothing locked, nothing
-        written. ``finish_page`` scores and writes it; the refresher prepares the
-        next page meanwhile."""
+        ``after``) and computes their vectors as of now; nothing written.
+        ``finish_page`` scores and writes it; the refresher prepares the next page
+        meanwhile. On SQLite nothing is locked. On PostgreSQL the page is claimed
+        (``FeatureStore.claim_stale_page``): rows another replica's page holds are
+        skipped, and the page's rows stay locked until ``finish_page`` writes
+        them or ``release_page`` lets them go."""
         active = await self.active_model()
         now = self._clock()
-        rows = await self._store.stale_page(active, now, after, limit)
-        vectors = await self._vectors_of(rows, now)
-        return RefreshPage(vectors, rows[-1].subject_id if len(rows) == limit else None)
+        if self._store.claims:
+            claim = await self._claimed(self._store.claim_stale_page(active, now, after, limit))
+            rows = claim.rows
+            vectors = await self._vectors_claimed(claim, now)
+        else:
+            claim = None
+            rows = await self._store.stale_page(active, now, after, limit)
+            vectors = await self._vectors_of(rows, now)
+        return RefreshPage(vectors, rows[-1].subject_id if len(rows) == limit else None, claim)
 
     async def prepare_expired(self, after: tuple[datetime, str] | None, limit: int) -> RefreshPage:
         """``prepare_stale`` for the rows whose vector may have moved with time
         (``valid_until`` passed), in (valid_until, subject id) order after
         ``after`` (None: the earliest)."""
         now = self._clock()
-        rows = await self._store.expired_page(now, after, limit)
-        vectors = await self._vectors_of(rows, now)
+        if self._store.claims:
+            claim = await self._claimed(self._store.claim_expired_page(now, after, limit))
+            rows = claim.rows
+            vectors = await self._vectors_claimed(claim, now)
+        else:
+            claim = None
+            rows = await self._store.expired_page(now, after, limit)
+            vectors = await self._vectors_of(rows, now)
         last = rows[-1] if len(rows) == limit else None
         return RefreshPage(vectors, None if last is None or last.valid_until is None
-                           else (last.valid_until, last.subject_id))
+                           else (last.valid_until, last.subject_id), claim)
+
+    async def release_page(self, page: RefreshPage) -> None:
+        """Lets a prepared page's claimed rows go unwritten (a refresher stopping
+        before it scores the page); nothing for a page without a claim."""
+        if page.claim is not None:
+            await self._unbroken(page.claim.release())
+
+    async def _claimed(self, claiming: Coroutine[Any, Any, PageClaim]) -> PageClaim:
+        """Runs a claim to its end even when the caller is cancelled meanwhile
+        (cutting a statement off mid-way would leave its connection behind); a
+        claim whose caller went away is released as soon as it is made."""
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(claiming)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            async def release() -> None:
+                with contextlib.suppress(Exception):
+                    await (await task).release()
+
+            releasing = loop.create_task(release())
+            self._writes.add(releasing)
+            releasing.add_done_callback(self._writes.discard)
+            raise
+
+    async def _vectors_claimed(self, claim: PageClaim, now: datetime) -> list[tuple[StaleRow, SubjectVector]]:
+        """``_vectors_of`` the claim's rows; the claim released if that fails or is cancelled."""
+        try:
+            return await self._vectors_of(claim.rows, now)
+        except BaseException:
+            await self._unbroken(claim.release())
+            raise
 
     async def finish_page(self, page: RefreshPage) -> int:
         """Scores a prepared page (``_REFRESH_CHUNK`` vectors per call, up to
@@ -483,6 +542,8 @@ class FeatureBook:
         changed meanwhile keeps what that wrote. No lock of the book is held, so
         lookups and applies go on meanwhile. How many rows were scored."""
         if not page.rows:
+            if page.claim is not None:
+                await self._unbroken(page.claim.save([]))
             return 0
         gate = asyncio.Semaphore(_SCORE_CALLS_IN_FLIGHT)
 
@@ -491,11 +552,19 @@ class FeatureBook:
                 scored = await self._score([vector for _, vector in part])
             return [(row, stored) for (row, _), (_, stored) in zip(part, scored, strict=True)]
 
-        parts = await asyncio.gather(*(
-            score(page.rows[start:start + _REFRESH_CHUNK]) for start in range(0, len(page.rows), _REFRESH_CHUNK)
-        ))
+        try:
+            parts = await asyncio.gather(*(
+                score(page.rows[start:start + _REFRESH_CHUNK]) for start in range(0, len(page.rows), _REFRESH_CHUNK)
+            ))
+        except BaseException:  # scoring failed or the refresher was cancelled: the rows go unwritten
+            await self.release_page(page)
+            raise
+        scores = [pair for part in parts for pair in part]
         # Run to its end even when the refresher is stopped meanwhile (drain waits for it).
-        await self._unbroken(self._store.save_scores_if_unchanged([pair for part in parts for pair in part]))
+        if page.claim is not None:
+            await self._unbroken(page.claim.save(scores))  # the claim's transaction commits
+        else:
+            await self._unbroken(self._store.save_scores_if_unchanged(scores))
         return len(page.rows)
 
     async def _vectors_of(self, rows: Sequence[StaleRow], now: datetime) -> list[tuple[StaleRow, SubjectVector]]:

@@ -27,6 +27,17 @@ one short transaction, only to the rows whose aggregates are still the ones read
 so lookups, applies and purges go on during a rescore of the whole table; a
 lookup that meets a row not rescored yet scores it within the call, as always.
 
+On PostgreSQL, where replicas share the table, a page is *claimed*: read with
+``SELECT ... FOR UPDATE SKIP LOCKED`` in a transaction that stays open while the
+page is scored and is committed by its write (``FeatureStore.claim_stale_page``),
+or rolled back when scoring fails or the refresher stops; a replica that dies
+loses its connection and the database frees its rows. Replicas skip each
+other's pages, so each row is scored by one of them. An apply or a purge of a
+claimed row waits for the page's commit (a claim itself never waits: no
+deadlock); a lookup's write skips the row, leaving it to the page. A pass over
+stale rows is followed by another while the last one scored anything, for the
+rows another replica let go unwritten. SQLite keeps the unlocked pages.
+
 No gRPC here: the scoring service is reached through the ``Scorer`` protocol.
 """
 
@@ -145,10 +156,16 @@ class ScoreRefresher:
         rescored = 0
         changes = book.model_changes
         if changes != self._passed:
-            count, done = await self._pass(book.prepare_stale, "")
-            rescored += count
-            if not done:
-                return rescored  # stopping: the pass starts again at the next start
+            while True:
+                count, done = await self._pass(book.prepare_stale, "")
+                rescored += count
+                if not done:
+                    return rescored  # stopping: the pass starts again at the next start
+                # Claimed pages (PostgreSQL) skip the rows another replica holds; a
+                # replica that dies or fails lets its rows go unwritten, so a pass
+                # that scored anything is followed by one more, until one scores none.
+                if not (count and book.claims_pages):
+                    break
             self._passed = changes
         if not self._stopping.is_set():
             count, _ = await self._pass(book.prepare_expired, None)
@@ -174,10 +191,14 @@ class ScoreRefresher:
                     return rescored, True
             return rescored, False
         finally:
-            if pending is not None:  # only reads: safe to cut off
-                pending.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pending
+            if pending is not None:  # a page prepared but not to be scored
+                if not pending.done():
+                    # A claim in the middle runs to its end and is released (FeatureBook._claimed).
+                    pending.cancel()
+                    await asyncio.wait([pending])
+                if not pending.cancelled() and pending.exception() is None:
+                    # Its claim (PostgreSQL) is rolled back: the rows go to whoever comes next.
+                    await self._book.release_page(pending.result())
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

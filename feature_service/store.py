@@ -67,6 +67,7 @@ __all__ = [
     "AppliedVersion",
     "FeatureStore",
     "MaterializedScore",
+    "PageClaim",
     "RecordKey",
     "StaleRow",
     "StoreBatch",
@@ -290,21 +291,19 @@ class FeatureStore:
 
         return await self._tx.read(read)
 
+    @property
+    def claims(self) -> bool:
+        """Whether the refresher claims its pages (``claim_stale_page``,
+        ``claim_expired_page``): on PostgreSQL, where replicas share the table;
+        not on SQLite (one writer, one process: ``stale_page``, ``expired_page``)."""
+        return self._engine.dialect.name == "postgresql"
+
     async def stale_page(self, active_model: str, now: datetime, after: str, limit: int) -> list[StaleRow]:
         """Up to ``limit`` rows after ``after`` (a subject id, "" to start) in key
         order whose score is missing, of another model than ``active_model``, or
         expired by ``now``, with their aggregates: a page of a pass over the table
         (keyset by subject id), in one read statement and no lock."""
-        t = subject_features.c
-        query = (
-            select(t.subject_id, t.state, t.record_count, t.valid_until)
-            .where(
-                t.subject_id > after,
-                or_(t.score.is_(None), t.model_version != active_model, t.valid_until <= now),
-            )
-            .order_by(t.subject_id)
-            .limit(limit)
-        )
+        query = _stale_query(active_model, now, after, limit)
         return await self._tx.read(lambda conn: [_stale_row(r) for r in conn.execute(query)])
 
     async def expired_page(
@@ -314,13 +313,34 @@ class FeatureStore:
         now``), with their aggregates, in (valid_until, subject id) order after
         ``after`` (None: from the earliest), through the index on ``valid_until``;
         one read statement, no lock."""
-        t = subject_features.c
-        query = select(t.subject_id, t.state, t.record_count, t.valid_until).where(t.valid_until <= now)
-        if after is not None:
-            query = query.where(tuple_(t.valid_until, t.subject_id) > tuple_(
-                bindparam("a_until", after[0], type_=UtcDateTime), bindparam("a_subject", after[1])))
-        query = query.order_by(t.valid_until, t.subject_id).limit(limit)
+        query = _expired_query(now, after, limit)
         return await self._tx.read(lambda conn: [_stale_row(r) for r in conn.execute(query)])
+
+    async def claim_stale_page(self, active_model: str, now: datetime, after: str, limit: int) -> PageClaim:
+        """``stale_page``, claimed (PostgreSQL): the rows are read with ``SELECT ...
+        FOR UPDATE SKIP LOCKED`` in a transaction left open (``PageClaim``), so rows
+        another transaction holds (another replica's page) are skipped, and the
+        ones read stay locked until the page is saved or released."""
+        return await self._claim(_stale_query(active_model, now, after, limit))
+
+    async def claim_expired_page(
+        self, now: datetime, after: tuple[datetime, str] | None, limit: int
+    ) -> PageClaim:
+        """``expired_page``, claimed as ``claim_stale_page`` claims."""
+        return await self._claim(_expired_query(now, after, limit))
+
+    async def _claim(self, query: Any) -> PageClaim:
+        if not self.claims:
+            raise RuntimeError("pages are claimed on PostgreSQL only")
+        conn = await self._engine.connect()
+        try:
+            await conn.begin()
+            result = await conn.execute(query.with_for_update(skip_locked=True))
+            rows = [_stale_row(r) for r in result]
+        except BaseException:
+            await conn.close()  # rolls back; the connection goes back to the pool
+            raise
+        return PageClaim(conn, rows)
 
     async def scored_rows(
         self, subject_ids: Collection[str]
@@ -343,16 +363,27 @@ class FeatureStore:
         ones it was computed from (``StaleRow.state``): one executemany ``UPDATE``
         in one short write transaction, in key order. A row an apply or a purge
         changed (or deleted) since it was read is left as that wrote it: its own
-        score is already there, or it has none and stays stale."""
+        score is already there, or it has none and stays stale. On PostgreSQL the
+        rows another transaction holds are skipped (one ``SELECT ... FOR UPDATE
+        SKIP LOCKED`` first): a refresher's claimed page writes them itself."""
         if not scores:
             return
-        params = [
-            {"b_subject_id": row.subject_id, "b_state": row.state, **_score_binds(score)}
-            for row, score in sorted(scores, key=lambda pair: pair[0].subject_id)
-        ]
+        params = _save_params(scores)
+        claims = self.claims
 
         def write(conn: Connection) -> None:
-            conn.execute(_SAVE_IF_UNCHANGED, params)
+            if claims:
+                # PostgreSQL: a row another transaction holds (a refresher's claimed
+                # page, an apply) is skipped rather than waited for: that one writes
+                # the row's score itself (the page's, of the same vector), and a
+                # lookup does not wait for a whole page to be scored.
+                free = {row.subject_id for row in conn.execute(_LOCK_FREE, {
+                    "subject_ids": [p["b_subject_id"] for p in params]})}
+                todo = [p for p in params if p["b_subject_id"] in free]
+            else:
+                todo = params
+            if todo:
+                conn.execute(_SAVE_IF_UNCHANGED, todo)
 
         await self._tx.write(write)
 
@@ -372,11 +403,87 @@ _SCORED_ROWS = select(
 ).where(subject_features.c.subject_id.in_(bindparam("subject_ids", expanding=True))).order_by(
     subject_features.c.subject_id)
 
+#: The rows of ``subject_ids`` no other transaction holds, locked (PostgreSQL).
+_LOCK_FREE = (
+    select(subject_features.c.subject_id)
+    .where(subject_features.c.subject_id.in_(bindparam("subject_ids", expanding=True)))
+    .order_by(subject_features.c.subject_id)
+    .with_for_update(skip_locked=True)
+)
+
 #: ``FeatureStore.scores_of``'s statement (the lookup's read), built once.
 _SCORES_OF = select(
     subject_features.c.subject_id, subject_features.c.score, subject_features.c.model_version,
     subject_features.c.sources_used, subject_features.c.valid_until,
 ).where(subject_features.c.subject_id.in_(bindparam("subject_ids", expanding=True)))
+
+
+def _stale_query(active_model: str, now: datetime, after: str, limit: int) -> Any:
+    t = subject_features.c
+    return (
+        select(t.subject_id, t.state, t.record_count, t.valid_until)
+        .where(
+            t.subject_id > after,
+            or_(t.score.is_(None), t.model_version != active_model, t.valid_until <= now),
+        )
+        .order_by(t.subject_id)
+        .limit(limit)
+    )
+
+
+def _expired_query(now: datetime, after: tuple[datetime, str] | None, limit: int) -> Any:
+    t = subject_features.c
+    query = select(t.subject_id, t.state, t.record_count, t.valid_until).where(t.valid_until <= now)
+    if after is not None:
+        query = query.where(tuple_(t.valid_until, t.subject_id) > tuple_(
+            bindparam("a_until", after[0], type_=UtcDateTime), bindparam("a_subject", after[1])))
+    return query.order_by(t.valid_until, t.subject_id).limit(limit)
+
+
+def _save_params(scores: Sequence[tuple[StaleRow, MaterializedScore]]) -> list[dict[str, object]]:
+    """The binds of ``_SAVE_IF_UNCHANGED`` for ``scores``, in key order."""
+    return [
+        {"b_subject_id": row.subject_id, "b_state": row.state, **_score_binds(score)}
+        for row, score in sorted(scores, key=lambda pair: pair[0].subject_id)
+    ]
+
+
+class PageClaim:
+    """A page of rows claimed by the refresher (``FeatureStore.claim_stale_page``):
+    its rows, locked by a transaction that stays open on its own connection until
+    ``save`` commits it or ``release`` rolls it back. A replica that dies with a
+    claim open loses its connection, and the database frees the rows with it."""
+
+    def __init__(self, conn: AsyncConnection, rows: list[StaleRow]) -> None:
+        self._conn: AsyncConnection | None = conn
+        self.rows = rows
+
+    @property
+    def open(self) -> bool:
+        return self._conn is not None
+
+    async def save(self, scores: Sequence[tuple[StaleRow, MaterializedScore]]) -> None:
+        """Writes the scores as ``FeatureStore.save_scores_if_unchanged`` does (one
+        executemany, only to rows whose aggregates are the ones read) and commits
+        the claim. The claim is over either way (rolled back when this raises)."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            raise RuntimeError("this page claim is over")
+        try:
+            if scores:
+                await conn.execute(_SAVE_IF_UNCHANGED, _save_params(scores))
+            await conn.commit()
+        finally:
+            await conn.close()
+
+    async def release(self) -> None:
+        """Rolls the claim back, freeing its rows unwritten; nothing when it is over."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await conn.rollback()
+            finally:
+                await conn.close()
 
 
 def _stale_row(row: Any) -> StaleRow:

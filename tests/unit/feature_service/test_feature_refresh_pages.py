@@ -11,7 +11,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from creditscore.features.engine import epoch_seconds, next_month_start
 from creditscore.records.v1 import records_pb2 as R
@@ -51,6 +51,19 @@ def clock() -> Clock:
 @pytest.fixture
 def book(store: FeatureStore, scorer: FakeScorer, clock: Clock) -> FeatureBook:
     return FeatureBook(store, clock=clock, scorer=scorer)
+
+
+async def until_a_transaction_waits_for_a_lock(store: FeatureStore) -> None:
+    """Polls PostgreSQL until a transaction of this database waits for a row lock."""
+    async with asyncio.timeout(10):
+        while True:
+            async with store._engine.connect() as conn:
+                waiting = (await conn.execute(text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"))).scalar_one()
+            if waiting:
+                return
+            await asyncio.sleep(0.01)
 
 
 def assert_each_once(scorer: FakeScorer, subjects) -> None:
@@ -109,6 +122,7 @@ async def test_expired_pages_follow_one_another_without_repeats(book, store, clo
     after = None
     while True:
         page = await book.prepare_expired(after, PAGE)
+        await book.release_page(page)  # PostgreSQL: the page's claim rolled back
         seen += [row.subject_id for row, _ in page.rows]
         assert len(page.rows) <= PAGE
         if page.after is None:
@@ -133,9 +147,16 @@ async def test_a_row_an_apply_changed_after_the_page_was_read_keeps_the_applys_s
     bill.bill.amount_due.minor_units = 9_000
     bill.bill.due_time.FromDatetime(NOW - timedelta(days=40))
     bill.event_time.FromDatetime(NOW - timedelta(days=1))
-    await book.apply([("wallet", bill)])
-    applied = scorer.given[changed]
-    assert await book.finish_page(page) == PAGE
+    apply = asyncio.create_task(book.apply([("wallet", bill)]))
+    if book.claims_pages:  # PostgreSQL: the apply waits for the page's claim to end
+        await until_a_transaction_waits_for_a_lock(store)
+        assert await book.finish_page(page) == PAGE
+        await apply
+        applied = scorer.given[changed]  # scored after the page's score
+    else:
+        await apply
+        applied = scorer.given[changed]
+        assert await book.finish_page(page) == PAGE
     stored = await store.scores_of(subjects[:PAGE])
     row = stored[changed]
     assert row is not None and scoring_pb2.Score.FromString(row.score) == applied
@@ -153,8 +174,14 @@ async def test_a_row_purged_after_the_page_was_read_stays_forgotten(book, store,
     scorer.model = "v2"
     await book.poll_active_model()
     page = await book.prepare_stale("", PAGE)
-    await book.purge("purge-1", subjects[0], 0)
-    await book.finish_page(page)
+    purge = asyncio.create_task(book.purge("purge-1", subjects[0], 0))
+    if book.claims_pages:  # PostgreSQL: the purge waits for the page's claim to end
+        await until_a_transaction_waits_for_a_lock(store)
+        await book.finish_page(page)
+        await purge
+    else:
+        await purge
+        await book.finish_page(page)
     stored = await store.scores_of(subjects[:PAGE])
     assert subjects[0] not in stored
     assert (await store.get(subjects[0])) is None
