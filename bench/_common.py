@@ -1,15 +1,20 @@
 """What the benchmarks share: the machine they ran on, timers, the synthetic
-population, the peers' import with a clear message, and the RESULT line."""
+population, the peers' import with a clear message, services started as their own
+processes, and the RESULT line."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
+import signal
+import socket
 import subprocess
 import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,10 +22,12 @@ import numpy as np
 
 __all__ = [
     "BENCH_ENV",
+    "Service",
     "code_version",
     "describe_machine",
     "require_peers",
     "result_line",
+    "start_service",
     "synthetic_population",
     "timed",
 ]
@@ -129,3 +136,57 @@ def result_line(name: str, figures: dict[str, Any]) -> str:
 #: whole load, so its lookup limit (PARTNER_LOOKUP_RATE, 500/s by default) is raised
 #: out of the way; the limiter still runs on every lookup.
 BENCH_ENV = {"PARTNER_LOOKUP_RATE": "1000000", "PARTNER_LOOKUP_BURST": "1000000"}
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Service:
+    """A service running as its own process."""
+
+    proc: asyncio.subprocess.Process
+    port: int
+    log: Path
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 20)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+async def start_service(
+    package: str, env: dict[str, str], log: Path, *, profile_dir: Path | None = None
+) -> Service:
+    """``python -m package`` on a free port with ``env`` (over this process's
+    environment), its output to ``log``, token authentication off (a benchmark
+    that times tokens turns it on in ``env``), returned once it logs READY;
+    RuntimeError with the log's tail when it exits or takes over 60 s.
+    ``profile_dir``: a cProfile of the process written there."""
+    port = free_port()
+    profile = [] if profile_dir is None else ["-m", "cProfile", "-o", str(profile_dir / f"{log.stem}.prof")]
+    with open(log, "wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, *profile, "-m", package,
+            env={**os.environ, "LOG_LEVEL": "ERROR", "AUTH_MODE": "disabled", **env,
+                 "GRPC_HOST": "127.0.0.1", "GRPC_PORT": str(port)},
+            stdout=out, stderr=asyncio.subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 60
+    while b"READY" not in log.read_bytes():
+        if proc.returncode is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{package} did not start:\n{log.read_text(errors='replace')[-3000:]}")
+        await asyncio.sleep(0.05)
+    return Service(proc, port, log)

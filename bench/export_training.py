@@ -33,21 +33,19 @@ import argparse
 import asyncio
 import os
 import shutil
-import signal
-import socket
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 
-from bench._common import code_version, describe_machine, result_line
+from bench import _common
+from bench._common import Service, code_version, describe_machine, result_line
 from creditscore.cli.training_parquet import Pseudonyms, read_training_matrix
 from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
@@ -64,47 +62,9 @@ SCORING_SOURCES = (common_pb2.DATA_SOURCE_COMMERCE, common_pb2.DATA_SOURCE_PAYME
                    common_pb2.DATA_SOURCE_IDENTITY, common_pb2.DATA_SOURCE_EXTERNAL)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Service:
-    proc: asyncio.subprocess.Process
-    port: int
-
-    @property
-    def addr(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    async def stop(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), 20)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-
-
 async def start_service(package: str, env: dict[str, str], log: Path) -> Service:
-    port = _free_port()
-    with open(log, "wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", package,
-            # Tokens off: the figure is the export's own cost (tokens are timed with lookups).
-            env={**os.environ, **env, "GRPC_HOST": "127.0.0.1", "GRPC_PORT": str(port),
-                 "LOG_LEVEL": "ERROR", "AUTH_MODE": "disabled", "OTEL_SDK_DISABLED": "true"},
-            stdout=out, stderr=asyncio.subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while b"READY" not in log.read_bytes():
-        if proc.returncode is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{package} did not start:\n{log.read_text(errors='replace')[-3000:]}")
-        await asyncio.sleep(0.05)
-    return Service(proc, port)
+    # Tokens off: the figure is the export's own cost (tokens are timed with lookups).
+    return await _common.start_service(package, {"OTEL_SDK_DISABLED": "true", **env}, log)
 
 
 def developing(subject_index: int) -> bool:

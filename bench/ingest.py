@@ -60,8 +60,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -76,7 +74,8 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench._common import code_version, describe_machine, result_line
+from bench import _common
+from bench._common import Service, code_version, describe_machine, result_line
 from creditscore.common.v1 import common_pb2
 from creditscore.consent.v1 import consent_pb2, consent_pb2_grpc
 from creditscore.ingest.v1 import ingest_pb2, ingest_pb2_grpc
@@ -94,57 +93,15 @@ ACCEPTED = ingest_pb2.RECORD_STATUS_ACCEPTED
 DUPLICATE = ingest_pb2.RECORD_STATUS_DUPLICATE
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Service:
-    """A service running as its own process."""
-
-    proc: asyncio.subprocess.Process
-    port: int
-    log: Path
-
-    @property
-    def addr(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    async def stop(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), 20)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-
-
 #: A folder for a cProfile of every service process (``--profile``); None: no profile.
 PROFILE_DIR: Path | None = None
 
 
 async def start_service(package: str, env: dict[str, str], log: Path) -> Service:
-    port = _free_port()
-    profile = [] if PROFILE_DIR is None else ["-m", "cProfile", "-o", str(PROFILE_DIR / f"{log.stem}.prof")]
-    with open(log, "wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, *profile, "-m", package,
-            # Token authentication (issue 5) is off here: this benchmark measures the
-            # ingest path issue 4 defined (validation, consent checks, idempotency,
-            # outbox); the cost of verifying tokens is measured with the lookup path.
-            env={**os.environ, **env, "GRPC_HOST": "127.0.0.1", "GRPC_PORT": str(port),
-                 "LOG_LEVEL": "ERROR", "AUTH_MODE": "disabled"},
-            stdout=out, stderr=asyncio.subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while b"READY" not in log.read_bytes():
-        if proc.returncode is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{package} did not start:\n{log.read_text(errors='replace')[-3000:]}")
-        await asyncio.sleep(0.05)
-    return Service(proc, port, log)
+    # Token authentication (issue 5) is off here: this benchmark measures the
+    # ingest path issue 4 defined (validation, consent checks, idempotency,
+    # outbox); the cost of verifying tokens is measured with the lookup path.
+    return await _common.start_service(package, env, log, profile_dir=PROFILE_DIR)
 
 
 @asynccontextmanager

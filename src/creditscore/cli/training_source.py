@@ -65,23 +65,15 @@ async def fetch_training_records(
     ``progress`` is told the running count of records received. The export is for
     services only: ``token`` (default ``CREDITSCORE_TOKEN``) is a service's token."""
     out = TrainingRecords()
-    async with tool_channel(ingest_addr, token) as channel:
-        stub = ingest_pb2_grpc.IngestServiceStub(channel)
-        call = stub.ExportTrainingRecords(
-            ingest_pb2.ExportTrainingRecordsRequest(chunk_size=_EXPORT_CHUNK), timeout=timeout
-        )
-        try:
-            async for chunk in call:
-                out.skipped_without_consent += chunk.skipped_without_consent
-                for stored in chunk.records:
-                    if stored.record.WhichOneof("body") == "loan_outcome":
-                        out.outcomes.append(stored.record)
-                    else:
-                        out.records.append(stored.record)
-                if progress is not None:
-                    progress(len(out.records) + len(out.outcomes))
-        except grpc.aio.AioRpcError as exc:
-            raise CallError.from_rpc_error(exc) from None
+    async for chunk in _export(ingest_addr, timeout, token):
+        out.skipped_without_consent += chunk.skipped_without_consent
+        for stored in chunk.records:
+            if stored.record.WhichOneof("body") == "loan_outcome":
+                out.outcomes.append(stored.record)
+            else:
+                out.records.append(stored.record)
+        if progress is not None:
+            progress(len(out.records) + len(out.outcomes))
     return out
 
 
