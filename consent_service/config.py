@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from creditscore.runtime import AuthSettings, ChannelSettings, ServerSettings, TlsSettings, env_field
+from creditscore.runtime import (
+    SQLITE_SYNCHRONOUS,
+    AuthSettings,
+    ChannelSettings,
+    ServerSettings,
+    SettingsError,
+    TlsSettings,
+    env_field,
+)
 
 __all__ = ["Settings"]
 
@@ -41,6 +49,11 @@ class Settings:
     tls: TlsSettings = field(default_factory=TlsSettings)
     database_url: str = env_field(
         "DATABASE_URL", "sqlite:///var/consent.db", help="SQLite file or PostgreSQL database"
+    )
+    sqlite_synchronous: str = env_field(
+        "SQLITE_SYNCHRONOUS", "NORMAL",
+        help="SQLite only: NORMAL (an answered write survives the process crashing) or FULL (it also "
+        "survives the machine losing power: one sync of the log per commit, shared by a group commit)",
     )
     auto_migrate: bool = env_field(
         "AUTO_MIGRATE",
@@ -86,3 +99,9 @@ class Settings:
     purge_worker: bool = env_field(
         "PURGE_WORKER", True, help="run the purge worker in this replica"
     )
+
+    def __post_init__(self) -> None:
+        if self.sqlite_synchronous.upper() not in SQLITE_SYNCHRONOUS:
+            raise SettingsError(
+                f"SQLITE_SYNCHRONOUS must be one of {', '.join(SQLITE_SYNCHRONOUS)}, not {self.sqlite_synchronous!r}"
+            )
