@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.dml import Update
 
 from creditscore.runtime import FailedPrecondition, dialect_insert
 
@@ -165,13 +166,8 @@ class PurgesRepo:
             # read-then-write transaction for SQLite's WAL to refuse).
             async with self._engine.begin() as conn:
                 leased = await conn.execute(
-                    update(purge_steps_table)
-                    .where(
-                        steps.receipt_id == row.receipt_id,
-                        steps.position == row.position,
-                        steps.next_attempt_time == row.next_attempt_time,
-                        steps.complete_time.is_(None),
-                    )
+                    _open_step(row.receipt_id, row.position)
+                    .where(steps.next_attempt_time == row.next_attempt_time)
                     .values(next_attempt_time=lease_until)
                 )
             if leased.rowcount == 1:
@@ -191,13 +187,7 @@ class PurgesRepo:
         result = json.dumps([[t.table, t.deleted, t.rewritten] for t in tables])
         async with self._engine.begin() as conn:
             await conn.execute(
-                update(purge_steps_table)
-                .where(
-                    steps.receipt_id == receipt_id,
-                    steps.position == position,
-                    steps.complete_time.is_(None),
-                )
-                .values(
+                _open_step(receipt_id, position).values(
                     result=result, complete_time=now, last_error=None, attempts=steps.attempts + 1
                 )
             )
@@ -221,31 +211,17 @@ class PurgesRepo:
     async def fail_step(
         self, receipt_id: str, position: int, attempts: int, retry_at: datetime, error: str
     ) -> None:
-        steps = purge_steps_table.c
         async with self._engine.begin() as conn:
             await conn.execute(
-                update(purge_steps_table)
-                .where(
-                    steps.receipt_id == receipt_id,
-                    steps.position == position,
-                    steps.complete_time.is_(None),
+                _open_step(receipt_id, position).values(
+                    attempts=attempts, next_attempt_time=retry_at, last_error=error
                 )
-                .values(attempts=attempts, next_attempt_time=retry_at, last_error=error)
             )
 
     async def release_step(self, receipt_id: str, position: int, now: datetime) -> None:
         """Ends a lease early (a worker stopping): the step is due again at ``now``."""
-        steps = purge_steps_table.c
         async with self._engine.begin() as conn:
-            await conn.execute(
-                update(purge_steps_table)
-                .where(
-                    steps.receipt_id == receipt_id,
-                    steps.position == position,
-                    steps.complete_time.is_(None),
-                )
-                .values(next_attempt_time=now)
-            )
+            await conn.execute(_open_step(receipt_id, position).values(next_attempt_time=now))
 
     async def next_step_time(self) -> datetime | None:
         """The earliest time an unfinished step may come due; None when none is left."""
@@ -323,4 +299,13 @@ def _step(row: Row[Any]) -> Step:
         last_error=row.last_error,
         tables=tables,
         complete_time=row.complete_time,
+    )
+
+
+def _open_step(receipt_id: str, position: int) -> Update:
+    """An ``UPDATE`` of one purge step that is not complete yet (a completed
+    step is never written again: its lease, result or failure is over)."""
+    steps = purge_steps_table.c
+    return update(purge_steps_table).where(
+        steps.receipt_id == receipt_id, steps.position == position, steps.complete_time.is_(None)
     )

@@ -134,6 +134,13 @@ def _vector_of(subject_id: str, stored: StoredState | None, when: datetime) -> S
     return SubjectVector(subject_id, when, feature_vector(stored.state, when), stored.record_count, _utc(until))
 
 
+def _row_vector(row: StaleRow, when: datetime) -> SubjectVector:
+    """``_vector_of`` a row read with its aggregates as JSON (a refresh page's, a
+    stale lookup's)."""
+    stored = StoredState(row.subject_id, SubjectState.from_json(row.state), row.record_count, when)
+    return _vector_of(row.subject_id, stored, when)
+
+
 def _utc(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
@@ -573,8 +580,7 @@ class FeatureBook:
         out = []
         for start in range(0, len(rows), _VECTORS_PER_YIELD):
             for row in rows[start:start + _VECTORS_PER_YIELD]:
-                stored = StoredState(row.subject_id, SubjectState.from_json(row.state), row.record_count, now)
-                out.append((row, _vector_of(row.subject_id, stored, now)))
+                out.append((row, _row_vector(row, now)))
             await asyncio.sleep(0)
         return out
 
@@ -646,11 +652,7 @@ class FeatureBook:
                 todo.append(row)
         if not todo:
             return answers, 0
-        vectors = [
-            _vector_of(row.subject_id, StoredState(row.subject_id, SubjectState.from_json(row.state),
-                                                   row.record_count, now), now)
-            for row in todo
-        ]
+        vectors = [_row_vector(row, now) for row in todo]
         scored = await self._score(vectors)
         # Written even when the caller goes away meanwhile (drain waits for it).
         await self._unbroken(self._store.save_scores_if_unchanged(
