@@ -23,6 +23,7 @@ __all__ = [
     "per_subject_bytes",
     "population_result_line",
     "result_figures",
+    "work_rate",
 ]
 
 #: The stages, in the order they run, and what each one's rate counts.
@@ -31,7 +32,7 @@ STAGES: dict[str, str] = {
     "ingest": "records",           # sent by the producers, every reply checked
     "delivery": "records",         # applied by the feature service, every subject's score materialized
     "rescore": "subjects",         # every materialized score from the newly activated model
-    "expiry": "subjects",          # a month boundary moving every vector (not measured without a movable clock)
+    "expiry": "subjects",          # every materialized score out of date at once (a month boundary), scored again
     "train": "outcomes",           # a scorecard trained from the suite's export
     "lookup": "lookups",           # partner lookups through the gateway, 8 in flight
 }
@@ -159,6 +160,7 @@ def result_figures(run: PopulationRun) -> dict[str, Any]:
     figures["e2e_over_ingest"] = _finite(e2e / ingest_rate if e2e is not None and ingest_rate else None)
     figures["rescore_per_s"] = _finite(rate("rescore"))
     figures["rescore_s"] = _finite(seconds("rescore"))
+    figures["expiry_per_s"] = _finite(rate("expiry"))
     figures["expiry_s"] = _finite(seconds("expiry"))
     figures["train_s"] = _finite(seconds("train"))
     for key, value in run.extra.items():
@@ -183,3 +185,17 @@ def append_json_line(path: Path, run: PopulationRun) -> None:
     with path.open("a") as out:
         out.write(json.dumps(run.to_json(), sort_keys=True) + "\n")
 
+
+#: Shortest window (from the first row moved to the last) a work rate is given for:
+#: progress is read every 0.2 s, so a shorter one is mostly the poll's rounding.
+MIN_WORK_WINDOW_S = 1.0
+
+
+def work_rate(items: int, seconds: float, noticed: float) -> tuple[float | str, str]:
+    """Subjects per second from the first row moved (``noticed`` s after the
+    trigger) until the last (``seconds``), for the RESULT line and in words;
+    "not_measured" when the window is under ``MIN_WORK_WINDOW_S``."""
+    window = seconds - noticed
+    if window < MIN_WORK_WINDOW_S:
+        return "not_measured", f"the rest within {MIN_WORK_WINDOW_S:.0f} s (too short a window for a rate)"
+    return items / window, f"{items / window:,.0f} subjects/s"

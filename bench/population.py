@@ -27,8 +27,10 @@ answer stops the run without a figure:
    every materialized score is from it (the feature service learns the change
    within its ``MODEL_REFRESH_SECONDS``, 5 s by default, and re-scores in the
    background);
-5. month-boundary expiry: not measured (the services read the host's clock; none
-   of them can be given another one), said so in the output;
+5. month-boundary expiry: every materialized score's ``valid_until`` moved into
+   the past with one UPDATE of the feature store (what the first of a month does
+   to it: the services read the host's clock, which no run can move); until every
+   score is scored again by the refresher's expired pass, still from 2.0.0;
 6. training from the suite: ``IngestService/ExportTrainingRecords`` (model
    development consent only) to a point-in-time matrix
    (``creditscore.features.engine``) to a scorecard (``creditscore.scorecard``),
@@ -42,7 +44,7 @@ answer stops the run without a figure:
    ``GetCreditScore`` at 8 in flight with the partner's token, each answer
    SCORED, in 350-950, and equal to the subject's materialized score.
 
-Progress (3, 4) is read from the feature service's store, read only: the service's
+Progress (3, 4, 5) is read from the feature service's store, read only: the service's
 own RPCs re-score out-of-date rows within the call, so asking them would do the
 work being timed.
 
@@ -81,6 +83,7 @@ from bench._population import (
     append_json_line,
     describe_stage,
     population_result_line,
+    work_rate,
 )
 from creditscore.runtime import TokenSource, create_channel
 
@@ -90,6 +93,8 @@ FIRST_MODEL, SECOND_MODEL = "1.0.0", "2.0.0"
 BATCH = 500
 CALL_TIMEOUT = 30.0
 LOOKUP_IN_FLIGHT = 8
+#: Where the month-boundary stage moves every score's ``valid_until``: long past.
+EXPIRED_AT = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class WrongAnswer(RuntimeError):
@@ -168,6 +173,34 @@ class Stores:
             return [tuple(r) for r in await conn.fetch(sql)]
         finally:
             await conn.close()
+
+    async def expire_every_score(self) -> int:
+        """What a month boundary does to the feature store, brought on at once:
+        every materialized score's ``valid_until`` moved to ``EXPIRED_AT``, so the
+        refresher's expired pass (every ``SCORE_REFRESH_SECONDS``) scores each row
+        again and a lookup that meets one first scores it within the call. The one
+        write of the bench to a service's store; how many rows it moved."""
+        sql = "UPDATE subject_features SET valid_until = {} WHERE score IS NOT NULL"
+        if self.db == "sqlite":
+            # The column as SQLAlchemy writes a UtcDateTime on SQLite: naive UTC text.
+            with sqlite3.connect(self._sqlite("feature_service"), timeout=60) as conn:
+                return int(conn.execute(sql.format("?"), (EXPIRED_AT.strftime("%Y-%m-%d %H:%M:%S.%f"),)).rowcount)
+        import asyncpg
+
+        conn = await asyncpg.connect(_asyncpg_dsn(self.urls["feature_service"]))
+        try:
+            status = await conn.execute(sql.format("$1"), EXPIRED_AT)
+        finally:
+            await conn.close()
+        return int(status.split()[-1])
+
+    async def expiry_progress(self) -> tuple[int, int]:
+        """(materialized scores scored again since ``expire_every_score``, materialized scores in all)."""
+        cutoff = "2000-01-02 00:00:00" + ("" if self.db == "sqlite" else "+00")  # a day after EXPIRED_AT
+        rows = await self.feature_rows(
+            f"SELECT coalesce(sum(CASE WHEN valid_until > '{cutoff}' THEN 1 ELSE 0 END), 0), count(*) "
+            "FROM subject_features WHERE score IS NOT NULL")
+        return int(rows[0][0]), int(rows[0][1])
 
     async def delivery_progress(self) -> tuple[int, int]:
         """(records applied, subjects whose score is materialized)."""
@@ -598,17 +631,29 @@ async def run(args: argparse.Namespace) -> int:
             seconds = time.perf_counter() - t
             noticed = first or 0.0
             extra["rescore_noticed_s"] = noticed
-            extra["rescore_work_per_s"] = want[1] / max(seconds - noticed, 1e-9)
+            extra["rescore_work_per_s"], work = work_rate(want[1], seconds, noticed)
             await finish(Stage("rescore", want[1], seconds,
                                note=f"from ActivateModel({SECOND_MODEL}); the first row moved after "
-                                    f"{noticed:.1f} s (MODEL_REFRESH_SECONDS), then "
-                                    f"{want[1] / max(seconds - noticed, 1e-9):,.0f} subjects/s"))
+                                    f"{noticed:.1f} s (MODEL_REFRESH_SECONDS), then {work}"))
 
-            # 5. month-boundary expiry
-            stages.append(Stage("expiry", 0, None, note=(
-                "the services read the host's wall clock (datetime.now) and take no clock setting, "
-                "so no month boundary can be brought on in a running process")))
-            print(*describe_stage(stages[-1], len(subject_ids)), sep="\n")
+            # 5. month-boundary expiry: every score out of date at once, as at the first of a month
+            moved = await stores.expire_every_score()
+            if moved != want[1]:
+                raise WrongAnswer(f"{moved} materialized scores expired, expected {want[1]}")
+            t = time.perf_counter()
+            seconds, first = await wait_until(
+                "expiry", stores.expiry_progress, lambda p: p[0] == want[1] == p[1],
+                timeout=300 + len(subject_ids) * 0.2, alive=alive)
+            after = await stores.rescore_progress(SECOND_MODEL)
+            if after != (want[1], want[1]):
+                raise WrongAnswer(f"after the expiry {after[0]} of {after[1]} scores are from {SECOND_MODEL}")
+            noticed = first or 0.0
+            extra["expiry_noticed_s"] = noticed
+            extra["expiry_work_per_s"], work = work_rate(want[1], seconds, noticed)
+            await finish(Stage("expiry", want[1], seconds, note=(
+                f"every materialized score's valid_until moved into the past in one UPDATE (what the first "
+                f"of a month does to the store); the first row scored again after {noticed:.1f} s "
+                f"(SCORE_REFRESH_SECONDS), then {work}")))
 
             # 6. training from the suite
             t = time.perf_counter()

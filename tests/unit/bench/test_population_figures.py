@@ -16,6 +16,7 @@ from bench._population import (
     per_subject_bytes,
     population_result_line,
     result_figures,
+    work_rate,
 )
 from bench.population_plot import Panel, Series, latency_series, log_ticks, render_svg, stage_series
 
@@ -133,3 +134,23 @@ def test_the_svg_is_well_formed_with_a_polyline_per_series_on_log_axes() -> None
     assert ax0 == bx0 and ax1 == bx1 and ax1 > ax0
     assert ay1 < ay0 and by1 > by0  # SVG y grows downward
     assert math.isclose(ay0, by1) and math.isclose(ay1, by0)
+
+
+def test_a_work_rate_needs_a_window_of_several_polls() -> None:
+    # 10,000 rows from the first moved (2.0 s after the trigger) to the last (6.0 s): 2,500/s.
+    rate, words = work_rate(10_000, 6.0, 2.0)
+    assert rate == pytest.approx(2500.0)
+    assert words == "2,500 subjects/s"
+    # One page done between two polls: no rate (it would be the poll's rounding, not the work).
+    rate, words = work_rate(1_000, 1.6, 1.6)
+    assert rate == "not_measured"
+    assert "too short" in words
+    assert work_rate(1_000, 2.5, 1.6)[0] == "not_measured"
+
+
+def test_the_expiry_stage_has_a_rate_when_measured() -> None:
+    run = _run(expiry=2.0)
+    run.stages[4].items = 1000
+    figures = result_figures(run)
+    assert figures["expiry_per_s"] == pytest.approx(500.0)
+    assert figures["expiry_s"] == pytest.approx(2.0)
