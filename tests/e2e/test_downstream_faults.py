@@ -161,11 +161,17 @@ async def _recovers(call, where: str) -> float:
         await asyncio.sleep(0.1)
 
 
+def _tasks() -> int:
+    """The event loop's tasks but the fault proxy's own (one set per connection)."""
+    return sum(1 for task in asyncio.all_tasks()
+               if not task.get_coro().__qualname__.startswith(("_Link.", "FaultProxy.")))
+
+
 async def _quiet_tasks(baseline: int, slack: int = 3) -> int:
     """Waits until the loop holds about as many tasks as ``baseline``; the count."""
     deadline = time.monotonic() + RECOVERY
     while True:
-        count = len(asyncio.all_tasks())
+        count = _tasks()
         if count <= baseline + slack or time.monotonic() > deadline:
             return count
         await asyncio.sleep(0.1)
@@ -195,12 +201,16 @@ async def test_gateway_answers_every_downstream_fault_in_time_and_recovers(proxi
 
     try:
         await _recovers(lookup, "before any fault")
+        baseline = _tasks()
         for fault in FAULTS:
             await faults.inject(fault)
             await _fails_in_time(fault, lookup, f"gateway -> {downstream}")
             await faults.clear()
             took = await _recovers(lookup, f"gateway -> {downstream} after {fault}")
             print(f"recovered in {took:.2f} s")
+        # Nothing left behind by the failed calls: no task, no queued lookup.
+        assert await _quiet_tasks(baseline) <= baseline + 3
+        assert await _drained()
     finally:
         await channel.close()
 
@@ -238,12 +248,15 @@ async def test_feature_service_answers_every_scoring_fault_in_time_and_recovers(
 
     try:
         await _recovers(apply, "before any fault")
+        baseline = _tasks()
         for fault in FAULTS:
             await faults.inject(fault)
             await _fails_in_time(fault, apply, "feature_service -> scoring_service")
             await faults.clear()
             took = await _recovers(apply, f"feature_service -> scoring_service after {fault}")
             print(f"recovered in {took:.2f} s")
+        # No apply's write still running for a caller gone (they run shielded, as tasks).
+        assert await _quiet_tasks(baseline) <= baseline + 3
     finally:
         await channel.close()
 
@@ -316,7 +329,7 @@ async def test_no_queue_grows_while_a_downstream_hangs(proxied_suite):
 
     try:
         await _recovers(lambda: lookup("warm-up"), "before the fault")
-        baseline = len(asyncio.all_tasks())
+        baseline = _tasks()
         await proxy.set(Mode.BLACKHOLE)
         for wave in range(3):
             results = await asyncio.gather(*(_timed(lookup(f"hang-{wave}-{i}", 0.5)) for i in range(50)))
@@ -324,7 +337,9 @@ async def test_no_queue_grows_while_a_downstream_hangs(proxied_suite):
                 # Fifty answers due at the same moment: some may leave the gateway
                 # after the caller gave up (its own DEADLINE_EXCEEDED, no details).
                 assert err is not None and err.code == D, err
-                assert elapsed <= 0.5 + MARGIN
+                # Fifty answers at once from one event loop shared with four more
+                # servers, on two busy cores: twice the margin of a single call.
+                assert elapsed <= 0.5 + 2 * MARGIN, elapsed
             assert await _drained(), [(b.queued, b.in_flight) for b in _batchers()]
         await proxy.set(Mode.PASS)
         await _recovers(lambda: lookup(f"after-{time.monotonic()}"), "after the fault")
