@@ -62,6 +62,7 @@ class GrpcConsentChecker:
                 raise Unavailable(
                     f"the consent service could not be reached ({error.code.name})",
                     reason="CONSENT_SERVICE_UNAVAILABLE",
+                    metadata={"consent_code": error.code.name},
                 ) from None
             failure = Unavailable if error.code in _FAILED else DomainError
             raise failure(

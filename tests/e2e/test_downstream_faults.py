@@ -61,6 +61,8 @@ REASONS = {
     "consent_service": {"ACCESS_LOG_UNAVAILABLE", "DOWNSTREAM_DEADLINE_EXCEEDED"},
     "feature_service": {"DOWNSTREAM_UNAVAILABLE", "DOWNSTREAM_DEADLINE_EXCEEDED", "DOWNSTREAM_ERROR"},
     "scoring_service": {"SCORING_UNAVAILABLE"},
+    # The ingest service's consent check (IngestRecords).
+    "ingest: consent_service": {"CONSENT_SERVICE_UNAVAILABLE", "CONSENT_CHECK_FAILED"},
 }
 
 
@@ -196,11 +198,16 @@ async def _world(suite: InProcessSuite) -> tuple[list[str], str]:
 
 @pytest.mark.parametrize("downstream", ["consent_service", "feature_service"])
 async def test_gateway_answers_every_downstream_fault_in_time_and_recovers(proxied_suite, errors, downstream):
+    """The gateway's lookup; with the consent service at fault, the ingest
+    service's consent check (IngestRecords) too."""
     suite = await proxied_suite(downstream)
     ids, token = await _world(suite)
     faults = Faults(suite.proxies[downstream], errors)
     channel = _plain_channel(suite.suite.addr("gateway"))
     stub = gateway_pb2_grpc.CreditScoreServiceStub(channel)
+    ingest_channel = _plain_channel(suite.suite.addr("ingest_service"))
+    ingest_stub = ingest_pb2_grpc.IngestServiceStub(ingest_channel)
+    wallet = bearer(suite.suite.producer_token("wallet"))
     counter = iter(range(1_000_000))
 
     def lookup():
@@ -208,20 +215,32 @@ async def test_gateway_answers_every_downstream_fault_in_time_and_recovers(proxi
             subject_id=ids[0], purpose=common_pb2.ACCESS_PURPOSE_CREDIT_APPLICATION,
             transaction_id=f"fault-{next(counter)}"), metadata=bearer(token), timeout=DEADLINE)
 
+    def ingest():
+        n = next(counter)
+        return ingest_stub.IngestRecords(ingest_pb2.IngestRecordsRequest(
+            request_id=f"fault-ingest-{n}", producer_id="wallet", records=[_bill(ids[0], f"fault-bill-{n}")],
+        ), metadata=wallet, timeout=DEADLINE)
+
+    callers = [("gateway", lookup, REASONS[downstream])]
+    if downstream == "consent_service":
+        callers.append(("ingest_service", ingest, REASONS["ingest: consent_service"]))
     try:
         await _recovers(lookup, "before any fault")
         baseline = _tasks()
         for fault in FAULTS:
             await faults.inject(fault)
-            await _fails_in_time(fault, lookup, f"gateway -> {downstream}", REASONS[downstream])
+            for caller, call, reasons in callers:
+                await _fails_in_time(fault, call, f"{caller} -> {downstream}", reasons)
             await faults.clear()
-            took = await _recovers(lookup, f"gateway -> {downstream} after {fault}")
-            print(f"recovered in {took:.2f} s")
+            for caller, call, _ in callers:
+                took = await _recovers(call, f"{caller} -> {downstream} after {fault}")
+                print(f"{caller}: recovered in {took:.2f} s")
         # Nothing left behind by the failed calls: no task, no queued lookup.
         assert await _quiet_tasks(baseline) <= baseline + 3
         assert await _drained()
     finally:
         await channel.close()
+        await ingest_channel.close()
 
 
 def _bill(subject_id: str, record_id: str) -> records_pb2.Record:

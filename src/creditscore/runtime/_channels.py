@@ -232,11 +232,12 @@ def derive_timeout(
     cap: float | None = None,
 ) -> float:
     """The timeout for a downstream call made while serving ``context``: what is
-    left of the caller's deadline less ``reserve`` seconds for our own work, or
-    ``default`` when the caller set no deadline; never more than ``cap``.
-    Raises ``DeadlineExceeded`` when nothing is left."""
+    left of the caller's deadline less ``reserve`` seconds for our own work and
+    ``answer_reserve`` of it for our answer to reach the caller (as
+    ``Deadline.from_context``), or ``default`` when the caller set no deadline;
+    never more than ``cap``. Raises ``DeadlineExceeded`` when nothing is left."""
     remaining = context.time_remaining() if context is not None else None
-    timeout = default if remaining is None else remaining - reserve
+    timeout = default if remaining is None else remaining - answer_reserve(remaining) - reserve
     if cap is not None:
         timeout = min(timeout, cap)
     if timeout <= 0:

@@ -291,6 +291,16 @@ def test_a_deadline_from_the_caller_keeps_time_for_the_answer_to_travel_back():
     assert Deadline.from_context(_Remaining(None), 3.0, cap=1.0).remaining() <= 1.0  # type: ignore[arg-type]
 
 
+def test_a_downstream_timeout_keeps_time_for_our_work_and_for_the_answer():
+    from creditscore.runtime import DeadlineExceeded, derive_timeout
+
+    # 1 s left: 50 ms for our work after the call, 100 ms for the answer to travel.
+    assert derive_timeout(_Remaining(1.0), 3.0, reserve=0.05) == pytest.approx(0.85)  # type: ignore[arg-type]
+    assert derive_timeout(_Remaining(None), 3.0, reserve=0.05) == 3.0  # type: ignore[arg-type]
+    with pytest.raises(DeadlineExceeded):
+        derive_timeout(_Remaining(0.06), 3.0, reserve=0.01)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("code, status, reason", [
     (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAVAILABLE, "DOWNSTREAM_UNAVAILABLE"),
     (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.DEADLINE_EXCEEDED, "DOWNSTREAM_DEADLINE_EXCEEDED"),
