@@ -3,11 +3,12 @@ implements ``scores.Scorer`` over the scoring service's ``ScoreBatch`` and
 ``ListModels``. The only feature module besides the servicer that knows gRPC.
 
 Errors, for both calls: the scoring service not reached in time (UNAVAILABLE or
-DEADLINE_EXCEEDED, after the channel's own retries) is ``Unavailable`` with
-reason ``SCORING_UNAVAILABLE``, so that the RPC being served fails as UNAVAILABLE
-and its caller tries again later; any other failure is an INTERNAL
-``DomainError`` (``DOWNSTREAM_ERROR``, the scoring service's status and reason in
-its metadata), as is a reply that does not answer the request.
+DEADLINE_EXCEEDED, after the channel's own retries) or failing itself (INTERNAL,
+UNKNOWN) is ``Unavailable`` with reason ``SCORING_UNAVAILABLE`` (its status in
+the metadata's ``code``), so that the RPC being served fails as UNAVAILABLE and
+its caller tries again later; any other failure (the request refused) is an
+INTERNAL ``DomainError`` (``DOWNSTREAM_ERROR``, the scoring service's status and
+reason in its metadata), as is a reply that does not answer the request.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ _MODELS_PAGE = 100
 @contextlib.contextmanager
 def _scoring_errors() -> Iterator[None]:
     """``downstream_errors`` for the scoring service, with "not reached in time"
-    (UNAVAILABLE, DEADLINE_EXCEEDED, or no time left for the next call) as
-    ``Unavailable`` ``SCORING_UNAVAILABLE``."""
+    (UNAVAILABLE, DEADLINE_EXCEEDED, or no time left for the next call) and its
+    own failures (INTERNAL, UNKNOWN) as ``Unavailable`` ``SCORING_UNAVAILABLE``."""
     try:
         with downstream_errors(_SERVICE):
             yield

@@ -42,6 +42,7 @@ from creditscore.features.engine import (
 )
 from creditscore.records.v1 import records_pb2
 from creditscore.runtime import (
+    Deadline,
     FailedPrecondition,
     PurgedTable,
     Violations,
@@ -89,6 +90,13 @@ class ApplyResult:
 
     applied: int  # versions applied now: new records, corrections, retractions
     duplicates: int  # versions applied before (or superseded in the batch), ignored
+
+
+def _check_time_left(deadline: Deadline | None) -> None:
+    """``DeadlineExceeded`` when the caller's ``deadline`` has (almost) passed:
+    work that waited for the book's lock is not started for a caller gone."""
+    if deadline is not None:
+        deadline.timeout()
 
 
 def _feeds_features(record: records_pb2.Record) -> bool:
@@ -246,7 +254,9 @@ class FeatureBook:
         """The latest event or as-of time accepted now (now plus the clock skew)."""
         return self._clock() + self._clock_skew
 
-    async def apply(self, envelopes: Sequence[tuple[str, records_pb2.Record]]) -> ApplyResult:
+    async def apply(
+        self, envelopes: Sequence[tuple[str, records_pb2.Record]], deadline: Deadline | None = None
+    ) -> ApplyResult:
         """Applies ``(producer_id, record)`` pairs (already validated), each version
         once: idempotent per (producer_id, record_id, revision).
 
@@ -256,7 +266,12 @@ class FeatureBook:
         not higher than the one applied is a duplicate, so deliveries may come in
         any order and any number of times. Within one request only the highest
         revision of a record counts. All or nothing: the version rows and the
-        aggregates commit in one transaction."""
+        aggregates commit in one transaction.
+
+        ``deadline`` (the caller's) bounds the work, the wait for the book's lock
+        and the scoring call included: work whose caller has given up is not done
+        (``DeadlineExceeded``), and a scoring service that does not answer fails
+        the apply before the caller's deadline, not after."""
         unique: dict[RecordKey, records_pb2.Record] = {}
         for producer_id, record in envelopes:
             key = (producer_id, record.record_id)
@@ -274,6 +289,7 @@ class FeatureBook:
         }
         async def work() -> ApplyResult:
             async with self._lock:
+                _check_time_left(deadline)
                 now = self._clock()
                 async with self._store.batch() as batch:
                     before = await batch.claim(incoming, now)
@@ -307,7 +323,7 @@ class FeatureBook:
                             ]
                             repair(states[subject_id], need, remaining)
                     # Scored before the commit: a scoring failure rolls the whole batch back.
-                    scores = await self._materialize(states, now)
+                    scores = await self._materialize(states, now, deadline)
                     await batch.save_states(states, now, scores)
             return ApplyResult(applied=len(changes), duplicates=len(envelopes) - len(changes))
 
@@ -336,7 +352,9 @@ class FeatureBook:
             out.append(vector)
         return out
 
-    async def purge(self, request_id: str, subject_id: str, source: int) -> list[PurgedTable]:
+    async def purge(
+        self, request_id: str, subject_id: str, source: int, deadline: Deadline | None = None
+    ) -> list[PurgedTable]:
         """Forgets a subject (``source`` 0) or one source of it, in one transaction,
         idempotent on ``request_id`` (a retry answers the first call's counts).
 
@@ -352,6 +370,7 @@ class FeatureBook:
         v.raise_if_any("the request is not valid")
         async def work() -> list[PurgedTable]:
             async with self._lock:
+                _check_time_left(deadline)
                 now = self._clock()
                 async with self._store.batch() as batch:
                     done = await batch.claim_purge(request_id, now)
@@ -367,7 +386,7 @@ class FeatureBook:
                         remaining = [records_pb2.Record.FromString(p) for p in await batch.feeding_payloads(subject_id)]
                     if remaining:
                         state = rebuild_state(remaining)
-                        scores = await self._materialize({subject_id: state}, now)
+                        scores = await self._materialize({subject_id: state}, now, deadline)
                         await batch.put_state(subject_id, state, now, scores.get(subject_id))
                         removed, rewritten = 0, 1
                     else:
@@ -401,20 +420,22 @@ class FeatureBook:
         was first known (the refresher makes a pass over stale rows after each)."""
         return self._model_changes
 
-    async def active_model(self) -> str:
+    async def active_model(self, deadline: Deadline | None = None) -> str:
         """The active model version: the last one the scoring service reported,
-        or asked of it now when none was."""
+        or asked of it now (within ``deadline``) when none was."""
         if self._active_model is None:
-            return await self.poll_active_model()
+            return await self.poll_active_model(deadline)
         return self._active_model
 
-    async def poll_active_model(self) -> str:
+    async def poll_active_model(self, deadline: Deadline | None = None) -> str:
         """Asks the scoring service which model version is active, and keeps it."""
-        version = await self._scoring().active_model(self._score_timeout)
+        version = await self._scoring().active_model(self._timeout(deadline))
         self._note_model(version)
         return version
 
-    async def current_scores(self, subject_ids: Sequence[str]) -> list[CurrentScore]:
+    async def current_scores(
+        self, subject_ids: Sequence[str], deadline: Deadline | None = None
+    ) -> list[CurrentScore]:
         """The current score of each of ``subject_ids`` (already validated) and the
         scored sources with a value in the vector it scored, one per id in the
         given order (repeats included).
@@ -427,9 +448,9 @@ class FeatureBook:
         scored once per model version. ``FailedPrecondition``
         (SCORING_NOT_CONFIGURED) without a scorer; ``Unavailable``
         (SCORING_UNAVAILABLE) when a score must be computed and the scoring
-        service cannot be reached."""
+        service cannot be reached, within ``deadline`` (the caller's) when given."""
         self._scoring()
-        active = await self.active_model()
+        active = await self.active_model(deadline)
         now = self._clock()
         stored = await self._store.scores_of(subject_ids)
         answers: dict[str, CurrentScore] = {}
@@ -440,13 +461,13 @@ class FeatureBook:
             else:
                 stale.append(subject_id)
         if stale:
-            answers.update((await self._rescore(stale, active))[0])
+            answers.update((await self._rescore(stale, active, deadline))[0])
         out: list[CurrentScore] = []
         for subject_id in subject_ids:
             answer = answers.get(subject_id)
             if answer is None:  # no row (or forgotten since the read): no data
                 empty = scoring_pb2.Score()
-                empty.CopyFrom(await self._no_data_score(subject_id, now))
+                empty.CopyFrom(await self._no_data_score(subject_id, now, deadline))
                 empty.subject_id = subject_id
                 empty.score_id = 0
                 empty.score_time.FromDatetime(now)
@@ -598,14 +619,23 @@ class FeatureBook:
                 self._model_changes += 1
             self._active_model = version
 
-    async def _score(self, vectors: Sequence[SubjectVector]) -> list[tuple[scoring_pb2.Score, MaterializedScore]]:
+    def _timeout(self, deadline: Deadline | None) -> float:
+        """The timeout of a scoring call: ``score_timeout_seconds``, or less when
+        the caller's ``deadline`` leaves less (``DeadlineExceeded`` when it leaves none)."""
+        if deadline is None:
+            return self._score_timeout
+        return min(self._score_timeout, deadline.timeout())
+
+    async def _score(
+        self, vectors: Sequence[SubjectVector], deadline: Deadline | None = None
+    ) -> list[tuple[scoring_pb2.Score, MaterializedScore]]:
         """The scoring service's score of each vector, in order, as returned and as
-        stored: one call per ``MAX_SCORE_BATCH`` vectors."""
+        stored: one call per ``MAX_SCORE_BATCH`` vectors, each within ``deadline``."""
         scorer = self._scoring()
         out: list[tuple[scoring_pb2.Score, MaterializedScore]] = []
         for start in range(0, len(vectors), MAX_SCORE_BATCH):
             part = vectors[start:start + MAX_SCORE_BATCH]
-            scores = await scorer.score([(v.subject_id, v.values) for v in part], self._score_timeout)
+            scores = await scorer.score([(v.subject_id, v.values) for v in part], self._timeout(deadline))
             for vector, score in zip(part, scores, strict=True):
                 stored = MaterializedScore(
                     score.SerializeToString(deterministic=True),
@@ -618,7 +648,9 @@ class FeatureBook:
                 self._note_model(scores[-1].model_version)
         return out
 
-    async def _materialize(self, states: Mapping[str, SubjectState], now: datetime) -> dict[str, MaterializedScore]:
+    async def _materialize(
+        self, states: Mapping[str, SubjectState], now: datetime, deadline: Deadline | None = None
+    ) -> dict[str, MaterializedScore]:
         """The scores of the vectors of new aggregates as of ``now``, by subject
         (none without a scorer): written with them, in their transaction."""
         if self._scorer is None or not states:
@@ -627,11 +659,11 @@ class FeatureBook:
             _vector_of(subject_id, StoredState(subject_id, state, state.record_count, now), now)
             for subject_id, state in sorted(states.items())
         ]
-        scored = await self._score(vectors)
+        scored = await self._score(vectors, deadline)
         return {vector.subject_id: stored for vector, (_, stored) in zip(vectors, scored, strict=True)}
 
     async def _rescore(
-        self, subject_ids: Sequence[str], active_model: str
+        self, subject_ids: Sequence[str], active_model: str, deadline: Deadline | None = None
     ) -> tuple[dict[str, CurrentScore], int]:
         """The current scores of those of ``subject_ids`` that still have a row, and
         how many were scored again. The rows are read with their aggregates (one
@@ -653,7 +685,7 @@ class FeatureBook:
         if not todo:
             return answers, 0
         vectors = [_row_vector(row, now) for row in todo]
-        scored = await self._score(vectors)
+        scored = await self._score(vectors, deadline)
         # Written even when the caller goes away meanwhile (drain waits for it).
         await self._unbroken(self._store.save_scores_if_unchanged(
             [(row, stored) for row, (_, stored) in zip(todo, scored, strict=True)]))
@@ -661,12 +693,14 @@ class FeatureBook:
             answers[row.subject_id] = (given, stored.sources_used)
         return answers, len(todo)
 
-    async def _no_data_score(self, subject_id: str, now: datetime) -> scoring_pb2.Score:
+    async def _no_data_score(
+        self, subject_id: str, now: datetime, deadline: Deadline | None = None
+    ) -> scoring_pb2.Score:
         """The active model's score of an empty vector (asked once per model
         version, with ``subject_id``: the scoring service needs one)."""
-        active = await self.active_model()
+        active = await self.active_model(deadline)
         cached = self._empty_score
         if cached is None or cached.model_version != active:
-            [(cached, _)] = await self._score([_vector_of(subject_id, None, now)])
+            [(cached, _)] = await self._score([_vector_of(subject_id, None, now)], deadline)
             self._empty_score = cached
         return cached

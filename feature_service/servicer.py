@@ -8,7 +8,7 @@ import grpc
 
 from creditscore.common.v1 import common_pb2
 from creditscore.feature.v1 import feature_pb2, feature_pb2_grpc
-from creditscore.runtime import to_timestamp
+from creditscore.runtime import Deadline, to_timestamp
 
 from .features import FeatureBook, SubjectVector, feature_values
 from .validation import (
@@ -35,7 +35,7 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
         self, request: feature_pb2.ApplyRecordsRequest, context: Context
     ) -> feature_pb2.ApplyRecordsResponse:
         envelopes = validate_apply_records(request, latest_allowed=self._book.latest_allowed_time())
-        result = await self._book.apply(envelopes)
+        result = await self._book.apply(envelopes, _deadline(context))
         return feature_pb2.ApplyRecordsResponse(applied_count=result.applied, duplicate_count=result.duplicates)
 
     async def GetFeatureVector(
@@ -55,7 +55,7 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
         self, request: feature_pb2.GetCurrentScoresRequest, context: Context
     ) -> feature_pb2.GetCurrentScoresResponse:
         subject_ids = validate_get_current_scores(request)
-        scores = await self._book.current_scores(subject_ids)
+        scores = await self._book.current_scores(subject_ids, _deadline(context))
         return feature_pb2.GetCurrentScoresResponse(
             current_scores=[
                 feature_pb2.CurrentScore(
@@ -70,7 +70,9 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
     async def PurgeSubject(
         self, request: feature_pb2.PurgeSubjectRequest, context: Context
     ) -> feature_pb2.PurgeSubjectResponse:
-        tables = await self._book.purge(request.request_id, request.subject_id, request.source)
+        tables = await self._book.purge(
+            request.request_id, request.subject_id, request.source, _deadline(context)
+        )
         return feature_pb2.PurgeSubjectResponse(
             tables=[
                 common_pb2.PurgedTable(table=t.table, deleted_rows=t.deleted, rewritten_rows=t.rewritten)
@@ -96,6 +98,14 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
                 for r in held.applied
             ],
         )
+
+
+def _deadline(context: Context) -> Deadline | None:
+    """The caller's deadline (less the time our answer takes to reach it), which
+    bounds the scoring calls made for this call; None when it set none (each
+    scoring call then has ``SCORE_TIMEOUT_SECONDS``)."""
+    remaining = context.time_remaining()
+    return None if remaining is None else Deadline.from_context(context, remaining)
 
 
 def _vector(vector: SubjectVector) -> feature_pb2.FeatureVector:

@@ -25,6 +25,8 @@ __all__ = ["DeliveryError", "GrpcConsentChecker", "GrpcFeatureSink"]
 
 # Failures that mean "could not get an answer in time", as opposed to a refusal.
 _UNREACHABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+#: The consent service failing itself (its bug or crash, not ours): try again later.
+_FAILED = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN})
 
 
 class GrpcConsentChecker:
@@ -40,8 +42,10 @@ class GrpcConsentChecker:
 
         Raises ``Unavailable`` (reason ``CONSENT_SERVICE_UNAVAILABLE``) when the
         consent service cannot be reached in ``timeout`` seconds (after the
-        channel's own retries), and an INTERNAL ``DomainError`` for any other
-        failure or a reply that does not match the questions.
+        channel's own retries), ``Unavailable`` (``CONSENT_CHECK_FAILED``) when it
+        fails itself (INTERNAL, UNKNOWN), and an INTERNAL ``DomainError``
+        (``CONSENT_CHECK_FAILED``) when it refuses the request, or for a reply
+        that does not match the questions.
         """
         request = consent_pb2.CheckConsentsRequest(
             purpose=cast(common_pb2.Purpose.ValueType, purpose),
@@ -58,8 +62,10 @@ class GrpcConsentChecker:
                 raise Unavailable(
                     f"the consent service could not be reached ({error.code.name})",
                     reason="CONSENT_SERVICE_UNAVAILABLE",
+                    metadata={"consent_code": error.code.name},
                 ) from None
-            raise DomainError(
+            failure = Unavailable if error.code in _FAILED else DomainError
+            raise failure(
                 "the consent check failed",
                 reason="CONSENT_CHECK_FAILED",
                 metadata={"consent_code": error.code.name, "consent_reason": error.reason},

@@ -24,6 +24,8 @@ class FakeScorer:
         #: Every ``score`` call: its (subject_id, values) items.
         self.calls: list[list[tuple[str, dict[str, float | None]]]] = []
         self.model_calls = 0
+        #: The timeout of every call, ``score`` and ``active_model`` alike.
+        self.timeouts: list[float] = []
         #: The last score given for each subject.
         self.given: dict[str, scoring_pb2.Score] = {}
         self._next_id = 0
@@ -35,6 +37,7 @@ class FakeScorer:
         self, items: Sequence[tuple[str, Mapping[str, float | None]]], timeout: float
     ) -> list[scoring_pb2.Score]:
         assert timeout > 0
+        self.timeouts.append(timeout)
         if self.down:
             raise self._unavailable()
         assert 1 <= len(items) <= 256
@@ -58,6 +61,7 @@ class FakeScorer:
 
     async def active_model(self, timeout: float) -> str:
         assert timeout > 0
+        self.timeouts.append(timeout)
         if self.down:
             raise self._unavailable()
         self.model_calls += 1

@@ -329,6 +329,18 @@ async def test_slow_downstream_is_deadline_exceeded_not_a_hang(gw):
     assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+async def test_a_slow_downstream_is_answered_before_the_callers_deadline_with_details(gw):
+    """The gateway keeps part of the caller's deadline for its answer: the caller
+    reads the gateway's DEADLINE_EXCEEDED and its reason, not its own timeout."""
+    gw.consent.scopes[("alice", "p1", LOAN)] = FULL
+    gw.consent.consented.add("alice")
+    gw.features.delay = 2.0
+    for k in range(3):
+        err = CallError.from_rpc_error(await _error(gw.stub.GetCreditScore(
+            _ask(txn=f"t-slow-{k}"), metadata=gw.partner(), timeout=0.5)))
+        assert (err.code, err.reason) == (grpc.StatusCode.DEADLINE_EXCEEDED, "DOWNSTREAM_DEADLINE_EXCEEDED")
+
+
 async def test_the_gateway_needs_its_own_credentials(gw, tmp_path):
     from creditscore.runtime import SettingsError
 

@@ -6,7 +6,7 @@ required everywhere, as ``creditscore run`` sets it up (``DemoAuth``)."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from creditscore.cli.run import DemoAuth, Suite, _free_port
 from creditscore.runtime import ServerSettings, configure_tracing, from_env
 from tests.authkit import Ca
+from tests.faultproxy import FaultProxy
 from tests.pg import POSTGRES_URL, create_pg_database, drop_pg_database
 
 LOCAL = ServerSettings(host="127.0.0.1", port=0, grace_seconds=1.0)
@@ -38,14 +39,19 @@ class InProcessSuite:
     handles: dict
     # Each service's database (tests read the stores directly).
     database_urls: dict = dataclasses.field(default_factory=dict)
+    # The fault proxies other services reach a proxied service through, by package.
+    proxies: dict[str, FaultProxy] = dataclasses.field(default_factory=dict)
 
 
 async def _start(
-    database_urls: dict[str, str], folder: Path, ca: Ca | None = None, env: dict[str, str] | None = None
+    database_urls: dict[str, str], folder: Path, ca: Ca | None = None, env: dict[str, str] | None = None,
+    proxied: Collection[str] = (),
 ) -> InProcessSuite:
     """The five servers; with ``ca``, every service and the test's own calls speak
     mutual TLS with certificates of that CA (each naming its service); ``env``
-    (variables for every service) over the defaults."""
+    (variables for every service) over the defaults. The other services reach each
+    package of ``proxied`` through a ``FaultProxy`` (``InProcessSuite.proxies``);
+    the test's own calls (``suite.ports``) go straight to it."""
     import consent_service.config  # noqa: E401
     import consent_service.server
     import feature_service.config  # noqa: E401
@@ -70,6 +76,9 @@ async def _start(
     # Every port known up front: the consent service (started first, it makes the
     # token keys) calls the others to purge and export.
     ports = {package: _free_port() for package in PACKAGES}
+    proxies = {package: await FaultProxy.start(ports[package]) for package in proxied}
+    addrs = {package: f"127.0.0.1:{proxies[package].port if package in proxies else port}"
+             for package, port in ports.items()}
     for package in PACKAGES:
         config, server = modules[package]
         service_env = {**auth.env_for(package), **QUICK.get(package, {}), **(env or {})}
@@ -83,7 +92,7 @@ async def _start(
         for field in dataclasses.fields(settings):
             if field.name.endswith("_service_addr"):
                 dep = field.name.removesuffix("_addr")
-                changes[field.name] = f"127.0.0.1:{ports[dep]}"
+                changes[field.name] = addrs[dep]
         settings = dataclasses.replace(settings, **changes)
         provider = configure_tracing(package, {}, processor=SimpleSpanProcessor(exporter))
         handle = await server.build_server(settings, tracer_provider=provider)
@@ -92,12 +101,14 @@ async def _start(
         ports[package] = handle.port
     suite = Suite(data_dir=folder, ports=ports, procs={}, auth=auth,
                   tls=ca.issue("operator") if ca is not None else None)
-    return InProcessSuite(suite, exporter, handles, dict(database_urls))
+    return InProcessSuite(suite, exporter, handles, dict(database_urls), proxies)
 
 
 async def _stop(running: InProcessSuite) -> None:
     for package in reversed(PACKAGES):
         await running.handles[package].stop(0)
+    for proxy in running.proxies.values():
+        await proxy.close()
 
 
 SuiteFactory = Callable[..., Awaitable[InProcessSuite]]

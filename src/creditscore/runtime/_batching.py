@@ -109,6 +109,17 @@ class Batcher(Generic[T, R]):
     def name(self) -> str:
         return self._name
 
+    @property
+    def queued(self) -> int:
+        """Items waiting for a batch to leave (a caller gone or expired included,
+        until the next batch leaves)."""
+        return len(self._queue)
+
+    @property
+    def in_flight(self) -> int:
+        """Batches sent and not answered yet."""
+        return self._in_flight
+
     async def call(self, item: T, deadline: Deadline) -> R:
         """The result of ``item``, sent in the next batch; ``DeadlineExceeded``
         when ``deadline`` passes first."""

@@ -232,11 +232,12 @@ def derive_timeout(
     cap: float | None = None,
 ) -> float:
     """The timeout for a downstream call made while serving ``context``: what is
-    left of the caller's deadline less ``reserve`` seconds for our own work, or
-    ``default`` when the caller set no deadline; never more than ``cap``.
-    Raises ``DeadlineExceeded`` when nothing is left."""
+    left of the caller's deadline less ``reserve`` seconds for our own work and
+    ``answer_reserve`` of it for our answer to reach the caller (as
+    ``Deadline.from_context``), or ``default`` when the caller set no deadline;
+    never more than ``cap``. Raises ``DeadlineExceeded`` when nothing is left."""
     remaining = context.time_remaining() if context is not None else None
-    timeout = default if remaining is None else remaining - reserve
+    timeout = default if remaining is None else remaining - answer_reserve(remaining) - reserve
     if cap is not None:
         timeout = min(timeout, cap)
     if timeout <= 0:
@@ -245,6 +246,20 @@ def derive_timeout(
             reason="DEADLINE_TOO_SHORT",
         )
     return timeout
+
+
+#: The share of a caller's remaining deadline kept for our answer to reach it
+#: (``Deadline.from_context``), and its bounds in seconds.
+ANSWER_RESERVE_SHARE = 0.1
+ANSWER_RESERVE_MIN_SECONDS = 0.05
+ANSWER_RESERVE_MAX_SECONDS = 0.25
+
+
+def answer_reserve(remaining: float) -> float:
+    """Seconds of a caller's ``remaining`` deadline kept for our answer to travel
+    back: a tenth of it, between 50 ms and 250 ms (a loaded event loop and the
+    hop back take tens of milliseconds)."""
+    return min(ANSWER_RESERVE_MAX_SECONDS, max(ANSWER_RESERVE_MIN_SECONDS, ANSWER_RESERVE_SHARE * remaining))
 
 
 class Deadline:
@@ -263,10 +278,13 @@ class Deadline:
         *,
         cap: float | None = None,
     ) -> Deadline:
-        """The caller's remaining deadline, ``default`` when it set none, never
-        more than ``cap``."""
+        """The caller's remaining deadline less ``answer_reserve`` of it (the time
+        our answer takes to reach the caller), ``default`` when it set none, never
+        more than ``cap``. Without that reserve, work bounded by the caller's own
+        deadline fails at the very moment the caller gives up, and the caller sees
+        its own DEADLINE_EXCEEDED, without the reason and details of ours."""
         remaining = context.time_remaining() if context is not None else None
-        seconds = default if remaining is None else remaining
+        seconds = default if remaining is None else remaining - answer_reserve(remaining)
         return cls(seconds if cap is None else min(seconds, cap))
 
     def remaining(self) -> float:
@@ -282,12 +300,19 @@ class Deadline:
         return left
 
 
+#: Statuses that say the downstream itself failed (not that our request was wrong).
+_DOWNSTREAM_FAILURES = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN})
+
+
 @contextlib.contextmanager
 def downstream_errors(service: str) -> Iterator[None]:
     """Turns a failed downstream call into the domain error this service answers with:
     UNAVAILABLE -> ``Unavailable`` (reason DOWNSTREAM_UNAVAILABLE), DEADLINE_EXCEEDED ->
-    ``DeadlineExceeded`` (DOWNSTREAM_DEADLINE_EXCEEDED), anything else -> ``DomainError``
-    (DOWNSTREAM_ERROR); ``metadata`` names the service and its status and reason."""
+    ``DeadlineExceeded`` (DOWNSTREAM_DEADLINE_EXCEEDED), a failure of the downstream
+    itself (INTERNAL, UNKNOWN: its bug or crash, not ours) -> ``Unavailable``
+    (DOWNSTREAM_ERROR): our caller may try again later; anything else (the request
+    refused: our bug or our configuration) -> ``DomainError`` (INTERNAL,
+    DOWNSTREAM_ERROR). ``metadata`` names the service and its status and reason."""
     try:
         yield
     except grpc.aio.AioRpcError as exc:
@@ -304,6 +329,10 @@ def downstream_errors(service: str) -> Iterator[None]:
                 f"{service} did not answer in time",
                 reason="DOWNSTREAM_DEADLINE_EXCEEDED",
                 metadata=meta,
+            ) from None
+        if err.code in _DOWNSTREAM_FAILURES:
+            raise Unavailable(
+                f"{service} failed: {err.code.name}", reason="DOWNSTREAM_ERROR", metadata=meta
             ) from None
         raise DomainError(
             f"{service} failed: {err.code.name}", reason="DOWNSTREAM_ERROR", metadata=meta

@@ -212,3 +212,13 @@ async def test_the_scoring_policy_lets_the_feature_service_score_and_list_models
     finally:
         await channel.close()
         await handle.stop(0)
+
+
+async def test_a_scoring_service_failing_itself_is_scoring_unavailable(scoring):
+    """INTERNAL from the scoring service is its failure, not the feature service's:
+    the call being served answers UNAVAILABLE, and its caller tries again later."""
+    scoring.fake.refuse = DomainError("the scoring service broke")
+    with pytest.raises(Unavailable) as caught:
+        await scoring.scorer.score([("s1", vector(0.5))], timeout=5)
+    assert caught.value.reason == "SCORING_UNAVAILABLE"
+    assert caught.value.metadata["code"] == "INTERNAL"

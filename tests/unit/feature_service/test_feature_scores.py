@@ -15,7 +15,14 @@ from sqlalchemy import event
 from creditscore.common.v1 import common_pb2
 from creditscore.features.catalog import FEATURE_NAMES, sources_used
 from creditscore.records.v1 import records_pb2 as R
-from creditscore.runtime import FailedPrecondition, Transactions, Unavailable, make_engine
+from creditscore.runtime import (
+    Deadline,
+    DeadlineExceeded,
+    FailedPrecondition,
+    Transactions,
+    Unavailable,
+    make_engine,
+)
 from creditscore.scoring.v1 import scoring_pb2
 from creditscore.sim import producer_of, simulate
 from feature_service.features import FeatureBook
@@ -403,3 +410,30 @@ async def test_an_apply_whose_caller_goes_away_while_scoring_still_commits(book,
     async with asyncio.timeout(10):
         await book.drain()
     await assert_materialized(book, store, scorer, feeding_subjects(envelopes))
+
+
+async def test_the_callers_deadline_bounds_every_scoring_call_and_work_left_for_a_caller_gone(
+    book, store, scorer, envelopes
+):
+    """A scoring service that hangs fails an apply or a lookup before its caller
+    gives up, not SCORE_TIMEOUT_SECONDS later (the apply's write, and the book's
+    lock, were held that long after the caller had gone)."""
+    first, second = split(envelopes)[:2]
+    await book.apply(first, Deadline(0.5))
+    assert scorer.timeouts and all(0 < t <= 0.5 for t in scorer.timeouts)
+    # Without a deadline: the book's own SCORE_TIMEOUT_SECONDS, as before.
+    scorer.timeouts.clear()
+    await book.current_scores(["nobody-yet"])
+    assert scorer.timeouts and all(t == 5.0 for t in scorer.timeouts)
+    # No time left when the lock is had: nothing scored, nothing written.
+    calls = len(scorer.calls)
+    with pytest.raises(DeadlineExceeded):
+        await book.apply(second, Deadline(0.001))
+    assert len(scorer.calls) == calls
+    assert (await book.apply(second)).applied > 0
+    # A lookup meeting a row to score again: the same bound.
+    scorer.model = "v2"  # a new active model: every row is stale
+    await book.poll_active_model()
+    scorer.timeouts.clear()
+    await book.current_scores(sorted(feeding_subjects(first))[:2], Deadline(0.4))
+    assert scorer.timeouts and all(0 < t <= 0.4 for t in scorer.timeouts)

@@ -266,3 +266,55 @@ async def test_service_channels_one_per_address_and_every_channel_to_close(tmp_p
     finally:
         for channel in owned:
             await channel.close()
+
+
+class _Remaining:
+    """A servicer context with ``seconds`` left of its caller's deadline (None: no deadline)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+
+    def time_remaining(self) -> float | None:
+        return self.seconds
+
+
+def test_a_deadline_from_the_caller_keeps_time_for_the_answer_to_travel_back():
+    from creditscore.runtime import Deadline
+
+    # A tenth of what is left, at least 50 ms, at most 250 ms: work bounded by it
+    # fails before the caller gives up, so the caller reads our status and details.
+    for left, kept in ((1.0, 0.1), (0.2, 0.05), (10.0, 0.25)):
+        deadline = Deadline.from_context(_Remaining(left), default=3.0)  # type: ignore[arg-type]
+        assert left - kept - 0.02 <= deadline.remaining() <= left - kept
+    # No caller deadline: the default, whole; a cap still applies.
+    assert 2.98 <= Deadline.from_context(_Remaining(None), default=3.0).remaining() <= 3.0  # type: ignore[arg-type]
+    assert Deadline.from_context(_Remaining(None), 3.0, cap=1.0).remaining() <= 1.0  # type: ignore[arg-type]
+
+
+def test_a_downstream_timeout_keeps_time_for_our_work_and_for_the_answer():
+    from creditscore.runtime import DeadlineExceeded, derive_timeout
+
+    # 1 s left: 50 ms for our work after the call, 100 ms for the answer to travel.
+    assert derive_timeout(_Remaining(1.0), 3.0, reserve=0.05) == pytest.approx(0.85)  # type: ignore[arg-type]
+    assert derive_timeout(_Remaining(None), 3.0, reserve=0.05) == 3.0  # type: ignore[arg-type]
+    with pytest.raises(DeadlineExceeded):
+        derive_timeout(_Remaining(0.06), 3.0, reserve=0.01)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("code, status, reason", [
+    (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAVAILABLE, "DOWNSTREAM_UNAVAILABLE"),
+    (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.DEADLINE_EXCEEDED, "DOWNSTREAM_DEADLINE_EXCEEDED"),
+    # The downstream's own failure is not the caller's bug: try again later.
+    (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE, "DOWNSTREAM_ERROR"),
+    (grpc.StatusCode.UNKNOWN, grpc.StatusCode.UNAVAILABLE, "DOWNSTREAM_ERROR"),
+    # Our request refused: our bug or our configuration.
+    (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INTERNAL, "DOWNSTREAM_ERROR"),
+    (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INTERNAL, "DOWNSTREAM_ERROR"),
+])
+def test_a_failed_downstream_call_becomes_the_status_its_cause_calls_for(code, status, reason):
+    from creditscore.runtime import DomainError, downstream_errors
+
+    with pytest.raises(DomainError) as caught, downstream_errors("scoring_service"):
+        raise grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details="boom")
+    assert (caught.value.code, caught.value.reason) == (status, reason)
+    assert caught.value.metadata == {"service": "scoring_service", "code": code.name}
