@@ -916,6 +916,6 @@ def _optional_time(v: Violations, message: Message, field: str, path: str = "") 
     by default the field's name) when it is out of the range a Timestamp may hold."""
     try:
         return from_timestamp(message, field)
-    except (ValueError, OverflowError):
+    except InvalidArgument:
         v.add(path or field, "not a valid timestamp")
         return None
