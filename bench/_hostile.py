@@ -499,6 +499,7 @@ class Credentials:
     by_kind: dict[str, list[Identity]]
     renew: Renew | None = None
     renewed: int = 0
+    renew_failures: list[str] = field(default_factory=list)
     _renewing: set[str] = field(default_factory=set)
 
     def pick(self, rng: random.Random, kind: str) -> Identity:
@@ -519,6 +520,11 @@ class Credentials:
         self._renewing.add(identity.name)
         try:
             fresh = await self.renew(identity)
+        except grpc.aio.AioRpcError as exc:
+            # The suite could not renew it now (a busy store): the caller stays
+            # as it is, and is renewed at its next refusal.
+            self.renew_failures.append(f"{identity.kind} {identity.name}: {exc.code().name}")
+            return
         finally:
             self._renewing.discard(identity.name)
         if identity in pool:
@@ -800,18 +806,18 @@ async def prepare_world(suite: Any, n_subjects: int, seed: int, *, n_subject_tok
                 enrolled = await consent.EnrollSubject(consent_pb2.EnrollSubjectRequest(
                     request_id=f"{name}-enroll", subject_id=name, consents=[consent_pb2.InitialConsent(
                         source=common_pb2.DATA_SOURCE_PAYMENTS, purpose=common_pb2.PURPOSE_CREDIT_SCORING)]),
-                    timeout=10)
+                    timeout=30)
                 secrets[name] = enrolled.subject_secret
                 pools.subjects.append(name)
             elif identity.kind == "partner":
                 partner_reply = await consent.RegisterPartner(consent_pb2.RegisterPartnerRequest(
-                    request_id=f"{name}-register", partner_id=name, display_name=name), timeout=10)
+                    request_id=f"{name}-register", partner_id=name, display_name=name), timeout=30)
                 secrets[name] = partner_reply.credentials.client_secret
                 pools.partners.append(name)
             elif identity.kind == "producer":
                 producer_reply = await consent.RegisterProducer(consent_pb2.RegisterProducerRequest(
                     request_id=f"{name}-register", producer_id=name, display_name=name,
-                    sources=list(common_pb2.DataSource.values())[1:]), timeout=10)
+                    sources=list(common_pb2.DataSource.values())[1:]), timeout=30)
                 secrets[name] = producer_reply.credentials.client_secret
                 pools.producers.append(name)
             else:

@@ -200,7 +200,9 @@ async def main_async(args: argparse.Namespace) -> int:
         total = tally.total
         print(f"\n{generated:,} generated requests in {seconds:.1f} s ({generated / seconds:,.0f}/s), "
               f"{args.in_flight} in flight, deadline {args.deadline:g} s each (+{args.margin:g} s before a call "
-              f"counts as a hang); slowest call {tally.slowest:.2f} s; tokens renewed {world.credentials.renewed}")
+              f"counts as a hang); slowest call {tally.slowest:.2f} s; tokens renewed {world.credentials.renewed}"
+              f" (renewals that failed: {len(world.credentials.renew_failures)}"
+              f"{': ' + ', '.join(world.credentials.renew_failures[:5]) if world.credentials.renew_failures else ''})")
         print("status codes, all calls: " + ", ".join(f"{k} {v:,}" for k, v in total.most_common()))
         print("by token kind: " + "; ".join(
             f"{kind}: " + ", ".join(f"{code} {n:,}" for (k, code), n in sorted(tally.by_kind.items()) if k == kind)
