@@ -500,6 +500,8 @@ class Credentials:
     renew: Renew | None = None
     renewed: int = 0
     renew_failures: list[str] = field(default_factory=list)
+    #: INTERNAL or UNKNOWN answers to the renewals themselves.
+    renew_errors: list[str] = field(default_factory=list)
     _renewing: set[str] = field(default_factory=set)
 
     def pick(self, rng: random.Random, kind: str) -> Identity:
@@ -524,6 +526,8 @@ class Credentials:
             # The suite could not renew it now (a busy store): the caller stays
             # as it is, and is renewed at its next refusal.
             self.renew_failures.append(f"{identity.kind} {identity.name}: {exc.code().name}")
+            if exc.code() in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
+                self.renew_errors.append(exc.code().name)  # the suite's own calls count too
             return
         finally:
             self._renewing.discard(identity.name)

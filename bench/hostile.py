@@ -220,7 +220,9 @@ async def main_async(args: argparse.Namespace) -> int:
             print(f"RPCs never past authentication: {', '.join(unreached)}")
         print(f"services SERVING at the end: {len(suite.ports) - len(not_serving)} of {len(suite.ports)}")
 
-        internal, unknown = tally.count("INTERNAL"), tally.count("UNKNOWN")
+        renew_errors = Counter(world.credentials.renew_errors)
+        internal = tally.count("INTERNAL") + renew_errors["INTERNAL"]
+        unknown = tally.count("UNKNOWN") + renew_errors["UNKNOWN"]
         problems = []
         if internal or unknown or tally.hangs:
             problems.append(f"INTERNAL {internal}, UNKNOWN {unknown}, hangs {tally.hangs}")
