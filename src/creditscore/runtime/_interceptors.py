@@ -1,6 +1,7 @@
-"""The server interceptor that maps domain errors to ``google.rpc.Status``, and
+"""The server interceptor that maps domain errors to ``google.rpc.Status``,
 refuses a request that does not parse as its message (INVALID_ARGUMENT,
-``MALFORMED_REQUEST``) where grpc itself would answer UNKNOWN."""
+``MALFORMED_REQUEST``) where grpc itself would answer UNKNOWN, and reads what is
+left of a refused client stream before its status (``_drain``)."""
 
 from __future__ import annotations
 
