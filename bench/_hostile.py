@@ -33,6 +33,7 @@ builds a message that is valid on the wire but hostile in content:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import time
@@ -225,6 +226,11 @@ class Generator:
     #: The most items a repeated field gets (``wide_request`` makes the 10k case).
     many: int = 300
     now: float = field(default_factory=time.time)
+    #: Characters of long strings left for the request being made: a request holds
+    #: at most ``per_request`` of them (about 4 MiB), so that making one never
+    #: stalls the sending loop for seconds (which would show as other calls late).
+    per_request: int = 4 << 20
+    budget: int = 4 << 20
 
     # hostile -------------------------------------------------------------------
 
@@ -314,7 +320,8 @@ class Generator:
             real = self.rng.choice(pool)
             return self.rng.choice([real.upper(), f" {real}", f"{real}\x00", real[:-1], real + real, f"{real}%"])
         if r < 0.8:
-            size = self.rng.choice([1024, 65536, 65536, self.huge])
+            size = min(self.rng.choice([1024, 65536, 65536, self.huge]), max(self.budget, 16))
+            self.budget -= size
             return self.rng.choice(["a", "é", "\x00", "7"]) * size
         return "".join(chr(self.rng.randint(1, 0xD7FF)) for _ in range(self.rng.randint(1, 40)))
 
@@ -414,9 +421,13 @@ class Generator:
         and mutated (30%), a seed mutated (25%, where there are seeds; else
         plausible), or two of these concatenated (10%: several members of a
         oneof, repeated fields merged)."""
+        self.budget = self.per_request
+        return self._request(d, seeds)
+
+    def _request(self, d: Descriptor, seeds: Sequence[Message]) -> bytes:
         r = self.rng.random()
         if r < 0.1:
-            return self.request(d, seeds) + self.request(d, seeds)
+            return self._request(d, seeds) + self._request(d, seeds)
         if r < 0.45:
             return self.hostile(d).SerializeToString()
         if r < 0.75 or not seeds:
@@ -566,6 +577,9 @@ class Tally:
     hangs: int = 0
     sent: int = 0
     slowest: float = 0.0
+    #: The longest the sending process's event loop was late (a busy client makes
+    #: every call in flight look slower).
+    loop_lag: float = 0.0
     past_auth: Counter[str] = field(default_factory=Counter)
 
     def add(self, outcome: Outcome) -> None:
@@ -713,7 +727,19 @@ class Campaign:
                 if alive is not None and tally.sent % 200 == 0:
                     alive()
 
-        await asyncio.gather(*(worker() for _ in range(in_flight)))
+        async def watch() -> None:
+            while True:
+                before = time.perf_counter()
+                await asyncio.sleep(0.05)
+                tally.loop_lag = max(tally.loop_lag, time.perf_counter() - before - 0.05)
+
+        watchdog = asyncio.create_task(watch())
+        try:
+            await asyncio.gather(*(worker() for _ in range(in_flight)))
+        finally:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
 
 
 def _describe(payload: bytes | list[bytes]) -> str:

@@ -200,7 +200,9 @@ async def main_async(args: argparse.Namespace) -> int:
         total = tally.total
         print(f"\n{generated:,} generated requests in {seconds:.1f} s ({generated / seconds:,.0f}/s), "
               f"{args.in_flight} in flight, deadline {args.deadline:g} s each (+{args.margin:g} s before a call "
-              f"counts as a hang); slowest call {tally.slowest:.2f} s; tokens renewed {world.credentials.renewed}"
+              f"counts as a hang); slowest call {tally.slowest:.2f} s; the sending loop at most "
+              f"{tally.loop_lag:.2f} s late; "
+              f"tokens renewed {world.credentials.renewed}"
               f" (renewals that failed: {len(world.credentials.renew_failures)}"
               f"{': ' + ', '.join(world.credentials.renew_failures[:5]) if world.credentials.renew_failures else ''})")
         print("status codes, all calls: " + ", ".join(f"{k} {v:,}" for k, v in total.most_common()))
@@ -237,7 +239,8 @@ async def main_async(args: argparse.Namespace) -> int:
             "requests": generated, "rpcs": len(rpcs), "internal": internal, "unknown": unknown,
             "crashes": len(crashed), "hangs": tally.hangs, "probes": sum(sum(c.values()) for c in seen.values()),
             "ok": total["OK"], "invalid_argument": total["INVALID_ARGUMENT"],
-            "past_auth": sum(tally.past_auth.values()), "per_s": generated / seconds, "db": args.db,
+            "past_auth": sum(tally.past_auth.values()), "per_s": generated / seconds,
+            "slowest_s": tally.slowest, "loop_lag_s": tally.loop_lag, "db": args.db,
         }))
         return 0
     except Failed as exc:
