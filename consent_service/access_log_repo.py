@@ -21,7 +21,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from creditscore.common.v1 import common_pb2
-from creditscore.runtime import Aborted, Transactions, dialect_insert
+from creditscore.runtime import Aborted, Transactions, begin_write, dialect_insert
 
 from . import authorizations as auth_rules
 from .authorizations import AccessEntry, AccessOutcome, AccessOutcomeKind, AccessToRecord
@@ -70,7 +70,7 @@ class AccessLogRepo:
         transaction, so a revocation committed first refuses it
         (``NOT_AUTHORIZED``)."""
         log = access_log_table.c
-        async with self._engine.begin() as conn:
+        async with begin_write(self._engine) as conn:
             # An entry older than the window no longer holds the transaction id.
             await conn.execute(
                 update(access_log_table)

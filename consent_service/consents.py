@@ -277,11 +277,15 @@ def ensure_same_request(stored_method: str, stored_digest: str, key: RequestKey)
 
 
 def check_request_id(v: Violations, value: str, field: str = "request_id") -> None:
-    """``request_id`` is required, 1-128 characters."""
+    """``request_id`` is required, 1-128 printable characters (a NUL or another
+    control character is refused: PostgreSQL cannot store a NUL in text, and
+    answered INTERNAL)."""
     if not value:
         v.add(field, "must be set")
     elif len(value) > MAX_REQUEST_ID_LENGTH:
         v.add(field, f"must be at most {MAX_REQUEST_ID_LENGTH} characters")
+    elif not value.isprintable():
+        v.add(field, "must be printable characters only")
 
 
 def check_source(v: Violations, value: int, field: str = "source") -> None:

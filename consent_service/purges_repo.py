@@ -21,7 +21,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Update
 
-from creditscore.runtime import FailedPrecondition, dialect_insert
+from creditscore.runtime import FailedPrecondition, begin_write, dialect_insert
 
 from .consents import RequestKey, ensure_same_request
 from .purge import DeletionScope, Receipt, Step, StepTask, TableCount, new_receipt_id, plan_steps
@@ -164,7 +164,7 @@ class PurgesRepo:
                 continue
             # Each lease is one conditional UPDATE of its own (a write first: no
             # read-then-write transaction for SQLite's WAL to refuse).
-            async with self._engine.begin() as conn:
+            async with begin_write(self._engine) as conn:
                 leased = await conn.execute(
                     _open_step(row.receipt_id, row.position)
                     .where(steps.next_attempt_time == row.next_attempt_time)
@@ -185,7 +185,7 @@ class PurgesRepo:
         """Records a step's result and, with its last step done, completes the job."""
         steps = purge_steps_table.c
         result = json.dumps([[t.table, t.deleted, t.rewritten] for t in tables])
-        async with self._engine.begin() as conn:
+        async with begin_write(self._engine) as conn:
             await conn.execute(
                 _open_step(receipt_id, position).values(
                     result=result, complete_time=now, last_error=None, attempts=steps.attempts + 1
@@ -211,7 +211,7 @@ class PurgesRepo:
     async def fail_step(
         self, receipt_id: str, position: int, attempts: int, retry_at: datetime, error: str
     ) -> None:
-        async with self._engine.begin() as conn:
+        async with begin_write(self._engine) as conn:
             await conn.execute(
                 _open_step(receipt_id, position).values(
                     attempts=attempts, next_attempt_time=retry_at, last_error=error
@@ -220,7 +220,7 @@ class PurgesRepo:
 
     async def release_step(self, receipt_id: str, position: int, now: datetime) -> None:
         """Ends a lease early (a worker stopping): the step is due again at ``now``."""
-        async with self._engine.begin() as conn:
+        async with begin_write(self._engine) as conn:
             await conn.execute(_open_step(receipt_id, position).values(next_attempt_time=now))
 
     async def next_step_time(self) -> datetime | None:

@@ -395,7 +395,9 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         rules.check_subject_id(v, request.subject_id)
         v.raise_if_any(_INVALID)
         await self._acting_for(context, request.subject_id)
-        receipt = await self._store.receipt(request.receipt_id)
+        # Receipt ids are printable: another cannot name one (and a NUL cannot
+        # even be looked up in PostgreSQL: it answered INTERNAL).
+        receipt = await self._store.receipt(request.receipt_id) if request.receipt_id.isprintable() else None
         if receipt is None or receipt.subject_id != request.subject_id:
             raise NotFound("no deletion receipt of this subject has this id", reason="RECEIPT_NOT_FOUND")
         return consent_pb2.GetDeletionReceiptResponse(receipt=wire.receipt_pb(receipt))
@@ -916,6 +918,6 @@ def _optional_time(v: Violations, message: Message, field: str, path: str = "") 
     by default the field's name) when it is out of the range a Timestamp may hold."""
     try:
         return from_timestamp(message, field)
-    except (ValueError, OverflowError):
+    except InvalidArgument:
         v.add(path or field, "not a valid timestamp")
         return None

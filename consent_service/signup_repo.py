@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select, update
 
-from creditscore.runtime import KIND_PARTNER, REVOKE_SUBJECT, NotFound, dialect_insert
+from creditscore.runtime import KIND_PARTNER, REVOKE_SUBJECT, Aborted, NotFound, dialect_insert
 
 from . import authorizations as auth_rules
 from . import consents as rules
@@ -251,15 +251,22 @@ def _enroll(
             candidate = rules.new_subject_id()
             if _insert_subject(conn, st, candidate, now, secret_hash, revoke_rules.generation_at(now)):
                 return Enrollment(Subject(candidate, now), created=True)
-    # Above every revocation of an earlier enrollment of the same id: no token of
-    # that one is ever valid for this one.
-    floor = conn.execute(st.floor, {"sid": subject_id}).scalar_one_or_none()
-    generation = max(revoke_rules.generation_at(now), int(floor or 0))
-    if _insert_subject(conn, st, subject_id, now, secret_hash, generation):
-        return Enrollment(Subject(subject_id, now), created=True)
-    # Share-locked, as a grant locks it: a purge of the subject waits for this.
-    row = conn.execute(st.subject, {"sid": subject_id}).one()
-    return Enrollment(Subject(row.subject_id, row.enroll_time), created=False)
+    # The id was taken a moment ago but its account closed since (PostgreSQL, read
+    # committed: the insert met the closing transaction's row, the read after it
+    # finds none): enrolled again, as if the closing had come first. Once more at
+    # most; this was INTERNAL (NoResultFound) under concurrent closing.
+    for _ in range(2):
+        # Above every revocation of an earlier enrollment of the same id: no token
+        # of that one is ever valid for this one.
+        floor = conn.execute(st.floor, {"sid": subject_id}).scalar_one_or_none()
+        generation = max(revoke_rules.generation_at(now), int(floor or 0))
+        if _insert_subject(conn, st, subject_id, now, secret_hash, generation):
+            return Enrollment(Subject(subject_id, now), created=True)
+        # Share-locked, as a grant locks it: a purge of the subject waits for this.
+        row = conn.execute(st.subject, {"sid": subject_id}).one_or_none()
+        if row is not None:
+            return Enrollment(Subject(row.subject_id, row.enroll_time), created=False)
+    raise Aborted("the subject's account was closed while it enrolled: try again", reason="CONCURRENT_CHANGE")
 
 
 def _insert_subject(

@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from creditscore.runtime import REVOKE_SUBJECT, GroupCommit, Transactions, create_schema
+from creditscore.runtime import REVOKE_SUBJECT, GroupCommit, Transactions, begin_write, create_schema
 
 from . import revocation as revoke_rules
 from .access_log_repo import AccessLogRepo
@@ -146,7 +146,7 @@ class ConsentStore:
         ``SUBJECT_NOT_FOUND``."""
         receipt_id = new_receipt_id()
         account = scope is DeletionScope.ACCOUNT
-        async with self._engine.begin() as conn:
+        async with begin_write(self._engine) as conn:
             earlier = await self.purges.claim_request(
                 conn, key, receipt_id=receipt_id, subject_id=subject_id, scope=scope, now=now
             )

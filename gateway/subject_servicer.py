@@ -95,6 +95,8 @@ def _check_request_id(v: Violations, value: str) -> None:
         v.add("request_id", "must be set")
     elif len(value) > MAX_REQUEST_ID_LENGTH:
         v.add("request_id", f"must be at most {MAX_REQUEST_ID_LENGTH} characters")
+    elif not value.isprintable():
+        v.add("request_id", "must be printable characters only")
 
 
 def credit_score(score: scoring_pb2.Score) -> gateway_pb2.CreditScore:

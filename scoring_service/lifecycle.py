@@ -180,12 +180,19 @@ def check_version(v: Violations, value: str, field: str = "version", *, required
 
 
 def _check_change(v: Violations, request_id: str, note: str) -> None:
+    """The request id: 1 to ``MAX_REQUEST_ID_LENGTH`` printable characters; the note:
+    at most ``MAX_NOTE_LENGTH`` characters, no NUL (PostgreSQL cannot store one in
+    text: the change answered INTERNAL)."""
     if not request_id:
         v.add("request_id", "must be set")
     elif len(request_id) > MAX_REQUEST_ID_LENGTH:
         v.add("request_id", f"must be at most {MAX_REQUEST_ID_LENGTH} characters")
+    elif not request_id.isprintable():
+        v.add("request_id", "must be printable characters only")
     if len(note) > MAX_NOTE_LENGTH:
         v.add("note", f"must be at most {MAX_NOTE_LENGTH} characters")
+    elif "\x00" in note:
+        v.add("note", "must not contain NUL characters")
 
 
 def _digest(params: Mapping[str, str]) -> str:

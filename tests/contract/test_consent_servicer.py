@@ -402,3 +402,17 @@ async def test_list_consents_pages_in_stable_order(served: Served) -> None:
     await enroll(served, "carol")
     empty = await served.stub.ListConsents(pb.ListConsentsRequest(subject_id="carol"), timeout=5)
     assert (list(empty.consents), empty.next_page_token) == ([], "")
+
+
+async def test_hostile_ids_get_clear_answers_on_every_database(served: Served) -> None:
+    """Found by ``python -m bench.hostile`` on PostgreSQL, which cannot hold a NUL in
+    text: a request id or a receipt id with one answered INTERNAL."""
+    await enroll(served, "sim-hostile")
+    for request_id in ("a\x00b", "\x00", "r\n"):
+        error = await fails(served.stub.GrantConsent(pb.GrantConsentRequest(
+            request_id=request_id, subject_id="sim-hostile", source=COMMERCE, purpose=SCORING), timeout=5))
+        assert error.code == grpc.StatusCode.INVALID_ARGUMENT and fields(error) == ["request_id"]
+    for receipt_id in ("a\x00b", "\x00", "del_\x01"):
+        error = await fails(served.stub.GetDeletionReceipt(pb.GetDeletionReceiptRequest(
+            receipt_id=receipt_id, subject_id="sim-hostile"), timeout=5))
+        assert (error.code, error.reason) == (grpc.StatusCode.NOT_FOUND, "RECEIPT_NOT_FOUND")

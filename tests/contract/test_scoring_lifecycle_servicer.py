@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from creditscore.common.v1 import common_pb2
 from creditscore.runtime import (
@@ -386,6 +387,13 @@ async def test_bad_requests_name_every_bad_field(stub):
                                           until_time=to_timestamp(now - timedelta(days=1)), min_scores=-1),
                        timeout=5), ["until_time", "min_scores"]),
         (stub.GetDrift(pb.GetDriftRequest(version="a b"), timeout=5), ["version"]),
+        # A NUL PostgreSQL cannot store (was INTERNAL there: found by bench.hostile).
+        (stub.ActivateModel(pb.ActivateModelRequest(request_id="r\x00", version="1.0.0", note="a\x00b"), timeout=5),
+         ["request_id", "note"]),
+        # Out of a Timestamp's range (was INTERNAL: found by bench.hostile).
+        (stub.GetDrift(pb.GetDriftRequest(since_time=Timestamp(seconds=-(2**62))), timeout=5), ["since_time"]),
+        (stub.GetDrift(pb.GetDriftRequest(until_time=Timestamp(seconds=0, nanos=10**9)), timeout=5),
+         ["until_time"]),
         (stub.ListScores(pb.ListScoresRequest(subject_id="not ok!", page_size=-1), timeout=5),
          ["subject_id", "page_size"]),
         (stub.RecomputeScore(pb.RecomputeScoreRequest(score_id=0), timeout=5), ["score_id"]),

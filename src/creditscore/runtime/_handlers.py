@@ -52,21 +52,28 @@ def streaming(handler: Handler) -> StreamBehaviour:
     return cast("StreamBehaviour", behaviour)
 
 
-def with_unary(handler: Handler, behaviour: UnaryBehaviour) -> Handler:
-    """``handler`` (a single response) with ``behaviour`` in place of its own."""
+_SAME: Any = object()
+
+
+def with_unary(handler: Handler, behaviour: UnaryBehaviour, *, request_deserializer: Any = _SAME) -> Handler:
+    """``handler`` (a single response) with ``behaviour`` in place of its own (and
+    ``request_deserializer``, when given)."""
     factory = grpc.unary_unary_rpc_method_handler if handler.unary_unary else grpc.stream_unary_rpc_method_handler
     return factory(
         behaviour,
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=handler.request_deserializer if request_deserializer is _SAME else request_deserializer,
         response_serializer=handler.response_serializer,
     )
 
 
-def with_streaming(handler: Handler, behaviour: StreamBehaviour) -> Handler:
-    """``handler`` (a response stream) with ``behaviour`` in place of its own."""
+def with_streaming(
+    handler: Handler, behaviour: StreamBehaviour, *, request_deserializer: Any = _SAME
+) -> Handler:
+    """``handler`` (a response stream) with ``behaviour`` in place of its own (and
+    ``request_deserializer``, when given)."""
     factory = grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.stream_stream_rpc_method_handler
     return factory(
         behaviour,
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=handler.request_deserializer if request_deserializer is _SAME else request_deserializer,
         response_serializer=handler.response_serializer,
     )

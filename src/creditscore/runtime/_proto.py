@@ -37,11 +37,20 @@ def to_timestamp(value: datetime | None) -> Timestamp | None:
 
 
 def from_timestamp(message: Any, field_name: str) -> datetime | None:
-    """The aware UTC datetime of ``message.field_name``, or None where it is unset."""
+    """The aware UTC datetime of ``message.field_name``, or None where it is unset;
+    ``InvalidArgument`` (a violation at ``field_name``) for a Timestamp outside what
+    one may hold (years 1 to 9999, nanos 0 to 999,999,999): a request can carry any
+    seconds and nanos on the wire."""
     if not message.HasField(field_name):
         return None
     ts: Timestamp = getattr(message, field_name)
-    return ts.ToDatetime(tzinfo=UTC)
+    try:
+        return ts.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise InvalidArgument(
+            f"{field_name} is not a valid timestamp",
+            [FieldViolation(field_name, "must be a valid timestamp (years 1 to 9999, nanos 0 to 999999999)")],
+        ) from None
 
 
 def page_size(requested: int, *, default: int, maximum: int, field_name: str = "page_size") -> int:

@@ -172,6 +172,10 @@ def test_request_id_is_required_and_bounded() -> None:
     assert fields_of(rules.check_request_id, "") == ["request_id"]
     assert fields_of(rules.check_request_id, "r" * 128) == []
     assert fields_of(rules.check_request_id, "r" * 129) == ["request_id"]
+    # A NUL or another control character (PostgreSQL cannot store a NUL: was INTERNAL).
+    for bad in ("a\x00b", "\x00", "r\n", "\x7f"):
+        assert fields_of(rules.check_request_id, bad) == ["request_id"]
+    assert fields_of(rules.check_request_id, "demo-enroll sim-000001 é") == []
 
 
 def test_enums_must_be_known_and_specified() -> None:
